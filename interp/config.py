@@ -165,7 +165,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         n_train = n_train_examples(self.data)
         if n_train < 1:
-            _fail("train_frac", f"large enough to give at least one training pair for p={self.data.p}",
+            _fail("train_frac", f"large enough for one training pair at p={self.data.p}",
                   self.data.train_frac)
         if self.train.batch_size is not None and self.train.batch_size > n_train:
             _fail("batch_size", f"at most the training-set size {n_train}", self.train.batch_size)

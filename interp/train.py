@@ -72,7 +72,7 @@ def optimizer_arrays(model: torch.nn.Module,
     for param, state in optimizer.state.items():
         for key, value in state.items():
             if isinstance(value, torch.Tensor):
-                out[f"{names[id(param)]}/{key}"] = value.detach().cpu().numpy()
+                out[f"{names[id(param)]}/{key}"] = value.detach().cpu().numpy().copy()
     return out
 
 
@@ -98,6 +98,7 @@ class Trainer:
         self.model = MLP(cfg.data.p, cfg.model, self.device)
         self.optimizer = make_optimizer(self.model, cfg.train)
         self.step = 0
+        self._step_buffers: dict[str, torch.Tensor] = {}
         self._setup_tensors()
         self.metric_names = (["loss", "test_loss"]
                              + [f"accuracy/{a}" for a in ACCURACY_NAMES]
@@ -179,7 +180,10 @@ class Trainer:
     def _measure(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Metrics of the weights at ``step`` and the training loss to differentiate."""
         reuse = self._train_logits_are_eval()
-        if not reuse:  # eval first: a BatchNorm training forward moves the running stats
+        # A BatchNorm training forward moves the running statistics: evaluate first and
+        # keep the statistics of step t for its checkpoint.
+        self._step_buffers = {k: v.clone() for k, v in self.model.named_buffers()}
+        if not reuse:
             pred, test_loss = self._evaluate(None)
         logits, loss = self._forward_train(step)
         if reuse:
@@ -211,6 +215,10 @@ class Trainer:
         return self
 
     # -- state for checkpoints and resume ------------------------------------------------
+    def state_arrays(self) -> dict[str, torch.Tensor]:
+        """Parameters and buffers of the weights at the current step (for a checkpoint)."""
+        return self.model.arrays() | self._step_buffers
+
     def optimizer_arrays(self) -> dict[str, np.ndarray]:
         """Optimizer state as ``{"<param>/<key>": array}`` (e.g. ``"U/exp_avg"``)."""
         return optimizer_arrays(self.model, self.optimizer)

@@ -15,6 +15,7 @@ import copy
 import datetime as _dt
 import json
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -258,7 +259,7 @@ class TrajectoryWriter:
         self.path, self.append, self.device = Path(path), append, device
         if not append and self.path.exists() and not overwrite:
             raise FileExistsError(f"output {str(self.path)!r} already exists; "
-                                  "pass overwrite to replace it.")
+                                  "pass --overwrite (overwrite=True) to replace it.")
         self.file: h5py.File | None = None
         self._pending: list[tuple[int, torch.Tensor]] = []
 
@@ -276,7 +277,7 @@ class TrajectoryWriter:
         f = self.file
         assert f is not None
         # 1. the checkpoint's arrays, not yet visible (checkpoints/step is the commit index)
-        for k, v in trainer.model.arrays().items():
+        for k, v in trainer.state_arrays().items():
             _append(f["checkpoints"][k], v.float().cpu().numpy()[None])
         f.flush()
         # 2. optimizer state into the older of two slots, invalidated while it is written
@@ -373,9 +374,12 @@ def train_to_file(cfg: RunConfig, path: str | os.PathLike, *, device: str = "cpu
     """Train a run and record it to ``path``. Returns the path."""
     writer = TrajectoryWriter(path, overwrite=overwrite, device=device)
     folder = Path(path).parent
-    folder.mkdir(parents=True, exist_ok=True)
-    if not os.access(folder, os.W_OK):
-        raise PermissionError(f"output folder {str(folder)!r} is not writable.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise PermissionError(f"output folder {str(folder)!r} must be writable, but writing "
+                              f"there failed: {exc.strerror}.") from None
     with contextlib.closing(writer):
         Trainer(cfg, device, [writer, *callbacks]).run()
     return Path(path)

@@ -1,0 +1,41 @@
+# Set-up and the two README commands. Everything a fresh machine needs is installed here.
+PYTHON ?= python3
+VENV   ?= .venv
+# The CPU build of torch is installed first, pinned; the package's own requirement is a
+# range that this build satisfies, so pip never pulls a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+BIN    := $(VENV)/bin
+
+.PHONY: demo test setup bench lint clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/.installed
+
+# Main job: train the paper's coexistence run, analyze it, write figures and a summary.
+demo: setup
+	$(BIN)/interp train --steps 1000 --out checkpoints/demo.h5 --overwrite
+	$(BIN)/interp analyze checkpoints/demo.h5 --out checkpoints/demo-analysis \
+		--json checkpoints/demo-analysis/summary.json
+
+# Test suite (slow tests excluded by pyproject's addopts; `make test-slow` runs them).
+# pytest's exit code 5 ("no tests collected") is not a failure of the suite.
+test: setup
+	$(BIN)/python -m pytest -q || [ $$? -eq 5 ]
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow || [ $$? -eq 5 ]
+
+bench: setup
+	$(BIN)/python benchmarks/run.py
+
+lint: setup
+	$(BIN)/ruff check interp tests benchmarks analyses
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,224 @@
+"""The ``interp`` command line: a thin layer over the importable API."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from interp.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from interp.trajectory import Run, resume_file, train_to_file
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Train MLPs on corrupted modular arithmetic, record dense HDF5 "
+                       "trajectories, and analyze which neurons memorize and which generalize.")
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Errors that are the user's input, reported as one sentence and exit code 2.
+USER_ERRORS = (ValueError, KeyError, FileExistsError, FileNotFoundError, PermissionError,
+               IsADirectoryError, NotADirectoryError)
+
+
+def friendly(fn: F) -> F:
+    """Turn input errors into one sentence on stderr and a non-zero exit, no traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as exc:
+            if isinstance(exc, OSError) and exc.errno is not None:
+                msg = f"cannot use path {exc.filename!r}: {exc.strerror}."
+            else:
+                msg = exc.args[0] if exc.args else str(exc)
+            err.print(f"error: {msg}", markup=False, highlight=False)
+            raise typer.Exit(2) from None
+    return wrapper  # type: ignore[return-value]
+
+
+def default_run_name(cfg: RunConfig) -> str:
+    d, m, t = cfg.data, cfg.model, cfg.train
+    parts = [d.op, f"p{d.p}", f"N{m.width}", f"a{d.train_frac:g}", f"xi{d.corrupt:g}",
+             f"wd{t.weight_decay:g}"]
+    if m.dropout:
+        parts.append(f"do{m.dropout:g}")
+    if m.batchnorm:
+        parts.append("bn")
+    if t.batch_size:
+        parts.append(f"bs{t.batch_size}")
+    parts.append(f"s{t.seed}")
+    return "_".join(parts) + ".h5"
+
+
+class ProgressBar:
+    """Trainer callback: a rich progress bar with live loss and accuracies."""
+
+    def __init__(self, total: int, every: int) -> None:
+        self.total, self.every = total, max(1, every)
+        self.progress = Progress(TextColumn("[bold]train"), BarColumn(),
+                                 TextColumn("{task.completed}/{task.total}"),
+                                 TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+                                 console=err, transient=False)
+        self.task = self.progress.add_task("train", total=total, info="")
+
+    def on_start(self, trainer: Any) -> None:
+        self.progress.start()
+        self.progress.update(self.task, completed=trainer.step)
+
+    def on_step(self, trainer: Any, step: int, values: Any) -> None:
+        if step % self.every and step != self.total:
+            return
+        v = dict(zip(trainer.metric_names, values.tolist()))
+        info = (f"loss {v['loss']:.3g}  train {v['accuracy/train']:.3f}  "
+                f"test {v['accuracy/test']:.3f}")
+        self.progress.update(self.task, completed=step, info=info)
+
+    def on_end(self, trainer: Any) -> None:
+        self.progress.stop()
+
+
+def summary_table(run: Run) -> Table:
+    m = run.metrics()
+    table = Table(title=f"{run.path}  (step {int(m['step'][-1]) if len(m['step']) else '-'})")
+    table.add_column("metric")
+    table.add_column("final", justify="right")
+    for k in sorted(m):
+        if k != "step" and len(m[k]):
+            table.add_row(k, f"{float(m[k][-1]):.4f}")
+    return table
+
+
+@app.command()
+@friendly
+def train(
+    p: int = typer.Option(97, help="Modulus (prime where the operation needs it)."),
+    op: str = typer.Option("add", help="Operation: add, sub, mul, div, sq_sum (m^2+n^2)."),
+    train_frac: float = typer.Option(0.5, help="Train fraction alpha of all pairs."),
+    corrupt: float = typer.Option(0.35, help="Corrupted fraction xi of the training labels."),
+    corrupt_mode: str = typer.Option("different",
+                                     help="'different': every corrupted label is wrong; "
+                                          "'uniform': drawn over all p labels."),
+    width: int = typer.Option(500, help="Hidden width N."),
+    act: str = typer.Option("x^2", help="Activation: x^K (x^2 default), relu, gelu."),
+    wd: float = typer.Option(0.0, help="Weight decay (on all parameters)."),
+    dropout: float = typer.Option(0.0, help="Dropout on the pre-activation."),
+    batchnorm: bool = typer.Option(False, help="BatchNorm after the activation."),
+    batch_size: int | None = typer.Option(None, help="Minibatch size (default: full batch)."),
+    lr: float = typer.Option(1e-2, help="Learning rate."),
+    optimizer: str = typer.Option("adamw", help="adamw, adam or sgd."),
+    loss: str = typer.Option("mse", help="mse (against one-hot targets) or ce."),
+    steps: int = typer.Option(2000, help="Optimizer steps."),
+    seed: int = typer.Option(0, help="Seed for the split, corruption, init and batches."),
+    save_every: int = typer.Option(10, help="Keep a checkpoint every k steps."),
+    save_log: int = typer.Option(0, help="Instead keep this many log-spaced checkpoints."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    out_path: Path | None = typer.Option(None, "--out",
+                                            help="Run file (default checkpoints/<name>.h5)."),
+    resume: Path | None = typer.Option(None, help="Continue this interrupted run file "
+                                                     "(its stored config is used)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output file."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+) -> None:
+    """Train one run and record its dense trajectory.
+
+    The defaults are the paper's main setting (p 97, width 500, alpha 0.5, xi 0.35,
+    AdamW lr 1e-2, MSE, full batch, 2000 steps).
+
+    Examples:
+
+      interp train --steps 1000                      # coexistence (wd 0)
+
+      interp train --wd 15 --steps 500 --out checkpoints/wd15.h5
+
+      interp train --resume checkpoints/wd15.h5      # after an interruption
+    """
+    start = time.perf_counter()
+    if resume is not None:
+        with Run(resume) as run:
+            cfg = run.config
+        bar = [] if quiet else [ProgressBar(cfg.train.steps, max(1, cfg.train.steps // 100))]
+        path = resume_file(resume, device=device, callbacks=bar)
+    else:
+        cfg = RunConfig(
+            DataConfig(p=p, op=op, train_frac=train_frac, corrupt=corrupt,
+                       corrupt_mode=corrupt_mode, split_seed=seed, corrupt_seed=seed),
+            ModelConfig(width=width, act=act, dropout=dropout, batchnorm=batchnorm,
+                        init_seed=seed),
+            TrainConfig(steps=steps, lr=lr, optimizer=optimizer, weight_decay=wd, loss=loss,
+                        batch_size=batch_size, seed=seed, save_every=save_every,
+                        save_log=save_log),
+        )
+        path = out_path or Path("checkpoints") / default_run_name(cfg)
+        if path.is_dir():
+            raise IsADirectoryError(f"--out must be a file path, got the folder {str(path)!r}.")
+        bar = [] if quiet else [ProgressBar(steps, max(1, steps // 100))]
+        train_to_file(cfg, path, device=device, overwrite=overwrite, callbacks=bar)
+    with Run(path) as run:
+        out.print(summary_table(run))
+    out.print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB) "
+              f"in {time.perf_counter() - start:.1f} s")
+
+
+@app.command()
+@friendly
+def inspect(
+    run_path: Path = typer.Argument(..., metavar="RUN", help="Trajectory file (.h5)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON object instead."),
+) -> None:
+    """Show a run file's config, stored steps and checkpoints, final metrics and size.
+
+    Example:
+
+      interp inspect checkpoints/run.h5 --json
+    """
+    with Run(run_path) as run:
+        m = run.metrics()
+        info = {
+            "path": str(run_path),
+            "format": f"{run.attrs['format']} v{run.attrs['format_version']}",
+            "interp_version": run.attrs["interp_version"],
+            "created": run.attrs["created"],
+            "size_bytes": run_path.stat().st_size,
+            "complete": run.complete,
+            "config": run.config.to_dict(),
+            "checkpoints": {"count": len(run.steps),
+                            "first": int(run.steps[0]) if len(run.steps) else None,
+                            "last": int(run.steps[-1]) if len(run.steps) else None},
+            "metric_steps": len(m["step"]),
+            "arrays": {k: list(run.file["checkpoints"][k].shape[1:]) for k in run.names},
+            "final_metrics": {k: float(v[-1]) for k, v in m.items()
+                              if k != "step" and len(v)},
+        }
+        if as_json:
+            sys.stdout.write(json.dumps(info, indent=2) + "\n")
+            return
+        cfg = Table(title="config", show_header=False)
+        for section, fields in info["config"].items():
+            for k, v in fields.items():
+                cfg.add_row(f"{section}.{k}", str(v))
+        out.print(cfg)
+        ck = info["checkpoints"]
+        out.print(f"{info['format']}, written by interp {info['interp_version']} "
+                  f"at {info['created']}; {info['size_bytes'] / 2**20:.1f} MiB")
+        out.print(f"checkpoints: {ck['count']} (steps {ck['first']}..{ck['last']}); "
+                  f"metrics for {info['metric_steps']} steps; "
+                  f"{'complete' if run.complete else 'INCOMPLETE (resume with --resume)'}")
+        out.print(summary_table(run))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

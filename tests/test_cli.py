@@ -1,0 +1,75 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from interp.cli import app
+from interp.trajectory import Run
+
+runner = CliRunner()
+TINY = ["--p", "11", "--width", "12", "--steps", "20", "--save-every", "5", "--quiet"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_train_then_inspect(tmp_path):
+    path = tmp_path / "run.h5"
+    res = invoke("train", *TINY, "--corrupt", "0.2", "--wd", "1", "--out", path)
+    assert res.exit_code == 0, res.output
+    assert "accuracy/test" in res.output and str(path) in res.output
+    with Run(path) as run:
+        assert run.config.data.corrupt == 0.2 and run.config.train.weight_decay == 1.0
+        assert run.complete and len(run.steps) == 5
+    res = invoke("inspect", path, "--json")
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert info["checkpoints"] == {"count": 5, "first": 0, "last": 20}
+    assert info["metric_steps"] == 21 and info["complete"] is True
+    assert info["arrays"]["U"] == [12, 11]
+    res = invoke("inspect", path)
+    assert res.exit_code == 0 and "complete" in res.output
+
+
+def test_default_output_name_goes_to_checkpoints(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = invoke("train", *TINY, "--seed", "3")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "checkpoints" / "add_p11_N12_a0.5_xi0.35_wd0_s3.h5").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--corrupt", "1.0"], "corrupt must be a number in [0.0, 1.0), got 1.0."),
+    (["--corrupt", "-0.5"], "corrupt must be a number in [0.0, 1.0)"),
+    (["--op", "div", "--p", "12"], "p must be a prime for op 'div'"),
+    (["--width", "0"], "width must be an integer >= 1, got 0."),
+    (["--act", "tanh"], "act must be 'relu', 'gelu' or 'x^K'"),
+    (["--optimizer", "lbfgs"], "optimizer must be one of adamw, adam, sgd"),
+    (["--device", "tpu"], "device must be 'cpu' or 'cuda[:N]'"),
+])
+def test_bad_parameters_give_one_sentence_and_exit_2(tmp_path, args, message):
+    res = invoke("train", *TINY, "--out", tmp_path / "x.h5", *args)
+    assert res.exit_code == 2
+    assert message in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_existing_output_unwritable_path_and_bad_run_file(tmp_path):
+    path = tmp_path / "run.h5"
+    assert invoke("train", *TINY, "--out", path).exit_code == 0
+    before = path.read_bytes()
+    res = invoke("train", *TINY, "--out", path)
+    assert res.exit_code == 2 and "already exists; pass --overwrite" in res.output
+    assert path.read_bytes() == before
+    assert invoke("train", *TINY, "--out", path, "--overwrite").exit_code == 0
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    res = invoke("train", *TINY, "--out", blocker / "run.h5")
+    assert res.exit_code == 2 and "must be writable" in res.output
+    res = invoke("inspect", tmp_path / "nope.h5")
+    assert res.exit_code == 2 and "does not exist" in res.output
+    res = invoke("inspect", blocker)
+    assert res.exit_code == 2 and "not a readable HDF5 file" in res.output
+    res = invoke("train", "--resume", path)
+    assert res.exit_code == 2 and "already complete" in res.output

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from interp.config import ModelConfig
+from interp.model import MLP, activation
+
+
+def dense_reference(model: MLP, m: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """The textbook formulation: one-hot e_m (+) e_n times a dense (N x 2p) matrix."""
+    p = model.p
+    x = torch.cat([F.one_hot(m, p), F.one_hot(n, p)], dim=1).float()
+    first = torch.cat([model.U, model.V], dim=1)  # (N, 2p)
+    return activation(model.cfg.act, x @ first.t()) @ model.W.t()
+
+
+@pytest.mark.parametrize("act", ["x^2", "x^3", "relu", "gelu"])
+def test_forward_and_backward_match_one_hot_reference(act):
+    torch.manual_seed(0)
+    model = MLP(7, ModelConfig(width=9, act=act, init_seed=1))
+    m, n = torch.randint(0, 7, (40,)), torch.randint(0, 7, (40,))
+    target = torch.randn(40, 7)
+    out = model(m, n)
+    ref = dense_reference(model, m, n)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    grads = torch.autograd.grad(((out - target) ** 2).sum(), [model.U, model.V, model.W])
+    ref_grads = torch.autograd.grad(((ref - target) ** 2).sum(), [model.U, model.V, model.W])
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-6)
+
+
+def test_shapes_names_and_init_std():
+    model = MLP(97, ModelConfig(width=500))
+    assert [k for k, _ in model.named_parameters()] == ["U", "V", "W"]
+    assert model.U.shape == (500, 97) and model.W.shape == (97, 500)
+    expected = 0.5 / (2 * 500) ** (1 / 3)
+    for w in (model.U, model.V, model.W):
+        np.testing.assert_allclose(w.detach().std().item(), expected, rtol=0.02)
+    same = MLP(97, ModelConfig(width=500))
+    torch.testing.assert_close(model.U, same.U)
+
+
+def test_batchnorm_after_activation_in_eval_mode():
+    model = MLP(5, ModelConfig(width=4, batchnorm=True)).eval()
+    assert {"gamma", "beta"} <= {k for k, _ in model.named_parameters()}
+    with torch.no_grad():
+        model.gamma.copy_(torch.tensor([1.0, 2.0, 0.5, 0.0]))
+        model.beta.copy_(torch.tensor([0.0, 1.0, 0.0, 3.0]))
+        model.running_mean.copy_(torch.tensor([0.1, 0.2, 0.3, 0.4]))
+        model.running_var.copy_(torch.tensor([1.0, 4.0, 0.25, 1.0]))
+    m, n = torch.arange(5), torch.arange(5).flip(0)
+    z = (model.U[:, m] + model.V[:, n]).t() ** 2
+    h = (z - model.running_mean) / torch.sqrt(model.running_var + 1e-5) * model.gamma + model.beta
+    torch.testing.assert_close(model(m, n), h @ model.W.t(), rtol=1e-5, atol=1e-6)
+
+
+def test_dropout_acts_on_pre_activation_and_only_in_training():
+    model = MLP(5, ModelConfig(width=64, dropout=0.5))
+    m, n = torch.arange(5), torch.arange(5)
+    h = model.hidden(m, n, torch.Generator().manual_seed(0))
+    z = (model.U[:, m] + model.V[:, n]).t()
+    kept = h != 0
+    assert 0.3 < kept.float().mean() < 0.7
+    # survivors are (z / keep)^2: the mask was applied before the square
+    torch.testing.assert_close(h[kept], (z[kept] / 0.5) ** 2)
+    model.eval()
+    torch.testing.assert_close(model.hidden(m, n), z**2)
+
+
+def test_load_arrays_checks_shapes():
+    model = MLP(5, ModelConfig(width=3))
+    arrays = {k: v.numpy() * 0 for k, v in model.arrays().items()}
+    model.load_arrays(arrays)
+    assert float(model.U.detach().abs().sum()) == 0.0
+    arrays["W"] = np.zeros((3, 5))
+    with pytest.raises(ValueError, match=r"weights\['W'\] must have shape \(5, 3\)"):
+        model.load_arrays(arrays)

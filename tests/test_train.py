@@ -1,0 +1,111 @@
+import numpy as np
+import pytest
+import torch
+
+from interp.config import TrainConfig
+from interp.data import ACCURACY_NAMES, accuracies
+from interp.train import Trainer, checkpoint_steps, resolve_device
+
+
+class Recorder:
+    def __init__(self, keep_at: int | None = None):
+        self.events, self.values, self.keep_at, self.kept = [], [], keep_at, None
+
+    def on_start(self, tr):
+        self.events.append(("start", tr.step))
+
+    def on_step(self, tr, step, values):
+        self.events.append(("step", step))
+        self.values.append(values.clone())
+
+    def on_checkpoint(self, tr, step):
+        self.events.append(("checkpoint", step))
+        if step == self.keep_at:
+            self.kept = ({k: v.clone().numpy() for k, v in tr.state_arrays().items()},
+                         tr.optimizer_arrays())
+
+    def on_end(self, tr):
+        self.events.append(("end", tr.step))
+
+
+def test_checkpoint_schedule():
+    assert len(checkpoint_steps(TrainConfig(steps=2000))) == 201
+    np.testing.assert_array_equal(checkpoint_steps(TrainConfig(steps=20, save_every=7)),
+                                  [0, 7, 14, 20])
+    log = checkpoint_steps(TrainConfig(steps=1000, save_log=10))
+    assert log[0] == 0 and log[-1] == 1000 and np.all(np.diff(log) > 0)
+    assert np.all(np.diff(np.log(log[1:])) < 1.0)
+
+
+def test_callbacks_see_every_step_and_checkpoint_in_order(tiny_cfg):
+    rec = Recorder()
+    tr = Trainer(tiny_cfg, callbacks=[rec]).run()
+    steps = [s for e, s in rec.events if e == "step"]
+    ckpts = [s for e, s in rec.events if e == "checkpoint"]
+    assert steps == list(range(31)) and ckpts == [0, 5, 10, 15, 20, 25, 30]
+    assert rec.events[0] == ("start", 0) and rec.events[-1] == ("end", 30)
+    assert rec.events.index(("checkpoint", 10)) == rec.events.index(("step", 10)) + 1
+    assert tr.metric_names[:2] == ["loss", "test_loss"]
+    assert len(rec.values) == 31 and rec.values[0].shape == (len(tr.metric_names),)
+
+
+def test_recorded_accuracies_match_an_independent_evaluation(tiny_cfg):
+    rec = Recorder()
+    tr = Trainer(tiny_cfg, callbacks=[rec]).run()
+    ds = tr.dataset
+    pairs = torch.as_tensor(ds.pairs[ds.eval_idx])
+    with torch.no_grad():
+        pred = tr.model.eval()(pairs[:, 0], pairs[:, 1]).argmax(-1).numpy()
+    acc = accuracies(pred, ds)
+    last = dict(zip(tr.metric_names, rec.values[-1].tolist()))
+    for name in ACCURACY_NAMES:
+        np.testing.assert_allclose(last[f"accuracy/{name}"], acc[name], atol=1e-6)
+
+
+def test_reusing_training_logits_equals_a_separate_eval_pass(tiny_cfg, monkeypatch):
+    fast = Recorder()
+    Trainer(tiny_cfg, callbacks=[fast]).run()
+    monkeypatch.setattr(Trainer, "_train_logits_are_eval", lambda self: False)
+    slow = Recorder()
+    Trainer(tiny_cfg, callbacks=[slow]).run()
+    torch.testing.assert_close(torch.stack(fast.values), torch.stack(slow.values))
+
+
+def test_memorizes_a_tiny_corrupted_dataset(tiny_cfg):
+    rec = Recorder()
+    Trainer(tiny_cfg.replace(train={"steps": 150}), callbacks=[rec]).run()
+    tr_names = Trainer(tiny_cfg).metric_names
+    first = dict(zip(tr_names, rec.values[0].tolist()))
+    last = dict(zip(tr_names, rec.values[-1].tolist()))
+    assert last["loss"] < 0.5 * first["loss"]
+    assert last["accuracy/train_corrupted"] > 0.9  # memorized the corrupted labels
+
+
+@pytest.mark.parametrize("model, train", [
+    ({}, {}),
+    ({"dropout": 0.3, "batchnorm": True}, {"batch_size": 16}),
+    ({"act": "relu"}, {"optimizer": "sgd", "momentum": 0.9, "loss": "ce"}),
+    ({}, {"optimizer": "adam", "weight_decay": 1.0}),
+])
+def test_resuming_from_a_checkpoint_is_bit_exact(tiny_cfg, model, train):
+    cfg = tiny_cfg.replace(model=model, train=train)
+    rec = Recorder(keep_at=15)
+    full = Trainer(cfg, callbacks=[rec]).run()
+    arrays, opt = rec.kept
+    resumed_rec = Recorder()
+    resumed = Trainer(cfg, callbacks=[resumed_rec])
+    resumed.load_state(15, arrays, opt)
+    resumed.run()
+    for (k, a), b in zip(full.model.arrays().items(), resumed.model.arrays().values()):
+        assert torch.equal(a, b), k
+    torch.testing.assert_close(torch.stack(resumed_rec.values), torch.stack(rec.values[15:]),
+                               rtol=0, atol=0)
+
+
+def test_unavailable_device_is_a_clear_error():
+    assert resolve_device("cpu").type == "cpu"
+    with pytest.raises(ValueError, match="device must be"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")

@@ -1,0 +1,164 @@
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from interp.data import accuracies
+from interp.trajectory import Run, resume_file, train_to_file
+
+
+def sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def run_file(tiny_cfg, tmp_path):
+    cfg = tiny_cfg.replace(model={"batchnorm": True})
+    return train_to_file(cfg, tmp_path / "run.h5"), cfg
+
+
+def test_round_trip(run_file):
+    path, cfg = run_file
+    with Run(path) as run:
+        assert run.config == cfg and run.complete
+        assert run.attrs["format"] == "interp-trajectory" and run.attrs["format_version"] == 1
+        np.testing.assert_array_equal(run.steps, [0, 5, 10, 15, 20, 25, 30])
+        m = run.metrics()
+        np.testing.assert_array_equal(m["step"], np.arange(31))
+        assert all(len(v) == 31 for v in m.values())
+        ds = run.dataset()
+        assert ds.corrupted.dtype == bool and ds.corrupted.sum() == int(0.3 * len(ds.train_idx))
+        assert set(run.names) == {"U", "V", "W", "gamma", "beta", "running_mean", "running_var"}
+        U = run.read("U")
+        assert U.shape == (7, 12, 11) and U.dtype == np.float32
+        np.testing.assert_array_equal(run.read("U", steps=slice(2, 4)), U[2:4])
+        np.testing.assert_array_equal(run.read("U", steps=[4, 1]), U[[4, 1]])
+        np.testing.assert_array_equal(run.read("W", neurons=[3, 0]), run.read("W")[:, :, [3, 0]])
+        blocks = list(run.iter_chunks(["U", "gamma"], chunk=3))
+        assert [len(s) for s, _ in blocks] == [3, 3, 1]
+        np.testing.assert_array_equal(np.concatenate([b["U"] for _, b in blocks]), U)
+        # the model rebuilt at a stored step reproduces the accuracies recorded for that step
+        model = run.model(step=20)
+        pairs = torch.as_tensor(ds.pairs[ds.eval_idx])
+        with torch.no_grad():
+            pred = model(pairs[:, 0], pairs[:, 1]).argmax(-1).numpy()
+        for name, value in accuracies(pred, ds).items():
+            np.testing.assert_allclose(m[f"accuracy/{name}"][20], value, atol=1e-6)
+
+
+def test_reading_never_modifies_the_file(run_file):
+    path, _ = run_file
+    before, mtime = sha(path), path.stat().st_mtime_ns
+    with Run(path) as run:
+        run.metrics(), run.read("U"), run.model(), run.optimizer_state(30)
+    assert sha(path) == before and path.stat().st_mtime_ns == mtime
+
+
+def test_bad_files_get_clear_errors(tmp_path, run_file):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Run(tmp_path / "missing.h5")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError, match="not a readable HDF5 file"):
+        Run(tmp_path / "notes.txt")
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["x"] = 1
+    with pytest.raises(ValueError, match="must have format 'interp-trajectory', found None"):
+        Run(tmp_path / "other.h5")
+    path, cfg = run_file
+    with Run(path) as run:
+        with pytest.raises(ValueError, match="step must be one of the stored checkpoints"):
+            run.weights(7)
+        with pytest.raises(KeyError, match="array 'Q' is not stored"):
+            run.read("Q")
+    with pytest.raises(FileExistsError, match="already exists"):
+        train_to_file(cfg, path)
+    with pytest.raises(ValueError, match="already complete"):
+        resume_file(path)
+
+
+# A child process trains and is killed with SIGKILL: by itself at a chosen point of the
+# checkpoint write protocol, or from outside at an arbitrary moment.
+CHILD = textwrap.dedent("""
+    import os, signal, sys
+    from interp.config import RunConfig
+    from interp import trajectory
+    from interp.trajectory import train_to_file
+    cfg = RunConfig.from_json(sys.argv[2])
+    kill_at, stage = int(sys.argv[3]), sys.argv[4]
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+    class Killer:
+        def on_checkpoint(self, tr, step):  # runs after the writer's checkpoint
+            if step == kill_at and stage == "after_commit":
+                die()
+    if stage == "optimizer_half_written":
+        save = trajectory.TrajectoryWriter._save_optimizer
+        def broken(self, tr, step):
+            if step == kill_at:
+                g = self.file["resume"]
+                s = int(g["slot_step"][()].argmin())
+                g["slot_step"][s] = -1
+                self.file.flush()
+                die()
+            save(self, tr, step)
+        trajectory.TrajectoryWriter._save_optimizer = broken
+    if stage == "arrays_uncommitted":
+        append = trajectory._append
+        def wrapped(ds, rows):
+            append(ds, rows)
+            if ds.name == "/metrics/step" and rows[-1] == kill_at:
+                die()
+        trajectory._append = wrapped
+    train_to_file(cfg, sys.argv[1], callbacks=[Killer()])
+""")
+
+
+def run_child(path, cfg, kill_at, stage):
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(path), cfg.to_json(),
+                             str(kill_at), stage])
+
+
+@pytest.mark.parametrize("stage", ["after_commit", "optimizer_half_written",
+                                   "arrays_uncommitted", "external"])
+def test_kill_9_then_resume_is_bit_exact(tiny_cfg, tmp_path, stage):
+    cfg = tiny_cfg.replace(model={"dropout": 0.2}, train={"steps": 200, "save_every": 10,
+                                                          "batch_size": 20})
+    reference = train_to_file(cfg, tmp_path / "reference.h5")
+    path = tmp_path / "killed.h5"
+    child = run_child(path, cfg, 100, stage)
+    if stage == "external":
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                with Run(path) as run:
+                    if len(run.steps) >= 5:
+                        break
+            except (OSError, ValueError, FileNotFoundError, KeyError):
+                pass
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+    assert child.wait(60) == -signal.SIGKILL
+    with Run(path) as run:  # the killed file opens and shows only committed checkpoints
+        assert not run.complete and 0 < len(run.steps)
+        n = len(run.steps)
+        assert all(run.file["checkpoints"][k].shape[0] >= n for k in run.names)
+        if stage != "external":
+            assert run.steps[-1] == (100 if stage == "after_commit" else 90)
+        assert len(run.metrics()["step"]) >= run.steps[-1] + 1
+    resume_file(path)
+    with Run(path) as got, Run(reference) as want:
+        assert got.complete
+        np.testing.assert_array_equal(got.steps, want.steps)
+        for k in want.names:
+            np.testing.assert_array_equal(got.read(k), want.read(k), err_msg=k)
+        for k, v in want.metrics().items():
+            np.testing.assert_array_equal(got.metrics()[k], v, err_msg=k)
+    assert not os.path.exists(str(path) + ".tmp")
