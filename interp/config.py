@@ -133,7 +133,7 @@ class TrainConfig:
     save_log: int = 0
 
     def __post_init__(self) -> None:
-        _check_int("steps", self.steps, 1)
+        _check_int("steps", self.steps, 0)
         if not isinstance(self.lr, (int, float)) or not self.lr > 0:
             _fail("lr", "a positive number", self.lr)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)

@@ -190,6 +190,15 @@ class Trainer:
             pred, test_loss = self._evaluate(logits.detach())
         return self._metrics(loss, pred, test_loss), loss
 
+    @torch.no_grad()
+    def evaluate(self) -> torch.Tensor:
+        """Metrics of the current weights, everything in eval mode (the loss included)."""
+        self._step_buffers = {k: v.clone() for k, v in self.model.named_buffers()}
+        self.model.eval()
+        logits = self.model(self.m_train, self.n_train)
+        pred, test_loss = self._evaluate(logits)
+        return self._metrics(self._loss(logits, self.y_train, self.onehot_train), pred, test_loss)
+
     def _emit(self, event: str, *args: object) -> None:
         for cb in self.callbacks:
             fn = getattr(cb, event, None)

@@ -16,7 +16,7 @@ import datetime as _dt
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import h5py
@@ -214,14 +214,15 @@ def _growable(g: h5py.Group, name: str, row_shape: tuple[int, ...], dtype: objec
                      chunks=(rows_per_chunk, *row_shape) if row_shape else (rows_per_chunk,))
 
 
-def _create(path: Path, trainer: Trainer, device: str) -> None:
+def _create(path: Path, trainer: Trainer, attrs: dict[str, str]) -> None:
     """Write an empty trajectory (header, dataset, empty growable datasets) atomically."""
     tmp = path.with_name(path.name + ".tmp")
     with h5py.File(tmp, "w", libver="latest") as f:
         f.attrs.update(format=FORMAT_NAME, format_version=FORMAT_VERSION,
-                       interp_version=__version__, model="mlp", device=device,
+                       interp_version=__version__, model="mlp",
                        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                        config=trainer.cfg.to_json(), metric_names=json.dumps(trainer.metric_names))
+        f.attrs.update(attrs)
         ds = f.create_group("dataset")
         for k in DATASET_FIELDS:
             ds.create_dataset(k, data=getattr(trainer.dataset, k))
@@ -252,11 +253,12 @@ class TrajectoryWriter:
     """Trainer callback that records metrics every step and weights at checkpoints.
 
     ``append=True`` continues an existing (recovered) file instead of creating one.
+    ``attrs`` are extra root attributes for a new file (``device``, ``source``, ...).
     """
 
     def __init__(self, path: str | os.PathLike, *, append: bool = False,
-                 overwrite: bool = False, device: str = "cpu") -> None:
-        self.path, self.append, self.device = Path(path), append, device
+                 overwrite: bool = False, attrs: dict[str, str] | None = None) -> None:
+        self.path, self.append, self.attrs = Path(path), append, attrs or {}
         if not append and self.path.exists() and not overwrite:
             raise FileExistsError(f"output {str(self.path)!r} already exists; "
                                   "pass --overwrite (overwrite=True) to replace it.")
@@ -266,7 +268,7 @@ class TrajectoryWriter:
     def on_start(self, trainer: Trainer) -> None:
         if not self.append:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            _create(self.path, trainer, self.device)
+            _create(self.path, trainer, self.attrs)
         self.file = h5py.File(self.path, "r+", libver="latest")
         self.file.swmr_mode = True
 
@@ -372,7 +374,7 @@ def _copy_truncated(src: h5py.File, dst: h5py.File, rows: dict[str, int]) -> Non
 def train_to_file(cfg: RunConfig, path: str | os.PathLike, *, device: str = "cpu",
                   overwrite: bool = False, callbacks: Sequence[object] = ()) -> Path:
     """Train a run and record it to ``path``. Returns the path."""
-    writer = TrajectoryWriter(path, overwrite=overwrite, device=device)
+    writer = TrajectoryWriter(path, overwrite=overwrite, attrs={"device": device})
     folder = Path(path).parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -382,6 +384,32 @@ def train_to_file(cfg: RunConfig, path: str | os.PathLike, *, device: str = "cpu
                               f"there failed: {exc.strerror}.") from None
     with contextlib.closing(writer):
         Trainer(cfg, device, [writer, *callbacks]).run()
+    return Path(path)
+
+
+def write_trajectory(cfg: RunConfig, path: str | os.PathLike,
+                     checkpoints: Iterable[tuple[int, dict[str, np.ndarray]]], *,
+                     overwrite: bool = False, source: str | None = None) -> Path:
+    """Write given weights as a trajectory file (no training), e.g. an analytic solution.
+
+    ``checkpoints`` yields ``(step, arrays)`` in increasing step order, ``arrays`` named
+    as the MLP's parameters and buffers. Each checkpoint gets one metrics row, measured
+    in eval mode on ``cfg``'s dataset. ``source`` is recorded as the root attribute
+    ``source`` (where the weights came from).
+    """
+    trainer = Trainer(cfg)
+    writer = TrajectoryWriter(path, overwrite=overwrite,
+                              attrs={"device": "cpu"} | ({"source": source} if source else {}))
+    with contextlib.closing(writer):
+        writer.on_start(trainer)
+        last = -1
+        for step, arrays in checkpoints:
+            if step <= last:
+                raise ValueError(f"checkpoint steps must increase, got {step} after {last}.")
+            trainer.model.load_arrays(arrays)
+            trainer.step, last = step, step
+            writer.on_step(trainer, step, trainer.evaluate())
+            writer.on_checkpoint(trainer, step)
     return Path(path)
 
 
@@ -397,7 +425,7 @@ def resume_file(path: str | os.PathLike, *, device: str = "cpu",
     trainer = Trainer(cfg, device)
     if weights is not None:
         trainer.load_state(step, weights, state or {})
-    writer = TrajectoryWriter(path, append=True, device=device)
+    writer = TrajectoryWriter(path, append=True)
     trainer.callbacks = [writer, *callbacks]
     with contextlib.closing(writer):
         trainer.run()

@@ -27,7 +27,7 @@ def test_json_round_trip():
     (lambda: ModelConfig(width=0), "width"),
     (lambda: ModelConfig(act="tanh"), "act"),
     (lambda: ModelConfig(dropout=1.0), "dropout"),
-    (lambda: TrainConfig(steps=0), "steps"),
+    (lambda: TrainConfig(steps=-1), "steps"),
     (lambda: TrainConfig(optimizer="lbfgs"), "optimizer"),
     (lambda: TrainConfig(lr=-1.0), "lr"),
     (lambda: RunConfig(DataConfig(p=5), ModelConfig(), TrainConfig(batch_size=100)),

@@ -162,3 +162,26 @@ def test_kill_9_then_resume_is_bit_exact(tiny_cfg, tmp_path, stage):
         for k, v in want.metrics().items():
             np.testing.assert_array_equal(got.metrics()[k], v, err_msg=k)
     assert not os.path.exists(str(path) + ".tmp")
+
+
+def test_write_trajectory_from_given_weights(tiny_cfg, tmp_path):
+    from interp.model import MLP
+    from interp.trajectory import write_trajectory
+
+    cfg = tiny_cfg.replace(train={"steps": 0})
+    arrays = [{k: v.numpy() * s for k, v in MLP(11, cfg.model).arrays().items()}
+              for s in (1.0, 2.0)]
+    path = write_trajectory(cfg, tmp_path / "w.h5", [(0, arrays[0]), (7, arrays[1])],
+                            source="unit test")
+    with Run(path) as run:
+        np.testing.assert_array_equal(run.steps, [0, 7])
+        np.testing.assert_array_equal(run.read("U")[1], arrays[1]["U"])
+        assert run.attrs["source"] == "unit test"
+        m = run.metrics()
+        np.testing.assert_array_equal(m["step"], [0, 7])
+        np.testing.assert_allclose(m["norm/U"], [np.linalg.norm(a["U"]) for a in arrays],
+                                   rtol=1e-5)
+        # weights scaled by 2 in every layer: logits scale by 2^3, argmax unchanged
+        np.testing.assert_array_equal(m["accuracy/test"][0], m["accuracy/test"][1])
+    with pytest.raises(ValueError, match="checkpoint steps must increase"):
+        write_trajectory(cfg, tmp_path / "x.h5", [(3, arrays[0]), (3, arrays[1])])
