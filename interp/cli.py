@@ -121,6 +121,8 @@ def train(
     seed: int = typer.Option(0, help="Seed for the split, corruption, init and batches."),
     save_every: int = typer.Option(10, help="Keep a checkpoint every k steps."),
     save_log: int = typer.Option(0, help="Instead keep this many log-spaced checkpoints."),
+    precision: str = typer.Option("fp32", help="fp32, or bf16 (bfloat16 matmuls, float32 "
+                                               "weights and optimizer state)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     out_path: Path | None = typer.Option(None, "--out",
                                             help="Run file (default checkpoints/<name>.h5)."),
@@ -156,7 +158,7 @@ def train(
                         init_seed=seed),
             TrainConfig(steps=steps, lr=lr, optimizer=optimizer, weight_decay=wd, loss=loss,
                         batch_size=batch_size, seed=seed, save_every=save_every,
-                        save_log=save_log),
+                        save_log=save_log, precision=precision),
         )
         path = out_path or Path("checkpoints") / default_run_name(cfg)
         if path.is_dir():

@@ -17,6 +17,7 @@ OPERATIONS = ("add", "sub", "mul", "div", "sq_sum")
 CORRUPT_MODES = ("different", "uniform")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 LOSSES = ("mse", "ce")
+PRECISIONS = ("fp32", "bf16")
 _ACT_RE = re.compile(r"^(relu|gelu|x\^([1-9][0-9]*))$")
 
 
@@ -116,7 +117,9 @@ class TrainConfig:
     masks (each step's randomness is derived from ``(seed, step)``, so a resumed run
     needs no saved RNG state). Checkpoints are kept every ``save_every`` steps, or at
     ``save_log`` log-spaced steps when ``save_log > 0``; step 0 and the final step are
-    always kept. Metrics are recorded every step.
+    always kept. Metrics are recorded every step. ``precision="bf16"`` runs the
+    forward and backward matrix products in bfloat16 (autocast) while weights and
+    optimizer state stay float32.
     """
 
     steps: int = 2000
@@ -131,6 +134,7 @@ class TrainConfig:
     seed: int = 0
     save_every: int = 10
     save_log: int = 0
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         _check_int("steps", self.steps, 0)
@@ -152,6 +156,7 @@ class TrainConfig:
         _check_int("seed", self.seed, 0)
         _check_int("save_every", self.save_every, 1)
         _check_int("save_log", self.save_log, 0)
+        _check_choice("precision", self.precision, PRECISIONS)
 
 
 @dataclass(frozen=True)

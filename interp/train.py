@@ -151,16 +151,22 @@ class Trainer:
         if self.cfg.model.dropout > 0:
             gen = torch.Generator(self.device).manual_seed(_seed(self.cfg.train.seed, 2, step))
         self.model.train()
-        logits = self.model(m, n, gen)
-        return logits, self._loss(logits, y, oh)
+        with self._autocast():
+            logits = self.model(m, n, gen)
+        return logits, self._loss(logits.float(), y, oh)
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16,
+                              enabled=self.cfg.train.precision == "bf16")
 
     @torch.no_grad()
     def _evaluate(self, train_logits: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Eval-mode predictions on train then test pairs, and the test loss."""
         self.model.eval()
-        if train_logits is None:
-            train_logits = self.model(self.m_train, self.n_train)
-        test_logits = self.model(self.m_test, self.n_test)
+        with self._autocast():
+            if train_logits is None:
+                train_logits = self.model(self.m_train, self.n_train)
+            test_logits = self.model(self.m_test, self.n_test).float()
         self.model.train()
         pred = torch.cat([train_logits.argmax(-1), test_logits.argmax(-1)])
         return pred, self._loss(test_logits, self.y_test, self.onehot_test)

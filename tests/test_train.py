@@ -109,3 +109,16 @@ def test_unavailable_device_is_a_clear_error():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_bf16_keeps_float32_master_weights_and_learns_like_fp32(tiny_cfg):
+    cfg = tiny_cfg.replace(train={"steps": 150})
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        rec = Recorder()
+        tr = Trainer(cfg.replace(train={"precision": precision}), callbacks=[rec]).run()
+        assert all(v.dtype == torch.float32 for v in tr.model.arrays().values())
+        assert all(v.dtype == np.float32 for v in tr.optimizer_arrays().values())
+        runs[precision] = dict(zip(tr.metric_names, rec.values[-1].tolist()))
+    for name in ("accuracy/train", "accuracy/train_corrupted"):
+        assert abs(runs["bf16"][name] - runs["fp32"][name]) < 0.1, name
