@@ -16,7 +16,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from interp.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from interp.trajectory import Run, resume_file, train_to_file
+from interp.solution import analytic_network
+from interp.trajectory import Run, resume_file, train_to_file, write_trajectory
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Train MLPs on corrupted modular arithmetic, record dense HDF5 "
@@ -216,6 +217,32 @@ def inspect(
                   f"metrics for {info['metric_steps']} steps; "
                   f"{'complete' if run.complete else 'INCOMPLETE (resume with --resume)'}")
         out.print(summary_table(run))
+
+
+@app.command()
+@friendly
+def solution(
+    p: int = typer.Option(97, help="Modulus."),
+    width: int = typer.Option(500, help="Number of neurons N."),
+    op: str = typer.Option("add", help="add or sub (the operations with a phase relation)."),
+    seed: int = typer.Option(0, help="Seed of the random phases."),
+    out_path: Path = typer.Option(..., "--out", help="Trajectory file to write."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output file."),
+) -> None:
+    """Write Gromov's analytic periodic network as a one-checkpoint trajectory file.
+
+    Every analysis then runs on it. Example:
+
+      interp solution --p 97 --width 500 --out checkpoints/analytic.h5
+    """
+    cfg = RunConfig(DataConfig(p=p, op=op, corrupt=0.0), ModelConfig(width=width),
+                    TrainConfig(steps=0))
+    weights = analytic_network(p, width, seed=seed, op=op)
+    write_trajectory(cfg, out_path, [(0, weights)], overwrite=overwrite,
+                     source=f"analytic solution (interp.solution, seed {seed})")
+    with Run(out_path) as run:
+        out.print(summary_table(run))
+    out.print(f"wrote {out_path}")
 
 
 def main() -> None:

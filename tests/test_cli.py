@@ -73,3 +73,14 @@ def test_existing_output_unwritable_path_and_bad_run_file(tmp_path):
     assert res.exit_code == 2 and "not a readable HDF5 file" in res.output
     res = invoke("train", "--resume", path)
     assert res.exit_code == 2 and "already complete" in res.output
+
+
+def test_solution_writes_an_analyzable_perfect_network(tmp_path):
+    path = tmp_path / "analytic.h5"
+    res = invoke("solution", "--p", 23, "--width", 64, "--out", path)
+    assert res.exit_code == 0, res.output
+    with Run(path) as run:
+        assert run.attrs["source"].startswith("analytic solution")
+        assert run.metrics()["accuracy/all_true"][-1] == 1.0
+    res = invoke("solution", "--p", 23, "--width", 64, "--op", "mul", "--out", tmp_path / "m")
+    assert res.exit_code == 2 and "op must be one of add, sub" in res.output
