@@ -77,7 +77,7 @@ def test_existing_output_unwritable_path_and_bad_run_file(tmp_path):
 
 def test_solution_writes_an_analyzable_perfect_network(tmp_path):
     path = tmp_path / "analytic.h5"
-    res = invoke("solution", "--p", 23, "--width", 64, "--out", path)
+    res = invoke("solution", "--p", 23, "--width", 256, "--out", path)
     assert res.exit_code == 0, res.output
     with Run(path) as run:
         assert run.attrs["source"].startswith("analytic solution")
