@@ -1,0 +1,117 @@
+import json
+
+import numpy as np
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+
+from interp.config import RunConfig
+from interp.phase import PHASES
+from interp.phase_diagram import (
+    PHASE_COLORS,
+    accuracy_grid,
+    majority_phase,
+    phase_grid,
+    plot_accuracy_heatmap,
+    plot_phase_diagram,
+    write_phase_diagram,
+)
+from interp.sweep import COLUMNS, SweepSpec, write_summary
+
+C, P, F, M, G, X = range(6)  # indices into PHASES
+
+
+def row(xi, alpha, seed, phase, value=5.0, acc_test=0.5, status="complete"):
+    r = dict.fromkeys(COLUMNS)
+    r.update(cell_id=f"wd{value:g}_xi{xi:g}_a{alpha:g}_s{seed}", regularizer="weight_decay",
+             value=value, xi=xi, alpha=alpha, seed=seed, status=status,
+             phase=phase if status == "complete" else None,
+             acc_test=acc_test if status == "complete" else None,
+             acc_train=1 - acc_test if status == "complete" else None)
+    return r
+
+
+def hand_made_rows():
+    """xi (0.1, 0.3, 0.5) x alpha (0.4, 0.6), three seeds, weight decay 5; then wd 0."""
+    rows = [
+        row(0.1, 0.4, 0, "coexistence"), row(0.1, 0.4, 1, "coexistence"),
+        row(0.1, 0.4, 2, "memorization"),                       # 2 to 1: coexistence
+        row(0.3, 0.4, 0, "full_inversion"), row(0.3, 0.4, 1, "partial_inversion"),
+        row(0.3, 0.4, 2, None, status="failed"),                # a tie: PHASES order wins
+        row(0.5, 0.4, 0, "confusion", acc_test=0.1), row(0.5, 0.4, 1, "confusion", acc_test=0.3),
+        row(0.5, 0.4, 2, "forgetting", acc_test=0.2),
+        row(0.1, 0.6, 0, "memorization", acc_test=0.2), row(0.1, 0.6, 1, "memorization"),
+        row(0.1, 0.6, 2, "memorization"),
+        row(0.3, 0.6, 0, None, status="missing"), row(0.3, 0.6, 1, None, status="incomplete"),
+        row(0.3, 0.6, 2, None, status="missing"),               # nothing complete: -1
+        row(0.5, 0.6, 0, "forgetting"), row(0.5, 0.6, 1, "full_inversion"),
+        row(0.5, 0.6, 2, "forgetting"),
+    ]
+    return rows + [row(r["xi"], r["alpha"], r["seed"], "coexistence", value=0.0)
+                   for r in rows]
+
+
+def test_majority_phase_and_its_tie_rule():
+    assert majority_phase(["forgetting", "confusion", "confusion"]) == "confusion"
+    assert majority_phase(["confusion", "memorization"]) == "memorization"
+    assert majority_phase([]) is None
+
+
+def test_phase_grid_of_a_hand_made_summary():
+    rows = [r for r in hand_made_rows() if r["value"] == 5.0]
+    xi, alpha, grid = phase_grid(rows)
+    np.testing.assert_array_equal(xi, [0.1, 0.3, 0.5])
+    np.testing.assert_array_equal(alpha, [0.4, 0.6])
+    np.testing.assert_array_equal(grid, [[C, P, X], [M, -1, G]])
+    assert grid.dtype == np.int64 and PHASES[P] == "partial_inversion"
+
+
+def test_accuracy_grid_means_complete_seeds():
+    rows = [r for r in hand_made_rows() if r["value"] == 5.0]
+    _, _, grid = accuracy_grid(rows, "acc_test")
+    np.testing.assert_allclose(grid, [[0.5, 0.5, 0.2], [0.4, np.nan, 0.5]], atol=1e-12)
+    _, _, train = accuracy_grid(rows, "acc_train")
+    np.testing.assert_allclose(train[0, 2], 0.8, atol=1e-12)
+
+
+def test_plots_return_their_axes_and_paint_phase_colours():
+    xi, alpha, grid = phase_grid([r for r in hand_made_rows() if r["value"] == 5.0])
+    fig = Figure(figsize=(4, 3), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    assert plot_phase_diagram(grid, xi, alpha, ax, "wd 5", legend=True) is ax
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        p.replace("_", " ") for p in PHASES]
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())
+    for i, a in enumerate(alpha):
+        for j, x in enumerate(xi):
+            px, py = ax.transData.transform((x, a))
+            got = pixels[int(round(pixels.shape[0] - py)), int(round(px))] / 255
+            want = to_rgba(PHASE_COLORS[grid[i, j]]) if grid[i, j] >= 0 else (1, 1, 1, 1)
+            np.testing.assert_allclose(got, want, atol=0.02)
+    ax2 = Figure().subplots()
+    assert plot_accuracy_heatmap(accuracy_grid(hand_made_rows()[:18])[2], xi, alpha, ax2) is ax2
+    with pytest.raises(ValueError, match=r"grid must have shape \(len\(alpha\), len\(xi\)\)"):
+        plot_phase_diagram(grid.T, xi, alpha, ax)
+
+
+def test_write_phase_diagram_from_a_sweep_folder(tmp_path):
+    base = RunConfig().replace(data={"p": 7}, model={"width": 8}, train={"steps": 20})
+    spec = SweepSpec(base=base, xi=(0.1, 0.3, 0.5), alpha=(0.4, 0.6), values=(0.0, 5.0),
+                     seeds=(0, 1, 2))
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "sweep.json").write_text(spec.to_json())
+    write_summary(sweep, hand_made_rows())
+    assert len(json.loads((sweep / "summary.json").read_text())["rows"]) == 36
+    paths = write_phase_diagram(sweep, tmp_path / "figs")
+    assert [p.name for p in paths] == ["phase_diagram.png", "accuracy_test.png",
+                                       "accuracy_train.png"]
+    for path in paths:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == sorted(p.name for p in paths)
+    assert write_phase_diagram(sweep)[0] == sweep / "figures" / "phase_diagram.png"
+    with pytest.raises(FileNotFoundError, match="must hold sweep.json"):
+        write_phase_diagram(tmp_path / "figs")

@@ -1,0 +1,257 @@
+import json
+import math
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from interp.config import RunConfig
+from interp.data import ACCURACY_NAMES
+from interp.sweep import (
+    COLUMNS,
+    PAPER_GRID,
+    SweepSpec,
+    cells,
+    parse_grid,
+    run_sweep,
+    summary,
+)
+from interp.trajectory import Run
+
+ROOT = Path(__file__).resolve().parents[1]
+ACC = [f"acc_{k}" for k in ACCURACY_NAMES]
+
+
+def tiny_spec(**kw):
+    base = RunConfig().replace(data={"p": 7}, model={"width": 8},
+                               train={"steps": 20, "save_every": 5})
+    return SweepSpec(**{"base": base, "xi": (0.0, 0.3), "alpha": (0.5, 0.8),
+                        "regularizer": "weight_decay", "values": (1.0,)} | kw)
+
+
+@pytest.fixture(scope="module")
+def local_sweep(tmp_path_factory):
+    """The tiny 2 x 2 x 1 sweep, run once with two local worker processes."""
+    out = tmp_path_factory.mktemp("sweep") / "local"
+    events = []
+    report = run_sweep(tiny_spec(), out, workers=2, progress=events.append)
+    return out, report, events
+
+
+def mtimes(folder):
+    return {p: p.stat().st_mtime_ns for p in sorted(folder.rglob("*"))}
+
+
+def by_id(rows):
+    return {r["cell_id"]: r for r in rows}
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"regularizer": "l2"}, "regularizer must be one of"),
+    ({"xi": ()}, "xi must be a non-empty list"),
+    ({"xi": (0.1, 0.1)}, "xi must not repeat"),
+    ({"xi": "0.1"}, "xi must be a non-empty list"),
+    ({"alpha": (0.5, 1.0)}, "alpha must hold only numbers in"),
+    ({"regularizer": "dropout", "values": (0.5, 1.0)}, "values must hold only dropout"),
+    ({"regularizer": "batch_size", "values": (0,)}, "values must hold only integer"),
+    ({"regularizer": "batch_size", "values": (8, 32)}, "batch_size must be at most"),
+    ({"values": (-1.0,)}, "values must hold only weight decays"),
+    ({"seeds": (0, -1)}, "seeds must hold only integers"),
+    ({"seeds": (True,)}, "seeds must hold only integers"),
+    ({"scale_minibatch": "yes"}, "scale_minibatch must be true or false"),
+    ({"base": {"data": {}}}, "base must be a RunConfig"),
+    ({"xi": (0.1, 0.1000000001)}, "xi must differ in the first 6 significant digits"),
+])
+def test_spec_validation_names_the_field(kw, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_spec(**kw)
+
+
+def test_defaults_are_the_paper_sweep():
+    spec = SweepSpec()
+    assert spec.xi == spec.alpha == PAPER_GRID
+    assert PAPER_GRID[:3] == (0.1, 0.15, 0.2) and len(PAPER_GRID) == 17
+    assert spec.values == (0.0, 5.0, 15.0, 20.0)
+    assert spec.n_cells == 17 * 17 * 4
+    assert SweepSpec(regularizer="batch_size").values == (8, 32, 64, 256)
+
+
+def test_cells_are_named_ordered_and_configured():
+    spec = tiny_spec(seeds=(0, 3))
+    got = cells(spec)
+    assert [c for c, _ in got] == [
+        "wd1_xi0_a0.5_s0", "wd1_xi0_a0.5_s3", "wd1_xi0_a0.8_s0", "wd1_xi0_a0.8_s3",
+        "wd1_xi0.3_a0.5_s0", "wd1_xi0.3_a0.5_s3", "wd1_xi0.3_a0.8_s0", "wd1_xi0.3_a0.8_s3"]
+    assert got == cells(tiny_spec(seeds=(0, 3)))  # deterministic
+    cfg = dict(got)["wd1_xi0.3_a0.8_s3"]
+    assert (cfg.data.corrupt, cfg.data.train_frac, cfg.train.weight_decay) == (0.3, 0.8, 1.0)
+    assert (cfg.model.init_seed, cfg.train.seed, cfg.data.split_seed) == (3, 3, 0)
+    assert cfg.replace(data={"corrupt": 0.0}) != cfg
+    drop = dict(cells(tiny_spec(regularizer="dropout", values=(0.3,))))
+    assert drop["do0.3_xi0_a0.5_s0"].model.dropout == 0.3
+
+
+def test_batch_size_cells_use_batchnorm_and_the_paper_scaling():
+    got = dict(cells(tiny_spec(alpha=(0.8,), regularizer="batch_size", values=(8, 16.0))))
+    cfg = got["bs8_xi0_a0.8_s0"]
+    assert cfg.model.batchnorm and cfg.train.batch_size == 8
+    assert cfg.train.lr == pytest.approx(1e-2 * math.sqrt(8 / 256))
+    assert (cfg.train.steps, cfg.train.save_every) == (20 * 32, 5 * 32)
+    assert got["bs16_xi0_a0.8_s0"].train.batch_size == 16
+    plain = dict(cells(tiny_spec(alpha=(0.8,), regularizer="batch_size", values=(8,),
+                                 scale_minibatch=False)))["bs8_xi0_a0.8_s0"]
+    assert (plain.train.lr, plain.train.steps, plain.model.batchnorm) == (1e-2, 20, True)
+
+
+def test_toml_dict_and_grid_strings(tmp_path):
+    spec = SweepSpec.from_toml(ROOT / "analyses" / "sweep_example.toml")
+    assert spec.xi == PAPER_GRID and spec.n_cells == 1156
+    assert (spec.base.data.p, spec.base.model.width, spec.base.train.save_every) == (97, 500, 50)
+    assert SweepSpec.from_json(spec.to_json()) == spec
+    text = ('xi = [0.0, 0.3]\nalpha = "0.5,0.8"\nregularizer = "dropout"\n'
+            'values = {start = 0.0, stop = 0.6, num = 3}\nseeds = "0:2:3"\n'
+            '[base.data]\np = 7\n[base.model]\nwidth = 8\n')
+    (tmp_path / "s.toml").write_text(text)
+    spec = SweepSpec.from_toml(tmp_path / "s.toml")
+    assert (spec.alpha, spec.values, spec.seeds) == ((0.5, 0.8), (0.0, 0.3, 0.6), (0, 1, 2))
+    (tmp_path / "bad.toml").write_text("xi = [0.1,\n")
+    with pytest.raises(ValueError, match="must be valid TOML"):
+        SweepSpec.from_toml(tmp_path / "bad.toml")
+    with pytest.raises(ValueError, match="base must be a table with only data, model"):
+        SweepSpec.from_dict({"base": {"trian": {"steps": 5}}})
+    (tmp_path / "typo.toml").write_text("xis = [0.1]\n")
+    with pytest.raises(ValueError, match="unknown key 'xis'"):
+        SweepSpec.from_toml(tmp_path / "typo.toml")
+    assert parse_grid("0.1:0.9:3") == (0.1, 0.5, 0.9)
+    with pytest.raises(ValueError, match="START:STOP:NUM"):
+        parse_grid("0.1:0.9")
+
+
+def test_local_sweep_writes_every_cell_and_a_summary(local_sweep):
+    out, report, events = local_sweep
+    ids = [c for c, _ in cells(tiny_spec())]
+    assert (report.n_cells, report.n_trained, report.n_run, report.failed) == (4, 4, 4, ())
+    assert sorted(e.cell_id for e in events) == sorted(ids)
+    assert [e.done for e in events] == [1, 2, 3, 4] and {e.action for e in events} == {"trained"}
+    for cid in ids:
+        with Run(out / "cells" / f"{cid}.h5") as run:
+            assert run.complete
+    assert SweepSpec.from_json((out / "sweep.json").read_text()) == tiny_spec()
+    doc = json.loads((out / "summary.json").read_text())
+    assert doc["columns"] == list(COLUMNS) and "rfft" in doc["ipr_convention"]
+    rows = by_id(doc["rows"])
+    assert sorted(rows) == sorted(ids) and rows == by_id(report.rows)
+    for row in rows.values():
+        assert row["status"] == "complete" and row["phase"] is not None and row["error"] is None
+        assert 0 <= row["acc_test"] <= 1 and row["final_norm"] > 0 and 0 < row["mean_ipr"] <= 1
+    assert rows["wd1_xi0_a0.5_s0"]["acc_train_corrupted"] is None  # no corrupted examples
+    csv_lines = (out / "summary.csv").read_text().splitlines()
+    assert csv_lines[0] == ",".join(COLUMNS) and len(csv_lines) == 5
+
+
+def test_rerun_does_no_work_and_rewrites_nothing(local_sweep):
+    out, first, _ = local_sweep
+    before = mtimes(out)
+    events = []
+    report = run_sweep(tiny_spec(), out, workers=2, progress=events.append)
+    assert (report.n_run, report.n_skipped, report.failed) == (0, 4, ())
+    assert {e.action for e in events} == {"skipped"}
+    assert mtimes(out) == before
+    assert by_id(report.rows) == by_id(first.rows)
+    assert by_id(summary(out)) == by_id(first.rows)  # rebuilt from the cell files
+    assert mtimes(out) == before
+
+
+def test_another_config_in_a_cell_file_is_refused(local_sweep, tmp_path):
+    out = tmp_path / "sweep"
+    shutil.copytree(local_sweep[0], out)
+    with pytest.raises(ValueError, match="must hold this sweep's config"):
+        run_sweep(tiny_spec(base=tiny_spec().base.replace(model={"width": 9})), out)
+
+
+KILLED_CHILD = textwrap.dedent("""
+    import os, signal, sys
+    from interp.config import RunConfig
+    from interp.trajectory import train_to_file
+    class Kill:  # runs after the writer has committed the checkpoint
+        def on_checkpoint(self, trainer, step):
+            if step == 10:
+                os.kill(os.getpid(), signal.SIGKILL)
+    train_to_file(RunConfig.from_json(sys.argv[2]), sys.argv[1], callbacks=[Kill()])
+""")
+
+
+def test_killed_cell_is_resumed_and_failing_cell_spares_the_others(local_sweep, tmp_path):
+    out = tmp_path / "sweep"
+    shutil.copytree(local_sweep[0], out)
+    reference = by_id(local_sweep[1].rows)
+    cfgs = dict(cells(tiny_spec()))
+    killed, failing = "wd1_xi0.3_a0.5_s0", "wd1_xi0_a0.8_s0"
+    killed_path, failing_path = (out / "cells" / f"{c}.h5" for c in (killed, failing))
+    killed_path.unlink()
+    child = subprocess.run([sys.executable, "-c", KILLED_CHILD, str(killed_path),
+                            cfgs[killed].to_json()], timeout=120)
+    assert child.returncode == -signal.SIGKILL
+    with Run(killed_path) as run:
+        assert not run.complete and run.steps[-1] == 10
+    failing_path.unlink()
+    failing_path.mkdir()  # a directory where the cell's file must go: training it fails
+
+    events = []
+    report = run_sweep(tiny_spec(), out, workers=0, progress=events.append)  # in-process
+    assert (report.n_resumed, report.n_trained, report.n_skipped) == (1, 0, 2)
+    assert sorted((e.action, e.cell_id) for e in events if e.action != "skipped") == [
+        ("failed", failing), ("resumed", killed)]
+    assert report.failed == (failing,)
+    rows = by_id(summary(out))
+    assert rows[failing]["status"] == "failed" and "Error" in rows[failing]["error"]
+    assert (out / "cells" / f"{failing}.error").is_file()
+    for cid in set(cfgs) - {failing}:
+        assert rows[cid]["status"] == "complete"
+        assert rows[cid]["phase"] == reference[cid]["phase"]
+        np.testing.assert_allclose([rows[cid][k] for k in ACC if rows[cid][k] is not None],
+                                   [reference[cid][k] for k in ACC if reference[cid][k]
+                                    is not None], rtol=0, atol=1e-7)
+
+    failing_path.rmdir()
+    report = run_sweep(tiny_spec(), out, workers=0)
+    assert (report.n_trained, report.n_skipped, report.failed) == (1, 3, ())
+    assert not (out / "cells" / f"{failing}.error").exists()
+    assert by_id(report.rows) == reference
+
+
+def test_missing_dask_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    with pytest.raises(ImportError, match=r"pip install interp\[distributed\]"):
+        run_sweep(tiny_spec(), tmp_path / "sweep", scheduler="tcp://127.0.0.1:1")
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_bad_worker_count(tmp_path):
+    with pytest.raises(ValueError, match="workers must be an integer from 0"):
+        run_sweep(tiny_spec(), tmp_path, workers=-1)
+
+
+def test_dask_cluster_gives_the_local_summary(local_sweep, tmp_path):
+    from dask.distributed import LocalCluster  # an ImportError here fails the test
+
+    out = tmp_path / "cluster"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        report = run_sweep(tiny_spec(), out, scheduler=cluster.scheduler_address)
+    assert (report.n_trained, report.failed) == (4, ())
+    local, remote = by_id(local_sweep[1].rows), by_id(summary(out))
+    assert sorted(local) == sorted(remote)
+    for cid in local:
+        assert remote[cid]["status"] == "complete"
+        assert remote[cid]["phase"] == local[cid]["phase"]
+        for key in [*ACC, "mean_ipr", "final_norm"]:
+            if local[cid][key] is None:  # no corrupted examples at xi = 0
+                assert remote[cid][key] is None
+            else:
+                assert remote[cid][key] == pytest.approx(local[cid][key], rel=1e-6, abs=1e-7)
