@@ -84,3 +84,18 @@ def test_solution_writes_an_analyzable_perfect_network(tmp_path):
         assert run.metrics()["accuracy/all_true"][-1] == 1.0
     res = invoke("solution", "--p", 23, "--width", 64, "--op", "mul", "--out", tmp_path / "m")
     assert res.exit_code == 2 and "op must be one of add, sub" in res.output
+
+
+def test_sweep_and_phase_diagram_commands(tmp_path):
+    args = ["sweep", "--p", 7, "--width", 8, "--steps", 20, "--save-every", 10, "--xi", "0.1",
+            "--alpha", "0.5,0.7", "--values", "0,5", "--workers", 0, "--out", tmp_path / "sw"]
+    res = invoke(*args)
+    assert res.exit_code == 0, res.output
+    assert "4 cells: 4 trained" in res.output
+    res = invoke(*args)
+    assert res.exit_code == 0 and "4 already complete" in res.output
+    res = invoke("phase-diagram", tmp_path / "sw", "--out", tmp_path / "fig")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "fig" / "phase_diagram.png").stat().st_size > 0
+    res = invoke("sweep", "--xi", "2", "--out", tmp_path / "bad")
+    assert res.exit_code == 2 and "xi must hold only numbers in [0, 1)" in res.output
