@@ -1,0 +1,117 @@
+"""One-call analysis of a recorded run: accuracies, IPR, neuron classes, pruning, ablation.
+
+A thin layer over :class:`interp.trajectory.Run` and the array functions of
+:mod:`interp.spectra`, :mod:`interp.classify` and :mod:`interp.prune`. The run file is
+opened read-only and never written. :func:`analyze` returns plain JSON-serialisable data
+(lists, numbers, strings, None); a NaN (e.g. the accuracy of an empty corrupted subset)
+becomes None, i.e. JSON null.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from interp import classify as classify_mod
+from interp import prune as prune_mod
+from interp import spectra
+from interp.data import accuracies
+from interp.trajectory import Run
+
+
+def to_jsonable(value: Any) -> Any:
+    """Nested dicts, lists, arrays and numpy scalars as plain Python; NaN and inf -> None."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return to_jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def accuracies_at(run: Run, step: int | None = None) -> dict[str, float]:
+    """The six accuracies of the stored weights at ``step`` (None: the last checkpoint).
+
+    Computed in eval mode and float64 from the stored arrays, in
+    :data:`interp.data.ACCURACY_NAMES` order; an empty subset gives NaN.
+    """
+    weights, ds, model = run.weights(step), run.dataset(), run.config.model
+    h = prune_mod.hidden_activations(weights, model.act, model.batchnorm, ds.pairs[ds.eval_idx])
+    logits = h @ np.asarray(weights["W"], dtype=np.float64).T
+    return {k: float(v) for k, v in accuracies(logits.argmax(-1), ds).items()}
+
+
+def _ipr_section(neuron: np.ndarray, r: float) -> dict[str, Any]:
+    return {"convention": spectra.IPR_CONVENTION, "r": r, "neurons": neuron,
+            "mean": float(neuron.mean())}
+
+
+def _classes_section(classes: classify_mod.NeuronClasses) -> dict[str, Any]:
+    return {"threshold": classes.threshold, "method": classes.method,
+            "generalizing": classes.generalizing, "memorizing": classes.memorizing}
+
+
+def analyze(run_path: str | os.PathLike, step: int | None = None, *, ipr: bool = True,
+            prune: bool = True, ablate: bool = True, r: float = 2,
+            threshold: float | None = None, seed: int = 0, n_random: int = 5,
+            device: str = "cpu") -> dict[str, Any]:
+    """Analyze the network of a run at one stored step.
+
+    Parameters
+    ----------
+    run_path : trajectory file written by :func:`interp.trajectory.train_to_file`.
+    step : a stored checkpoint step; None for the last.
+    ipr : include the IPR, the neuron classes and ``generalizing_since`` (the latter
+        reads the IPR of every stored checkpoint up to ``step``).
+    prune : include the pruning curves (ascending IPR, descending IPR, random); the
+        orders use the IPR at ``step`` whether or not ``ipr`` is set.
+    ablate : include the effect of removing each neuron alone.
+    r : IPR exponent (the paper uses 2).
+    threshold : IPR cut between memorizing and generalizing; None for Otsu's.
+    seed, n_random : the random pruning curve is the mean over ``n_random`` orders
+        drawn from ``seed``.
+    device : torch device for pruning and ablation.
+
+    Returns
+    -------
+    dict with keys ``step``, ``p``, ``width``, ``accuracy`` (the six accuracies),
+    ``ipr`` (``convention``, ``r``, ``neurons`` length N, ``mean``), ``classes``
+    (``threshold``, ``method``, ``generalizing``, ``memorizing`` neuron indices),
+    ``prune`` (``ascending``, ``descending``, ``random``: each lists of length N + 1 for
+    ``n_pruned``, the six accuracies, ``loss`` and ``test_loss``), ``ablate`` (lists of
+    length N: ``neuron``, the six accuracies, ``loss``, ``test_loss``) and
+    ``generalizing_since`` (length N: the first stored step from which the neuron is
+    generalizing at every later checkpoint up to ``step``, -1 if not generalizing at
+    ``step``). Disabled sections are None. NaN is stored as None.
+    """
+    with Run(run_path) as run:
+        cfg = run.config
+        step = int(run.steps[run.index_of(step)])
+        weights, ds = run.weights(step), run.dataset()
+        neuron = spectra.neuron_ipr(weights["U"], weights["V"], weights["W"], r)
+        classes = classify_mod.classify(neuron, threshold)
+        args = (weights, cfg.model.act, cfg.model.batchnorm, ds)
+        out: dict[str, Any] = {
+            "step": step, "p": cfg.data.p, "width": cfg.model.width,
+            "accuracy": accuracies_at(run, step),
+            "ipr": _ipr_section(neuron, r) if ipr else None,
+            "classes": _classes_section(classes) if ipr else None,
+            "prune": prune_mod.prune_curves(*args, neuron, cfg.train.loss, n_random=n_random,
+                                            seed=seed, device=device) if prune else None,
+            "ablate": prune_mod.ablate(*args, cfg.train.loss, device=device) if ablate else None,
+            "generalizing_since": None,
+        }
+        if ipr:
+            steps, traj = spectra.trajectory_ipr(run, r)
+            upto = steps <= step
+            out["generalizing_since"] = classify_mod.generalizing_since(
+                traj[upto], steps[upto], classes.threshold)
+    return to_jsonable(out)

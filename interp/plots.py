@@ -1,0 +1,163 @@
+"""Figures. Each ``plot_*`` function takes arrays and a matplotlib ``Axes`` and returns it.
+
+Figures are built with :class:`matplotlib.figure.Figure` on the Agg canvas, never through
+``pyplot``, so nothing is registered in pyplot's global figure list and the caller's
+backend is left alone. :func:`write_figures` saves the standard set for one
+:func:`interp.analysis.analyze` summary, each PNG written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from interp.data import ACCURACY_NAMES
+from interp.spectra import ipr_bounds, neuron_power, trajectory_ipr
+
+ORDER_COLORS = {"ascending": "tab:blue", "descending": "tab:red", "random": "tab:gray"}
+
+
+def plot_ipr_histogram(ax: Axes, ipr: np.ndarray, threshold: float | None = None,
+                       p: int | None = None, r: float = 2, bins: int = 30) -> Axes:
+    """Histogram of per-neuron IPR (shape=(N,)), with the class threshold and the IPR range."""
+    ipr = np.asarray(ipr, dtype=np.float64)
+    lo = ipr_bounds(p, r)[0] if p is not None else float(ipr.min())
+    ax.hist(ipr, bins=np.linspace(min(lo, float(ipr.min())), 1.0, bins + 1), color="tab:blue")
+    if threshold is not None:
+        ax.axvline(threshold, color="k", ls="--", label=f"threshold {threshold:.3g}")
+        ax.legend(loc="upper center")
+    if p is not None:
+        ax.axvline(lo, color="tab:gray", ls=":", lw=1)
+    ax.set(xlabel=f"neuron IPR (r={r:g})", ylabel="neurons")
+    return ax
+
+
+def plot_ipr_heatmap(ax: Axes, steps: np.ndarray, ipr_traj: np.ndarray) -> Axes:
+    """IPR of every neuron over training, neurons sorted by their final IPR.
+
+    ``steps`` shape=(T,), ``ipr_traj`` shape=(T, N); the top row is the most periodic.
+    """
+    traj = np.asarray(ipr_traj, dtype=np.float64)
+    order = np.argsort(traj[-1], kind="stable")
+    x = np.asarray(steps, dtype=np.float64)
+    mesh = ax.pcolormesh(x, np.arange(traj.shape[1]), traj[:, order].T, shading="nearest",
+                         cmap="viridis", vmin=0.0, vmax=1.0)
+    ax.figure.colorbar(mesh, ax=ax, label="IPR")
+    ax.set(xlabel="step", ylabel="neuron (sorted by final IPR)")
+    return ax
+
+
+def plot_spectra(ax: Axes, power: np.ndarray, ipr: np.ndarray) -> Axes:
+    """Power spectra of all neurons as an image, sorted by IPR (most periodic on top).
+
+    ``power`` shape=(N, K), e.g. :func:`interp.spectra.neuron_power`; ``ipr`` shape=(N,).
+    """
+    power = np.asarray(power, dtype=np.float64)
+    order = np.argsort(np.asarray(ipr), kind="stable")
+    image = ax.imshow(power[order], aspect="auto", origin="lower", cmap="magma",
+                      interpolation="nearest")
+    ax.figure.colorbar(image, ax=ax, label="share of power")
+    ax.set(xlabel="frequency", ylabel="neuron (sorted by IPR)")
+    return ax
+
+
+def plot_prune_curves(ax: Axes, curves: Mapping[str, Mapping[str, Sequence[float]]],
+                      names: Sequence[str] = ("test", "train_corrupted")) -> Axes:
+    """Accuracy against neurons pruned, one colour per order, one line style per accuracy.
+
+    ``curves`` maps an order name to a curve with ``n_pruned`` and accuracy lists
+    (None entries, e.g. JSON null, are drawn as gaps).
+    """
+    styles = ["-", "--", ":", "-."]
+    for order, curve in curves.items():
+        x = np.asarray(curve["n_pruned"], dtype=np.float64)
+        for i, name in enumerate(names):
+            y = np.asarray(curve[name], dtype=np.float64)
+            ax.plot(x, y, styles[i % len(styles)], color=ORDER_COLORS.get(order),
+                    label=f"{order}: {name}")
+    ax.set(xlabel="neurons pruned", ylabel="accuracy", ylim=(-0.02, 1.02))
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_training_curves(ax: Axes, metrics: Mapping[str, np.ndarray],
+                         names: Sequence[str] = ACCURACY_NAMES) -> Axes:
+    """Accuracies over training from :meth:`interp.trajectory.Run.metrics` (``step``,
+    ``accuracy/<name>``); subsets absent from ``metrics`` are skipped."""
+    steps = np.asarray(metrics["step"])
+    for name in names:
+        key = f"accuracy/{name}"
+        if key in metrics:
+            ax.plot(steps, np.asarray(metrics[key], dtype=np.float64), label=name)
+    ax.set(xlabel="step", ylabel="accuracy", ylim=(-0.02, 1.02))
+    ax.legend(fontsize="small")
+    return ax
+
+
+def _new_axes(width: float = 6.0, height: float = 4.0) -> tuple[Figure, Axes]:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    """Write a PNG atomically: a temporary file in the same folder, then os.replace."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=120)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_figures(summary: Mapping[str, Any], run: Any,
+                  out_dir: str | os.PathLike) -> list[Path]:
+    """Save the figures of one :func:`interp.analysis.analyze` summary as PNGs.
+
+    ``run`` is the open :class:`interp.trajectory.Run` the summary came from. Writes
+    ``accuracy.png`` always; ``ipr_histogram.png``, ``ipr_trajectory.png`` and
+    ``spectra.png`` when the summary has an IPR section; ``prune.png`` when it has
+    pruning curves. Returns the paths written.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    step, written = int(summary["step"]), []
+
+    fig, ax = _new_axes()
+    plot_training_curves(ax, run.metrics())
+    ax.axvline(step, color="k", lw=0.8, ls=":")
+    written.append(_save(fig, out / "accuracy.png"))
+
+    if summary.get("ipr"):
+        section, classes = summary["ipr"], summary.get("classes") or {}
+        neurons = np.asarray(section["neurons"], dtype=np.float64)
+        fig, ax = _new_axes()
+        plot_ipr_histogram(ax, neurons, classes.get("threshold"), summary["p"], section["r"])
+        written.append(_save(fig, out / "ipr_histogram.png"))
+
+        steps, traj = trajectory_ipr(run, section["r"])
+        fig, ax = _new_axes(7.0, 4.5)
+        plot_ipr_heatmap(ax, steps[steps <= step], traj[steps <= step])
+        written.append(_save(fig, out / "ipr_trajectory.png"))
+
+        weights = run.weights(step)
+        fig, ax = _new_axes(6.0, 5.0)
+        plot_spectra(ax, neuron_power(weights["U"], weights["V"], weights["W"]), neurons)
+        written.append(_save(fig, out / "spectra.png"))
+
+    if summary.get("prune"):
+        fig, ax = _new_axes()
+        plot_prune_curves(ax, summary["prune"])
+        written.append(_save(fig, out / "prune.png"))
+    return written

@@ -1,0 +1,272 @@
+"""Pruning and ablation of hidden neurons, without retraining.
+
+Pruning neuron k zeroes its first-layer row and its output column, which removes exactly
+the rank-1 term ``h[:, k] W[:, k]^T`` from the logits (``h``: hidden activation after the
+activation and eval-mode BatchNorm; BatchNorm's shift ``beta`` is part of ``h``, so it
+goes too). A pruning curve therefore needs one forward pass: start from the full logits
+and subtract one neuron's term per count (one fused multiply-subtract, in cache-sized
+tiles of counts and pairs), instead of N + 1 forward passes. Arithmetic is float64 so
+that the subtractions do not drift, and a pair whose remaining terms are all exactly zero
+(every neuron pruned, or ReLU units that are off) gets exact zero logits, as a forward
+pass would, rather than the residue of the subtractions.
+
+Constant output: with every neuron pruned all logits are 0 and ``argmax`` returns the
+first of equal maxima, label 0, for every pair; each accuracy is then the fraction of
+that subset whose target is 0 (about 1/p), and the MSE loss is exactly 1/p. The same
+tie rule applies at every count.
+
+Losses are measured in eval mode on the train pairs (against the training labels, as
+trained) and on the test pairs: MSE against one-hot targets (mean over examples and
+classes) or cross-entropy, as in :mod:`interp.train`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from interp.classify import rank_neurons
+from interp.data import Dataset, accuracies
+from interp.model import BN_EPS, activation
+
+
+def _tensor(weights: Mapping[str, Any], name: str, shape: tuple[int, ...],
+            device: torch.device) -> torch.Tensor:
+    if name not in weights:
+        raise ValueError(f"weights must include {name!r}, found {sorted(weights)}.")
+    t = torch.as_tensor(weights[name]).to(device=device, dtype=torch.float64)
+    if tuple(t.shape) != shape:
+        raise ValueError(f"weights[{name!r}] must have shape {shape}, got {tuple(t.shape)}.")
+    return t
+
+
+def _hidden(weights: Mapping[str, Any], act: str, batchnorm: bool, pairs: np.ndarray,
+            device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode hidden activations, shape=(P, N), and W, shape=(p, N), as float64."""
+    U = torch.as_tensor(weights["U"]) if "U" in weights else None
+    if U is None or U.ndim != 2:
+        raise ValueError("weights must include 'U' of shape (N, p), found "
+                         f"{None if U is None else tuple(U.shape)}.")
+    n, p = U.shape
+    U = _tensor(weights, "U", (n, p), device)
+    V = _tensor(weights, "V", (n, p), device)
+    W = _tensor(weights, "W", (p, n), device)
+    pairs = torch.as_tensor(np.ascontiguousarray(pairs, dtype=np.int64), device=device)
+    if pairs.ndim != 2 or pairs.shape[1] != 2:
+        raise ValueError(f"pairs must have shape (P, 2), got {tuple(pairs.shape)}.")
+    h = activation(act, U.t()[pairs[:, 0]] + V.t()[pairs[:, 1]])
+    if batchnorm:
+        stats = [_tensor(weights, k, (n,), device)
+                 for k in ("running_mean", "running_var", "gamma", "beta")]
+        h = F.batch_norm(h, *stats, training=False, momentum=0.0, eps=BN_EPS)
+    return h, W
+
+
+def hidden_activations(weights: Mapping[str, Any], act: str, batchnorm: bool,
+                       pairs: np.ndarray) -> np.ndarray:
+    """Eval-mode hidden activations (after activation and BatchNorm).
+
+    Parameters
+    ----------
+    weights : ``U`` shape=(N, p), ``V`` shape=(N, p), ``W`` shape=(p, N); with BatchNorm
+        also ``gamma``, ``beta``, ``running_mean``, ``running_var`` shape=(N,).
+    act : activation name as in ``ModelConfig.act``.
+    batchnorm : whether the model has BatchNorm.
+    pairs : shape=(P, 2) int, operands (m, n).
+
+    Returns
+    -------
+    shape=(P, N) float64, rows in the order of ``pairs``.
+    """
+    return _hidden(weights, act, batchnorm, pairs, torch.device("cpu"))[0].numpy()
+
+
+class _Scorer:
+    """Hidden activations, full logits and targets in ``ds.eval_idx`` order.
+
+    The kernels walk the (count, pair, class) logits in tiles of ``block`` = (counts,
+    pairs), so that every pass over a tile stays in cache.
+    """
+
+    def __init__(self, weights: Mapping[str, Any], act: str, batchnorm: bool, ds: Dataset,
+                 loss: str, device: str | torch.device,
+                 block: tuple[int, int] | None) -> None:
+        if loss not in ("mse", "ce"):
+            raise ValueError(f"loss must be 'mse' or 'ce', got {loss!r}.")
+        dev = torch.device(device)
+        self.ds, self.loss = ds, loss
+        self.h, W = _hidden(weights, act, batchnorm, ds.pairs[ds.eval_idx], dev)
+        self.Wt = W.t().contiguous()
+        self.full = self.h @ W.t()
+        # (pair, neuron) terms that are not exactly zero (ReLU zeros, pruned neurons)
+        self.active = (self.h != 0) & (self.Wt != 0).any(-1)
+        P, p = self.full.shape
+        self.n_train = len(ds.train_idx)
+        targets = np.concatenate([ds.train_labels, ds.true_labels[ds.test_idx]])
+        self.target = torch.as_tensor(targets, device=dev)
+        if block is None:
+            block = (8, 2048) if dev.type == "cpu" else (32, P)
+        if len(block) != 2 or min(block) < 1:
+            raise ValueError(f"block must be two positive integers (counts, pairs), got {block}.")
+        self.block = (int(block[0]), int(block[1]))
+        self.buffer = torch.empty((*self.block, p), dtype=torch.float64, device=dev)
+
+    @property
+    def width(self) -> int:
+        return self.h.shape[1]
+
+    def sweep(self, order: np.ndarray, cumulative: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predictions and per-pair losses with neurons removed; each shape=(n, P).
+
+        Row k removes ``order[:k + 1]`` (cumulative) or ``order[k]`` alone. Each row of a
+        tile is one fused multiply-subtract of a rank-1 term from the previous row (or
+        from the full logits), so no count costs a forward pass.
+        """
+        n, dev = len(order), self.full.device
+        idx = torch.as_tensor(order, device=dev)
+        h_t, w = self.h.t()[idx].contiguous(), self.Wt[idx]  # row j: the j-th neuron removed
+        removed = self.active.t()[idx].long()
+        left = self.active.sum(1) - (removed.cumsum(0) if cumulative else removed)
+        vanished = left == 0  # shape=(n, P): every remaining term of the pair is exactly 0
+        preds = torch.empty((n, len(self.target)), dtype=torch.int64, device=dev)
+        per_pair = torch.empty((n, len(self.target)), dtype=torch.float64, device=dev)
+        counts, pairs = self.block
+        for r0 in range(0, len(self.target), pairs):
+            rows = slice(r0, min(r0 + pairs, len(self.target)))
+            prev = self.full[rows]
+            for start in range(0, n, counts):
+                stop = min(start + counts, n)
+                tile = self.buffer[: stop - start, : rows.stop - r0]
+                for b, j in enumerate(range(start, stop)):
+                    base = prev if cumulative else self.full[rows]
+                    torch.addcmul(base, h_t[j, rows, None], w[j, None, :], value=-1, out=tile[b])
+                    prev = tile[b]
+                if cumulative:
+                    prev = prev.clone()  # the buffer is reused by the next tile
+                dead = vanished[start:stop, rows]
+                if dead.any():  # exact zeros, not the residue of the subtractions
+                    tile.masked_fill_(dead[..., None], 0.0)
+                preds[start:stop, rows], per_pair[start:stop, rows] = self.score(tile, rows)
+        return preds, per_pair
+
+    def score(self, logits: torch.Tensor, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predictions and per-pair losses of logits shape=(B, R, p); each shape=(B, R)."""
+        target = self.target[rows].expand(len(logits), -1)[..., None]
+        at_target = logits.gather(-1, target)[..., 0]
+        if self.loss == "mse":
+            norm2 = torch.linalg.vector_norm(logits, dim=-1).square_()
+            per_pair = norm2.sub_(at_target, alpha=2).add_(1).div_(logits.shape[-1])
+        else:
+            per_pair = torch.logsumexp(logits, dim=-1).sub_(at_target)
+        if logits.device.type == "cpu":  # numpy's SIMD argmax is several times faster
+            return torch.from_numpy(logits.numpy().argmax(-1)), per_pair
+        return logits.argmax(-1), per_pair
+
+    def results(self, preds: torch.Tensor, per_pair: torch.Tensor) -> dict[str, np.ndarray]:
+        out = accuracies(preds.cpu().numpy(), self.ds)
+        n = self.n_train
+        out["loss"] = per_pair[:, :n].mean(-1).cpu().numpy()
+        out["test_loss"] = per_pair[:, n:].mean(-1).cpu().numpy()
+        return out
+
+
+def _check_order(order: Sequence[int] | np.ndarray, width: int) -> np.ndarray:
+    idx = np.asarray(order)
+    if idx.size == 0:
+        idx = idx.astype(np.int64)
+    if (idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer)
+            or len(np.unique(idx)) != len(idx) or np.any((idx < 0) | (idx >= width))):
+        raise ValueError(f"order must be distinct neuron indices in 0..{width - 1}, "
+                         f"got {idx!r}.")
+    return idx.astype(np.int64)
+
+
+def _curve(sc: _Scorer, order: np.ndarray) -> dict[str, np.ndarray]:
+    first = sc.score(sc.full[None], slice(0, len(sc.target)))
+    preds, per_pair = sc.sweep(order, cumulative=True)
+    out = {"n_pruned": np.arange(len(order) + 1)}
+    out.update(sc.results(torch.cat([first[0], preds]), torch.cat([first[1], per_pair])))
+    return out
+
+
+def prune_curve(weights: Mapping[str, Any], act: str, batchnorm: bool, ds: Dataset,
+                order: Sequence[int] | np.ndarray, loss: str = "mse", *,
+                device: str | torch.device = "cpu",
+                block: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+    """Accuracies and losses as neurons are pruned cumulatively in ``order``.
+
+    Parameters
+    ----------
+    weights, act, batchnorm : the network, as in :func:`hidden_activations`.
+    ds : the dataset; predictions are scored with :func:`interp.data.accuracies`.
+    order : shape=(n,) distinct neuron indices, pruned first to last (n <= N).
+    loss : ``"mse"`` or ``"ce"``, the training loss.
+    device : torch device for the arithmetic.
+    block : tile size (counts, pairs); default (8, 2048) on CPU (fits in cache),
+        (32, P) on a GPU.
+
+    Returns
+    -------
+    dict of arrays of shape=(n + 1,): ``n_pruned`` (0..n), the six accuracies of
+    :data:`interp.data.ACCURACY_NAMES`, ``loss`` (train) and ``test_loss``.
+    """
+    sc = _Scorer(weights, act, batchnorm, ds, loss, device, block)
+    return _curve(sc, _check_order(order, sc.width))
+
+
+def random_orders(width: int, n_draws: int = 5, seed: int = 0) -> np.ndarray:
+    """Seeded random pruning orders. shape=(n_draws, width) int64, one permutation per row."""
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.permutation(width) for _ in range(n_draws)]).astype(np.int64)
+
+
+def prune_curves(weights: Mapping[str, Any], act: str, batchnorm: bool, ds: Dataset,
+                 ipr: np.ndarray, loss: str = "mse", *, n_random: int = 5, seed: int = 0,
+                 device: str | torch.device = "cpu",
+                 block: tuple[int, int] | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Pruning curves in the three orders of the paper.
+
+    Parameters
+    ----------
+    ipr : shape=(N,), per-neuron IPR (see :func:`interp.spectra.neuron_ipr`).
+    n_random, seed : the ``random`` curve is the mean of ``n_random`` curves over
+        :func:`random_orders` ``(N, n_random, seed)``.
+    Other parameters as in :func:`prune_curve`.
+
+    Returns
+    -------
+    ``{"ascending": curve, "descending": curve, "random": curve}``; ascending prunes
+    the lowest IPR (memorizing) first. Each curve as returned by :func:`prune_curve`.
+    """
+    if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 1:
+        raise ValueError(f"n_random must be an integer >= 1, got {n_random!r}.")
+    sc = _Scorer(weights, act, batchnorm, ds, loss, device, block)
+    ipr = np.asarray(ipr)
+    if ipr.shape != (sc.width,):
+        raise ValueError(f"ipr must have shape ({sc.width},), got {ipr.shape}.")
+    draws = [_curve(sc, order) for order in random_orders(sc.width, n_random, seed)]
+    return {
+        "ascending": _curve(sc, rank_neurons(ipr)),
+        "descending": _curve(sc, rank_neurons(ipr, descending=True)),
+        "random": {k: np.mean([d[k] for d in draws], axis=0) for k in draws[0]},
+    }
+
+
+def ablate(weights: Mapping[str, Any], act: str, batchnorm: bool, ds: Dataset,
+           loss: str = "mse", *, device: str | torch.device = "cpu",
+           block: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+    """Accuracies and losses with each neuron removed alone (full logits minus its term).
+
+    Returns
+    -------
+    dict of arrays of shape=(N,): ``neuron`` (0..N-1), the six accuracies, ``loss`` and
+    ``test_loss``; entry k is the network without neuron k.
+    """
+    sc = _Scorer(weights, act, batchnorm, ds, loss, device, block)
+    out = {"neuron": np.arange(sc.width)}
+    out.update(sc.results(*sc.sweep(np.arange(sc.width), cumulative=False)))
+    return out
