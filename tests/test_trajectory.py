@@ -135,7 +135,7 @@ def test_kill_9_then_resume_is_bit_exact(tiny_cfg, tmp_path, stage):
     path = tmp_path / "killed.h5"
     child = run_child(path, cfg, 100, stage)
     if stage == "external":
-        deadline = time.time() + 60
+        deadline = time.time() + 300
         while time.time() < deadline:
             try:
                 with Run(path) as run:
@@ -145,7 +145,7 @@ def test_kill_9_then_resume_is_bit_exact(tiny_cfg, tmp_path, stage):
                 pass
             time.sleep(0.05)
         child.send_signal(signal.SIGKILL)
-    assert child.wait(60) == -signal.SIGKILL
+    assert child.wait(300) == -signal.SIGKILL  # generous: CI machines may be loaded
     with Run(path) as run:  # the killed file opens and shows only committed checkpoints
         assert not run.complete and 0 < len(run.steps)
         n = len(run.steps)
