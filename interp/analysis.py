@@ -19,6 +19,8 @@ from interp import classify as classify_mod
 from interp import prune as prune_mod
 from interp import spectra
 from interp.data import accuracies
+from interp.fit import fit_summary, frequency_lock_steps
+from interp.phase import run_phase
 from interp.trajectory import Run
 
 
@@ -60,8 +62,8 @@ def _classes_section(classes: classify_mod.NeuronClasses) -> dict[str, Any]:
 
 
 def analyze(run_path: str | os.PathLike, step: int | None = None, *, ipr: bool = True,
-            prune: bool = True, ablate: bool = True, r: float = 2,
-            threshold: float | None = None, seed: int = 0, n_random: int = 5,
+            prune: bool = True, ablate: bool = True, fit: bool = False, phase: bool = True,
+            r: float = 2, threshold: float | None = None, seed: int = 0, n_random: int = 5,
             device: str = "cpu") -> dict[str, Any]:
     """Analyze the network of a run at one stored step.
 
@@ -79,6 +81,9 @@ def analyze(run_path: str | os.PathLike, step: int | None = None, *, ipr: bool =
     seed, n_random : the random pruning curve is the mean over ``n_random`` orders
         drawn from ``seed``.
     device : torch device for pruning and ablation.
+    fit : include the fit of the analytic periodic solution (:func:`interp.fit.fit_summary`,
+        plus ``lock_step``: when each neuron locked onto its frequency); add/sub runs only.
+    phase : include the run's phase from its metrics (:func:`interp.phase.run_phase`).
 
     Returns
     -------
@@ -90,7 +95,7 @@ def analyze(run_path: str | os.PathLike, step: int | None = None, *, ipr: bool =
     length N: ``neuron``, the six accuracies, ``loss``, ``test_loss``) and
     ``generalizing_since`` (length N: the first stored step from which the neuron is
     generalizing at every later checkpoint up to ``step``, -1 if not generalizing at
-    ``step``). Disabled sections are None. NaN is stored as None.
+    ``step``), ``fit`` and ``phase``. Disabled sections are None. NaN is stored as None.
     """
     with Run(run_path) as run:
         cfg = run.config
@@ -108,7 +113,12 @@ def analyze(run_path: str | os.PathLike, step: int | None = None, *, ipr: bool =
                                             seed=seed, device=device) if prune else None,
             "ablate": prune_mod.ablate(*args, cfg.train.loss, device=device) if ablate else None,
             "generalizing_since": None,
+            "fit": None,
+            "phase": run_phase(run) if phase else None,
         }
+        if fit:
+            out["fit"] = fit_summary(weights, cfg, ds)
+            out["fit"]["lock_step"] = frequency_lock_steps(run, until=step)[0]
         if ipr:
             steps, traj = spectra.trajectory_ipr(run, r)
             upto = steps <= step

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -15,8 +16,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from interp.analysis import analyze as analyze_run
 from interp.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from interp.fit_plots import write_fit_figures
 from interp.phase_diagram import write_phase_diagram
+from interp.plots import write_figures
 from interp.solution import analytic_network
 from interp.sweep import SweepSpec, parse_grid, run_sweep
 from interp.trajectory import Run, resume_file, train_to_file, write_trajectory
@@ -219,6 +223,128 @@ def inspect(
                   f"metrics for {info['metric_steps']} steps; "
                   f"{'complete' if run.complete else 'INCOMPLETE (resume with --resume)'}")
         out.print(summary_table(run))
+
+
+def write_json_atomic(data: Any, path: Path) -> None:
+    """Write JSON to ``path`` via a temporary file in the same folder and os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _analysis_tables(s: dict[str, Any]) -> list[Table]:
+    """Readable tables of an analyze() summary."""
+    tables = []
+    acc = Table(title=f"accuracy at step {s['step']} (p {s['p']}, width {s['width']})")
+    acc.add_column("subset")
+    acc.add_column("accuracy", justify="right")
+    for k, v in s["accuracy"].items():
+        acc.add_row(k, "-" if v is None else f"{v:.4f}")
+    tables.append(acc)
+    if s.get("phase"):
+        ph = s["phase"]
+        t = Table(title=f"phase: {ph['phase'].replace('_', ' ')}", show_header=False)
+        st = ph["stages"]
+        for k in ("final_train", "final_test", "peak_test", "peak_test_step", "norm_ratio"):
+            t.add_row(k, f"{ph[k]:.4g}" if ph[k] is not None else "-")
+        t.add_row("generalized_step", str(st["generalized_step"]))
+        t.add_row("unlearned_step", str(st["unlearned_step"]))
+        tables.append(t)
+    if s.get("ipr"):
+        c = s["classes"]
+        t = Table(title="IPR and neuron classes", show_header=False)
+        t.add_row("mean IPR", f"{s['ipr']['mean']:.4f}")
+        t.add_row("threshold", f"{c['threshold']:.4f} ({c['method']})")
+        t.add_row("generalizing", str(len(c["generalizing"])))
+        t.add_row("memorizing", str(len(c["memorizing"])))
+        t.add_row("convention", s["ipr"]["convention"].split(";")[0])
+        tables.append(t)
+    if s.get("prune"):
+        n = s["width"]
+        t = Table(title="pruning (accuracy after removing n neurons, no retraining)")
+        for col in ("order", "n_pruned", "test", "train_corrupted", "train_clean"):
+            t.add_column(col, justify="right")
+        marks = sorted({0, n // 4, n // 2, 3 * n // 4, n}
+                       | ({len(s["classes"]["memorizing"])} if s.get("classes") else set()))
+        for order, curve in s["prune"].items():
+            for k in marks:
+                row = [curve[name][k] for name in ("test", "train_corrupted", "train_clean")]
+                t.add_row(order, str(k), *("-" if v is None else f"{v:.3f}" for v in row))
+        tables.append(t)
+    if s.get("fit"):
+        f = s["fit"]["summary"]
+        t = Table(title="fit of the analytic periodic solution", show_header=False)
+        t.add_row("consistent neurons", f"{f['n_consistent']} / {f['n_neurons']}")
+        t.add_row("frequency coverage", f"{f['coverage']:.3f}")
+        mar = f["median_abs_residual"]
+        t.add_row("median |phase residual|", "-" if mar is None else f"{mar:.4f} rad")
+        t.add_row("idealized network test acc", f"{s['fit']['idealized']['test']:.4f}")
+        tables.append(t)
+    return tables
+
+
+@app.command()
+@friendly
+def analyze(
+    run_path: Path = typer.Argument(..., metavar="RUN", help="Trajectory file (.h5)."),
+    step: int | None = typer.Option(None, help="Stored checkpoint step (default: last)."),
+    ipr: bool = typer.Option(False, "--ipr", help="IPR, neuron classes, generalizing_since."),
+    prune: bool = typer.Option(False, "--prune", help="Pruning curves (3 orders)."),
+    ablate: bool = typer.Option(False, "--ablate", help="Single-neuron ablation."),
+    fit: bool = typer.Option(False, "--fit", help="Fit of the analytic periodic solution."),
+    phase: bool = typer.Option(False, "--phase", help="Phase of the run and its two stages."),
+    out_dir: Path | None = typer.Option(None, "--out",
+                                        help="Output folder (default RUN-analysis/ beside it)."),
+    json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON summary "
+                                                               "here ('-' for stdout)."),
+    plots: Path | None = typer.Option(None, help="Figure folder (default: the output folder)."),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Write no figures."),
+    threshold: float | None = typer.Option(None, help="Fixed IPR threshold (default: Otsu)."),
+    seed: int = typer.Option(0, help="Seed of the random pruning orders."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+) -> None:
+    """Analyze a run: accuracies, IPR, neuron classes, pruning, ablation, fit, phase.
+
+    With no analysis flag every analysis that applies runs (the fit needs op add or
+    sub). The run file is opened read-only. Writes summary.json and PNG figures to
+    the output folder, each file atomically.
+
+    Examples:
+
+      interp analyze checkpoints/demo.h5
+
+      interp analyze run.h5 --ipr --prune --json -
+
+      interp analyze run.h5 --step 200 --fit --out results/step200
+    """
+    with Run(run_path) as run:
+        op = run.config.data.op
+    if not any((ipr, prune, ablate, fit, phase)):
+        ipr = prune = ablate = phase = True
+        fit = op in ("add", "sub")
+    summary = analyze_run(run_path, step, ipr=ipr, prune=prune, ablate=ablate, fit=fit,
+                          phase=phase, threshold=threshold, seed=seed, device=device)
+    folder = out_dir or run_path.with_name(run_path.stem + "-analysis")
+    write_json_atomic(summary, folder / "summary.json")
+    written = [folder / "summary.json"]
+    to_stdout = json_path is not None and str(json_path) == "-"
+    if json_path is not None and not to_stdout:
+        write_json_atomic(summary, json_path)
+        written.append(json_path)
+    if not no_plots:
+        fig_dir = plots or folder
+        with Run(run_path) as run:
+            written += write_figures(summary, run, fig_dir)
+            if summary.get("fit"):
+                written += write_fit_figures(summary["fit"], run.weights(summary["step"]),
+                                             fig_dir)
+    if to_stdout:  # stdout carries the JSON alone
+        sys.stdout.write(json.dumps(summary, allow_nan=False) + "\n")
+        return
+    for table in _analysis_tables(summary):
+        out.print(table)
+    out.print("wrote " + ", ".join(str(p) for p in written))
 
 
 @app.command()

@@ -99,3 +99,44 @@ def test_sweep_and_phase_diagram_commands(tmp_path):
     assert (tmp_path / "fig" / "phase_diagram.png").stat().st_size > 0
     res = invoke("sweep", "--xi", "2", "--out", tmp_path / "bad")
     assert res.exit_code == 2 and "xi must hold only numbers in [0, 1)" in res.output
+
+
+def test_end_to_end_train_then_analyze_through_the_cli(tmp_path):
+    """The real pipeline: train a tiny run, analyze it, read the JSON and the figures."""
+    import hashlib
+
+    path = tmp_path / "run.h5"
+    res = invoke("train", "--p", 11, "--width", 24, "--steps", 60, "--save-every", 10,
+                 "--quiet", "--out", path)
+    assert res.exit_code == 0, res.output
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    res = invoke("analyze", path, "--json", tmp_path / "s.json")
+    assert res.exit_code == 0, res.output
+    assert "phase:" in res.output and "pruning" in res.output
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest  # never modified
+    folder = tmp_path / "run-analysis"
+    s = json.loads((folder / "summary.json").read_text())
+    assert json.loads((tmp_path / "s.json").read_text()) == s
+    assert s["step"] == 60 and s["p"] == 11 and s["width"] == 24
+    assert set(s["accuracy"]) == {"train", "train_clean", "train_corrupted",
+                                  "train_corrupted_true", "test", "all_true"}
+    assert len(s["ipr"]["neurons"]) == 24 and "one-sided" in s["ipr"]["convention"]
+    assert sorted(s["classes"]["generalizing"] + s["classes"]["memorizing"]) == list(range(24))
+    for order in ("ascending", "descending", "random"):
+        curve = s["prune"][order]
+        assert curve["n_pruned"] == list(range(25))
+        assert all(len(curve[k]) == 25 for k in s["accuracy"])
+        assert curve["test"][0] == s["accuracy"]["test"]
+    assert s["phase"]["phase"] in ("coexistence", "partial_inversion", "full_inversion",
+                                   "memorization", "forgetting", "confusion")
+    assert len(s["fit"]["neurons"]) == 24
+    for name in ("accuracy", "ipr_histogram", "ipr_trajectory", "spectra", "prune",
+                 "fit_frequencies"):
+        assert (folder / f"{name}.png").stat().st_size > 1000, name
+    # selected analyses only, JSON to stdout
+    res = invoke("analyze", path, "--ipr", "--json", "-", "--out", tmp_path / "o")
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.stdout)
+    assert s["ipr"] is not None and s["prune"] is None and s["fit"] is None
+    res = invoke("analyze", path, "--step", 7)
+    assert res.exit_code == 2 and "step must be one of the stored checkpoints" in res.output
