@@ -12,6 +12,7 @@ import pytest
 from interp.analysis import accuracies_at, analyze, to_jsonable
 from interp.config import RunConfig
 from interp.data import ACCURACY_NAMES
+from interp.phase import PHASES
 from interp.plots import write_figures
 from interp.spectra import IPR_CONVENTION, neuron_ipr
 from interp.trajectory import Run, train_to_file
@@ -39,7 +40,8 @@ def test_analyze_has_every_key_and_length(run_path):
     summary = analyze(run_path)
     assert fingerprint(run_path) == before
     assert set(summary) == {"step", "p", "width", "accuracy", "ipr", "classes", "prune",
-                            "ablate", "generalizing_since"}
+                            "ablate", "generalizing_since", "fit", "phase"}
+    assert summary["fit"] is None and summary["phase"]["phase"] in PHASES
     assert (summary["step"], summary["p"], summary["width"]) == (20, P, WIDTH)
     assert set(summary["accuracy"]) == set(ACCURACY_NAMES)
     ipr = summary["ipr"]

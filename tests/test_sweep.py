@@ -1,5 +1,6 @@
 import json
 import math
+import os
 import shutil
 import signal
 import subprocess
@@ -237,9 +238,16 @@ def test_bad_worker_count(tmp_path):
         run_sweep(tiny_spec(), tmp_path, workers=-1)
 
 
-def test_dask_cluster_gives_the_local_summary(local_sweep, tmp_path):
+def test_dask_cluster_gives_the_local_summary(local_sweep, tmp_path, monkeypatch):
     from dask.distributed import LocalCluster  # an ImportError here fails the test
 
+    # dask's nanny writes OMP_NUM_THREADS=1 (and more) into this process's environment;
+    # keep that from leaking into later tests' subprocesses.
+    for key, value in os.environ.copy().items():
+        monkeypatch.setenv(key, value)
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                "MALLOC_TRIM_THRESHOLD_"):
+        monkeypatch.delenv(key, raising=False)
     out = tmp_path / "cluster"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster:

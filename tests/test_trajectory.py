@@ -88,6 +88,8 @@ def test_bad_files_get_clear_errors(tmp_path, run_file):
 # checkpoint write protocol, or from outside at an arbitrary moment.
 CHILD = textwrap.dedent("""
     import os, signal, sys
+    import torch
+    torch.set_num_threads(2)  # bit-exactness holds for one thread count
     from interp.config import RunConfig
     from interp import trajectory
     from interp.trajectory import train_to_file
@@ -117,7 +119,10 @@ CHILD = textwrap.dedent("""
             if ds.name == "/metrics/step" and rows[-1] == kill_at:
                 die()
         trajectory._append = wrapped
-    train_to_file(cfg, sys.argv[1], callbacks=[Killer()])
+    if stage == "resume":
+        trajectory.resume_file(sys.argv[1])
+    else:
+        train_to_file(cfg, sys.argv[1], callbacks=[Killer()])
 """)
 
 
@@ -131,7 +136,8 @@ def run_child(path, cfg, kill_at, stage):
 def test_kill_9_then_resume_is_bit_exact(tiny_cfg, tmp_path, stage):
     cfg = tiny_cfg.replace(model={"dropout": 0.2}, train={"steps": 200, "save_every": 10,
                                                           "batch_size": 20})
-    reference = train_to_file(cfg, tmp_path / "reference.h5")
+    reference = tmp_path / "reference.h5"
+    assert run_child(reference, cfg, -1, "none").wait(300) == 0
     path = tmp_path / "killed.h5"
     child = run_child(path, cfg, 100, stage)
     if stage == "external":
@@ -153,7 +159,7 @@ def test_kill_9_then_resume_is_bit_exact(tiny_cfg, tmp_path, stage):
         if stage != "external":
             assert run.steps[-1] == (100 if stage == "after_commit" else 90)
         assert len(run.metrics()["step"]) >= run.steps[-1] + 1
-    resume_file(path)
+    assert run_child(path, cfg, -1, "resume").wait(300) == 0
     with Run(path) as got, Run(reference) as want:
         assert got.complete
         np.testing.assert_array_equal(got.steps, want.steps)
