@@ -17,10 +17,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from interp.analysis import analyze as analyze_run
+from interp.compare import compare as compare_runs
 from interp.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from interp.fit_plots import write_fit_figures
 from interp.phase_diagram import write_phase_diagram
-from interp.plots import write_figures
+from interp.plots import write_compare_figures, write_figures
 from interp.solution import analytic_network
 from interp.sweep import SweepSpec, parse_grid, run_sweep
 from interp.trajectory import Run, resume_file, train_to_file, write_trajectory
@@ -344,6 +345,63 @@ def analyze(
         return
     for table in _analysis_tables(summary):
         out.print(table)
+    out.print("wrote " + ", ".join(str(p) for p in written))
+
+
+@app.command()
+@friendly
+def compare(
+    runs: list[Path] = typer.Argument(..., metavar="RUN...", help="Trajectory files."),
+    step: int | None = typer.Option(None, help="Stored step to compare (default: last)."),
+    out_dir: Path = typer.Option(Path("compare"), "--out", help="Output folder."),
+    json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON "
+                                                               "result here ('-': stdout)."),
+    prune: bool = typer.Option(True, help="Include pruning curves (slower)."),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Write no figures."),
+) -> None:
+    """Compare runs side by side: config differences, accuracies, phase, IPR, norms.
+
+    Figures: IPR histograms, mean IPR over training, accuracy and pruning curves, and
+    |gamma| against IPR for BatchNorm runs (with the Spearman rank correlation).
+
+    Example:
+
+      interp compare checkpoints/wd0.h5 checkpoints/wd5.h5 checkpoints/wd15.h5 --out cmp
+    """
+    result = compare_runs(runs, step, prune=prune)
+    write_json_atomic(result, out_dir / "compare.json")
+    written = [out_dir / "compare.json"]
+    to_stdout = json_path is not None and str(json_path) == "-"
+    if json_path is not None and not to_stdout:
+        write_json_atomic(result, json_path)
+        written.append(json_path)
+    if not no_plots:
+        written += write_compare_figures(result, out_dir)
+    if to_stdout:
+        sys.stdout.write(json.dumps(result, allow_nan=False) + "\n")
+        return
+    table = Table(title="comparison")
+    table.add_column("")
+    for r in result["runs"]:
+        table.add_column(r["label"], justify="right")
+
+    def fmt(v: Any) -> str:
+        return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+    rows = {k: [r["differences"][k] for r in result["runs"]] for k in result["differences"]}
+    rows["phase"] = [r["phase"]["phase"].replace("_", " ") for r in result["runs"]]
+    for k in ("train", "test", "train_clean", "train_corrupted"):
+        rows[f"accuracy {k}"] = [r["accuracy"][k] for r in result["runs"]]
+    rows["mean IPR"] = [r["ipr"]["mean"] for r in result["runs"]]
+    rows["generalizing / memorizing"] = [
+        f"{r['classes']['n_generalizing']} / {r['classes']['n_memorizing']}"
+        for r in result["runs"]]
+    rows["total norm"] = [r["norms"]["total"] for r in result["runs"]]
+    if any(r["batchnorm"] for r in result["runs"]):
+        rows["|gamma| vs IPR (Spearman)"] = [r["batchnorm"] and r["batchnorm"]["spearman"]
+                                             for r in result["runs"]]
+    for name, values in rows.items():
+        table.add_row(name, *(fmt(v) for v in values))
+    out.print(table)
     out.print("wrote " + ", ".join(str(p) for p in written))
 
 

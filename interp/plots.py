@@ -161,3 +161,71 @@ def write_figures(summary: Mapping[str, Any], run: Any,
         plot_prune_curves(ax, summary["prune"])
         written.append(_save(fig, out / "prune.png"))
     return written
+
+
+def plot_gamma_vs_ipr(ax: Axes, ipr: np.ndarray, gamma: np.ndarray,
+                      rho: float | None = None) -> Axes:
+    """BatchNorm scale |gamma| against neuron IPR, both shape=(N,)."""
+    ax.scatter(np.asarray(ipr, dtype=np.float64), np.abs(np.asarray(gamma, dtype=np.float64)),
+               s=8, alpha=0.6)
+    title = "" if rho is None else f"Spearman rho {rho:.3f}"
+    ax.set(xlabel="neuron IPR", ylabel="|gamma|", title=title)
+    return ax
+
+
+def _grid(n: int, width: float = 4.2, height: float = 3.4) -> tuple[Figure, list[Axes]]:
+    fig = Figure(figsize=(width * n, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, list(np.atleast_1d(fig.subplots(1, n, squeeze=False)[0]))
+
+
+def write_compare_figures(result: Mapping[str, Any], out_dir: str | os.PathLike) -> list[Path]:
+    """Side-by-side figures of an :func:`interp.compare.compare` result; returns the paths.
+
+    ``ipr_histograms.png``, ``accuracy.png``, ``prune.png`` (when pruned): one panel per
+    run; ``ipr_mean.png``: mean IPR over training, one line per run; ``gamma_ipr.png``:
+    |gamma| against IPR for the runs with BatchNorm.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    runs, written = result["runs"], []
+
+    def title(r: Mapping[str, Any]) -> str:
+        diff = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["differences"].items())
+        return f"{r['label']}\n{diff}" if diff else r["label"]
+
+    fig, axes = _grid(len(runs))
+    for ax, r in zip(axes, runs):
+        plot_ipr_histogram(ax, r["ipr"]["neurons"], r["classes"]["threshold"])
+        ax.set_title(title(r), fontsize="small")
+    written.append(_save(fig, out / "ipr_histograms.png"))
+
+    fig, axes = _grid(len(runs))
+    for ax, r in zip(axes, runs):
+        plot_training_curves(ax, r["curves"], ("train", "test", "train_corrupted"))
+        ax.set_title(title(r), fontsize="small")
+    written.append(_save(fig, out / "accuracy.png"))
+
+    fig, ax = _new_axes()
+    for r in runs:
+        ax.plot(r["ipr_over_training"]["step"], r["ipr_over_training"]["mean"], label=r["label"])
+    ax.set(xlabel="step", ylabel="mean neuron IPR")
+    ax.legend(fontsize="small")
+    written.append(_save(fig, out / "ipr_mean.png"))
+
+    if all(r["prune"] for r in runs):
+        fig, axes = _grid(len(runs))
+        for ax, r in zip(axes, runs):
+            plot_prune_curves(ax, r["prune"])
+            ax.set_title(title(r), fontsize="small")
+        written.append(_save(fig, out / "prune.png"))
+
+    bn = [r for r in runs if r["batchnorm"]]
+    if bn:
+        fig, axes = _grid(len(bn))
+        for ax, r in zip(axes, bn):
+            plot_gamma_vs_ipr(ax, r["ipr"]["neurons"], r["batchnorm"]["gamma"])
+            ax.set_title(title(r) + f"\nSpearman rho {r['batchnorm']['spearman']:.3f}",
+                         fontsize="small")
+        written.append(_save(fig, out / "gamma_ipr.png"))
+    return written

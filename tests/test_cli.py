@@ -140,3 +140,17 @@ def test_end_to_end_train_then_analyze_through_the_cli(tmp_path):
     assert s["ipr"] is not None and s["prune"] is None and s["fit"] is None
     res = invoke("analyze", path, "--step", 7)
     assert res.exit_code == 2 and "step must be one of the stored checkpoints" in res.output
+
+
+def test_compare_command(tmp_path):
+    paths = []
+    for wd in (0, 2):
+        paths.append(tmp_path / f"wd{wd}.h5")
+        assert invoke("train", *TINY, "--wd", wd, "--out", paths[-1]).exit_code == 0
+    res = invoke("compare", *paths, "--out", tmp_path / "cmp", "--no-prune")
+    assert res.exit_code == 0, res.output
+    assert "train.weight_decay" in res.output and "mean IPR" in res.output
+    result = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert [r["label"] for r in result["runs"]] == ["wd0", "wd2"]
+    res = invoke("compare", tmp_path / "missing.h5")
+    assert res.exit_code == 2 and "does not exist" in res.output
