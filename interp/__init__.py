@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 from interp.analysis import accuracies_at, analyze
 from interp.batched import BatchTrainer
 from interp.classify import classify, generalizing_since, otsu_threshold
+from interp.compare import compare
 from interp.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from interp.data import ACCURACY_NAMES, Dataset, accuracies, make_dataset
 from interp.fit import fit_neurons, fit_summary, frequency_lock_steps, idealized_weights
@@ -32,6 +33,7 @@ __all__ = [
     "checkpoint_steps",
     "classify",
     "classify_phase",
+    "compare",
     "DataConfig",
     "Dataset",
     "fit_neurons",
