@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     for width in (int(w) for w in args.widths.split(",")):
         cfgs = configs(args.models, width, args.steps)
         total = args.models * (args.steps + 1)
-        loop = throughput(lambda: [Trainer(c).run() for c in cfgs], total, args.reps)
-        batch = throughput(lambda: BatchTrainer(cfgs).run(), total, args.reps)
+        loop = throughput(lambda cfgs=cfgs: [Trainer(c).run() for c in cfgs], total, args.reps)
+        batch = throughput(lambda cfgs=cfgs: BatchTrainer(cfgs).run(), total, args.reps)
         rows.append({"width": width, "loop": loop, "batched": batch, "ratio": batch / loop})
         print(f"width {width:4d}, {args.models} models: one at a time {loop:8.1f} model-steps/s,"
               f" batched {batch:8.1f} model-steps/s, ratio {batch / loop:.2f}x")
