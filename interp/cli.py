@@ -234,6 +234,19 @@ def write_json_atomic(data: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def save_json(data: Any, default: Path, extra: Path | None) -> tuple[list[Path], bool]:
+    """Write ``data`` to ``default`` and to ``extra`` (``-``: stdout, later, by the caller).
+
+    Returns the paths written and whether the caller must print the JSON to stdout.
+    """
+    write_json_atomic(data, default)
+    to_stdout = extra is not None and str(extra) == "-"
+    if extra is not None and not to_stdout:
+        write_json_atomic(data, extra)
+        return [default, extra], False
+    return [default], to_stdout
+
+
 def _analysis_tables(s: dict[str, Any]) -> list[Table]:
     """Readable tables of an analyze() summary."""
     tables = []
@@ -327,12 +340,7 @@ def analyze(
     summary = analyze_run(run_path, step, ipr=ipr, prune=prune, ablate=ablate, fit=fit,
                           phase=phase, threshold=threshold, seed=seed, device=device)
     folder = out_dir or run_path.with_name(run_path.stem + "-analysis")
-    write_json_atomic(summary, folder / "summary.json")
-    written = [folder / "summary.json"]
-    to_stdout = json_path is not None and str(json_path) == "-"
-    if json_path is not None and not to_stdout:
-        write_json_atomic(summary, json_path)
-        written.append(json_path)
+    written, to_stdout = save_json(summary, folder / "summary.json", json_path)
     if not no_plots:
         fig_dir = plots or folder
         with Run(run_path) as run:
@@ -369,12 +377,7 @@ def compare(
       interp compare checkpoints/wd0.h5 checkpoints/wd5.h5 checkpoints/wd15.h5 --out cmp
     """
     result = compare_runs(runs, step, prune=prune)
-    write_json_atomic(result, out_dir / "compare.json")
-    written = [out_dir / "compare.json"]
-    to_stdout = json_path is not None and str(json_path) == "-"
-    if json_path is not None and not to_stdout:
-        write_json_atomic(result, json_path)
-        written.append(json_path)
+    written, to_stdout = save_json(result, out_dir / "compare.json", json_path)
     if not no_plots:
         written += write_compare_figures(result, out_dir)
     if to_stdout:
