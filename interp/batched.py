@@ -38,6 +38,9 @@ def check_batchable(cfgs: Sequence[RunConfig]) -> None:
                 if a != b:
                     raise ValueError(f"{section}.{f} must be the same for every batched run, "
                                      f"got {a!r} (run 0) and {b!r} (run {i}).")
+        if cfg.model.kind != "mlp":
+            raise ValueError(f"batched runs must be MLPs, got model.kind {cfg.model.kind!r} "
+                             f"(run {i}).")
         if cfg.model.dropout or cfg.model.batchnorm or cfg.train.batch_size is not None:
             raise ValueError(f"batched runs must be full batch without dropout or BatchNorm; "
                              f"run {i} has dropout={cfg.model.dropout}, batchnorm="

@@ -20,6 +20,8 @@ from interp.analysis import analyze as analyze_run
 from interp.compare import compare as compare_runs
 from interp.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from interp.fit_plots import write_fit_figures
+from interp.foreign import import_checkpoint, imported, is_foreign
+from interp.layouts import parse_map
 from interp.phase_diagram import write_phase_diagram
 from interp.plots import write_compare_figures, write_figures
 from interp.solution import analytic_network
@@ -56,7 +58,8 @@ def friendly(fn: F) -> F:
 
 def default_run_name(cfg: RunConfig) -> str:
     d, m, t = cfg.data, cfg.model, cfg.train
-    parts = [d.op, f"p{d.p}", f"N{m.width}", f"a{d.train_frac:g}", f"xi{d.corrupt:g}",
+    net = f"N{m.width}" if m.kind == "mlp" else f"T{m.d_model}h{m.n_heads}"
+    parts = [d.op, f"p{d.p}", net, f"a{d.train_frac:g}", f"xi{d.corrupt:g}",
              f"wd{t.weight_decay:g}"]
     if m.dropout:
         parts.append(f"do{m.dropout:g}")
@@ -66,6 +69,19 @@ def default_run_name(cfg: RunConfig) -> str:
         parts.append(f"bs{t.batch_size}")
     parts.append(f"s{t.seed}")
     return "_".join(parts) + ".h5"
+
+
+def model_config(kind: str, *, width: int, act: str | None, dropout: float, batchnorm: bool,
+                 init_seed: int, d_model: int, n_heads: int, d_mlp: int) -> ModelConfig:
+    """The ModelConfig of ``interp train``'s options (Transformer options only for it)."""
+    if kind == "transformer":
+        return ModelConfig.transformer(act=act or "relu", dropout=dropout, batchnorm=batchnorm,
+                                       init_seed=init_seed, d_model=d_model, n_heads=n_heads,
+                                       d_mlp=d_mlp)
+    if kind != "mlp":
+        raise ValueError(f"--model must be mlp or transformer, got {kind!r}.")
+    return ModelConfig(width=width, act=act or "x^2", dropout=dropout, batchnorm=batchnorm,
+                       init_seed=init_seed)
 
 
 class ProgressBar:
@@ -116,8 +132,14 @@ def train(
     corrupt_mode: str = typer.Option("different",
                                      help="'different': every corrupted label is wrong; "
                                           "'uniform': drawn over all p labels."),
-    width: int = typer.Option(500, help="Hidden width N."),
-    act: str = typer.Option("x^2", help="Activation: x^K (x^2 default), relu, gelu."),
+    model: str = typer.Option("mlp", help="mlp (the paper's MLP) or transformer (its "
+                                          "one-layer Transformer)."),
+    width: int = typer.Option(500, help="MLP hidden width N."),
+    d_model: int = typer.Option(128, help="Transformer embedding dimension."),
+    n_heads: int = typer.Option(4, help="Transformer attention heads."),
+    d_mlp: int = typer.Option(0, help="Transformer MLP width (0: 4 x d_model)."),
+    act: str | None = typer.Option(None, help="Activation: x^K, relu, gelu (default x^2 for "
+                                              "the MLP, relu for the Transformer)."),
     wd: float = typer.Option(0.0, help="Weight decay (on all parameters)."),
     dropout: float = typer.Option(0.0, help="Dropout on the pre-activation."),
     batchnorm: bool = typer.Option(False, help="BatchNorm after the activation."),
@@ -142,11 +164,15 @@ def train(
     """Train one run and record its dense trajectory.
 
     The defaults are the paper's main setting (p 97, width 500, alpha 0.5, xi 0.35,
-    AdamW lr 1e-2, MSE, full batch, 2000 steps).
+    AdamW lr 1e-2, MSE, full batch, 2000 steps). --model transformer trains its
+    one-layer Transformer (d_model 128, 4 heads, ReLU MLP of width 512, no LayerNorm,
+    no biases).
 
     Examples:
 
       interp train --steps 1000                      # coexistence (wd 0)
+
+      interp train --model transformer --loss ce --wd 0.5 --steps 1000 --corrupt 0
 
       interp train --wd 15 --steps 500 --out checkpoints/wd15.h5
 
@@ -162,8 +188,8 @@ def train(
         cfg = RunConfig(
             DataConfig(p=p, op=op, train_frac=train_frac, corrupt=corrupt,
                        corrupt_mode=corrupt_mode, split_seed=seed, corrupt_seed=seed),
-            ModelConfig(width=width, act=act, dropout=dropout, batchnorm=batchnorm,
-                        init_seed=seed),
+            model_config(model, width=width, act=act, dropout=dropout, batchnorm=batchnorm,
+                         init_seed=seed, d_model=d_model, n_heads=n_heads, d_mlp=d_mlp),
             TrainConfig(steps=steps, lr=lr, optimizer=optimizer, weight_decay=wd, loss=loss,
                         batch_size=batch_size, seed=seed, save_every=save_every,
                         save_log=save_log, precision=precision),
@@ -274,6 +300,15 @@ def _analysis_tables(s: dict[str, Any]) -> list[Table]:
         t.add_row("memorizing", str(len(c["memorizing"])))
         t.add_row("convention", s["ipr"]["convention"].split(";")[0])
         tables.append(t)
+    if s.get("embedding"):
+        key = s["embedding"]["key"]
+        t = Table(title="token embedding spectrum (share of its squared norm)",
+                  show_header=False)
+        t.add_row(f"key frequencies ({key['fraction']:.0%})",
+                  ", ".join(str(f) for f in key["frequencies"]))
+        t.add_row("their shares", ", ".join(f"{v:.3f}" for v in key["shares"]))
+        t.add_row("count / total share", f"{key['n_key']} / {key['key_share']:.3f}")
+        tables.append(t)
     if s.get("prune"):
         n = s["width"]
         t = Table(title="pruning (accuracy after removing n neurons, no retraining)")
@@ -298,10 +333,71 @@ def _analysis_tables(s: dict[str, Any]) -> list[Table]:
     return tables
 
 
+#: Options shared by ``interp import`` and ``interp analyze FOREIGN``.
+LAYOUT_HELP = ("How to read a foreign checkpoint: auto, mlp (our names U, V, W), generic-mlp "
+               "(two-layer MLP; weights by --map or from shapes given --p) or transformer "
+               "(one layer, TransformerLens or our names).")
+MAP_HELP = "name=key: which foreign key holds our array (repeatable), e.g. W=fc2.weight."
+
+
+def foreign_options(layout: str | None, p: int | None, op: str, mapping: list[str] | None,
+                    act: str | None, train_frac: float, corrupt: float, split_seed: int,
+                    unsafe_pickle: bool, loss: str = "mse") -> dict[str, Any]:
+    """Keyword arguments of :func:`interp.foreign.import_checkpoint` from CLI options."""
+    return {"layout": layout or "auto", "p": p, "op": op, "mapping": parse_map(mapping),
+            "act": act, "loss": loss, "train_frac": train_frac, "corrupt": corrupt,
+            "seed": split_seed, "allow_pickle": unsafe_pickle}
+
+
+@app.command("import")
+@friendly
+def import_(
+    foreign: Path = typer.Argument(..., metavar="FOREIGN", help="Checkpoint or trajectory: "
+                                   ".pt/.pth/.bin/.ckpt (PyTorch), .safetensors or .npz."),
+    out_path: Path = typer.Option(..., "--out", help="Trajectory file to write (.h5)."),
+    layout: str = typer.Option("auto", help=LAYOUT_HELP),
+    p: int | None = typer.Option(None, help="Modulus (inferred where the layout allows)."),
+    op: str = typer.Option("add", help="Operation the network computes."),
+    mapping: list[str] | None = typer.Option(None, "--map", help=MAP_HELP),
+    act: str | None = typer.Option(None, help="Activation (default x^2 MLP, relu Transformer)."),
+    loss: str = typer.Option("mse", help="Loss recorded in the metrics: mse or ce."),
+    train_frac: float = typer.Option(0.5, help="Train fraction of our split for the metrics."),
+    corrupt: float = typer.Option(0.0, help="Corrupted fraction of our split's labels."),
+    split_seed: int = typer.Option(0, help="Seed of our split and corruption."),
+    unsafe_pickle: bool = typer.Option(False, "--unsafe-pickle", help="Let torch.load unpickle "
+                                       "arbitrary objects: ONLY for files you trust (it can "
+                                       "run code)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output file."),
+) -> None:
+    """Convert a checkpoint written by other code into a trajectory file.
+
+    The foreign file is only read. Its arrays are matched to our names by the layout;
+    the metrics are measured on our split of the data (its own split is unknown), so
+    accuracy/all_true is the split-free number.
+
+    Examples:
+
+      interp import model.pt --p 97 --out run.h5
+
+      interp import tl_grokking.pt --layout transformer --out tl.h5
+
+      interp import mlp.safetensors --layout generic-mlp --p 97 --map UV=fc1.weight
+      --map W=fc2.weight --out mlp.h5
+    """
+    opts = foreign_options(layout, p, op, mapping, act, train_frac, corrupt, split_seed,
+                           unsafe_pickle, loss)
+    path = import_checkpoint(foreign, out_path, overwrite=overwrite, **opts)
+    with Run(path) as run:
+        out.print(summary_table(run))
+        out.print(f"wrote {path}: {len(run.steps)} checkpoint(s), model "
+                  f"{run.config.model.kind}, p {run.config.data.p}")
+
+
 @app.command()
 @friendly
 def analyze(
-    run_path: Path = typer.Argument(..., metavar="RUN", help="Trajectory file (.h5)."),
+    run_path: Path = typer.Argument(..., metavar="RUN", help="Trajectory file (.h5), or a "
+                                    "foreign checkpoint (see interp import)."),
     step: int | None = typer.Option(None, help="Stored checkpoint step (default: last)."),
     ipr: bool = typer.Option(False, "--ipr", help="IPR, neuron classes, generalizing_since."),
     prune: bool = typer.Option(False, "--prune", help="Pruning curves (3 orders)."),
@@ -317,12 +413,26 @@ def analyze(
     threshold: float | None = typer.Option(None, help="Fixed IPR threshold (default: Otsu)."),
     seed: int = typer.Option(0, help="Seed of the random pruning orders."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    layout: str | None = typer.Option(None, help="Foreign checkpoints: " + LAYOUT_HELP),
+    p: int | None = typer.Option(None, help="Foreign checkpoints: modulus."),
+    op: str = typer.Option("add", help="Foreign checkpoints: operation."),
+    mapping: list[str] | None = typer.Option(None, "--map", help="Foreign checkpoints: "
+                                             + MAP_HELP),
+    act: str | None = typer.Option(None, help="Foreign checkpoints: activation."),
+    train_frac: float = typer.Option(0.5, help="Foreign checkpoints: train fraction."),
+    corrupt: float = typer.Option(0.0, help="Foreign checkpoints: corrupted fraction."),
+    split_seed: int = typer.Option(0, help="Foreign checkpoints: split seed."),
+    unsafe_pickle: bool = typer.Option(False, "--unsafe-pickle", help="Foreign checkpoints: "
+                                       "unpickle arbitrary objects (trusted files only)."),
 ) -> None:
     """Analyze a run: accuracies, IPR, neuron classes, pruning, ablation, fit, phase.
 
-    With no analysis flag every analysis that applies runs (the fit needs op add or
-    sub). The run file is opened read-only. Writes summary.json and PNG figures to
-    the output folder, each file atomically.
+    With no analysis flag every analysis that applies runs (the fit needs an MLP with
+    op add or sub). The run file is opened read-only. Writes summary.json and PNG
+    figures to the output folder, each file atomically. A Transformer run adds the
+    spectrum of its token embedding. A foreign checkpoint (a .pt/.pth/.bin/.ckpt,
+    .safetensors or .npz file, or any file with --layout) is converted to a temporary
+    trajectory first, as by interp import; the foreign file is only read.
 
     Examples:
 
@@ -331,15 +441,31 @@ def analyze(
       interp analyze run.h5 --ipr --prune --json -
 
       interp analyze run.h5 --step 200 --fit --out results/step200
+
+      interp analyze tl_grokking.pt --layout transformer --p 113
     """
-    with Run(run_path) as run:
-        op = run.config.data.op
-    if not any((ipr, prune, ablate, fit, phase)):
-        ipr = prune = ablate = phase = True
-        fit = op in ("add", "sub")
-    summary = analyze_run(run_path, step, ipr=ipr, prune=prune, ablate=ablate, fit=fit,
-                          phase=phase, threshold=threshold, seed=seed, device=device)
     folder = out_dir or run_path.with_name(run_path.stem + "-analysis")
+    flags = {"ipr": ipr, "prune": prune, "ablate": ablate, "fit": fit, "phase": phase}
+    args = (step, flags, folder, json_path, plots, no_plots, threshold, seed, device)
+    if layout is None and not is_foreign(run_path):
+        _analyze_file(run_path, *args)
+        return
+    opts = foreign_options(layout, p, op, mapping, act, train_frac, corrupt, split_seed,
+                           unsafe_pickle)
+    with imported(run_path, **opts) as tmp:
+        _analyze_file(tmp, *args)
+
+
+def _analyze_file(run_path: Path, step: int | None, flags: dict[str, bool], folder: Path,
+                  json_path: Path | None, plots: Path | None, no_plots: bool,
+                  threshold: float | None, seed: int, device: str) -> None:
+    with Run(run_path) as run:
+        mlp, op = run.config.model.kind == "mlp", run.config.data.op
+    if not any(flags.values()):
+        flags = {"ipr": True, "prune": True, "ablate": True, "phase": True,
+                 "fit": mlp and op in ("add", "sub")}
+    summary = analyze_run(run_path, step, threshold=threshold, seed=seed, device=device,
+                          **flags)
     written, to_stdout = save_json(summary, folder / "summary.json", json_path)
     if not no_plots:
         fig_dir = plots or folder

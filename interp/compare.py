@@ -20,6 +20,7 @@ from interp.analysis import analyze, to_jsonable
 from interp.phase import total_norm
 from interp.spectra import IPR_CONVENTION, trajectory_ipr
 from interp.trajectory import Run
+from interp.transformer_analysis import transformer_trajectory_ipr
 
 CURVES = ("accuracy/train", "accuracy/test", "accuracy/train_corrupted")
 
@@ -52,7 +53,9 @@ def _one(path: Path, step: int | None, prune: bool, seed: int) -> dict[str, Any]
     with Run(path) as run:
         m = run.metrics()
         weights = run.weights(s["step"])
-        ipr_steps, ipr_traj = trajectory_ipr(run, s["ipr"]["r"])
+        trajectory = (transformer_trajectory_ipr if run.config.model.kind == "transformer"
+                      else trajectory_ipr)
+        ipr_steps, ipr_traj = trajectory(run, s["ipr"]["r"])
         cfg = run.config.to_dict()
     upto = m["step"] <= s["step"]
     neurons = np.asarray(s["ipr"]["neurons"])

@@ -18,6 +18,10 @@ CORRUPT_MODES = ("different", "uniform")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 LOSSES = ("mse", "ce")
 PRECISIONS = ("fp32", "bf16")
+MODEL_KINDS = ("mlp", "transformer")
+#: ModelConfig fields that only a Transformer uses (an MLP's stored config omits them).
+TRANSFORMER_FIELDS = ("kind", "d_model", "n_heads", "d_head", "d_mlp", "n_ctx", "extra_tokens",
+                      "bias")
 _ACT_RE = re.compile(r"^(relu|gelu|x\^([1-9][0-9]*))$")
 
 
@@ -30,9 +34,9 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
         _fail(name, f"an integer >= {minimum}", value)
 
 
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        _fail(name, "one of " + ", ".join(choices), value)
+def _check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
+    if isinstance(value, bool) or value not in choices:
+        _fail(name, "one of " + ", ".join(str(c) for c in choices), value)
 
 
 def _check_range(name: str, value: Any, lo: float, hi: float, *, hi_open: bool) -> None:
@@ -76,12 +80,23 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The paper's two-layer MLP: ``f(m, n) = W act(U e_m + V e_n)``, no biases.
+    """The network: the paper's two-layer MLP (``kind="mlp"``) or its one-layer Transformer.
 
-    ``act`` is ``"x^K"`` (K a positive integer; ``"x^2"`` is the paper's default),
-    ``"relu"`` or ``"gelu"``. Dropout acts on the pre-activation; BatchNorm (with
-    scale ``gamma`` and shift ``beta``) acts after the activation. Weights are drawn
-    from a normal distribution with std ``init_scale / (2 * width) ** (1/3)``.
+    MLP: ``f(m, n) = W act(U e_m + V e_n)``, no biases. ``act`` is ``"x^K"`` (K a
+    positive integer; ``"x^2"`` is the paper's default), ``"relu"`` or ``"gelu"``.
+    Dropout acts on the pre-activation; BatchNorm (with scale ``gamma`` and shift
+    ``beta``) acts after the activation. Weights are drawn from a normal distribution
+    with std ``init_scale / (2 * width) ** (1/3)``.
+
+    Transformer (``kind="transformer"``, :mod:`interp.transformer`): one layer, tokens
+    ``m, n`` (and the extra token ``p``, "=", when ``n_ctx == 3``), learned positional
+    embedding, ``n_heads`` attention heads of size ``d_head`` (0: ``d_model //
+    n_heads``) without a causal mask, an MLP of width ``d_mlp`` (0: ``4 * d_model``)
+    with activation ``act``, no LayerNorm, biases only with ``bias``; logits at the last
+    position. ``extra_tokens`` vocabulary entries follow the p residues. Dropout acts on
+    the MLP pre-activation; BatchNorm is not available. Each weight matrix is drawn with
+    std ``init_scale / sqrt(fan_in)``. ``width`` is unused. The paper's Transformer is
+    :meth:`ModelConfig.transformer` (ReLU, d_model 128, 4 heads, ``init_scale`` 1).
     """
 
     width: int = 500
@@ -90,6 +105,14 @@ class ModelConfig:
     batchnorm: bool = False
     init_scale: float = 0.5
     init_seed: int = 0
+    kind: str = "mlp"
+    d_model: int = 128
+    n_heads: int = 4
+    d_head: int = 0
+    d_mlp: int = 0
+    n_ctx: int = 2
+    extra_tokens: int = 0
+    bias: bool = False
 
     def __post_init__(self) -> None:
         _check_int("width", self.width, 1)
@@ -101,12 +124,53 @@ class ModelConfig:
         if not isinstance(self.init_scale, (int, float)) or self.init_scale <= 0:
             _fail("init_scale", "a positive number", self.init_scale)
         _check_int("init_seed", self.init_seed, 0)
+        _check_choice("kind", self.kind, MODEL_KINDS)
+        _check_int("d_model", self.d_model, 1)
+        _check_int("n_heads", self.n_heads, 1)
+        _check_int("d_head", self.d_head, 0)
+        _check_int("d_mlp", self.d_mlp, 0)
+        _check_int("n_ctx", self.n_ctx, 2)
+        _check_choice("n_ctx", self.n_ctx, (2, 3))
+        _check_int("extra_tokens", self.extra_tokens, 0)
+        if not isinstance(self.bias, bool):
+            _fail("bias", "true or false", self.bias)
+        if self.kind == "transformer":
+            if self.d_head == 0 and self.d_model % self.n_heads:
+                _fail("d_model", f"a multiple of n_heads={self.n_heads} when d_head is 0",
+                      self.d_model)
+            if self.n_ctx == 3 and self.extra_tokens < 1:
+                _fail("extra_tokens", "at least 1 with n_ctx 3 (the '=' token p)",
+                      self.extra_tokens)
+            if self.batchnorm:
+                _fail("batchnorm", "false for the transformer (it has no BatchNorm)",
+                      self.batchnorm)
+
+    @classmethod
+    def transformer(cls, **fields: Any) -> ModelConfig:
+        """The paper's one-layer Transformer (ReLU, d_model 128, 4 heads, MLP width 512,
+        no biases, ``init_scale`` 1), with ``fields`` overriding any of these."""
+        return cls(**({"kind": "transformer", "act": "relu", "init_scale": 1.0} | fields))
 
     @property
     def power(self) -> int | None:
         """The exponent K of an ``x^K`` activation, else None."""
         match = _ACT_RE.match(self.act)
         return int(match.group(2)) if match and match.group(2) else None
+
+    @property
+    def head_dim(self) -> int:
+        """Transformer head size: ``d_head``, or ``d_model // n_heads`` when it is 0."""
+        return self.d_head or self.d_model // self.n_heads
+
+    @property
+    def mlp_width(self) -> int:
+        """Transformer MLP width: ``d_mlp``, or ``4 * d_model`` when it is 0."""
+        return self.d_mlp or 4 * self.d_model
+
+    @property
+    def n_neurons(self) -> int:
+        """Hidden neurons the analyses look at: ``width`` (MLP) or ``mlp_width``."""
+        return self.width if self.kind == "mlp" else self.mlp_width
 
 
 @dataclass(frozen=True)
@@ -176,7 +240,13 @@ class RunConfig:
             _fail("batch_size", f"at most the training-set size {n_train}", self.train.batch_size)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field; an MLP's config leaves out the Transformer-only fields, so that it
+        reads as before they existed (format version 1)."""
+        d = dataclasses.asdict(self)
+        if self.model.kind == "mlp":
+            for name in TRANSFORMER_FIELDS:
+                del d["model"][name]
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

@@ -1,4 +1,4 @@
-"""The paper's MLP for modular arithmetic.
+"""The paper's MLP for modular arithmetic, and the factory that builds either network.
 
 ``f(m, n) = W BN(act(drop(U[:, m] + V[:, n])))`` with U, V of shape (N, p) and W of
 shape (p, N); dropout (optional) acts on the pre-activation and BatchNorm (optional,
@@ -86,13 +86,27 @@ class MLP(nn.Module):
 
     def load_arrays(self, arrays: dict[str, object]) -> None:
         """Copy named arrays (numpy or torch) into the parameters and buffers."""
-        own = self.arrays()
-        for name, target in own.items():
-            if name not in arrays:
-                raise ValueError(f"weights must include {name!r}, found {sorted(arrays)}.")
-            value = torch.as_tensor(arrays[name])
-            if tuple(value.shape) != tuple(target.shape):
-                raise ValueError(f"weights[{name!r}] must have shape {tuple(target.shape)}, "
-                                 f"got {tuple(value.shape)}.")
-            with torch.no_grad():
-                target.copy_(value.to(target.dtype))
+        copy_arrays(self.arrays(), arrays)
+
+
+def copy_arrays(own: dict[str, torch.Tensor], arrays: dict[str, object]) -> None:
+    """Copy ``arrays[name]`` into each tensor of ``own``, checking names and shapes."""
+    for name, target in own.items():
+        if name not in arrays:
+            raise ValueError(f"weights must include {name!r}, found {sorted(arrays)}.")
+        value = torch.as_tensor(arrays[name])
+        if tuple(value.shape) != tuple(target.shape):
+            raise ValueError(f"weights[{name!r}] must have shape {tuple(target.shape)}, "
+                             f"got {tuple(value.shape)}.")
+        with torch.no_grad():
+            target.copy_(value.to(target.dtype))
+
+
+def make_model(p: int, cfg: ModelConfig, device: str | torch.device = "cpu") -> nn.Module:
+    """The network ``cfg.kind`` names: an :class:`MLP` or an
+    :class:`interp.transformer.Transformer`, both called as ``model(m, n, generator)``."""
+    if cfg.kind == "transformer":
+        from interp.transformer import Transformer  # it imports this module's activation
+
+        return Transformer(p, cfg, device)
+    return MLP(p, cfg, device)

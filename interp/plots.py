@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 
 from interp.data import ACCURACY_NAMES
 from interp.spectra import ipr_bounds, neuron_power, trajectory_ipr
+from interp.transformer_analysis import transformer_trajectory_ipr
 
 ORDER_COLORS = {"ascending": "tab:blue", "descending": "tab:red", "random": "tab:gray"}
 
@@ -66,6 +67,19 @@ def plot_spectra(ax: Axes, power: np.ndarray, ipr: np.ndarray) -> Axes:
                       interpolation="nearest")
     ax.figure.colorbar(image, ax=ax, label="share of power")
     ax.set(xlabel="frequency", ylabel="neuron (sorted by IPR)")
+    return ax
+
+
+def plot_embedding_spectrum(ax: Axes, shares: Sequence[float],
+                            key: Sequence[int] = ()) -> Axes:
+    """Share of the token embedding's squared norm per frequency (shape=(p//2+1,)), key
+    frequencies highlighted."""
+    shares = np.asarray(shares, dtype=np.float64)
+    colors = np.where(np.isin(np.arange(len(shares)), np.asarray(key, dtype=np.int64)),
+                      "tab:red", "tab:gray")
+    ax.bar(np.arange(len(shares)), shares, color=colors, width=0.8)
+    ax.set(xlabel="frequency", ylabel="share of ||W_E||^2",
+           title=f"{len(key)} key frequencies carry {shares[list(key)].sum():.0%}")
     return ax
 
 
@@ -127,8 +141,9 @@ def write_figures(summary: Mapping[str, Any], run: Any,
 
     ``run`` is the open :class:`interp.trajectory.Run` the summary came from. Writes
     ``accuracy.png`` always; ``ipr_histogram.png``, ``ipr_trajectory.png`` and
-    ``spectra.png`` when the summary has an IPR section; ``prune.png`` when it has
-    pruning curves. Returns the paths written.
+    ``spectra.png`` (MLP) when the summary has an IPR section; ``prune.png`` when it has
+    pruning curves; ``embedding_spectrum.png`` for a Transformer. Returns the paths
+    written.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,22 +154,32 @@ def write_figures(summary: Mapping[str, Any], run: Any,
     ax.axvline(step, color="k", lw=0.8, ls=":")
     written.append(_save(fig, out / "accuracy.png"))
 
+    transformer = summary.get("embedding") is not None
     if summary.get("ipr"):
         section, classes = summary["ipr"], summary.get("classes") or {}
         neurons = np.asarray(section["neurons"], dtype=np.float64)
         fig, ax = _new_axes()
-        plot_ipr_histogram(ax, neurons, classes.get("threshold"), summary["p"], section["r"])
+        plot_ipr_histogram(ax, neurons, classes.get("threshold"),
+                           None if transformer else summary["p"], section["r"])
         written.append(_save(fig, out / "ipr_histogram.png"))
 
-        steps, traj = trajectory_ipr(run, section["r"])
+        trajectory = transformer_trajectory_ipr if transformer else trajectory_ipr
+        steps, traj = trajectory(run, section["r"])
         fig, ax = _new_axes(7.0, 4.5)
         plot_ipr_heatmap(ax, steps[steps <= step], traj[steps <= step])
         written.append(_save(fig, out / "ipr_trajectory.png"))
 
-        weights = run.weights(step)
-        fig, ax = _new_axes(6.0, 5.0)
-        plot_spectra(ax, neuron_power(weights["U"], weights["V"], weights["W"]), neurons)
-        written.append(_save(fig, out / "spectra.png"))
+        if not transformer:
+            weights = run.weights(step)
+            fig, ax = _new_axes(6.0, 5.0)
+            plot_spectra(ax, neuron_power(weights["U"], weights["V"], weights["W"]), neurons)
+            written.append(_save(fig, out / "spectra.png"))
+
+    if transformer:
+        fig, ax = _new_axes()
+        plot_embedding_spectrum(ax, summary["embedding"]["shares"],
+                                summary["embedding"]["key"]["frequencies"])
+        written.append(_save(fig, out / "embedding_spectrum.png"))
 
     if summary.get("prune"):
         fig, ax = _new_axes()

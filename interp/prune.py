@@ -15,6 +15,12 @@ first of equal maxima, label 0, for every pair; each accuracy is then the fracti
 that subset whose target is 0 (about 1/p), and the MSE loss is exactly 1/p. The same
 tie rule applies at every count.
 
+Any network whose logits are ``base + h @ R^T`` (R: each neuron's readout into the
+logits) prunes the same way (:func:`prune_curves_from_terms`): a one-layer Transformer's
+MLP neuron k adds ``post_k (W_out[k] @ W_U)``, and zeroing its ``W_in`` column and ``W_out``
+row removes exactly that term; ``base`` (attention and direct paths) is what is left
+with every neuron pruned.
+
 Losses are measured in eval mode on the train pairs (against the training labels, as
 trained) and on the test pairs: MSE against one-hot targets (mean over examples and
 classes) or cross-entropy, as in :mod:`interp.train`.
@@ -88,20 +94,21 @@ def hidden_activations(weights: Mapping[str, Any], act: str, batchnorm: bool,
 class _Scorer:
     """Hidden activations, full logits and targets in ``ds.eval_idx`` order.
 
-    The kernels walk the (count, pair, class) logits in tiles of ``block`` = (counts,
-    pairs), so that every pass over a tile stays in cache.
+    The logits are ``base + h @ W.T``: ``h`` shape=(P, N) the neurons, ``W`` shape=(p, N)
+    their readout, ``base`` shape=(P, p) the part no neuron carries (None: zero, as in
+    the MLP; a Transformer's attention and direct paths otherwise). The kernels walk the
+    (count, pair, class) logits in tiles of ``block`` = (counts, pairs), so that every
+    pass over a tile stays in cache.
     """
 
-    def __init__(self, weights: Mapping[str, Any], act: str, batchnorm: bool, ds: Dataset,
-                 loss: str, device: str | torch.device,
-                 block: tuple[int, int] | None) -> None:
+    def __init__(self, h: torch.Tensor, W: torch.Tensor, base: torch.Tensor | None,
+                 ds: Dataset, loss: str, block: tuple[int, int] | None) -> None:
         if loss not in ("mse", "ce"):
             raise ValueError(f"loss must be 'mse' or 'ce', got {loss!r}.")
-        dev = torch.device(device)
-        self.ds, self.loss = ds, loss
-        self.h, W = _hidden(weights, act, batchnorm, ds.pairs[ds.eval_idx], dev)
+        dev = h.device
+        self.ds, self.loss, self.h, self.base = ds, loss, h, base
         self.Wt = W.t().contiguous()
-        self.full = self.h @ W.t()
+        self.full = self.h @ W.t() if base is None else base + self.h @ W.t()
         # (pair, neuron) terms that are not exactly zero (ReLU zeros, pruned neurons)
         self.active = (self.h != 0) & (self.Wt != 0).any(-1)
         P, p = self.full.shape
@@ -114,6 +121,31 @@ class _Scorer:
             raise ValueError(f"block must be two positive integers (counts, pairs), got {block}.")
         self.block = (int(block[0]), int(block[1]))
         self.buffer = torch.empty((*self.block, p), dtype=torch.float64, device=dev)
+
+    @classmethod
+    def from_weights(cls, weights: Mapping[str, Any], act: str, batchnorm: bool, ds: Dataset,
+                     loss: str, device: str | torch.device,
+                     block: tuple[int, int] | None) -> _Scorer:
+        h, W = _hidden(weights, act, batchnorm, ds.pairs[ds.eval_idx], torch.device(device))
+        return cls(h, W, None, ds, loss, block)
+
+    @classmethod
+    def from_terms(cls, hidden: np.ndarray, readout: np.ndarray, base: np.ndarray | None,
+                   ds: Dataset, loss: str, device: str | torch.device,
+                   block: tuple[int, int] | None) -> _Scorer:
+        dev = torch.device(device)
+
+        def t(a: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(np.asarray(a, dtype=np.float64), device=dev)
+        h, W = t(hidden), t(readout)
+        P, p = len(ds.pairs), ds.p
+        if h.ndim != 2 or h.shape[0] != P:
+            raise ValueError(f"hidden must have shape ({P}, N), got {tuple(h.shape)}.")
+        if tuple(W.shape) != (p, h.shape[1]):
+            raise ValueError(f"readout must have shape {(p, h.shape[1])}, got {tuple(W.shape)}.")
+        if base is not None and np.shape(base) != (P, p):
+            raise ValueError(f"base must have shape {(P, p)}, got {np.shape(base)}.")
+        return cls(h, W, None if base is None else t(base), ds, loss, block)
 
     @property
     def width(self) -> int:
@@ -148,8 +180,11 @@ class _Scorer:
                 if cumulative:
                     prev = prev.clone()  # the buffer is reused by the next tile
                 dead = vanished[start:stop, rows]
-                if dead.any():  # exact zeros, not the residue of the subtractions
-                    tile.masked_fill_(dead[..., None], 0.0)
+                if dead.any():  # exactly the base, not the residue of the subtractions
+                    if self.base is None:
+                        tile.masked_fill_(dead[..., None], 0.0)
+                    else:
+                        tile.copy_(torch.where(dead[..., None], self.base[rows], tile))
                 preds[start:stop, rows], per_pair[start:stop, rows] = self.score(tile, rows)
         return preds, per_pair
 
@@ -214,7 +249,7 @@ def prune_curve(weights: Mapping[str, Any], act: str, batchnorm: bool, ds: Datas
     dict of arrays of shape=(n + 1,): ``n_pruned`` (0..n), the six accuracies of
     :data:`interp.data.ACCURACY_NAMES`, ``loss`` (train) and ``test_loss``.
     """
-    sc = _Scorer(weights, act, batchnorm, ds, loss, device, block)
+    sc = _Scorer.from_weights(weights, act, batchnorm, ds, loss, device, block)
     return _curve(sc, _check_order(order, sc.width))
 
 
@@ -242,9 +277,14 @@ def prune_curves(weights: Mapping[str, Any], act: str, batchnorm: bool, ds: Data
     ``{"ascending": curve, "descending": curve, "random": curve}``; ascending prunes
     the lowest IPR (memorizing) first. Each curve as returned by :func:`prune_curve`.
     """
+    sc = _Scorer.from_weights(weights, act, batchnorm, ds, loss, device, block)
+    return _three_curves(sc, ipr, n_random, seed)
+
+
+def _three_curves(sc: _Scorer, ipr: np.ndarray, n_random: int,
+                  seed: int) -> dict[str, dict[str, np.ndarray]]:
     if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 1:
         raise ValueError(f"n_random must be an integer >= 1, got {n_random!r}.")
-    sc = _Scorer(weights, act, batchnorm, ds, loss, device, block)
     ipr = np.asarray(ipr)
     if ipr.shape != (sc.width,):
         raise ValueError(f"ipr must have shape ({sc.width},), got {ipr.shape}.")
@@ -254,6 +294,34 @@ def prune_curves(weights: Mapping[str, Any], act: str, batchnorm: bool, ds: Data
         "descending": _curve(sc, rank_neurons(ipr, descending=True)),
         "random": {k: np.mean([d[k] for d in draws], axis=0) for k in draws[0]},
     }
+
+
+def prune_curves_from_terms(hidden: np.ndarray, readout: np.ndarray, ds: Dataset,
+                            ipr: np.ndarray, loss: str = "mse", *,
+                            base: np.ndarray | None = None, n_random: int = 5,
+                            seed: int = 0, device: str | torch.device = "cpu",
+                            block: tuple[int, int] | None = None
+                            ) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`prune_curves` for any network whose logits are ``base + hidden @ readout.T``.
+
+    Parameters
+    ----------
+    hidden : shape=(P, N), the neurons on every pair in ``ds.eval_idx`` order.
+    readout : shape=(p, N), column k: what neuron k adds to the logits per unit activation.
+    base : shape=(P, p), the logits with every neuron removed (None: zero).
+    Other parameters as in :func:`prune_curves`.
+    """
+    sc = _Scorer.from_terms(hidden, readout, base, ds, loss, device, block)
+    return _three_curves(sc, ipr, n_random, seed)
+
+
+def ablate_from_terms(hidden: np.ndarray, readout: np.ndarray, ds: Dataset,
+                      loss: str = "mse", *, base: np.ndarray | None = None,
+                      device: str | torch.device = "cpu",
+                      block: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+    """:func:`ablate` for logits ``base + hidden @ readout.T`` (shapes as in
+    :func:`prune_curves_from_terms`)."""
+    return _ablate(_Scorer.from_terms(hidden, readout, base, ds, loss, device, block))
 
 
 def ablate(weights: Mapping[str, Any], act: str, batchnorm: bool, ds: Dataset,
@@ -266,7 +334,10 @@ def ablate(weights: Mapping[str, Any], act: str, batchnorm: bool, ds: Dataset,
     dict of arrays of shape=(N,): ``neuron`` (0..N-1), the six accuracies, ``loss`` and
     ``test_loss``; entry k is the network without neuron k.
     """
-    sc = _Scorer(weights, act, batchnorm, ds, loss, device, block)
+    return _ablate(_Scorer.from_weights(weights, act, batchnorm, ds, loss, device, block))
+
+
+def _ablate(sc: _Scorer) -> dict[str, np.ndarray]:
     out = {"neuron": np.arange(sc.width)}
     out.update(sc.results(*sc.sweep(np.arange(sc.width), cumulative=False)))
     return out

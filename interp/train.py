@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from interp.config import RunConfig, TrainConfig
 from interp.data import ACCURACY_NAMES, Dataset, make_dataset
-from interp.model import MLP
+from interp.model import make_model
 
 
 class Callback(Protocol):
@@ -82,7 +82,8 @@ def _seed(*parts: int) -> int:
 
 
 class Trainer:
-    """Trains one MLP on one corrupted dataset and reports to callbacks.
+    """Trains one network (MLP or Transformer, per ``cfg.model.kind``) on one corrupted
+    dataset and reports to callbacks.
 
     >>> cfg = RunConfig().replace(data={"p": 7}, model={"width": 8}, train={"steps": 3})
     >>> Trainer(cfg).run().step
@@ -95,7 +96,7 @@ class Trainer:
         self.device = resolve_device(device)
         self.callbacks = list(callbacks)
         self.dataset: Dataset = make_dataset(cfg.data)
-        self.model = MLP(cfg.data.p, cfg.model, self.device)
+        self.model = make_model(cfg.data.p, cfg.model, self.device)
         self.optimizer = make_optimizer(self.model, cfg.train)
         self.step = 0
         self._step_buffers: dict[str, torch.Tensor] = {}

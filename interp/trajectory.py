@@ -26,15 +26,18 @@ import torch
 from interp import __version__
 from interp.config import RunConfig
 from interp.data import Dataset
-from interp.model import MLP
+from interp.model import make_model
 from interp.train import Trainer, make_optimizer, optimizer_arrays
 
 FORMAT_NAME = "interp-trajectory"
-FORMAT_VERSION = 1
+#: The newest version this module reads. A file records the oldest reader it needs:
+#: 1 for MLP runs (unchanged since version 1), 2 for Transformer runs.
+FORMAT_VERSION = 2
+MODEL_FORMAT_VERSION = {"mlp": 1, "transformer": 2}
 DATASET_FIELDS = ("pairs", "true_labels", "train_idx", "test_idx", "train_labels", "corrupted")
 #: Axis of the neuron index in each stored array, counting the leading step axis.
 NEURON_AXIS = {"U": 1, "V": 1, "W": 2, "gamma": 1, "beta": 1, "running_mean": 1,
-               "running_var": 1}
+               "running_var": 1, "W_in": 2, "W_out": 1, "b_in": 1}
 
 
 def _open_read(path: str | os.PathLike) -> h5py.File:
@@ -156,6 +159,9 @@ class Run:
             uniq, inverse = np.unique(idx, return_inverse=True)
             rows = ds[uniq][inverse]
         if neurons is not None:
+            if name not in NEURON_AXIS:
+                raise ValueError(f"neurons can select only arrays with a neuron axis "
+                                 f"({', '.join(NEURON_AXIS)}), got array {name!r}.")
             rows = np.take(rows, np.asarray(neurons, dtype=np.int64), axis=NEURON_AXIS[name])
         return rows
 
@@ -177,9 +183,9 @@ class Run:
             sel = slice(block[0], block[-1] + 1, stride)
             yield self.steps[sel], {k: self.read(k, sel, neurons) for k in names}
 
-    def model(self, step: int | None = None, device: str = "cpu") -> MLP:
-        """The model at a stored step, in eval mode."""
-        model = MLP(self.config.data.p, self.config.model, device)
+    def model(self, step: int | None = None, device: str = "cpu") -> torch.nn.Module:
+        """The model (MLP or Transformer) at a stored step, in eval mode."""
+        model = make_model(self.config.data.p, self.config.model, device)
         model.load_arrays(self.weights(step))
         return model.eval()
 
@@ -218,8 +224,9 @@ def _create(path: Path, trainer: Trainer, attrs: dict[str, str]) -> None:
     """Write an empty trajectory (header, dataset, empty growable datasets) atomically."""
     tmp = path.with_name(path.name + ".tmp")
     with h5py.File(tmp, "w", libver="latest") as f:
-        f.attrs.update(format=FORMAT_NAME, format_version=FORMAT_VERSION,
-                       interp_version=__version__, model="mlp",
+        kind = trainer.cfg.model.kind
+        f.attrs.update(format=FORMAT_NAME, format_version=MODEL_FORMAT_VERSION[kind],
+                       interp_version=__version__, model=kind,
                        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                        config=trainer.cfg.to_json(), metric_names=json.dumps(trainer.metric_names))
         f.attrs.update(attrs)
@@ -393,9 +400,9 @@ def write_trajectory(cfg: RunConfig, path: str | os.PathLike,
     """Write given weights as a trajectory file (no training), e.g. an analytic solution.
 
     ``checkpoints`` yields ``(step, arrays)`` in increasing step order, ``arrays`` named
-    as the MLP's parameters and buffers. Each checkpoint gets one metrics row, measured
-    in eval mode on ``cfg``'s dataset. ``source`` is recorded as the root attribute
-    ``source`` (where the weights came from).
+    as the parameters and buffers of ``cfg``'s model (MLP or Transformer). Each
+    checkpoint gets one metrics row, measured in eval mode on ``cfg``'s dataset.
+    ``source`` is recorded as the root attribute ``source`` (where the weights came from).
     """
     trainer = Trainer(cfg)
     writer = TrajectoryWriter(path, overwrite=overwrite,
