@@ -50,20 +50,13 @@ def reference_step_fn(trainer: Trainer):
     return step
 
 
-def ours_step_fn(trainer: Trainer):
+def interp_step_fn(trainer: Trainer, metrics: bool):
+    """A real step of our Trainer; without metrics, forward, backward and update only."""
     def step() -> None:
-        _, loss = trainer._measure(trainer.step)
-        trainer.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        trainer.optimizer.step()
-        trainer.step += 1
-    return step
-
-
-def bare_step_fn(trainer: Trainer):
-    """Forward, backward and update only: the cost of training without any metrics."""
-    def step() -> None:
-        _, loss = trainer._forward_train(trainer.step)
+        if metrics:
+            _, loss = trainer._measure(trainer.step)
+        else:
+            _, loss = trainer._forward_train(trainer.step)
         trainer.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         trainer.optimizer.step()
@@ -96,8 +89,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = ap.parse_args(argv)
     cfg = RunConfig().replace(data={"p": args.p}, model={"width": args.width})
     trainer = Trainer(cfg)
-    t = interleaved_ms({"ref": reference_step_fn(trainer), "ours": ours_step_fn(trainer),
-                        "bare": bare_step_fn(trainer)}, args.steps, args.reps)
+    t = interleaved_ms({"ref": reference_step_fn(trainer), "ours": interp_step_fn(trainer, True),
+                        "bare": interp_step_fn(trainer, False)}, args.steps, args.reps)
     ref, ours, bare = (statistics.median(t[k]) for k in ("ref", "ours", "bare"))
     # ratios per repetition (same load), then the median
     speedup = statistics.median(r / o for r, o in zip(t["ref"], t["ours"]))
