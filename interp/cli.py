@@ -577,7 +577,8 @@ def sweep(
     steps: int = typer.Option(2000, help="Base run: optimizer steps."),
     lr: float = typer.Option(1e-2, help="Base run: learning rate."),
     save_every: int = typer.Option(100, help="Base run: checkpoint every k steps."),
-    workers: int | None = typer.Option(None, help="Local worker processes (default: cores)."),
+    workers: int | None = typer.Option(None, help="Local worker processes "
+                                              "(default: one per core; 0: in this process)."),
     scheduler: str | None = typer.Option(None, help="Dask scheduler address, e.g. "
                                                     "tcp://host:8786 (needs interp[distributed])."),
 ) -> None:
