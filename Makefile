@@ -30,8 +30,14 @@ test: setup
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow || [ $$? -eq 5 ]
 
+# Reproduce the paper's claims (analyses/run_all.py, docs/reproductions.md) at the paper's
+# settings, about 45 minutes on one core; `make reproduce QUICK=1` runs the small version
+# (about 1.5 minutes). Outputs: checkpoints/reproductions[-quick]/summary.md.
+reproduce: setup
+	OMP_NUM_THREADS=1 $(BIN)/python analyses/run_all.py $(if $(QUICK),--quick)
+
 bench: setup
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python -m benchmarks.run
 
 lint: setup
 	$(BIN)/ruff check interp tests benchmarks analyses

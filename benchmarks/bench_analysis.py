@@ -13,8 +13,12 @@
 Weights are random (the cost does not depend on their values). Fast and slow timings
 are interleaved, so that both see the same load on a shared machine. Run:
 
-    python benchmarks/bench_analysis.py
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_analysis.py  # 1 core
+    python -m benchmarks.bench_analysis
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_analysis  # 1 core
+
+(c) Working memory of ``trajectory_ipr`` (peak traced allocations minus its (T, N)
+    result) at 4x the number of checkpoints, over that at 1x: it streams blocks, so the
+    ratio stays near 1.
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ import argparse
 import os
 import statistics
 import time
+import tracemalloc
 from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmarks.timing import Figure
 from interp.config import DataConfig, ModelConfig
 from interp.data import accuracies, make_dataset
 from interp.model import MLP
@@ -73,7 +79,7 @@ def naive_pass_fn(weights: dict, ds, p: int, width: int) -> Callable[[list[int]]
     return run
 
 
-def bench_prune(args: argparse.Namespace) -> None:
+def bench_prune(args: argparse.Namespace) -> list[Figure]:
     p, width = args.p, args.width
     ds = make_dataset(DataConfig(p=p))
     weights = random_weights(p, width, seed=0)
@@ -100,6 +106,8 @@ def bench_prune(args: argparse.Namespace) -> None:
     print(f"    ratio naive / fast: {naive_total / fast_s:.1f}x")
     print(f"    ablate (each neuron alone): {abl_s:.2f} s vs {width} naive passes "
           f"{per_pass * width:.1f} s (extrapolated): {per_pass * width / abl_s:.1f}x")
+    return [Figure(f"pruning curves, N {width}, 3 orders, 6 accuracies", naive_total / fast_s,
+                   20, True, "x", f"{n_passes} forward passes ({per_pass * 1e3:.1f} ms each)")]
 
 
 class InMemoryRun:
@@ -127,7 +135,7 @@ def loop_ipr(U: np.ndarray, V: np.ndarray, W: np.ndarray) -> np.ndarray:
     return out
 
 
-def bench_ipr(args: argparse.Namespace) -> None:
+def bench_ipr(args: argparse.Namespace) -> list[Figure]:
     T, p, width = args.checkpoints, args.p, args.width
     arrays = random_weights(p, width, seed=2, leading=(T,))
     run = InMemoryRun(arrays)
@@ -146,10 +154,24 @@ def bench_ipr(args: argparse.Namespace) -> None:
     print(f"    per-neuron Python loop, timed on {k} checkpoints and extrapolated linearly: "
           f"{slow_s:8.1f} s")
     print(f"    ratio loop / fast: {slow_s / fast_s:.0f}x")
+    growth = ipr_memory(p, width, 4 * T) / ipr_memory(p, width, T)
+    return [Figure(f"IPR of every neuron at {T} checkpoints", slow_s / fast_s, 50, True, "x",
+                   "per-neuron Python loop (one rfft per vector)"),
+            Figure("IPR working memory, 4x the checkpoints", growth, 1.25, False, "x",
+                   "the same at 1x (peak traced allocations minus the result)")]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def ipr_memory(p: int, width: int, T: int) -> float:
+    """Peak traced bytes of trajectory_ipr over T in-memory checkpoints, minus its result."""
+    run = InMemoryRun(random_weights(p, width, seed=3, leading=(T,)))
+    tracemalloc.start()
+    result = trajectory_ipr(run)[1]
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return float(peak - result.nbytes)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--p", type=int, default=97)
     parser.add_argument("--width", type=int, default=500)
     parser.add_argument("--draws", type=int, default=5, help="random pruning orders")
@@ -157,6 +179,20 @@ def main() -> None:
     parser.add_argument("--naive-passes", type=int, default=6, help="per repetition")
     parser.add_argument("--checkpoints", type=int, default=101)
     parser.add_argument("--loop-checkpoints", type=int, default=2)
+
+
+def figures(**overrides: object) -> list[Figure]:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args([])
+    for k, v in overrides.items():
+        setattr(args, k, v)
+    return bench_prune(args) + bench_ipr(args)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args()
     if args.threads:

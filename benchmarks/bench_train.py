@@ -1,26 +1,35 @@
-"""Training-step speed at the paper's setting: ours vs a plain reference implementation.
+"""Training speed at the paper's setting (p 97, N 500, alpha 0.5, full batch, MSE, AdamW).
 
-The reference is how such code is commonly written: the input as concatenated one-hot
-vectors (2p wide) through dense ``nn.Linear`` layers without bias, ``nn.MSELoss``, AdamW.
-Ours is ``interp.train.Trainer`` doing a real step: forward, backward, update, and the
-per-step metrics (six accuracies in eval mode, test loss, norms). Both run in this one
-process on the same threads, their repetitions interleaved so that both see the same
-load; the figure is the median of the per-repetition ratios.
+Figures (each the median of per-repetition ratios, repetitions interleaved):
 
-    python benchmarks/bench_train.py [--p 97] [--width 500] [--reps 5] [--steps 20]
+* step vs reference: a bare training step (forward, backward, update) of
+  ``interp.train.Trainer`` against a plain reference (one-hot input through dense
+  ``nn.Linear`` layers, ``nn.MSELoss``, AdamW), as such code is commonly written;
+* share of the matmul rate: the useful FLOPs of a step (6 n_train N p, its three matrix
+  products) per second of our step, over the rate this machine reaches on exactly those
+  three products (measured here, fastest operand layouts);
+* bf16 step vs the float32 reference, and the machine's bf16 over float32 matmul rate;
+* metrics overhead: the six accuracies, train and test loss and the norms at every step;
+* checkpoint overhead: ``train_to_file`` saving every step / every 10 steps against
+  training without a file.
+
+    python -m benchmarks.bench_train [--p 97] [--width 500] [--reps 5] [--steps 10]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import time
+import tempfile
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from benchmarks.timing import Figure, interleaved, median_ratio
 from interp.config import RunConfig
 from interp.train import Trainer
+from interp.trajectory import train_to_file
 
 
 class OneHotMLP(nn.Module):
@@ -64,51 +73,88 @@ def interp_step_fn(trainer: Trainer, metrics: bool):
     return step
 
 
-def interleaved_ms(fns: dict[str, object], steps: int, reps: int) -> dict[str, list[float]]:
-    """Per-step times in ms of each function, repetitions interleaved so that every
-    function sees the same machine load; returns all repetitions per name."""
-    for fn in fns.values():
-        for _ in range(3):
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                fn()
-            times[name].append((time.perf_counter() - t0) / steps * 1e3)
-    return times
+def products_fn(n_train: int, width: int, p: int, dtype: torch.dtype):
+    """The three matrix products of a step (forward, weight gradient, input gradient) on
+    random operands, each in its fastest layout that we found for this machine."""
+    h = torch.randn(n_train, width).to(dtype)
+    W = torch.randn(p, width).to(dtype)
+    g = torch.randn(n_train, p).to(dtype)
+
+    def run() -> None:
+        h @ W.t()
+        h.t() @ g
+        g @ W
+    return run
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
+def checkpoint_figures(cfg: RunConfig, steps: int, reps: int) -> list[Figure]:
+    """Training time with a trajectory file saving every step / every 10 steps, against
+    the same training without a file (file creation included)."""
+    cfg = cfg.replace(train={"steps": steps, "save_every": steps})
+    folder = Path(tempfile.mkdtemp())
+
+    def with_file(every: int):
+        return lambda: train_to_file(cfg.replace(train={"save_every": every}),
+                                     folder / "bench.h5", overwrite=True)
+    t = interleaved({"none": lambda: Trainer(cfg).run(), "every": with_file(1),
+                     "every10": with_file(10)}, reps)
+    base = f"training without a file ({steps} steps)"
+    return [Figure("checkpoint every step: added time", 100 * (median_ratio(t["every"],
+                                                                          t["none"]) - 1),
+                   15, False, "%", base),
+            Figure("checkpoint every 10 steps: added time", 100 * (median_ratio(
+                t["every10"], t["none"]) - 1), 3, False, "%", base)]
+
+
+def figures(p: int = 97, width: int = 500, reps: int = 5, steps: int = 10,
+            file_steps: int = 100) -> list[Figure]:
+    cfg = RunConfig().replace(data={"p": p}, model={"width": width})
+    trainer = Trainer(cfg)
+    bf16 = Trainer(cfg.replace(train={"precision": "bf16"}))
+    n_train = len(trainer.y_train)
+    t = interleaved({"ref": reference_step_fn(trainer), "ours": interp_step_fn(trainer, True),
+                     "bare": interp_step_fn(trainer, False),
+                     "bf16": interp_step_fn(bf16, False),
+                     "mm": products_fn(n_train, width, p, torch.float32),
+                     "mm_bf16": products_fn(n_train, width, p, torch.bfloat16)},
+                    reps, inner=steps)
+    useful = 6 * n_train * width * p
+    rate = useful / statistics.median(t["mm"]) / 1e9
+    rate_bf16 = useful / statistics.median(t["mm_bf16"]) / 1e9
+    ms = {k: 1e3 * statistics.median(v) for k, v in t.items()}
+    print(f"  training step p {p}, N {width}, n_train {n_train}, {torch.get_num_threads()} "
+          f"threads: reference {ms['ref']:.1f} ms, ours {ms['bare']:.1f} ms bare / "
+          f"{ms['ours']:.1f} ms with metrics, bf16 {ms['bf16']:.1f} ms; the three products "
+          f"alone {ms['mm']:.1f} ms fp32 ({rate:.0f} GFLOP/s), {ms['mm_bf16']:.1f} ms bf16 "
+          f"({rate_bf16:.0f} GFLOP/s)", flush=True)
+    share = median_ratio(t["mm"], t["bare"])  # = (useful / bare) / (useful / mm)
+    return [
+        Figure("training step vs reference (fp32)", median_ratio(t["ref"], t["bare"]), 2,
+               True, "x", f"one-hot nn.Linear reference, {ms['ref']:.1f} ms/step"),
+        Figure("training step: share of the fp32 matmul rate", 100 * share, 75, True, "%",
+               f"{rate:.0f} GFLOP/s on the step's 3 products ({useful / 1e9:.2f} GFLOP)"),
+        Figure("bf16 training step vs fp32 reference", median_ratio(t["ref"], t["bf16"]), 5,
+               True, "x", f"bf16/fp32 matmul rate on these shapes: {rate_bf16 / rate:.2f}"),
+        Figure("metrics at every step: added time", 100 * (median_ratio(t["ours"],
+                                                                        t["bare"]) - 1),
+               40, False, "%", f"bare step, {ms['bare']:.1f} ms"),
+        *checkpoint_figures(cfg, file_steps, max(3, reps // 2)),
+    ]
+
+
+def main(argv: list[str] | None = None) -> list[Figure]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--p", type=int, default=97)
     ap.add_argument("--width", type=int, default=500)
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=10, help="steps per timed repetition")
+    ap.add_argument("--file-steps", type=int, default=100, help="steps of the file runs")
     args = ap.parse_args(argv)
-    cfg = RunConfig().replace(data={"p": args.p}, model={"width": args.width})
-    trainer = Trainer(cfg)
-    t = interleaved_ms({"ref": reference_step_fn(trainer), "ours": interp_step_fn(trainer, True),
-                        "bare": interp_step_fn(trainer, False)}, args.steps, args.reps)
-    ref, ours, bare = (statistics.median(t[k]) for k in ("ref", "ours", "bare"))
-    # ratios per repetition (same load), then the median
-    speedup = statistics.median(r / o for r, o in zip(t["ref"], t["ours"]))
-    speedup_bare = statistics.median(r / b for r, b in zip(t["ref"], t["bare"]))
-    overhead = statistics.median(o / b - 1 for o, b in zip(t["ours"], t["bare"]))
-    n_train = len(trainer.y_train)
-    useful = 6 * n_train * args.width * args.p  # the three matrix products of a step
-    print(f"training step, p {args.p}, width {args.width}, n_train {n_train}, "
-          f"{torch.get_num_threads()} threads")
-    print(f"  reference (one-hot nn.Linear): {ref:7.2f} ms/step")
-    print(f"  interp (step + all metrics):  {ours:7.2f} ms/step   "
-          f"({useful / ours / 1e6:.0f} useful GFLOP/s)")
-    print(f"  interp (no metrics):          {bare:7.2f} ms/step")
-    print(f"  speed-up vs reference (median of per-repetition ratios): {speedup:.2f}x with "
-          f"metrics, {speedup_bare:.2f}x without")
-    print(f"  metrics overhead: {100 * overhead:.0f}% of a bare step")
-    return {"reference_ms": ref, "ours_ms": ours, "bare_ms": bare, "ratio": speedup,
-            "ratio_bare": speedup_bare, "metrics_overhead": overhead}
+    out = figures(args.p, args.width, args.reps, args.steps, args.file_steps)
+    for f in out:
+        print(f"  {f.name}: {f.value:.2f}{f.unit} (target {'>=' if f.at_least else '<='} "
+              f"{f.target}{f.unit})")
+    return out
 
 
 if __name__ == "__main__":

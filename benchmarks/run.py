@@ -1,26 +1,73 @@
-"""Run every benchmark in this folder, one after another, and print what each measured.
+"""Run every benchmark and print one table: each figure, its target, the measured value
+(median of per-repetition ratios, repetitions interleaved) and what it is compared with.
 
-    python benchmarks/run.py            # or: make bench
+    python -m benchmarks.run                 # or: make bench  (about 5 minutes)
+    python -m benchmarks.run --json out.json --markdown table.md
+    python -m benchmarks.run --quick         # small sizes: checks that everything runs
 
-Each benchmark compares our implementation with a plain reference in the same process
-and reports ratios (see the docstring of each ``bench_*.py``).
+The figures come from ``bench_train`` (training step, matmul share, bf16, metrics and
+checkpoint overheads), ``bench_batched`` (many models at once) and ``bench_analysis``
+(pruning curves, trajectory IPR and its memory). ``docs/performance.md`` holds the latest
+table.
 """
 
 from __future__ import annotations
 
-import subprocess
+import argparse
+import json
+import os
+import platform
 import sys
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+import torch
+
+from benchmarks import bench_analysis, bench_batched, bench_train
+from benchmarks.timing import Figure
 
 
-def main() -> int:
-    failed = 0
-    for script in sorted(HERE.glob("bench_*.py")):
-        print(f"== {script.name}", flush=True)
-        failed += subprocess.call([sys.executable, str(script)]) != 0
-    return 1 if failed else 0
+def collect(quick: bool) -> list[Figure]:
+    if quick:
+        return (bench_train.figures(p=23, width=32, reps=2, steps=2, file_steps=4)
+                + bench_batched.figures(models=2, widths=(16,), steps=2, reps=1)
+                + bench_analysis.figures(p=11, width=16, draws=1, reps=1, naive_passes=2,
+                                         checkpoints=4, loop_checkpoints=1))
+    return bench_train.figures() + bench_batched.figures() + bench_analysis.figures()
+
+
+def markdown(figures: list[Figure]) -> str:
+    lines = ["| figure | target | measured | met | compared with |",
+             "| --- | --- | --- | --- | --- |"]
+    for f in figures:
+        sign = ">=" if f.at_least else "<="
+        lines.append(f"| {f.name} | {sign} {f.target:g}{f.unit} | {f.value:.2f}{f.unit} | "
+                     f"{'yes' if f.met else 'no'} | {f.compared_with} |")
+    return "\n".join(lines) + "\n"
+
+
+def machine() -> str:
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+            f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}), "
+            f"{torch.get_num_threads()} threads")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, to check it runs")
+    ap.add_argument("--json", help="also write the figures as JSON to this file")
+    ap.add_argument("--markdown", help="also write the table as markdown to this file")
+    args = ap.parse_args(argv)
+    print(f"machine: {machine()}", flush=True)
+    figures = collect(args.quick)
+    table = markdown(figures)
+    print(table)
+    if args.markdown:
+        with open(args.markdown, "w") as fh:
+            fh.write(f"Machine: {machine()}\n\n{table}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"machine": machine(), "figures": [f.row() for f in figures]}, fh,
+                      indent=1)
+    return 0
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from interp.config import RunConfig
-from interp.data import make_dataset
-from interp.model import MLP, activation
+from interp.data import make_dataset, predict
+from interp.model import MLP, activation, gather_pre, quadratic_logits
 from interp.train import Callback, checkpoint_steps, resolve_device
 
 SHARED = {"data": ("p", "op"), "model": ("width", "act"),
@@ -114,16 +114,11 @@ class BatchTrainer:
 
     def _logits(self, m: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         """Logits of every model on its own index rows. m, n shape=(M, B) -> (M, B, p)."""
-        M, B = m.shape
-        # Gather rows of the flattened (M * p, N) transposes: contiguous row copies, and an
-        # index_add backward (no sort), much faster than advanced indexing.
-        offset = (torch.arange(M, device=self.device) * self.p)[:, None]
-        Ut = self.params["U"].transpose(1, 2).reshape(M * self.p, -1)
-        Vt = self.params["V"].transpose(1, 2).reshape(M * self.p, -1)
-        z = Ut.index_select(0, (m + offset).reshape(-1)) + Vt.index_select(
-            0, (n + offset).reshape(-1))
-        h = activation(self.act, z.view(M, B, -1))
-        return torch.bmm(h, self.params["W"].transpose(1, 2))
+        U, V, W = (self.params[k] for k in ("U", "V", "W"))
+        if self.act == "x^2":
+            return quadratic_logits(U, V, W, m, n)
+        h = activation(self.act, gather_pre(U, V, m, n))
+        return torch.bmm(h, W.transpose(1, 2))
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor, onehot: torch.Tensor,
               mask: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
@@ -139,7 +134,7 @@ class BatchTrainer:
         test_logits = self._logits(self.m_test, self.n_test)
         test_loss = self._loss(test_logits, self.y_test, self.onehot_test, self.test_mask,
                                self.n_test_f)
-        pred_tr, pred_te = train_logits.argmax(-1), test_logits.argmax(-1)
+        pred_tr, pred_te = predict(train_logits), predict(test_logits)
         given = (pred_tr == self.y_train).float()
         true = (pred_tr == self.true_train).float()
         test_ok = (pred_te == self.y_test).float() * self.test_mask

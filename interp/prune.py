@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from interp.classify import rank_neurons
-from interp.data import Dataset, accuracies
+from interp.data import Dataset, accuracies, predict
 from interp.model import BN_EPS, activation
 
 
@@ -197,9 +197,7 @@ class _Scorer:
             per_pair = norm2.sub_(at_target, alpha=2).add_(1).div_(logits.shape[-1])
         else:
             per_pair = torch.logsumexp(logits, dim=-1).sub_(at_target)
-        if logits.device.type == "cpu":  # numpy's SIMD argmax is several times faster
-            return torch.from_numpy(logits.numpy().argmax(-1)), per_pair
-        return logits.argmax(-1), per_pair
+        return predict(logits), per_pair
 
     def results(self, preds: torch.Tensor, per_pair: torch.Tensor) -> dict[str, np.ndarray]:
         out = accuracies(preds.cpu().numpy(), self.ds)
