@@ -6,7 +6,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 
-.PHONY: demo test setup bench lint clean
+.PHONY: demo test setup bench lint clean reproduce
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -14,25 +14,9 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+from common import bimodality_coefficient, eta
 
 import interp
-
-
-def bimodality_coefficient(x: np.ndarray) -> float:
-    """Sarle's (skew^2 + 1) / (kurtosis + 3 (n-1)^2 / ((n-2)(n-3))); > 5/9 hints at two modes."""
-    n, z = len(x), (x - x.mean()) / x.std()
-    skew, kurt = (z**3).mean(), (z**4).mean() - 3
-    return float((skew**2 + 1) / (kurt + 3 * (n - 1) ** 2 / ((n - 2) * (n - 3))))
-
-
-def eta(values: np.ndarray) -> float:
-    """Otsu's separability: between-class variance at Otsu's cut over the total variance."""
-    cut = interp.otsu_threshold(values)
-    hi, lo = values[values >= cut], values[values < cut]
-    if len(lo) == 0 or len(hi) == 0:
-        return 0.0
-    between = len(hi) * len(lo) * (hi.mean() - lo.mean()) ** 2 / len(values) ** 2
-    return float(between / values.var())
 
 
 def report(path: str) -> None:
