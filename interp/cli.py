@@ -579,6 +579,8 @@ def sweep(
     save_every: int = typer.Option(100, help="Base run: checkpoint every k steps."),
     workers: int | None = typer.Option(None, help="Local worker processes "
                                               "(default: one per core; 0: in this process)."),
+    batch: int = typer.Option(8, help="Train up to this many compatible cells at once as one "
+                                      "batched stack (1: every cell alone)."),
     scheduler: str | None = typer.Option(None, help="Dask scheduler address, e.g. "
                                                     "tcp://host:8786 (needs interp[distributed])."),
 ) -> None:
@@ -612,7 +614,7 @@ def sweep(
             bar.update(task, completed=event.done, info=f"{event.cell_id}: {event.action}")
 
         report = run_sweep(spec, out_dir, workers=workers, scheduler=scheduler,
-                           progress=progress)
+                           progress=progress, batch=batch)
     out.print(f"{report.n_cells} cells: {report.n_trained} trained, {report.n_resumed} "
               f"resumed, {report.n_skipped} already complete, {len(report.failed)} failed; "
               f"summary in {out_dir / 'summary.csv'}")

@@ -33,11 +33,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from interp.batched import SHARED as BATCH_SHARED
+from interp.batched import BatchTrainer, check_batchable
 from interp.config import RunConfig
 from interp.data import ACCURACY_NAMES
 from interp.phase import run_phase, total_norm
 from interp.spectra import IPR_CONVENTION, neuron_ipr
-from interp.trajectory import Run, resume_file, train_to_file
+from interp.trajectory import Run, TrajectoryWriter, resume_file, train_to_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -297,24 +299,87 @@ def _file_state(path: Path, cfg: RunConfig) -> str:
     return "complete" if complete else "incomplete"
 
 
-def _run_cell(cfg_json: str, path: str, regularizer: str, cell_id: str,
-              threads: int | None = None) -> tuple[str, dict[str, Any]]:
-    """Bring one cell to completion (in a worker); returns (action, summary row)."""
-    if threads:
-        torch.set_num_threads(threads)
-    cfg, file = RunConfig.from_json(cfg_json), Path(path)
+def _start_cell(cfg: RunConfig, file: Path) -> str | None:
+    """Resume an incomplete cell; returns "skipped"/"resumed", or None: train it afresh."""
     state = _file_state(file, cfg)
-    action = "skipped"
+    if state == "complete":
+        return "skipped"
     if state == "incomplete":
         try:
             resume_file(file)
-            action = "resumed"
+            return "resumed"
         except (OSError, ValueError, KeyError):  # not resumable: redo from scratch
-            state = "unreadable"
-    if state in ("missing", "unreadable"):
-        train_to_file(cfg, file, overwrite=True)
-        action = "trained"
-    return action, cell_row(cell_id, cfg, regularizer, file)
+            pass
+    return None
+
+
+def _run_group(items: list[tuple[str, str, str]], regularizer: str,
+               threads: int | None = None) -> list[Outcome]:
+    """Bring cells ``(cell_id, config JSON, path)`` to completion (in a worker); returns
+    an :data:`Outcome` per cell. Cells trained afresh whose configs can share a stack
+    train together with :class:`interp.batched.BatchTrainer` (each model as it would
+    train alone, to float tolerance; they succeed or fail together), the others alone."""
+    if threads:
+        torch.set_num_threads(threads)
+    out: list[Outcome] = []
+    fresh = []
+    for cid, cfg_json, path in items:
+        cfg, file = RunConfig.from_json(cfg_json), Path(path)
+        try:
+            action = _start_cell(cfg, file)
+        except Exception as exc:  # the cell's own error: record it, go on
+            out.append((cid, None, None, exc))
+            continue
+        if action is None:
+            fresh.append((cid, cfg, file))
+        else:
+            out.append((cid, action, cell_row(cid, cfg, regularizer, file), None))
+    stacks = [fresh] if len(fresh) > 1 and _batch_key(fresh[0][1]) is not None else [
+        [cell] for cell in fresh]
+    for stack in stacks:
+        try:
+            if len(stack) == 1:
+                train_to_file(stack[0][1], stack[0][2], overwrite=True)
+            else:
+                _train_stack([cfg for _, cfg, _ in stack], [file for _, _, file in stack])
+        except Exception as exc:  # the cells' own error: record it, go on
+            out += [(cid, None, None, exc) for cid, _, _ in stack]
+        else:
+            out += [(cid, "trained", cell_row(cid, cfg, regularizer, file), None)
+                    for cid, cfg, file in stack]
+    return out
+
+
+def _train_stack(cfgs: list[RunConfig], files: list[Path]) -> None:
+    writers = [TrajectoryWriter(file, overwrite=True) for file in files]
+    try:
+        BatchTrainer(cfgs, callbacks=[[w] for w in writers]).run()
+    finally:
+        for w in writers:
+            w.close()
+
+
+def _batch_key(cfg: RunConfig) -> tuple | None:
+    """Cells with equal keys can train as one stack; None: this cell trains alone."""
+    try:
+        check_batchable([cfg])
+    except ValueError:
+        return None
+    return tuple(getattr(getattr(cfg, section), f)
+                 for section, fields in BATCH_SHARED.items() for f in fields)
+
+
+def _groups(tasks: list[Task], size: int) -> list[list[Task]]:
+    """Tasks in groups of at most ``size`` cells that can share a stack (order kept)."""
+    by_key: dict[Any, list[Task]] = {}
+    for i, task in enumerate(tasks):
+        key = _batch_key(task[1])
+        by_key.setdefault(("alone", i) if key is None else key, []).append(task)
+    return [group[i:i + size] for group in by_key.values() for i in range(0, len(group), size)]
+
+
+def _as_items(group: list[Task]) -> list[tuple[str, str, str]]:
+    return [(cid, cfg.to_json(), str(path)) for cid, cfg, path in group]
 
 
 def _init_worker(threads: int) -> None:
@@ -332,50 +397,47 @@ Task = tuple[str, RunConfig, Path]
 Outcome = tuple[str, str | None, dict[str, Any] | None, BaseException | None]
 
 
-def _run_local(tasks: list[Task], regularizer: str, workers: int,
+def _run_local(groups: list[list[Task]], regularizer: str, workers: int,
                retries: int) -> Iterator[Outcome]:
-    """Run cells in spawned worker processes; yields (cell_id, action, row, error).
+    """Run groups of cells in spawned worker processes; yields (cell_id, action, row,
+    error) per cell.
 
-    A worker that dies (killed, out of memory) breaks the pool: its unfinished cells are
+    A worker that dies (killed, out of memory) breaks the pool: its unfinished groups are
     retried in a fresh pool, each at most ``retries`` times.
     """
     threads = max(1, available_cores() // workers)
-    attempts = dict.fromkeys((t[0] for t in tasks), 0)
-    while tasks:
-        broken: list[Task] = []
-        with cf.ProcessPoolExecutor(min(workers, len(tasks)), initializer=_init_worker,
+    attempts = [0] * len(groups)
+    pending = list(range(len(groups)))
+    while pending:
+        broken: list[int] = []
+        with cf.ProcessPoolExecutor(min(workers, len(pending)), initializer=_init_worker,
                                     initargs=(threads,),
                                     mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_run_cell, cfg.to_json(), str(path), regularizer, cid):
-                       (cid, cfg, path) for cid, cfg, path in tasks}
+            futures = {pool.submit(_run_group, _as_items(groups[g]), regularizer): g
+                       for g in pending}
             for fut in cf.as_completed(futures):
-                cid = futures[fut][0]
+                g = futures[fut]
                 try:
-                    action, row = fut.result()
-                    yield cid, action, row, None
+                    yield from fut.result()
                 except cf.process.BrokenProcessPool:
-                    broken.append(futures[fut])
-                except Exception as exc:  # the cell's own error: record it, go on
-                    yield cid, None, None, exc
-        tasks = []
-        for task in broken:
-            attempts[task[0]] += 1
-            if attempts[task[0]] > retries:
-                yield task[0], None, None, RuntimeError(
-                    f"the worker process running it died {attempts[task[0]]} times")
+                    broken.append(g)
+                except Exception as exc:  # the cells' own error: record it, go on
+                    yield from ((cid, None, None, exc) for cid, _, _ in groups[g])
+        pending = []
+        for g in broken:
+            attempts[g] += 1
+            if attempts[g] > retries:
+                yield from ((cid, None, None, RuntimeError(
+                    f"the worker process running it died {attempts[g]} times"))
+                    for cid, _, _ in groups[g])
             else:
-                tasks.append(task)
+                pending.append(g)
 
 
-def _run_serial(tasks: list[Task], regularizer: str) -> Iterator[Outcome]:
-    """Run cells one after another in this process (``workers=0``: debugging, notebooks)."""
-    for cid, cfg, path in tasks:
-        try:
-            action, row = _run_cell(cfg.to_json(), str(path), regularizer, cid)
-        except Exception as exc:  # the cell's own error: record it, go on
-            yield cid, None, None, exc
-        else:
-            yield cid, action, row, None
+def _run_serial(groups: list[list[Task]], regularizer: str) -> Iterator[Outcome]:
+    """Run groups one after another in this process (``workers=0``: debugging, notebooks)."""
+    for group in groups:
+        yield from _run_group(_as_items(group), regularizer)
 
 
 def _dask_client_class() -> type:
@@ -387,11 +449,11 @@ def _dask_client_class() -> type:
     return Client
 
 
-def _run_dask(tasks: list[Task], regularizer: str, scheduler: Any,
+def _run_dask(groups: list[list[Task]], regularizer: str, scheduler: Any,
               retries: int) -> Iterator[Outcome]:
-    """One Dask task per cell; a task whose worker dies is rescheduled by the scheduler
-    (up to ``distributed.scheduler.allowed-failures``), a failed one retried ``retries``
-    times."""
+    """One Dask task per group of cells; a task whose worker dies is rescheduled by the
+    scheduler (up to ``distributed.scheduler.allowed-failures``), a failed one retried
+    ``retries`` times."""
     client_class = _dask_client_class()
     from distributed import as_completed
 
@@ -399,16 +461,14 @@ def _run_dask(tasks: list[Task], regularizer: str, scheduler: Any,
     client = client_class(scheduler) if own else scheduler
     try:
         tag = uuid.uuid4().hex[:8]
-        futures = {client.submit(_run_cell, cfg.to_json(), str(path), regularizer, cid, 1,
-                                 key=f"interp-cell-{cid}-{tag}", pure=False, retries=retries):
-                   cid for cid, cfg, path in tasks}
+        futures = {client.submit(_run_group, _as_items(group), regularizer, 1,
+                                 key=f"interp-cells-{group[0][0]}-{tag}", pure=False,
+                                 retries=retries): group for group in groups}
         for fut in as_completed(list(futures)):
             try:
-                action, row = fut.result()
-            except Exception as exc:  # raised by the cell, its worker lost, or cancelled
-                yield futures[fut], None, None, exc
-            else:
-                yield futures[fut], action, row, None
+                yield from fut.result()
+            except Exception as exc:  # their worker lost, or cancelled
+                yield from ((cid, None, None, exc) for cid, _, _ in futures[fut])
             fut.release()
     finally:
         if own:
@@ -518,20 +578,22 @@ def _scan(spec: SweepSpec, out: Path) -> tuple[dict[str, dict[str, Any]], list[T
 
 
 def _outcomes(tasks: list[Task], regularizer: str, workers: int | None, scheduler: Any,
-              retries: int) -> Iterator[Outcome]:
+              retries: int, batch: int) -> Iterator[Outcome]:
     if not tasks:
         return iter(())
     if scheduler is not None:
-        return _run_dask(tasks, regularizer, scheduler, retries)
+        return _run_dask(_groups(tasks, batch), regularizer, scheduler, retries)
     if workers == 0:
-        return _run_serial(tasks, regularizer)
-    return _run_local(tasks, regularizer, workers or min(available_cores(), len(tasks)),
-                      retries)
+        return _run_serial(_groups(tasks, batch), regularizer)
+    workers = workers or min(available_cores(), len(tasks))
+    # enough groups to keep every worker busy, each at most `batch` models
+    size = max(1, min(batch, math.ceil(len(tasks) / workers)))
+    return _run_local(_groups(tasks, size), regularizer, workers, retries)
 
 
 def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, *, workers: int | None = None,
               scheduler: Any = None, progress: Callable[[CellEvent], None] | None = None,
-              retries: int = 2) -> SweepReport:
+              retries: int = 2, batch: int = 8) -> SweepReport:
     """Bring every cell of ``spec`` to completion under ``out_dir``; see the module doc.
 
     ``workers``: local worker processes (default: one per available core, at most one per
@@ -541,7 +603,10 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, *, workers: int | Non
     as cluster tasks (one torch thread each) writing to ``out_dir``, which the workers must
     see at the same path. ``retries``: extra attempts for a cell whose worker died or
     that raised. A failing cell is recorded (status ``failed``, ``cells/<id>.error``) and
-    the others go on. ``progress`` receives a :class:`CellEvent` per cell, skipped ones
+    the others go on (cells batched together fail together). ``batch``: cells that can
+    share a stack (MLP, full batch, no dropout or BatchNorm, Adam(W), same p, width and
+    steps) train up to this many at a time as one :class:`interp.batched.BatchTrainer`;
+    1 trains every cell alone. ``progress`` receives a :class:`CellEvent` per cell, skipped ones
     first.
     """
     cores = available_cores()
@@ -550,6 +615,8 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, *, workers: int | Non
                          f"here, got {workers!r}.")
     if not _is_int(retries) or retries < 0:
         raise ValueError(f"retries must be an integer >= 0, got {retries!r}.")
+    if not _is_int(batch) or batch < 1:
+        raise ValueError(f"batch must be an integer >= 1, got {batch!r}.")
     if scheduler is not None:
         _dask_client_class()  # fail before any work when dask is missing
     out = Path(out_dir).resolve()
@@ -562,7 +629,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, *, workers: int | Non
     counts = dict.fromkeys(("trained", "resumed", "skipped", "failed"), 0)
     failed = []
     outcomes = itertools.chain(skipped, _outcomes(tasks, spec.regularizer, workers, scheduler,
-                                                  retries))
+                                                  retries, batch))
     for done, (cid, action, row, exc) in enumerate(outcomes, 1):
         if cid in configs:
             path, err = _cell_files(out, cid)
