@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from interp.config import RunConfig
 from interp.data import make_dataset, predict
 from interp.model import MLP, activation, gather_pre, quadratic_logits
-from interp.train import Callback, checkpoint_steps, resolve_device
+from interp.train import Callback, checkpoint_steps, resolve_device, tune_allocator
 
 SHARED = {"data": ("p", "op"), "model": ("width", "act"),
           "train": ("steps", "loss", "optimizer", "betas", "eps", "save_every", "save_log")}
@@ -70,6 +70,7 @@ class BatchTrainer:
                  callbacks: Sequence[Sequence[Callback]] = ()) -> None:
         check_batchable(cfgs)
         self.cfgs, self.device = list(cfgs), resolve_device(device)
+        tune_allocator()
         self.callbacks = [list(c) for c in callbacks] or [[] for _ in cfgs]
         self.datasets = [make_dataset(c.data) for c in cfgs]
         cfg0 = cfgs[0]

@@ -143,3 +143,19 @@ def test_fast_training_step_matches_a_plain_implementation(tiny_cfg):
         opt.step()
     for got, want in ((tr.model.U, first[:, :p]), (tr.model.V, first[:, p:]), (tr.model.W, out)):
         torch.testing.assert_close(got.detach(), want.detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_allocator_tuning_is_set_once_and_can_be_declined(monkeypatch):
+    import platform
+    import sys
+
+    from interp import train as train_mod
+
+    monkeypatch.setattr(train_mod, "_ALLOCATOR_TUNED", False)
+    monkeypatch.setenv("INTERP_MALLOC_TUNING", "0")
+    assert train_mod.tune_allocator() is False
+    monkeypatch.delenv("INTERP_MALLOC_TUNING")
+    tuned = train_mod.tune_allocator()
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert tuned is glibc
+    assert train_mod.tune_allocator() is tuned  # idempotent
