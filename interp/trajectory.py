@@ -35,6 +35,8 @@ FORMAT_NAME = "interp-trajectory"
 FORMAT_VERSION = 2
 MODEL_FORMAT_VERSION = {"mlp": 1, "transformer": 2}
 DATASET_FIELDS = ("pairs", "true_labels", "train_idx", "test_idx", "train_labels", "corrupted")
+#: Optimizer-state slots in ``resume/`` (older files have 2, which the writer still handles).
+N_SLOTS = 3
 #: Axis of the neuron index in each stored array, counting the leading step axis.
 NEURON_AXIS = {"U": 1, "V": 1, "W": 2, "gamma": 1, "beta": 1, "running_mean": 1,
                "running_var": 1, "W_in": 2, "W_out": 1, "b_in": 1}
@@ -242,18 +244,75 @@ def _create(path: Path, trainer: Trainer, attrs: dict[str, str]) -> None:
         for k in trainer.metric_names:
             _growable(mg, k, (), np.float32, 1024)
         rg = f.create_group("resume")
-        rg.create_dataset("slot_step", data=np.full(2, -1, np.int64))
-        rg.create_dataset("slot_filled", data=np.zeros(2, np.int8))
+        rg.create_dataset("slot_step", data=np.full(N_SLOTS, -1, np.int64))
+        rg.create_dataset("slot_filled", data=np.zeros(N_SLOTS, np.int8))
         og = rg.create_group("optimizer")
         for k, (shape, dtype) in _optimizer_layout(trainer).items():
-            og.create_dataset(k, shape=(2, *shape), dtype=dtype)
+            og.create_dataset(k, shape=(N_SLOTS, *shape), dtype=dtype)
     os.replace(tmp, path)
 
 
-def _append(ds: h5py.Dataset, rows: np.ndarray) -> None:
-    n = ds.shape[0]
-    ds.resize(n + len(rows), axis=0)
-    ds[n:] = rows
+class _Rows:
+    """A growable dataset appended to through h5py's low-level API.
+
+    The high-level API costs about 0.3 ms of Python per write; a checkpoint makes about
+    twenty writes. ``n`` counts the rows written (the next one goes there); the extent
+    may run ahead of it (``reserve``) and is trimmed to ``n`` by ``trim``.
+    """
+
+    def __init__(self, ds: h5py.Dataset, n: int) -> None:
+        self.id, self.n, self.extent = ds.id, n, ds.shape[0]
+        self.row: tuple[int, ...] = ds.shape[1:]
+        self.dtype = ds.dtype
+        self._mtype = h5py.h5t.py_create(self.dtype)
+        self._zeros = (0,) * len(self.row)
+        self._fspace: h5py.h5s.SpaceID | None = None
+        self._mspaces: dict[tuple[int, ...], h5py.h5s.SpaceID] = {}
+        # one row per chunk and no filters: a row is a chunk, written as is
+        self.direct = (ds.chunks == (1, *self.row)
+                       and ds.id.get_create_plist().get_nfilters() == 0)
+
+    def append(self, rows: np.ndarray, reserve: int = 1) -> None:
+        """Write ``rows`` (k, *row) after the last row, growing the extent if needed
+        to a multiple of ``reserve`` rows."""
+        k, n = len(rows), self.n
+        if n + k > self.extent:
+            self.extent = -(-(n + k) // reserve) * reserve
+            self.id.set_extent((self.extent, *self.row))
+            self._fspace = None
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        if self.direct and k == 1:
+            self.id.write_direct_chunk((n, *self._zeros), rows)
+        else:
+            if self._fspace is None:
+                self._fspace = self.id.get_space()
+            self._fspace.select_hyperslab((n, *self._zeros), rows.shape)
+            mspace = self._mspaces.get(rows.shape)
+            if mspace is None:
+                mspace = self._mspaces[rows.shape] = h5py.h5s.create_simple(rows.shape)
+            self.id.write(mspace, self._fspace, rows, self._mtype)
+        self.n = n + k
+
+    def trim(self) -> None:
+        if self.extent != self.n:
+            self.extent = self.n
+            self.id.set_extent((self.n, *self.row))
+
+
+class _Slots:
+    """A fixed-size dataset whose rows (``resume/`` slots) are overwritten, low-level."""
+
+    def __init__(self, ds: h5py.Dataset) -> None:
+        self.id, self.dtype, self.row = ds.id, ds.dtype, ds.shape[1:]
+        self._mtype = h5py.h5t.py_create(self.dtype)
+        self._fspace = ds.id.get_space()
+        self._mspace = h5py.h5s.create_simple((1, *self.row))
+
+    def write(self, i: int, value: np.ndarray) -> None:
+        """``ds[i] = value``."""
+        value = np.asarray(value, dtype=self.dtype, order="C")
+        self._fspace.select_hyperslab((i, *(0,) * len(self.row)), (1, *self.row))
+        self.id.write(self._mspace, self._fspace, value, self._mtype)
 
 
 class TrajectoryWriter:
@@ -261,7 +320,16 @@ class TrajectoryWriter:
 
     ``append=True`` continues an existing (recovered) file instead of creating one.
     ``attrs`` are extra root attributes for a new file (``device``, ``source``, ...).
+
+    Each checkpoint follows the commit protocol of ``docs/trajectory-format.md`` with
+    three flushes: (1) the checkpoint's arrays, the optimizer state (into a resume slot
+    invalidated earlier) and the metric rows since the last checkpoint; (2) the metrics
+    commit index ``metrics/step``; (3) the checkpoint commit ``checkpoints/step``, the
+    slot's ``slot_step`` and the invalidation of the slot the next checkpoint overwrites.
     """
+
+    #: Metric datasets grow by this many rows at a time (one chunk), trimmed on close.
+    METRIC_BLOCK = 1024
 
     def __init__(self, path: str | os.PathLike, *, append: bool = False,
                  overwrite: bool = False, attrs: dict[str, str] | None = None) -> None:
@@ -276,53 +344,79 @@ class TrajectoryWriter:
         if not self.append:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             _create(self.path, trainer, self.attrs)
-        self.file = h5py.File(self.path, "r+", libver="latest")
-        self.file.swmr_mode = True
+        f = self.file = h5py.File(self.path, "r+", libver="latest")
+        f.swmr_mode = True
+        # handles cached once; rows are written after the committed ones
+        n_ck, n_m = len(f["checkpoints/step"]), len(f["metrics/step"])
+        self._ck_step = _Rows(f["checkpoints/step"], n_ck)
+        self._ck = {k: _Rows(f["checkpoints"][k], n_ck) for k in f["checkpoints"] if k != "step"}
+        self._m_step = _Rows(f["metrics/step"], n_m)
+        self._m = [_Rows(f["metrics"][k], n_m) for k in trainer.metric_names]
+        g = f["resume"]
+        self._slot_step_ds, self._slot_filled_ds = _Slots(g["slot_step"]), _Slots(g["slot_filled"])
+        self._slot_step = g["slot_step"][()]
+        self._opt: dict[str, _Slots] = {}
+        g["optimizer"].visititems(
+            lambda k, v: self._opt.__setitem__(k, _Slots(v)) if isinstance(v, h5py.Dataset)
+            else None)
+        # a file with three or more slots keeps the next one to overwrite invalid
+        if len(self._slot_step) >= 3 and self._slot_step.min() != -1:
+            self._set_slot(int(np.argmin(self._slot_step)), -1)
+            f.flush()
 
     def on_step(self, trainer: Trainer, step: int, values: torch.Tensor) -> None:
         self._pending.append((step, values))
 
+    def _set_slot(self, s: int, step: int) -> None:
+        self._slot_step[s] = step
+        self._slot_step_ds.write(s, np.array(step, np.int64))
+
+    def _reached(self, point: str, step: int) -> None:
+        """Called after each stage of a checkpoint; tests kill the writer here."""
+
     def on_checkpoint(self, trainer: Trainer, step: int) -> None:
         f = self.file
         assert f is not None
-        # 1. the checkpoint's arrays, not yet visible (checkpoints/step is the commit index)
+        # the slot this checkpoint's optimizer state goes to: an invalid one, else the
+        # oldest; with three slots it was invalidated by the previous checkpoint's commit
+        s = int(np.argmin(self._slot_step))
+        if self._slot_step[s] != -1:  # two slots (older files): invalidate it now
+            self._set_slot(s, -1)
+            f.flush()
+        # 1. data, not yet visible: arrays, optimizer state, metric rows
         for k, v in trainer.state_arrays().items():
-            _append(f["checkpoints"][k], v.float().cpu().numpy()[None])
-        f.flush()
-        # 2. optimizer state into the older of two slots, invalidated while it is written
-        self._save_optimizer(trainer, step)
-        # 3. metrics since the last checkpoint, committed by metrics/step
-        steps = np.array([s for s, _ in self._pending], np.int64)
-        values = torch.stack([v for _, v in self._pending]).float().cpu().numpy()
-        for j, name in enumerate(trainer.metric_names):
-            _append(f["metrics"][name], values[:, j])
-        f.flush()
-        _append(f["metrics/step"], steps)
-        f.flush()
-        self._pending.clear()
-        # 4. commit the checkpoint
-        _append(f["checkpoints/step"], np.array([step], np.int64))
-        f.flush()
-
-    def _save_optimizer(self, trainer: Trainer, step: int) -> None:
-        g = self.file["resume"]
-        slot_step = g["slot_step"][()]
-        s = int(np.argmin(slot_step))  # an invalid (-1) slot first, else the older one
-        g["slot_step"][s] = -1
-        self.file.flush()
+            self._ck[k].append(v.detach().float().cpu().numpy()[None])
         state = trainer.optimizer_arrays()
         for k, v in state.items():
-            g["optimizer"][k][s] = v
-        g["slot_filled"][s] = 1 if state else 0
-        self.file.flush()
-        g["slot_step"][s] = step
-        self.file.flush()
+            self._opt[k].write(s, v)
+        self._slot_filled_ds.write(s, np.array(1 if state else 0, np.int8))
+        steps = np.array([t for t, _ in self._pending], np.int64)
+        values = torch.stack([v for _, v in self._pending]).float().cpu().numpy().T
+        for rows, col in zip(self._m, values, strict=True):
+            rows.append(col, self.METRIC_BLOCK)
+        self._reached("data_written", step)
+        f.flush()
+        self._reached("data_flushed", step)
+        # 2. commit the metrics
+        self._m_step.append(steps)  # a commit index: its extent is the commit
+        self._pending.clear()
+        f.flush()
+        self._reached("metrics_committed", step)
+        # 3. commit the checkpoint and its optimizer state; invalidate the next slot
+        self._ck_step.append(np.array([step], np.int64))
+        self._set_slot(s, step)
+        if len(self._slot_step) >= 3:
+            self._set_slot(int(np.argmin(self._slot_step)), -1)
+        f.flush()
 
     def on_end(self, trainer: Trainer) -> None:
         self.close()
 
     def close(self) -> None:
         if self.file is not None:
+            if self.file.id.valid:
+                for rows in (self._ck_step, *self._ck.values(), self._m_step, *self._m):
+                    rows.trim()
             self.file.close()
             self.file = None
 

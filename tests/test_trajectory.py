@@ -37,6 +37,10 @@ def test_round_trip(run_file):
         ds = run.dataset()
         assert ds.corrupted.dtype == bool and ds.corrupted.sum() == int(0.3 * len(ds.train_idx))
         assert set(run.names) == {"U", "V", "W", "gamma", "beta", "running_mean", "running_var"}
+        # a closed file has exactly the committed rows (a writer reserves metric rows ahead)
+        assert {run.file[f"metrics/{k}"].shape for k in run.metric_names()} == {(31,)}
+        assert {run.file[f"checkpoints/{k}"].shape[0] for k in run.names} == {7}
+        assert run.file["resume/slot_step"].shape == (3,)
         U = run.read("U")
         assert U.shape == (7, 12, 11) and U.dtype == np.float32
         np.testing.assert_array_equal(run.read("U", steps=slice(2, 4)), U[2:4])
@@ -52,6 +56,24 @@ def test_round_trip(run_file):
             pred = model(pairs[:, 0], pairs[:, 1]).argmax(-1).numpy()
         for name, value in accuracies(pred, ds).items():
             np.testing.assert_allclose(m[f"accuracy/{name}"][20], value, atol=1e-6)
+
+
+def test_a_reader_sees_exactly_the_committed_rows_while_training(tiny_cfg, tmp_path):
+    path = tmp_path / "live.h5"
+    seen = []
+
+    class Look:  # runs after the writer's checkpoint
+        def on_checkpoint(self, tr, step):
+            with Run(path) as run:
+                m = run.metrics()
+                seen.append(step)
+                assert run.steps[-1] == step and len(run.steps) == len(seen)
+                np.testing.assert_array_equal(m["step"], np.arange(step + 1))
+                assert all(len(v) == step + 1 for v in m.values())
+                assert run.optimizer_state(step) is not None
+
+    train_to_file(tiny_cfg, path, callbacks=[Look()])
+    assert seen == [0, 5, 10, 15, 20, 25, 30]
 
 
 def test_reading_never_modifies_the_file(run_file):
@@ -85,7 +107,8 @@ def test_bad_files_get_clear_errors(tmp_path, run_file):
 
 
 # A child process trains and is killed with SIGKILL: by itself at a chosen point of the
-# checkpoint write protocol, or from outside at an arbitrary moment.
+# checkpoint write protocol (see TrajectoryWriter._reached), or from outside at an
+# arbitrary moment.
 CHILD = textwrap.dedent("""
     import os, signal, sys
     import torch
@@ -101,24 +124,10 @@ CHILD = textwrap.dedent("""
         def on_checkpoint(self, tr, step):  # runs after the writer's checkpoint
             if step == kill_at and stage == "after_commit":
                 die()
-    if stage == "optimizer_half_written":
-        save = trajectory.TrajectoryWriter._save_optimizer
-        def broken(self, tr, step):
-            if step == kill_at:
-                g = self.file["resume"]
-                s = int(g["slot_step"][()].argmin())
-                g["slot_step"][s] = -1
-                self.file.flush()
-                die()
-            save(self, tr, step)
-        trajectory.TrajectoryWriter._save_optimizer = broken
-    if stage == "arrays_uncommitted":
-        append = trajectory._append
-        def wrapped(ds, rows):
-            append(ds, rows)
-            if ds.name == "/metrics/step" and rows[-1] == kill_at:
-                die()
-        trajectory._append = wrapped
+    def reached(self, point, step):
+        if step == kill_at and point == stage:
+            die()
+    trajectory.TrajectoryWriter._reached = reached
     if stage == "resume":
         trajectory.resume_file(sys.argv[1])
     else:
@@ -131,8 +140,11 @@ def run_child(path, cfg, kill_at, stage):
                              str(kill_at), stage])
 
 
-@pytest.mark.parametrize("stage", ["after_commit", "optimizer_half_written",
-                                   "arrays_uncommitted", "external"])
+# data_written: arrays, optimizer slot and metric rows written, not flushed (a slot's
+# old contents half overwritten); data_flushed: not yet committed; metrics_committed:
+# metrics/step covers the checkpoint's step, checkpoints/step does not yet.
+@pytest.mark.parametrize("stage", ["data_written", "data_flushed", "metrics_committed",
+                                   "after_commit", "external"])
 def test_kill_9_then_resume_is_bit_exact(tiny_cfg, tmp_path, stage):
     cfg = tiny_cfg.replace(model={"dropout": 0.2}, train={"steps": 200, "save_every": 10,
                                                           "batch_size": 20})
@@ -159,6 +171,10 @@ def test_kill_9_then_resume_is_bit_exact(tiny_cfg, tmp_path, stage):
         if stage != "external":
             assert run.steps[-1] == (100 if stage == "after_commit" else 90)
         assert len(run.metrics()["step"]) >= run.steps[-1] + 1
+        # the newest committed checkpoint's optimizer state is in a slot (a kill from
+        # outside may fall between the checkpoint's commit and its slot's, in one flush)
+        newest = run.steps[-1:] if stage != "external" else run.steps[-2:]
+        assert any(run.optimizer_state(int(t)) is not None for t in newest)
     assert run_child(path, cfg, -1, "resume").wait(300) == 0
     with Run(path) as got, Run(reference) as want:
         assert got.complete
@@ -191,3 +207,40 @@ def test_write_trajectory_from_given_weights(tiny_cfg, tmp_path):
         np.testing.assert_array_equal(m["accuracy/test"][0], m["accuracy/test"][1])
     with pytest.raises(ValueError, match="checkpoint steps must increase"):
         write_trajectory(cfg, tmp_path / "x.h5", [(3, arrays[0]), (3, arrays[1])])
+
+
+def test_resumes_a_file_with_two_optimizer_slots(tiny_cfg, tmp_path):
+    """Files written before three slots have two; the writer then invalidates a slot
+    (and flushes) before overwriting it."""
+
+    class Stop(Exception):
+        pass
+
+    class StopAt:
+        def on_checkpoint(self, tr, step):
+            if step == 15:
+                raise Stop
+
+    reference = train_to_file(tiny_cfg, tmp_path / "reference.h5")
+    path = tmp_path / "old.h5"
+    with pytest.raises(Stop):
+        train_to_file(tiny_cfg, path, callbacks=[StopAt()])
+    with h5py.File(path, "r+") as f:  # the layout of a file with two slots
+        g = f["resume"]
+        keep = np.argsort(g["slot_step"][()])[1:]  # the two newest
+        old = {}
+        g.visititems(lambda k, v: old.__setitem__(k, v[()][keep])
+                     if isinstance(v, h5py.Dataset) else None)
+        for k, v in old.items():
+            del g[k]
+            g.create_dataset(k, data=v)
+        assert list(g["slot_step"][()]) == [10, 15]
+    resume_file(path)
+    with Run(path) as got, Run(reference) as want:
+        assert got.complete and got.file["resume/slot_step"].shape == (2,)
+        assert sorted(got.file["resume/slot_step"][()]) == [25, 30]
+        np.testing.assert_array_equal(got.steps, want.steps)
+        for k in want.names:
+            np.testing.assert_array_equal(got.read(k), want.read(k), err_msg=k)
+        for k, v in want.metrics().items():
+            np.testing.assert_array_equal(got.metrics()[k], v, err_msg=k)
