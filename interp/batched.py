@@ -125,8 +125,10 @@ class BatchTrainer:
               mask: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
         """Per-model loss (M,), the mean over each model's own valid examples."""
         if self.cfgs[0].train.loss == "mse":
-            sq = ((logits - onehot) ** 2).sum(-1) * mask
-            return sq.sum(-1) / (count * self.p)
+            diff = logits - onehot
+            if not bool(mask.all()):  # padded rows (models with fewer examples) count 0
+                diff = diff * mask[..., None]
+            return torch.linalg.vector_norm(diff, dim=(1, 2)).square() / (count * self.p)
         ce = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none") * mask
         return ce.sum(-1) / count
 
