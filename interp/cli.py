@@ -198,11 +198,25 @@ def train(
         if path.is_dir():
             raise IsADirectoryError(f"--out must be a file path, got the folder {str(path)!r}.")
         bar = [] if quiet else [ProgressBar(steps, max(1, steps // 100))]
+        if precision == "bf16" and device == "cpu" and not cpu_has_bf16():
+            err.print("note: this CPU has no bfloat16 matrix instructions (avx512_bf16 or "
+                      "amx_bf16), so bf16 runs slower than fp32 here; see "
+                      "docs/performance.md.")
         train_to_file(cfg, path, device=device, overwrite=overwrite, callbacks=bar)
     with Run(path) as run:
         out.print(summary_table(run))
     out.print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB) "
               f"in {time.perf_counter() - start:.1f} s")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU advertises bfloat16 matrix instructions (Linux; True elsewhere,
+    where we cannot tell)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 @app.command()

@@ -154,3 +154,14 @@ def test_compare_command(tmp_path):
     assert [r["label"] for r in result["runs"]] == ["wd0", "wd2"]
     res = invoke("compare", tmp_path / "missing.h5")
     assert res.exit_code == 2 and "does not exist" in res.output
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_bf16_instructions_says_so(tmp_path, monkeypatch, native):
+    from interp import cli
+
+    monkeypatch.setattr(cli, "cpu_has_bf16", lambda: native)
+    res = invoke("train", "--p", 7, "--width", 8, "--steps", 2, "--precision", "bf16",
+                 "--quiet", "--out", tmp_path / "b.h5")
+    assert res.exit_code == 0
+    assert ("no bfloat16 matrix instructions" in res.output) is not native
