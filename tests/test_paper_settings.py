@@ -26,3 +26,28 @@ def test_full_inversion_wd15_500_steps(tmp_path):
     acc = final(train_to_file(cfg, tmp_path / "b.h5"))
     assert acc["test"] >= 0.99
     assert abs(acc["train"] - (1 - 0.35)) < 0.02 and acc["train_corrupted"] < 0.02
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("wd,steps", [(0.0, 1000), (5.0, 500), (15.0, 500)])
+def test_bf16_lands_in_the_same_phase_as_fp32(tmp_path, wd, steps):
+    """bfloat16 mixed precision at the paper's wd 0 / 5 / 15 settings: the same phase,
+    train, test and all-pairs accuracy within 1 percentage point of float32.
+
+    The corrupted subset (1646 examples) is held to 1.5 points: at wd 5 (partial
+    inversion, still unlearning at step 500) bf16 keeps 22 more corrupted labels
+    memorized, 1.34 points (measured: fp32 0.3639, bf16 0.3773), while two float32
+    implementations (fused and plain autograd) agree exactly there."""
+    from interp.phase import run_phase
+
+    got = {}
+    for precision in ("fp32", "bf16"):
+        cfg = RunConfig().replace(train={"steps": steps, "weight_decay": wd,
+                                         "precision": precision})
+        path = train_to_file(cfg, tmp_path / f"{precision}.h5")
+        with Run(path) as run:
+            got[precision] = (run_phase(run)["phase"], final(path))
+    assert got["bf16"][0] == got["fp32"][0]
+    for name, value in got["fp32"][1].items():
+        bound = 0.015 if name.startswith("train_corrupted") else 0.01
+        assert abs(got["bf16"][1][name] - value) <= bound, name
