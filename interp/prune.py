@@ -8,7 +8,9 @@ and subtract one neuron's term per count (one fused multiply-subtract, in cache-
 tiles of counts and pairs), instead of N + 1 forward passes. Arithmetic is float64 so
 that the subtractions do not drift, and a pair whose remaining terms are all exactly zero
 (every neuron pruned, or ReLU units that are off) gets exact zero logits, as a forward
-pass would, rather than the residue of the subtractions.
+pass would, rather than the residue of the subtractions. With the MSE loss the curves' mean losses
+come from cumulative sums of precomputed (neuron, neuron) Gram terms (see
+``_Scorer.mse_means``), so only the predictions need the logits of every count.
 
 Constant output: with every neuron pruned all logits are 0 and ``argmax`` returns the
 first of equal maxima, label 0, for every pair; each accuracy is then the fraction of
@@ -116,11 +118,13 @@ class _Scorer:
         targets = np.concatenate([ds.train_labels, ds.true_labels[ds.test_idx]])
         self.target = torch.as_tensor(targets, device=dev)
         if block is None:
-            block = (8, 2048) if dev.type == "cpu" else (32, P)
+            block = (8, 1024) if dev.type == "cpu" else (32, P)
         if len(block) != 2 or min(block) < 1:
             raise ValueError(f"block must be two positive integers (counts, pairs), got {block}.")
         self.block = (int(block[0]), int(block[1]))
-        self.buffer = torch.empty((*self.block, p), dtype=torch.float64, device=dev)
+        self.buffer = torch.empty((self.block[0] + 1, self.block[1], p), dtype=torch.float64,
+                                  device=dev)
+        self._mse_terms: list | None = None
 
     @classmethod
     def from_weights(cls, weights: Mapping[str, Any], act: str, batchnorm: bool, ds: Dataset,
@@ -151,42 +155,120 @@ class _Scorer:
     def width(self) -> int:
         return self.h.shape[1]
 
-    def sweep(self, order: np.ndarray, cumulative: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def sweep(self, order: np.ndarray, cumulative: bool, losses: bool = True,
+              vanish_at: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Predictions and per-pair losses with neurons removed; each shape=(n, P).
 
         Row k removes ``order[:k + 1]`` (cumulative) or ``order[k]`` alone. Each row of a
         tile is one fused multiply-subtract of a rank-1 term from the previous row (or
-        from the full logits), so no count costs a forward pass.
+        from the full logits), so no count costs a forward pass. ``losses=False`` skips
+        the per-pair losses (returned as None).
         """
         n, dev = len(order), self.full.device
+        P = len(self.target)
         idx = torch.as_tensor(order, device=dev)
         h_t, w = self.h.t()[idx].contiguous(), self.Wt[idx]  # row j: the j-th neuron removed
-        removed = self.active.t()[idx].long()
-        left = self.active.sum(1) - (removed.cumsum(0) if cumulative else removed)
-        vanished = left == 0  # shape=(n, P): every remaining term of the pair is exactly 0
-        preds = torch.empty((n, len(self.target)), dtype=torch.int64, device=dev)
-        per_pair = torch.empty((n, len(self.target)), dtype=torch.float64, device=dev)
+        if cumulative:
+            # row k removes order[:k + 1]: pair r has no term left from row vanish_at[r] on
+            vanish_at = self._vanish_at(idx) if vanish_at is None else vanish_at
+        else:
+            removed = self.active.t()[idx]
+            vanished = removed & (self.active.sum(1) == 1) | (self.active.sum(1) == 0)
+        preds = torch.empty((n, P), dtype=torch.int64, device=dev)
+        per_pair = torch.empty((n, P), dtype=torch.float64, device=dev) if losses else None
         counts, pairs = self.block
-        for r0 in range(0, len(self.target), pairs):
-            rows = slice(r0, min(r0 + pairs, len(self.target)))
-            prev = self.full[rows]
+        steps = torch.arange(n, device=dev)[:, None]
+        w_rows = w[:, None, :].unbind(0)
+        for r0 in range(0, P, pairs):
+            rows = slice(r0, min(r0 + pairs, P))
+            buffer = self.buffer[:, : rows.stop - r0]
+            buf_rows = buffer.unbind(0)
+            h_rows = h_t[:, rows, None].unbind(0)
+            buffer[0] = self.full[rows]  # row 0: the previous count's logits
+            if cumulative:
+                va = vanish_at[rows]
+                first_dead = int(va.min()) if len(va) else n
             for start in range(0, n, counts):
                 stop = min(start + counts, n)
-                tile = self.buffer[: stop - start, : rows.stop - r0]
+                tile = buffer[1: stop - start + 1]
                 for b, j in enumerate(range(start, stop)):
-                    base = prev if cumulative else self.full[rows]
-                    torch.addcmul(base, h_t[j, rows, None], w[j, None, :], value=-1, out=tile[b])
-                    prev = tile[b]
+                    src = buf_rows[b] if cumulative else buf_rows[0]
+                    torch.addcmul(src, h_rows[j], w_rows[j], value=-1, out=buf_rows[b + 1])
                 if cumulative:
-                    prev = prev.clone()  # the buffer is reused by the next tile
-                dead = vanished[start:stop, rows]
-                if dead.any():  # exactly the base, not the residue of the subtractions
+                    dead = steps[start:stop] >= va if stop - 1 >= first_dead else None
+                else:
+                    dead = vanished[start:stop, rows]
+                    dead = dead if dead.any() else None
+                if dead is not None:  # exactly the base, not the residue of the subtractions
+                    keep = tile[-1].clone() if cumulative else None
                     if self.base is None:
                         tile.masked_fill_(dead[..., None], 0.0)
                     else:
                         tile.copy_(torch.where(dead[..., None], self.base[rows], tile))
-                preds[start:stop, rows], per_pair[start:stop, rows] = self.score(tile, rows)
+                if losses:
+                    preds[start:stop, rows], per_pair[start:stop, rows] = self.score(tile, rows)
+                else:
+                    preds[start:stop, rows] = predict(tile)
+                if cumulative:
+                    buf_rows[0].copy_(buf_rows[stop - start] if dead is None else keep)
         return preds, per_pair
+
+    def _vanish_at(self, idx: torch.Tensor) -> torch.Tensor:
+        """First row of a cumulative sweep in ``idx`` order at which each pair has no
+        nonzero term left (len(idx) if never, -1 if it has none at all). shape=(P,)."""
+        n = len(idx)
+        if self.width == 0:
+            return torch.full((len(self.target),), -1, dtype=torch.int64, device=idx.device)
+        pos = torch.full((self.width,), n + 1, dtype=torch.int32, device=idx.device)
+        pos[idx] = torch.arange(1, n + 1, dtype=torch.int32, device=idx.device)
+        return (self.active * pos).amax(1).long() - 1
+
+    def mse_means(self, order: np.ndarray,
+                  vanish_at: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean MSE on the train and on the test pairs after pruning ``order[:k]``,
+        k = 0..n; each shape=(n + 1,), without materialising the logits.
+
+        Per subset S, ``sum_r |full_r - sum_{j<=k} h_rj w_j|^2`` expands to
+        ``F - 2 sum_{j<=k} c_j + sum_{i,j<=k} (H_S^T H_S)_ij (w_i . w_j)`` and the target
+        logit to ``T - sum_{j<=k} d_j``: cumulative sums over the order. A count at which
+        every pair of S has no term left gets the exact loss of the base instead.
+        """
+        if self._mse_terms is None:
+            self._mse_terms = self._mse_setup()
+        dev = self.full.device
+        idx = torch.as_tensor(order, device=dev)
+        p = self.full.shape[1]
+        out = []
+        for (rows, F_s, c, M, T_s, d, base_loss) in self._mse_terms:
+            Ms = M[idx][:, idx]
+            inc = 2 * torch.triu(Ms, 1).sum(0) + torch.diagonal(Ms)
+            zero = torch.zeros(1, dtype=torch.float64, device=dev)
+            quad = torch.cat([zero, inc.cumsum(0)])
+            cross = torch.cat([zero, c[idx].cumsum(0)])
+            tgt = T_s - torch.cat([zero, d[idx].cumsum(0)])
+            m = rows.stop - rows.start
+            loss = (F_s - 2 * cross + quad - 2 * tgt + m) / (m * p)
+            if m:
+                last = int(vanish_at[rows].max())  # every pair vanished from count last + 1
+                loss[max(last + 1, 0):] = base_loss
+            out.append(loss)
+        return out[0], out[1]
+
+    def _mse_setup(self) -> list:
+        full, h, W = self.full, self.h, self.Wt.t()
+        G = self.Wt @ W  # (N, N): w_i . w_j
+        fw = full @ W  # (P, N): full_r . w_j
+        wt = W[self.target]  # (P, N): w_j at the pair's target
+        at_target = full.gather(1, self.target[:, None])[:, 0]
+        base = torch.zeros_like(full) if self.base is None else self.base
+        base_pp = self.score(base[None], slice(0, len(self.target)))[1][0]
+        terms = []
+        for rows in (slice(0, self.n_train), slice(self.n_train, len(self.target))):
+            hs = h[rows]
+            terms.append((rows, full[rows].square().sum(), (hs * fw[rows]).sum(0),
+                          (hs.t() @ hs) * G, at_target[rows].sum(), (hs * wt[rows]).sum(0),
+                          base_pp[rows].mean()))
+        return terms
 
     def score(self, logits: torch.Tensor, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
         """Predictions and per-pair losses of logits shape=(B, R, p); each shape=(B, R)."""
@@ -219,9 +301,17 @@ def _check_order(order: Sequence[int] | np.ndarray, width: int) -> np.ndarray:
 
 
 def _curve(sc: _Scorer, order: np.ndarray) -> dict[str, np.ndarray]:
+    out = {"n_pruned": np.arange(len(order) + 1)}
+    if sc.loss == "mse":  # losses by algebra, only the predictions need the logits
+        vanish_at = sc._vanish_at(torch.as_tensor(order, device=sc.full.device))
+        preds = sc.sweep(order, cumulative=True, losses=False, vanish_at=vanish_at)[0]
+        preds = torch.cat([predict(sc.full)[None], preds])
+        out.update(accuracies(preds.cpu().numpy(), sc.ds))
+        means = sc.mse_means(order, vanish_at)
+        out["loss"], out["test_loss"] = (x.cpu().numpy() for x in means)
+        return out
     first = sc.score(sc.full[None], slice(0, len(sc.target)))
     preds, per_pair = sc.sweep(order, cumulative=True)
-    out = {"n_pruned": np.arange(len(order) + 1)}
     out.update(sc.results(torch.cat([first[0], preds]), torch.cat([first[1], per_pair])))
     return out
 
@@ -239,7 +329,7 @@ def prune_curve(weights: Mapping[str, Any], act: str, batchnorm: bool, ds: Datas
     order : shape=(n,) distinct neuron indices, pruned first to last (n <= N).
     loss : ``"mse"`` or ``"ce"``, the training loss.
     device : torch device for the arithmetic.
-    block : tile size (counts, pairs); default (8, 2048) on CPU (fits in cache),
+    block : tile size (counts, pairs); default (8, 1024) on CPU (fits in cache),
         (32, P) on a GPU.
 
     Returns

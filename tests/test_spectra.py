@@ -170,3 +170,19 @@ def test_trajectory_ipr_equals_a_loop_over_checkpoints():
     steps2, traj2 = trajectory_ipr(run, chunk=4, stride=2)
     np.testing.assert_array_equal(steps2, steps[::2])
     np.testing.assert_allclose(traj2, loop[::2], rtol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-20, 1e-39])
+def test_trajectory_ipr_of_float32_checkpoints_matches_float64(scale):
+    """Stored checkpoints are float32: the fast path transforms them in float32, to ~1e-6,
+    also when weights have decayed to subnormal numbers (Forgetting)."""
+    rng = np.random.default_rng(6)
+    T, N, p = 4, 5, 13
+    arrays = {"U": rng.normal(size=(T, N, p)), "V": rng.normal(size=(T, N, p)),
+              "W": rng.normal(size=(T, p, N))}
+    single = {k: (v * scale).astype(np.float32) for k, v in arrays.items()}
+    _, traj = trajectory_ipr(FakeRun(single, np.arange(T)))
+    want = np.stack([neuron_ipr(*(single[k][t].astype(np.float64) for k in "UVW"))
+                     for t in range(T)])
+    assert np.isfinite(traj).all()
+    np.testing.assert_allclose(traj, want, rtol=1e-5)
