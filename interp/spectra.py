@@ -208,17 +208,22 @@ def trajectory_ipr(run: Any, r: float = 2, chunk: int = 32,
     ipr : shape=(T, N) float64.
     """
     r = _check_r(r)
-    steps, values = [], []
+    # One preallocated output: a list of per-block results interleaved small long-lived
+    # allocations with each block's temporaries, and the heap grew with the run's length.
+    total = len(range(0, len(run.steps), stride))
+    steps, values, done = np.empty(total, dtype=np.int64), None, 0
     for block_steps, arrays in run.iter_chunks(["U", "V", "W"], chunk=chunk, stride=stride):
-        steps.append(np.asarray(block_steps, dtype=np.int64))
-        if r == 2:
-            neuron_vectors(arrays["U"], arrays["V"], arrays["W"])  # shape checks
-            values.append(_neuron_ipr2(arrays["U"], arrays["V"], arrays["W"]))
-        else:
-            values.append(neuron_ipr(arrays["U"], arrays["V"], arrays["W"], r))
-    if not steps:
+        U, V, W = neuron_vectors(arrays["U"], arrays["V"], arrays["W"])  # shape checks
+        block = (_neuron_ipr2(U, V, arrays["W"]) if r == 2 else neuron_ipr(U, V, W.swapaxes(
+            -1, -2), r))
+        if values is None:
+            values = np.empty((total, block.shape[-1]))
+        steps[done:done + len(block)] = block_steps
+        values[done:done + len(block)] = block
+        done += len(block)
+    if values is None:
         raise ValueError("run must hold at least one committed checkpoint, found none.")
-    return np.concatenate(steps), np.concatenate(values)
+    return steps, values
 
 
 @functools.lru_cache(maxsize=8)
