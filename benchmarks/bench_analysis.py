@@ -177,22 +177,23 @@ rng = np.random.default_rng(3)
 shapes = {"U": (T, width, p), "V": (T, width, p), "W": (T, p, width)}
 run = InMemoryRun({k: rng.standard_normal(s, dtype=np.float32) for k, s in shapes.items()})
 trajectory_ipr(InMemoryRun({k: v[:1] for k, v in run.arrays.items()}))  # warm up
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
 result = trajectory_ipr(run)[1]
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print((after - before) * 1024 - result.nbytes)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(after - before - result.nbytes)
 """
 
 
 def ipr_memory(p: int, width: int, T: int) -> float:
-    """Bytes by which trajectory_ipr over T in-memory checkpoints raises the peak resident
-    memory of a fresh process (torch's allocations included), minus its result; measured
-    in a child process so that each figure starts from the same state."""
+    """Bytes by which trajectory_ipr over T in-memory checkpoints raises a fresh process's
+    resident memory at its peak (torch's allocations included), minus its result; the
+    median of three child processes (Linux: reads /proc/self/statm)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(p), str(width), str(T)],
-                         capture_output=True, text=True, check=True, env=env)
-    return float(out.stdout.split()[-1])
+    runs = [subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(p), str(width), str(T)],
+                           capture_output=True, text=True, check=True, env=env)
+            for _ in range(3)]
+    return statistics.median(float(r.stdout.split()[-1]) for r in runs)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
