@@ -18,4 +18,4 @@ def test_quick_benchmark_table_has_every_figure(tmp_path):
                      "IPR of every neuron", "IPR working memory"):
         assert any(expected in n for n in names), expected
     assert all(math.isfinite(f["value"]) and f["value"] > -100 for f in figures)
-    assert (tmp_path / "t.md").read_text().count("\n| ") == len(figures) + 1
+    assert (tmp_path / "t.md").read_text().count("\n| ") == len(figures) + 2  # + header, rule
