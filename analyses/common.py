@@ -138,12 +138,6 @@ def seeds(cfg: interp.RunConfig) -> dict[str, int]:
 
 
 # ----------------------------------------------------------------------------- run numbers
-def total_norm(metrics: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Total weight norm per step from the stored per-parameter norms ``norm/*``."""
-    parts = [np.asarray(v, np.float64) ** 2 for k, v in metrics.items() if k.startswith("norm/")]
-    return np.sqrt(np.sum(parts, axis=0))
-
-
 def final_ipr(run: interp.Run) -> np.ndarray:
     """Per-neuron IPR (one-sided rFFT convention, r 2) at the last checkpoint. shape=(N,)."""
     w = run.weights()

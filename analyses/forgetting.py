@@ -22,7 +22,6 @@ from common import (
     regime,
     run_numbers,
     save,
-    total_norm,
     train,
 )
 
@@ -41,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     nums = run_numbers(path)
     with interp.Run(path) as run:
         m = run.metrics()
-    norm = total_norm(m)
+    norm = interp.total_norm(m)
     nums |= {"norm_at_start": float(norm[0]), "norm_at_peak_test": float(
         norm[int(np.searchsorted(m["step"], nums["peak_test_step"]))]),
         "final_norm": float(norm[-1])}

@@ -14,7 +14,7 @@ from interp.data import ACCURACY_NAMES, Dataset, accuracies, make_dataset
 from interp.fit import fit_neurons, fit_summary, frequency_lock_steps, idealized_weights
 from interp.foreign import import_checkpoint, load_checkpoints, to_state_dicts
 from interp.model import MLP, make_model
-from interp.phase import classify_phase, run_phase
+from interp.phase import classify_phase, run_phase, total_norm
 from interp.phase_diagram import write_phase_diagram
 from interp.prune import (
     ablate,
@@ -85,6 +85,7 @@ __all__ = [
     "resume_file",
     "Run",
     "run_phase",
+    "total_norm",
     "run_sweep",
     "RunConfig",
     "summary",
