@@ -104,6 +104,10 @@ class BatchTrainer:
         n_te = torch.tensor([len(d.test_idx) for d in ds], device=dev)
         self.train_mask = (torch.arange(self.m_train.shape[1], device=dev) < n_tr[:, None])
         self.test_mask = (torch.arange(self.m_test.shape[1], device=dev) < n_te[:, None])
+        # the masks the losses apply: None where no model has padded rows (checked once
+        # here, not with a device sync every step)
+        self.train_loss_mask = None if bool(self.train_mask.all()) else self.train_mask
+        self.test_loss_mask = None if bool(self.test_mask.all()) else self.test_mask
         self.y_train = _pad([d.train_labels for d in ds]).to(dev)
         self.true_train = _pad([d.true_labels[d.train_idx] for d in ds]).to(dev)
         self.y_test = _pad([d.true_labels[d.test_idx] for d in ds]).to(dev)
@@ -122,20 +126,21 @@ class BatchTrainer:
         return torch.bmm(h, W.transpose(1, 2))
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor, onehot: torch.Tensor,
-              mask: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-        """Per-model loss (M,), the mean over each model's own valid examples."""
+              mask: torch.Tensor | None, count: torch.Tensor) -> torch.Tensor:
+        """Per-model loss (M,), the mean over each model's own valid examples (``mask``;
+        None: every row is valid)."""
         if self.cfgs[0].train.loss == "mse":
             diff = logits - onehot
-            if not bool(mask.all()):  # padded rows (models with fewer examples) count 0
+            if mask is not None:
                 diff = diff * mask[..., None]
             return torch.linalg.vector_norm(diff, dim=(1, 2)).square() / (count * self.p)
-        ce = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none") * mask
-        return ce.sum(-1) / count
+        ce = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none")
+        return (ce if mask is None else ce * mask).sum(-1) / count
 
     @torch.no_grad()
     def _metrics(self, train_logits: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
         test_logits = self._logits(self.m_test, self.n_test)
-        test_loss = self._loss(test_logits, self.y_test, self.onehot_test, self.test_mask,
+        test_loss = self._loss(test_logits, self.y_test, self.onehot_test, self.test_loss_mask,
                                self.n_test_f)
         pred_tr, pred_te = predict(train_logits), predict(test_logits)
         given = (pred_tr == self.y_train).float()
@@ -185,7 +190,7 @@ class BatchTrainer:
         self._emit("on_start")
         while True:
             logits = self._logits(self.m_train, self.n_train)
-            losses = self._loss(logits, self.y_train, self.onehot_train, self.train_mask,
+            losses = self._loss(logits, self.y_train, self.onehot_train, self.train_loss_mask,
                                 self.n_train_f)
             values = self._metrics(logits.detach(), losses)
             self._emit("on_step", self.step, values=values)
