@@ -125,10 +125,10 @@ def describe(cfg: interp.RunConfig) -> str:
     """One line with the settings that matter, e.g. for tables."""
     d, m, t = cfg.data, cfg.model, cfg.train
     parts = [f"p {d.p}", f"alpha {d.train_frac:g}", f"xi {d.corrupt:g}"]
-    parts += [f"N {m.width}"] if m.kind == "mlp" else [f"transformer d_model {m.d_model}"]
+    parts += [f"{m.kind} {m.tag()}"]
     parts += [f"{t.loss}", f"lr {t.lr:g}", f"wd {t.weight_decay:g}", f"{t.steps} steps"]
     parts += [f"dropout {m.dropout:g}"] if m.dropout else []
-    parts += [f"BatchNorm, batch {t.batch_size}"] if m.batchnorm else []
+    parts += [f"BatchNorm, batch {t.batch_size}"] if getattr(m, "batchnorm", False) else []
     return ", ".join(parts)
 
 
@@ -139,9 +139,8 @@ def seeds(cfg: interp.RunConfig) -> dict[str, int]:
 
 # ----------------------------------------------------------------------------- run numbers
 def final_ipr(run: interp.Run) -> np.ndarray:
-    """Per-neuron IPR (one-sided rFFT convention, r 2) at the last checkpoint. shape=(N,)."""
-    w = run.weights()
-    return interp.neuron_ipr(w["U"], w["V"], w["W"])
+    """Per-neuron IPR (the family's convention, r 2) at the last checkpoint. shape=(N,)."""
+    return interp.neuron_ipr(run.weights(), run.config.model, run.config.data.p)
 
 
 def run_numbers(path: Path) -> dict[str, Any]:
@@ -149,7 +148,7 @@ def run_numbers(path: Path) -> dict[str, Any]:
     with interp.Run(path) as run:
         acc = interp.accuracies_at(run)
         phase = interp.run_phase(run)
-        ipr = final_ipr(run) if run.config.model.kind == "mlp" else None
+        ipr = final_ipr(run) if run.family.view_ndim == 1 else None  # the paper's IPR
     out = {"accuracy": acc, "phase": phase["phase"], "peak_test": phase["peak_test"],
            "peak_test_step": phase["peak_test_step"], "norm_ratio": phase["norm_ratio"],
            **phase["stages"]}

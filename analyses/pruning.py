@@ -32,8 +32,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     with interp.Run(path) as run:
         weights, ds = run.weights(), run.dataset()
         ipr = final_ipr(run)
-    curves = interp.prune_curves(weights, cfg.model.act, cfg.model.batchnorm, ds, ipr,
-                                 cfg.train.loss, n_random=5, seed=0)
+    terms = interp.neuron_terms(weights, cfg.model, ds.pairs[ds.eval_idx])
+    curves = interp.prune_curves(terms, ds, ipr, cfg.train.loss, n_random=5, seed=0)
     classes = interp.classify(ipr)
     n_mem, n_gen = len(classes.memorizing), len(classes.generalizing)
 

@@ -1,7 +1,7 @@
 """Claim 9 (Transformer): the paper's one-layer Transformer learns modular addition without
 corruption (~100% test accuracy); with corrupted labels we report the phase it ends in.
 
-Two runs of ``ModelConfig.transformer()`` (d_model 128, 4 heads, ReLU MLP of width 512)
+Two runs of ``TransformerConfig()`` (d_model 128, 4 heads, ReLU MLP of width 512)
 with cross-entropy, lr 1e-2, weight decay 0.5, 1000 full-batch steps at p 97, alpha 0.5:
 xi 0 and xi 0.35 (``--quick``: d_model 64, 400 steps at p 41, alpha 0.7, xi 0 and 0.2).
 The paper's own Transformer setting (MSE, lr 1e-3, 3000 steps) is measured in
@@ -36,7 +36,7 @@ STATEMENT = ("The one-layer Transformer generalizes on uncorrupted modular addit
 
 def config(args: object, xi: float) -> interp.RunConfig:
     base = QUICK_BASE if args.quick else PAPER_BASE
-    model = interp.ModelConfig.transformer(d_model=64 if args.quick else 128)
+    model = interp.TransformerConfig(d_model=64 if args.quick else 128)
     cfg = interp.RunConfig(data=base.data, model=model, train=base.train).replace(
         data={"corrupt": xi},
         train={"loss": "ce", "lr": 1e-2, "weight_decay": 0.5, "steps": 400 if args.quick else 1000})

@@ -39,9 +39,7 @@ def report(path: str) -> None:
           f"{ipr[c['generalizing']].mean():.4f} / "
           f"{ipr[c['memorizing']].mean() if n_mem else float('nan'):.4f}")
     with interp.Run(path) as run:
-        trajectory = (interp.transformer_trajectory_ipr
-                      if run.config.model.kind == "transformer" else interp.trajectory_ipr)
-        steps, traj = trajectory(run)
+        steps, traj = interp.trajectory_ipr(run)
     print(f"IPR at initialisation (step {steps[0]}): mean {traj[0].mean():.4f}, median "
           f"{np.median(traj[0]):.4f}, max {traj[0].max():.4f}; final min {ipr.min():.4f}")
     logs = np.log10(np.maximum(ipr, 1e-12))

@@ -1,11 +1,11 @@
 """Time the analysis kernels against the obvious slow ways of computing the same thing.
 
-(a) Pruning curves at p=97, N=500: ``interp.prune.prune_curves`` (ascending, descending
+(a) Pruning curves at p=97, N=500: ``interp.prune_curves`` (ascending, descending
     and ``--draws`` random orders; six accuracies and two losses at every count) against
     one forward pass of ``interp.model.MLP`` per count with the pruned neurons zeroed.
     Only ``--naive-passes`` naive passes per repetition are timed; their median time is
     extrapolated linearly to all (2 + draws) * (N + 1) passes, and the output says so.
-(b) IPR of every neuron at every stored checkpoint: ``interp.spectra.trajectory_ipr``
+(b) IPR of every neuron at every stored checkpoint: ``interp.trajectory_ipr``
     (vectorised over neurons, streamed in blocks of 32 checkpoints) against a Python loop
     over checkpoints and neurons (one rfft per vector). The loop is timed on
     ``--loop-checkpoints`` checkpoints and extrapolated linearly.
@@ -30,17 +30,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from benchmarks.timing import Figure
-from interp.config import DataConfig, ModelConfig
+from interp.analysis.neurons import neuron_ipr, neuron_terms, trajectory_ipr
+from interp.analysis.prune import ablate, prune_curves, random_orders
+from interp.config import DataConfig
 from interp.data import accuracies, make_dataset
-from interp.model import MLP
-from interp.prune import ablate, prune_curves, random_orders
-from interp.spectra import neuron_ipr, trajectory_ipr
+from interp.models import MLPConfig
+from interp.models.mlp import MLP
 
 
 def median_time(fn: Callable[[], object], reps: int) -> float:
@@ -62,7 +64,7 @@ def random_weights(p: int, width: int, seed: int, leading: tuple[int, ...] = ())
 
 def naive_pass_fn(weights: dict, ds, p: int, width: int) -> Callable[[list[int]], dict]:
     """One eval-mode float32 forward pass of the MLP with ``removed`` neurons zeroed."""
-    model = MLP(p, ModelConfig(width=width)).eval()
+    model = MLP(p, MLPConfig(width=width)).eval()
     pairs = torch.as_tensor(ds.pairs[ds.eval_idx])
     target = torch.as_tensor(np.concatenate([ds.train_labels, ds.true_labels[ds.test_idx]]))
     onehot, n = F.one_hot(target, p).float(), len(ds.train_idx)
@@ -84,16 +86,20 @@ def bench_prune(args: argparse.Namespace) -> list[Figure]:
     p, width = args.p, args.width
     ds = make_dataset(DataConfig(p=p))
     weights = random_weights(p, width, seed=0)
-    ipr = neuron_ipr(weights["U"], weights["V"], weights["W"])
+    model = MLPConfig(width=width)
+    ipr = neuron_ipr(weights, model, p)
+
+    def terms():  # timed with the curves, as the hidden layer is part of the work
+        return neuron_terms(weights, model, ds.pairs[ds.eval_idx])
     naive = naive_pass_fn(weights, ds, p, width)
     order = random_orders(width, 1, seed=1)[0]
     counts = np.linspace(0, width, args.naive_passes).astype(int)
     fast, passes, abl = [], [], []
     for _ in range(args.reps):  # interleaved, so that both see the same machine load
-        fast.append(median_time(lambda: prune_curves(weights, "x^2", False, ds, ipr,
+        fast.append(median_time(lambda: prune_curves(terms(), ds, ipr,
                                                      n_random=args.draws), 1))
         passes += [median_time(lambda c=c: naive(list(order[:c])), 1) for c in counts]
-        abl.append(median_time(lambda: ablate(weights, "x^2", False, ds), 1))
+        abl.append(median_time(lambda: ablate(terms(), ds), 1))
     fast_s, per_pass, abl_s = map(statistics.median, (fast, passes, abl))
     n_passes = (2 + args.draws) * (width + 1)
     naive_total = per_pass * n_passes
@@ -112,10 +118,13 @@ def bench_prune(args: argparse.Namespace) -> list[Figure]:
 
 
 class InMemoryRun:
-    """The part of interp.trajectory.Run that trajectory_ipr uses, over in-memory arrays."""
+    """The part of interp.store.Run that trajectory_ipr uses, over in-memory arrays."""
 
     def __init__(self, arrays: dict[str, np.ndarray]) -> None:
         self.arrays, self.steps = arrays, np.arange(len(arrays["U"])) * 20
+        self.names = list(arrays)
+        width, p = arrays["U"].shape[-2:]
+        self.config = SimpleNamespace(model=MLPConfig(width=width), data=SimpleNamespace(p=p))
 
     def iter_chunks(self, names, chunk=32, stride=1):
         for start in range(0, len(self.steps), chunk):
@@ -171,7 +180,7 @@ _MEMORY_CHILD = """
 import resource, sys
 import numpy as np
 from benchmarks.bench_analysis import InMemoryRun
-from interp.spectra import trajectory_ipr
+from interp.analysis.neurons import trajectory_ipr
 p, width, T = map(int, sys.argv[1:])
 rng = np.random.default_rng(3)
 shapes = {"U": (T, width, p), "V": (T, width, p), "W": (T, p, width)}

@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 
 from benchmarks.timing import Figure, interleaved, median_ratio
-from interp.batched import BatchTrainer
 from interp.config import RunConfig
-from interp.train import Trainer
+from interp.training.batched import BatchTrainer
+from interp.training.trainer import Trainer
 
 
 def configs(m: int, width: int, steps: int) -> list[RunConfig]:

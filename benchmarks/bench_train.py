@@ -28,8 +28,8 @@ from torch import nn
 
 from benchmarks.timing import Figure, interleaved, median_ratio
 from interp.config import RunConfig
-from interp.train import Trainer
-from interp.trajectory import train_to_file
+from interp.training.runner import train_to_file
+from interp.training.trainer import Trainer
 
 
 class OneHotMLP(nn.Module):

@@ -6,9 +6,9 @@
     python -m benchmarks.run --quick         # small sizes: checks that everything runs
 
 The figures come from ``bench_train`` (training step, matmul share, bf16, metrics and
-checkpoint overheads), ``bench_batched`` (many models at once) and ``bench_analysis``
-(pruning curves, trajectory IPR and its memory). ``docs/performance.md`` holds the latest
-table.
+checkpoint overheads), ``bench_batched`` (many models at once), ``bench_analysis``
+(pruning curves, trajectory IPR and its memory) and ``bench_startup`` (``interp --help``
+against ``import torch``). ``docs/performance.md`` holds the latest table.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import sys
 
 import torch
 
-from benchmarks import bench_analysis, bench_batched, bench_train
+from benchmarks import bench_analysis, bench_batched, bench_startup, bench_train
 from benchmarks.timing import Figure
 
 
@@ -30,8 +30,10 @@ def collect(quick: bool) -> list[Figure]:
         return (bench_train.figures(p=23, width=32, reps=2, steps=2, file_steps=4)
                 + bench_batched.figures(models=2, widths=(16,), steps=2, reps=1)
                 + bench_analysis.figures(p=11, width=16, draws=1, reps=1, naive_passes=2,
-                                         checkpoints=4, loop_checkpoints=1))
-    return bench_train.figures() + bench_batched.figures() + bench_analysis.figures()
+                                         checkpoints=4, loop_checkpoints=1)
+                + bench_startup.figures(reps=2))
+    return (bench_train.figures() + bench_batched.figures() + bench_analysis.figures()
+            + bench_startup.figures())
 
 
 def markdown(figures: list[Figure]) -> str:

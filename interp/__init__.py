@@ -1,104 +1,67 @@
 """interp: train on corrupted modular arithmetic, record dense trajectories, analyze neurons.
 
-The public API is the list below; everything else is private.
+The public API is the list below (``interp.__all__``); everything else is private. Names
+load on first use, so ``import interp`` is quick and imports neither torch nor
+matplotlib until a name that needs them is touched.
+
+The package reads top-down in the order data flows: :mod:`interp.models` (network
+families), :mod:`interp.training`, :mod:`interp.store` (run files, foreign checkpoints),
+:mod:`interp.analysis` (pure array functions), :mod:`interp.reports` (analyses of run
+files), :mod:`interp.sweeps`, :mod:`interp.plots`, :mod:`interp.cli`
+(``docs/architecture.md``).
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from interp.analysis import accuracies_at, analyze
-from interp.batched import BatchTrainer
-from interp.classify import classify, generalizing_since, otsu_threshold
-from interp.compare import compare
-from interp.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from interp.data import ACCURACY_NAMES, Dataset, accuracies, make_dataset
-from interp.fit import fit_neurons, fit_summary, frequency_lock_steps, idealized_weights
-from interp.foreign import import_checkpoint, load_checkpoints, to_state_dicts
-from interp.model import MLP, make_model
-from interp.phase import classify_phase, run_phase, total_norm
-from interp.phase_diagram import write_phase_diagram
-from interp.prune import (
-    ablate,
-    ablate_from_terms,
-    hidden_activations,
-    prune_curve,
-    prune_curves,
-    prune_curves_from_terms,
-)
-from interp.solution import analytic_network
-from interp.spectra import IPR_CONVENTION, fourier_spectra, ipr, neuron_ipr, trajectory_ipr
-from interp.sweep import SweepSpec, run_sweep, summary
-from interp.train import Trainer, checkpoint_steps
-from interp.trajectory import Run, TrajectoryWriter, resume_file, train_to_file, write_trajectory
-from interp.transformer import Transformer
-from interp.transformer_analysis import (
-    GRID_IPR_CONVENTION,
-    embedding_spectrum,
-    grid_ipr,
-    key_frequencies,
-    logit_terms,
-    neuron_grids,
-    transformer_neuron_ipr,
-    transformer_trajectory_ipr,
-)
+import importlib
+from typing import Any
 
-__all__ = [
-    "ablate",
-    "ablate_from_terms",
-    "accuracies",
-    "accuracies_at",
-    "ACCURACY_NAMES",
-    "analytic_network",
-    "analyze",
-    "BatchTrainer",
-    "checkpoint_steps",
-    "classify",
-    "classify_phase",
-    "compare",
-    "DataConfig",
-    "Dataset",
-    "embedding_spectrum",
-    "fit_neurons",
-    "fit_summary",
-    "fourier_spectra",
-    "frequency_lock_steps",
-    "generalizing_since",
-    "grid_ipr",
-    "GRID_IPR_CONVENTION",
-    "hidden_activations",
-    "idealized_weights",
-    "import_checkpoint",
-    "ipr",
-    "IPR_CONVENTION",
-    "key_frequencies",
-    "load_checkpoints",
-    "logit_terms",
-    "make_dataset",
-    "make_model",
-    "MLP",
-    "ModelConfig",
-    "neuron_grids",
-    "neuron_ipr",
-    "otsu_threshold",
-    "prune_curve",
-    "prune_curves",
-    "prune_curves_from_terms",
-    "resume_file",
-    "Run",
-    "run_phase",
-    "total_norm",
-    "run_sweep",
-    "RunConfig",
-    "summary",
-    "SweepSpec",
-    "to_state_dicts",
-    "train_to_file",
-    "TrainConfig",
-    "Trainer",
-    "trajectory_ipr",
-    "TrajectoryWriter",
-    "Transformer",
-    "transformer_neuron_ipr",
-    "transformer_trajectory_ipr",
-    "write_phase_diagram",
-    "write_trajectory",
-]
+from interp.version import __version__  # noqa: F401  (interp.__version__)
+
+#: Public name -> the module that defines it.
+_SOURCES = {
+    "interp.analysis.classify": ("classify", "generalizing_since", "otsu_threshold"),
+    "interp.analysis.embedding": ("embedding_spectrum", "key_frequencies"),
+    "interp.analysis.fit": ("fit_neurons", "fit_summary", "frequency_lock_steps",
+                            "idealized_weights"),
+    "interp.analysis.neurons": ("neuron_ipr", "neuron_power", "neuron_terms",
+                                "trajectory_ipr"),
+    "interp.analysis.phase": ("classify_phase", "run_phase", "total_norm"),
+    "interp.analysis.prune": ("ablate", "prune_curve", "prune_curves"),
+    "interp.analysis.solution": ("analytic_network",),
+    "interp.analysis.spectra": ("GRID_IPR_CONVENTION", "IPR_CONVENTION", "fourier_spectra",
+                                "grid_ipr", "ipr"),
+    "interp.config": ("DataConfig", "RunConfig", "TrainConfig"),
+    "interp.data": ("ACCURACY_NAMES", "Dataset", "accuracies", "make_dataset"),
+    "interp.models": ("FAMILIES", "MLP", "MLPConfig", "ModelConfig", "NeuronTerms",
+                      "Transformer", "TransformerConfig", "family_of", "make_model"),
+    "interp.plots.phase_diagram": ("write_phase_diagram",),
+    "interp.reports.analyze": ("accuracies_at", "analyze"),
+    "interp.reports.compare": ("compare",),
+    "interp.store.foreign": ("load_checkpoints", "to_state_dicts"),
+    "interp.store.trajectory": ("Run",),
+    "interp.store.writer": ("TrajectoryWriter",),
+    "interp.sweeps.run": ("run_sweep",),
+    "interp.sweeps.spec": ("SweepSpec",),
+    "interp.sweeps.summary": ("summary",),
+    "interp.training.batched": ("BatchTrainer",),
+    "interp.training.runner": ("import_checkpoint", "resume_file", "train_to_file",
+                               "write_trajectory"),
+    "interp.training.trainer": ("Trainer", "checkpoint_steps"),
+}
+_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
+
+__all__ = sorted(_MODULE_OF, key=str.lower)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'interp' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -9,13 +9,16 @@ import os
 import numpy as np
 import pytest
 
-from interp.analysis import accuracies_at, analyze, to_jsonable
+from interp.analysis.neurons import neuron_ipr
+from interp.analysis.phase import PHASES
+from interp.analysis.spectra import IPR_CONVENTION
 from interp.config import RunConfig
 from interp.data import ACCURACY_NAMES
-from interp.phase import PHASES
-from interp.plots import write_figures
-from interp.spectra import IPR_CONVENTION, neuron_ipr
-from interp.trajectory import Run, train_to_file
+from interp.jsonable import to_jsonable
+from interp.plots.figures import write_figures
+from interp.reports.analyze import accuracies_at, analyze, analyze_run
+from interp.store.trajectory import Run
+from interp.training.runner import train_to_file
 
 P, WIDTH = 11, 12
 CURVE_KEYS = {"n_pruned", *ACCURACY_NAMES, "loss", "test_loss"}
@@ -71,8 +74,8 @@ def test_analyze_matches_the_stored_weights_and_metrics(run_path):
             stored = metrics[f"accuracy/{name}"][at]
             np.testing.assert_allclose(summary["accuracy"][name], stored, rtol=0, atol=1e-6)
             np.testing.assert_allclose(accuracies_at(run, 10)[name], stored, atol=1e-6)
-    np.testing.assert_allclose(summary["ipr"]["neurons"], neuron_ipr(w["U"], w["V"], w["W"]),
-                               rtol=1e-12)
+    np.testing.assert_allclose(summary["ipr"]["neurons"],
+                               neuron_ipr(w, run.config.model, run.config.data.p), rtol=1e-12)
     for curve in summary["prune"].values():  # nothing pruned = the network itself
         for name in ACCURACY_NAMES:
             np.testing.assert_allclose(curve[name][0], summary["accuracy"][name], atol=0)
@@ -99,18 +102,27 @@ def test_nan_accuracies_serialise_as_null(tmp_path):
         {"a": [1.0, None], "b": None}
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_write_figures_saves_pngs_atomically(run_path, tmp_path):
-    summary = analyze(run_path, ablate=False)
     before = fingerprint(run_path)
     with Run(run_path) as run:
-        paths = write_figures(summary, run, tmp_path / "figs")
+        analysis = analyze_run(run, ablate=False)
+    assert analysis.summary == analyze(run_path, ablate=False)
+    paths = write_figures(analysis.summary, analysis.arrays, tmp_path / "figs")
     assert fingerprint(run_path) == before
     assert sorted(p.name for p in paths) == ["accuracy.png", "ipr_histogram.png",
                                              "ipr_trajectory.png", "prune.png", "spectra.png"]
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(os.listdir(tmp_path / "figs")) == sorted(p.name for p in paths)  # no temps
+    for path in paths:  # the permissions of the user's umask, as any new file
+        assert path.stat().st_mode & 0o777 == 0o666 & ~current_umask()
     with Run(run_path) as run:
-        only = write_figures(analyze(run_path, ipr=False, prune=False, ablate=False), run,
-                             tmp_path / "few")
+        few = analyze_run(run, ipr=False, prune=False, ablate=False)
+    only = write_figures(few.summary, few.arrays, tmp_path / "few")
     assert [p.name for p in only] == ["accuracy.png"]

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from interp.batched import BatchTrainer, check_batchable
-from interp.trajectory import Run, TrajectoryWriter
+from interp.store.trajectory import Run
+from interp.store.writer import TrajectoryWriter
+from interp.training.batched import BatchTrainer, check_batchable
 
 
 class Keep:
@@ -27,7 +28,7 @@ def cfgs(tiny_cfg):
 
 @pytest.mark.parametrize("optimizer, loss", [("adamw", "mse"), ("adam", "ce")])
 def test_each_batched_model_matches_training_it_alone(cfgs, optimizer, loss):
-    from interp.train import Trainer
+    from interp.training.trainer import Trainer
 
     cfgs = [c.replace(train={"optimizer": optimizer, "loss": loss}) for c in cfgs]
     keeps = [Keep() for _ in cfgs]
@@ -43,7 +44,7 @@ def test_each_batched_model_matches_training_it_alone(cfgs, optimizer, loss):
 
 
 def test_batched_writers_record_resumable_files(cfgs, tmp_path):
-    from interp.train import Trainer
+    from interp.training.trainer import Trainer
 
     paths = [tmp_path / f"r{i}.h5" for i in range(len(cfgs))]
     BatchTrainer(cfgs, callbacks=[[TrajectoryWriter(p)] for p in paths]).run()

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from interp.classify import (
+from interp.analysis.classify import (
     classify,
     generalizing_since,
     otsu_threshold,
     rank_neurons,
 )
-from interp.spectra import neuron_ipr
+from interp.analysis.neurons import neuron_ipr
+from interp.models import MLPConfig
 
 
 def planted_network(p: int, n_periodic: int, n_random: int, seed: int, noise: float = 0.0):
@@ -33,7 +34,7 @@ def planted_network(p: int, n_periodic: int, n_random: int, seed: int, noise: fl
 @pytest.mark.parametrize("p,noise,seed", [(97, 0.0, 0), (97, 0.2, 1), (23, 0.0, 2), (23, 0.1, 3)])
 def test_otsu_recovers_the_planted_split_exactly(p, noise, seed):
     U, V, W, periodic = planted_network(p, 40, 60, seed, noise)
-    classes = classify(neuron_ipr(U, V, W))
+    classes = classify(neuron_ipr({"U": U, "V": V, "W": W}, MLPConfig(width=len(U)), U.shape[1]))
     assert classes.method == "otsu"
     np.testing.assert_array_equal(classes.generalizing, periodic)
     np.testing.assert_array_equal(classes.memorizing,

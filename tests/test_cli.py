@@ -4,7 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from interp.cli import app
-from interp.trajectory import Run
+from interp.store.trajectory import Run
 
 runner = CliRunner()
 TINY = ["--p", "11", "--width", "12", "--steps", "20", "--save-every", "5", "--quiet"]
@@ -158,9 +158,9 @@ def test_compare_command(tmp_path):
 
 @pytest.mark.parametrize("native", [True, False])
 def test_bf16_on_a_cpu_without_bf16_instructions_says_so(tmp_path, monkeypatch, native):
-    from interp import cli
+    from interp.cli import common
 
-    monkeypatch.setattr(cli, "cpu_has_bf16", lambda: native)
+    monkeypatch.setattr(common, "cpu_has_bf16", lambda: native)
     res = invoke("train", "--p", 7, "--width", 8, "--steps", 2, "--precision", "bf16",
                  "--quiet", "--out", tmp_path / "b.h5")
     assert res.exit_code == 0

@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from interp.compare import compare, config_differences, gamma_ipr_correlation
-from interp.plots import write_compare_figures
-from interp.trajectory import train_to_file
+from interp.plots.figures import write_compare_figures
+from interp.reports.compare import compare, config_differences, gamma_ipr_correlation
+from interp.training.runner import train_to_file
 
 
 def test_config_differences_by_hand():

@@ -1,6 +1,7 @@
 import pytest
 
-from interp.config import DataConfig, ModelConfig, RunConfig, TrainConfig, is_prime
+from interp.config import DataConfig, RunConfig, TrainConfig, is_prime
+from interp.models import MLPConfig
 
 
 def test_defaults_are_the_paper_setting():
@@ -24,13 +25,13 @@ def test_json_round_trip():
     (lambda: DataConfig(train_frac=0.0), "train_frac"),
     (lambda: DataConfig(op="div", p=10), "p"),
     (lambda: DataConfig(op="pow"), "op"),
-    (lambda: ModelConfig(width=0), "width"),
-    (lambda: ModelConfig(act="tanh"), "act"),
-    (lambda: ModelConfig(dropout=1.0), "dropout"),
+    (lambda: MLPConfig(width=0), "width"),
+    (lambda: MLPConfig(act="tanh"), "act"),
+    (lambda: MLPConfig(dropout=1.0), "dropout"),
     (lambda: TrainConfig(steps=-1), "steps"),
     (lambda: TrainConfig(optimizer="lbfgs"), "optimizer"),
     (lambda: TrainConfig(lr=-1.0), "lr"),
-    (lambda: RunConfig(DataConfig(p=5), ModelConfig(), TrainConfig(batch_size=100)),
+    (lambda: RunConfig(DataConfig(p=5), MLPConfig(), TrainConfig(batch_size=100)),
      "batch_size"),
 ])
 def test_bad_values_name_the_field(make, field):
@@ -44,8 +45,8 @@ def test_unknown_field_in_stored_config():
 
 
 def test_activation_power():
-    assert ModelConfig(act="x^3").power == 3
-    assert ModelConfig(act="relu").power is None
+    assert MLPConfig(act="x^3").power == 3
+    assert MLPConfig(act="relu").power is None
 
 
 def test_is_prime():

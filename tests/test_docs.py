@@ -155,13 +155,13 @@ def _tiny_run(path: Path, **train: object) -> None:
 
 def _mlp_state(path: Path, p: int) -> None:
     import torch
-    torch.save(interp.MLP(p, interp.ModelConfig(width=16)).state_dict(), path)
+    torch.save(interp.MLP(p, interp.MLPConfig(width=16)).state_dict(), path)
 
 
 def _tl_state(path: Path, p: int) -> None:
     """A TransformerLens-named one-layer Transformer, as TransformerLens saves it."""
     import torch
-    cfg = interp.ModelConfig.transformer(d_model=8, n_heads=2, d_mlp=16)
+    cfg = interp.TransformerConfig(d_model=8, n_heads=2, d_mlp=16)
     ours = interp.Transformer(p, cfg).state_dict()
     tl = {"W_E": "embed.W_E", "W_pos": "pos_embed.W_pos", "W_U": "unembed.W_U",
           "W_in": "blocks.0.mlp.W_in", "W_out": "blocks.0.mlp.W_out"}

@@ -5,9 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from interp.config import RunConfig
-from interp.data import make_dataset
-from interp.fit import (
+from interp.analysis.fit import (
     FitTolerances,
     cosine_fit,
     fit_neurons,
@@ -17,8 +15,11 @@ from interp.fit import (
     lock_index,
     wrap_phase,
 )
-from interp.solution import analytic_network
-from interp.trajectory import Run, write_trajectory
+from interp.analysis.solution import analytic_network
+from interp.config import RunConfig
+from interp.data import make_dataset
+from interp.store.trajectory import Run
+from interp.training.runner import write_trajectory
 
 NOISE_STD = 0.05  # per entry, for unit-amplitude cosines: phase error std ~ 0.05/sqrt(p/2)
 
@@ -218,7 +219,7 @@ def test_frequency_lock_steps_streams_a_run(tmp_path: Path) -> None:
 
 
 def test_write_fit_figures(tmp_path: Path) -> None:
-    from interp.fit_plots import write_fit_figures
+    from interp.plots.fit import write_fit_figures
 
     cfg = RunConfig().replace(data={"p": 13, "corrupt": 0.0}, model={"width": 8})
     net = analytic_network(13, 8, seed=0)

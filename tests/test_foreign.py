@@ -13,11 +13,12 @@ import torch
 from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
-from interp.analysis import analyze
 from interp.cli import app
-from interp.foreign import import_checkpoint, load_checkpoints, to_state_dicts
-from interp.layouts import convert, detect_layout, parse_map
-from interp.trajectory import Run, train_to_file
+from interp.reports.analyze import analyze
+from interp.store.foreign import load_checkpoints, to_state_dicts
+from interp.store.layouts import convert, detect_layout, parse_map
+from interp.store.trajectory import Run
+from interp.training.runner import import_checkpoint, train_to_file
 
 SAME = ("accuracy", "ipr", "classes", "prune", "ablate")
 runner = CliRunner()
@@ -159,7 +160,8 @@ def reference_logits(sd: dict, m: int, n: int, p: int) -> np.ndarray:
 
 
 def test_transformerlens_checkpoint_loads_and_analyzes(tmp_path):
-    from interp.transformer_analysis import logit_terms
+    from interp.models import TransformerConfig
+    from interp.models.transformer import logit_terms
 
     sd = tl_checkpoint()
     foreign = tmp_path / "tl.pt"
@@ -172,7 +174,9 @@ def test_transformerlens_checkpoint_loads_and_analyzes(tmp_path):
                       "d_mlp": 512, "n_ctx": 3, "extra_tokens": 1, "bias": True}
     assert arrays["W_U"].shape == (128, 113) and arrays["b_U"].shape == (113,)
     pairs = np.array([[0, 0], [5, 17], [112, 3]])
-    h, readout, base = logit_terms(arrays, "relu", p, 3, pairs)
+    model = TransformerConfig(**{k: v for k, v in fields.items() if k != "kind"})
+    h, readout, base = (logit_terms(arrays, model, p, pairs).__dict__[k]
+                        for k in ("hidden", "readout", "base"))
     for (m, n), logits in zip(pairs, base + h @ readout.T):
         np.testing.assert_allclose(logits, reference_logits(sd, m, n, p), rtol=1e-9, atol=1e-9)
     out = import_checkpoint(foreign, tmp_path / "tl.h5")

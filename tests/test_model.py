@@ -3,8 +3,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from interp.config import ModelConfig
-from interp.model import MLP, activation
+from interp.models import MLPConfig
+from interp.models.base import activation
+from interp.models.mlp import MLP
 
 
 def dense_reference(model: MLP, m: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
@@ -18,7 +19,7 @@ def dense_reference(model: MLP, m: torch.Tensor, n: torch.Tensor) -> torch.Tenso
 @pytest.mark.parametrize("act", ["x^2", "x^3", "relu", "gelu"])
 def test_forward_and_backward_match_one_hot_reference(act):
     torch.manual_seed(0)
-    model = MLP(7, ModelConfig(width=9, act=act, init_seed=1))
+    model = MLP(7, MLPConfig(width=9, act=act, init_seed=1))
     m, n = torch.randint(0, 7, (40,)), torch.randint(0, 7, (40,))
     target = torch.randn(40, 7)
     out = model(m, n)
@@ -31,18 +32,18 @@ def test_forward_and_backward_match_one_hot_reference(act):
 
 
 def test_shapes_names_and_init_std():
-    model = MLP(97, ModelConfig(width=500))
+    model = MLP(97, MLPConfig(width=500))
     assert [k for k, _ in model.named_parameters()] == ["U", "V", "W"]
     assert model.U.shape == (500, 97) and model.W.shape == (97, 500)
     expected = 0.5 / (2 * 500) ** (1 / 3)
     for w in (model.U, model.V, model.W):
         np.testing.assert_allclose(w.detach().std().item(), expected, rtol=0.02)
-    same = MLP(97, ModelConfig(width=500))
+    same = MLP(97, MLPConfig(width=500))
     torch.testing.assert_close(model.U, same.U)
 
 
 def test_batchnorm_after_activation_in_eval_mode():
-    model = MLP(5, ModelConfig(width=4, batchnorm=True)).eval()
+    model = MLP(5, MLPConfig(width=4, batchnorm=True)).eval()
     assert {"gamma", "beta"} <= {k for k, _ in model.named_parameters()}
     with torch.no_grad():
         model.gamma.copy_(torch.tensor([1.0, 2.0, 0.5, 0.0]))
@@ -56,7 +57,7 @@ def test_batchnorm_after_activation_in_eval_mode():
 
 
 def test_dropout_acts_on_pre_activation_and_only_in_training():
-    model = MLP(5, ModelConfig(width=64, dropout=0.5))
+    model = MLP(5, MLPConfig(width=64, dropout=0.5))
     m, n = torch.arange(5), torch.arange(5)
     h = model.hidden(m, n, torch.Generator().manual_seed(0))
     z = (model.U[:, m] + model.V[:, n]).t()
@@ -69,7 +70,7 @@ def test_dropout_acts_on_pre_activation_and_only_in_training():
 
 
 def test_load_arrays_checks_shapes():
-    model = MLP(5, ModelConfig(width=3))
+    model = MLP(5, MLPConfig(width=3))
     arrays = {k: v.numpy() * 0 for k, v in model.arrays().items()}
     model.load_arrays(arrays)
     assert float(model.U.detach().abs().sum()) == 0.0
@@ -81,7 +82,7 @@ def test_load_arrays_checks_shapes():
 def test_fused_quadratic_path_matches_autograd_for_one_model_and_a_stack():
     """quadratic_logits (hand-written backward) against autograd through gather_pre, on
     one model and on a stack of three, in value and in every gradient."""
-    from interp.model import gather_pre, quadratic_logits
+    from interp.models.fused import gather_pre, quadratic_logits
 
     torch.manual_seed(0)
     for lead in ((), (3,)):

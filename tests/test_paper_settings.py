@@ -3,7 +3,8 @@
 import pytest
 
 from interp.config import RunConfig
-from interp.trajectory import Run, train_to_file
+from interp.store.trajectory import Run
+from interp.training.runner import train_to_file
 
 
 def final(path):
@@ -38,7 +39,7 @@ def test_bf16_lands_in_the_same_phase_as_fp32(tmp_path, wd, steps):
     inversion, still unlearning at step 500) bf16 keeps 22 more corrupted labels
     memorized, 1.34 points (measured: fp32 0.3639, bf16 0.3773), while two float32
     implementations (fused and plain autograd) agree exactly there."""
-    from interp.phase import run_phase
+    from interp.analysis.phase import run_phase
 
     got = {}
     for precision in ("fp32", "bf16"):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from interp.phase import PhaseThresholds, classify_phase, total_norm, two_stages
+from interp.analysis.phase import PhaseThresholds, classify_phase, total_norm, two_stages
 
 STEPS = np.arange(6)
 FLAT_NORM = np.full(6, 10.0)

@@ -6,9 +6,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
+from interp.analysis.phase import PHASES
 from interp.config import RunConfig
-from interp.phase import PHASES
-from interp.phase_diagram import (
+from interp.plots.phase_diagram import (
     PHASE_COLORS,
     accuracy_grid,
     majority_phase,
@@ -17,7 +17,8 @@ from interp.phase_diagram import (
     plot_phase_diagram,
     write_phase_diagram,
 )
-from interp.sweep import COLUMNS, SweepSpec, write_summary
+from interp.sweeps.spec import SweepSpec
+from interp.sweeps.summary import COLUMNS, write_summary
 
 C, P, F, M, G, X = range(6)  # indices into PHASES
 

@@ -7,10 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from interp.config import DataConfig, ModelConfig
+from interp.analysis.neurons import neuron_terms
+from interp.analysis.prune import ablate, prune_curve, prune_curves, random_orders
+from interp.config import DataConfig
 from interp.data import ACCURACY_NAMES, accuracies, make_dataset
-from interp.model import MLP
-from interp.prune import ablate, hidden_activations, prune_curve, prune_curves, random_orders
+from interp.models import MLPConfig
+from interp.models.mlp import MLP
 
 P, WIDTH = 11, 12
 
@@ -30,9 +32,15 @@ def make_weights(batchnorm: bool, seed: int = 0) -> dict[str, np.ndarray]:
     return w
 
 
+def terms(weights, act, batchnorm, ds):
+    """The MLP's neuron terms on every pair of ds (the family's eval forward)."""
+    model = MLPConfig(width=WIDTH, act=act, batchnorm=batchnorm)
+    return neuron_terms(weights, model, ds.pairs[ds.eval_idx])
+
+
 def naive_scores(weights, act, batchnorm, ds, removed, loss="mse"):
-    """Slow reference: one float64 forward pass of interp.model.MLP with neurons zeroed."""
-    model = MLP(P, ModelConfig(width=WIDTH, act=act, batchnorm=batchnorm)).double()
+    """Slow reference: one float64 forward pass of interp.models.MLP with neurons zeroed."""
+    model = MLP(P, MLPConfig(width=WIDTH, act=act, batchnorm=batchnorm)).double()
     pruned = {k: np.array(v, dtype=np.float64) for k, v in weights.items()}
     pruned["U"][removed] = 0.0
     pruned["V"][removed] = 0.0
@@ -71,21 +79,21 @@ def test_fast_curve_equals_naive_forward_passes(ds, batchnorm, act, loss):
     weights = make_weights(batchnorm)
     order = np.random.default_rng(1).permutation(WIDTH)
     # a tiny tile makes the kernel cross count and pair boundaries
-    fast = prune_curve(weights, act, batchnorm, ds, order, loss, block=(5, 17))
+    fast = prune_curve(terms(weights, act, batchnorm, ds), ds, order, loss, block=(5, 17))
     np.testing.assert_array_equal(fast["n_pruned"], np.arange(WIDTH + 1))
     assert_scores_equal(fast, naive_curve(weights, act, batchnorm, ds, order, loss))
 
 
 def test_default_tiles_match_small_tiles(ds):
     weights, order = make_weights(True), np.arange(WIDTH)[::-1]
-    a = prune_curve(weights, "x^2", True, ds, order)
-    b = prune_curve(weights, "x^2", True, ds, order, block=(1, 1))
+    a = prune_curve(terms(weights, "x^2", True, ds), ds, order)
+    b = prune_curve(terms(weights, "x^2", True, ds), ds, order, block=(1, 1))
     assert_scores_equal(a, b)
 
 
 def test_partial_order_prunes_only_listed_neurons(ds):
     weights = make_weights(False)
-    curve = prune_curve(weights, "x^2", False, ds, [3, 7])
+    curve = prune_curve(terms(weights, "x^2", False, ds), ds, [3, 7])
     assert len(curve["test"]) == 3
     assert_scores_equal({k: v[-1] for k, v in curve.items()},
                         naive_scores(weights, "x^2", False, ds, [3, 7]))
@@ -93,14 +101,14 @@ def test_partial_order_prunes_only_listed_neurons(ds):
 
 def test_prune_nothing_reproduces_unpruned_accuracies(ds):
     weights = make_weights(True)
-    curve = prune_curve(weights, "x^2", True, ds, np.arange(WIDTH))
+    curve = prune_curve(terms(weights, "x^2", True, ds), ds, np.arange(WIDTH))
     unpruned = naive_scores(weights, "x^2", True, ds, [])
     assert_scores_equal({k: v[0] for k, v in curve.items()}, unpruned)
 
 
 @pytest.mark.parametrize("batchnorm", [False, True])
 def test_prune_everything_gives_constant_output_accuracy(ds, batchnorm):
-    curve = prune_curve(make_weights(batchnorm), "x^2", batchnorm, ds, np.arange(WIDTH))
+    curve = prune_curve(terms(make_weights(batchnorm), "x^2", batchnorm, ds), ds, np.arange(WIDTH))
     # all logits exactly 0: argmax picks label 0 for every pair
     constant = accuracies(np.zeros(len(ds.pairs), dtype=np.int64), ds)
     for name in ACCURACY_NAMES:
@@ -115,13 +123,14 @@ def test_prune_everything_gives_constant_output_accuracy(ds, batchnorm):
 def test_prune_curves_orders_and_random_mean(ds):
     weights = make_weights(False)
     ipr = np.random.default_rng(2).uniform(size=WIDTH)
-    curves = prune_curves(weights, "x^2", False, ds, ipr, n_random=3, seed=4)
+    curves = prune_curves(terms(weights, "x^2", False, ds), ds, ipr, n_random=3, seed=4)
     assert set(curves) == {"ascending", "descending", "random"}
     assert_scores_equal(curves["ascending"],
-                        prune_curve(weights, "x^2", False, ds, np.argsort(ipr)))
+                        prune_curve(terms(weights, "x^2", False, ds), ds, np.argsort(ipr)))
     assert_scores_equal(curves["descending"],
-                        prune_curve(weights, "x^2", False, ds, np.argsort(-ipr)))
-    draws = [prune_curve(weights, "x^2", False, ds, o) for o in random_orders(WIDTH, 3, 4)]
+                        prune_curve(terms(weights, "x^2", False, ds), ds, np.argsort(-ipr)))
+    draws = [prune_curve(terms(weights, "x^2", False, ds), ds, o)
+             for o in random_orders(WIDTH, 3, 4)]
     mean = {k: np.mean([d[k] for d in draws], axis=0) for k in draws[0]}
     assert_scores_equal(curves["random"], mean)
     for curve in curves.values():
@@ -138,7 +147,7 @@ def test_random_orders_are_seeded_permutations():
 @pytest.mark.parametrize("batchnorm", [False, True])
 def test_ablate_equals_removing_each_neuron_alone(ds, batchnorm):
     weights = make_weights(batchnorm)
-    fast = ablate(weights, "x^2", batchnorm, ds, block=(5, 17))
+    fast = ablate(terms(weights, "x^2", batchnorm, ds), ds, block=(5, 17))
     rows = [naive_scores(weights, "x^2", batchnorm, ds, [k]) for k in range(WIDTH)]
     assert_scores_equal(fast, {k: np.array([r[k] for r in rows]) for k in rows[0]})
     np.testing.assert_array_equal(fast["neuron"], np.arange(WIDTH))
@@ -146,23 +155,24 @@ def test_ablate_equals_removing_each_neuron_alone(ds, batchnorm):
 
 def test_hidden_activations_match_model(ds):
     weights = make_weights(True)
-    model = MLP(P, ModelConfig(width=WIDTH, act="x^2", batchnorm=True)).double()
+    model = MLP(P, MLPConfig(width=WIDTH, act="x^2", batchnorm=True)).double()
     model.load_arrays(weights)
     model.eval()
     pairs = ds.pairs[::-1].copy()  # any order
     with torch.no_grad():
         expected = model.hidden(torch.as_tensor(pairs[:, 0]), torch.as_tensor(pairs[:, 1]))
-    np.testing.assert_allclose(hidden_activations(weights, "x^2", True, pairs),
+    model_cfg = MLPConfig(width=WIDTH, act="x^2", batchnorm=True)
+    np.testing.assert_allclose(neuron_terms(weights, model_cfg, pairs).hidden,
                                expected.numpy(), rtol=1e-12, atol=1e-12)
 
 
 def test_bad_inputs_raise_clear_errors(ds):
     weights = make_weights(False)
     with pytest.raises(ValueError, match="order must be distinct"):
-        prune_curve(weights, "x^2", False, ds, [0, 0])
+        prune_curve(terms(weights, "x^2", False, ds), ds, [0, 0])
     with pytest.raises(ValueError, match="loss must be"):
-        prune_curve(weights, "x^2", False, ds, [0], loss="l1")
+        prune_curve(terms(weights, "x^2", False, ds), ds, [0], loss="l1")
     with pytest.raises(ValueError, match="'running_mean'"):
-        prune_curve(weights, "x^2", True, ds, [0])
+        prune_curve(terms(weights, "x^2", True, ds), ds, [0])
     with pytest.raises(ValueError, match=r"weights\['W'\] must have shape"):
-        prune_curve(weights | {"W": weights["W"][:, :3]}, "x^2", False, ds, [0])
+        prune_curve(terms(weights | {"W": weights["W"][:, :3]}, "x^2", False, ds), ds, [0])

@@ -2,17 +2,18 @@ import numpy as np
 import pytest
 import torch
 
-from interp.config import ModelConfig
+from interp.analysis.fit import fit_neurons
+from interp.analysis.neurons import neuron_ipr
+from interp.analysis.solution import analytic_network, solution_frequencies
+from interp.analysis.spectra import ipr_bounds
 from interp.data import all_pairs, apply_op
-from interp.fit import fit_neurons
-from interp.model import MLP
-from interp.solution import analytic_network, solution_frequencies
-from interp.spectra import ipr_bounds, neuron_ipr
+from interp.models import MLPConfig
+from interp.models.mlp import MLP
 
 
 def predict_all_pairs(net: dict[str, np.ndarray], p: int, op: str) -> tuple[np.ndarray, ...]:
     """Predictions of the paper's MLP loaded with ``net`` on every pair, and the targets."""
-    model = MLP(p, ModelConfig(width=net["U"].shape[0]))
+    model = MLP(p, MLPConfig(width=net["U"].shape[0]))
     model.load_arrays(net)
     pairs = all_pairs(op, p)
     with torch.no_grad():
@@ -46,7 +47,7 @@ def test_analytic_network_shapes_amplitude_and_frequencies() -> None:
 def test_analytic_neurons_have_maximal_ipr_and_fit_the_solution() -> None:
     p, n = 97, 500
     net = analytic_network(p, n, seed=1)
-    np.testing.assert_allclose(neuron_ipr(net["U"], net["V"], net["W"]), ipr_bounds(p)[1],
+    np.testing.assert_allclose(neuron_ipr(net, MLPConfig(width=len(net["U"])), p), ipr_bounds(p)[1],
                                atol=1e-6)
     fit = fit_neurons(net["U"], net["V"], net["W"])
     assert fit["consistent"].all()

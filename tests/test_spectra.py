@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
-from interp.spectra import (
-    IPR_CONVENTION,
-    fourier_spectra,
-    ipr,
-    ipr_bounds,
-    neuron_ipr,
-    neuron_power,
-    neuron_vectors,
-    power_shares,
-    trajectory_ipr,
-)
+from interp.analysis.neurons import neuron_ipr, neuron_power, trajectory_ipr
+from interp.analysis.spectra import IPR_CONVENTION, fourier_spectra, ipr, ipr_bounds, power_shares
+from interp.models import MLPConfig
+from interp.models.mlp import MLPFamily
+
+
+def mlp(U, V, W):
+    """Arrays of the MLP family and its config, as neuron_ipr takes them."""
+    return {"U": U, "V": V, "W": W}, MLPConfig(width=np.shape(U)[-2]), np.shape(U)[-1]
 
 
 def cosine(p: int, freq: int, phase: float = 0.0, amp: float = 1.0) -> np.ndarray:
@@ -115,10 +115,10 @@ def planted(p: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 def test_neuron_vectors_and_ipr_of_an_analytic_network():
     U, V, W = planted(11, 6, seed=3)
-    u, v, w = neuron_vectors(U, V, W)
+    u, v, w = MLPFamily().fourier_view(*mlp(U, V, W)).vectors()
     np.testing.assert_array_equal(w, W.T)
-    np.testing.assert_allclose(neuron_ipr(U, V, W), 1.0, rtol=1e-12)
-    power = neuron_power(U, V, W)
+    np.testing.assert_allclose(neuron_ipr(*mlp(U, V, W)), 1.0, rtol=1e-12)
+    power = neuron_power(*mlp(U, V, W))
     assert power.shape == (6, 6)
     np.testing.assert_allclose(power.sum(-1), 1.0, rtol=1e-12)
 
@@ -126,7 +126,7 @@ def test_neuron_vectors_and_ipr_of_an_analytic_network():
 def test_neuron_ipr_is_the_mean_of_three_and_broadcasts_over_steps():
     rng = np.random.default_rng(4)
     U, V, W = rng.normal(size=(5, 8, 11)), rng.normal(size=(5, 8, 11)), rng.normal(size=(5, 11, 8))
-    batched = neuron_ipr(U, V, W)
+    batched = neuron_ipr(*mlp(U, V, W))
     assert batched.shape == (5, 8)
     for t in range(5):
         expected = [(ipr(U[t, k]) + ipr(V[t, k]) + ipr(W[t, :, k])) / 3 for k in range(8)]
@@ -136,18 +136,21 @@ def test_neuron_ipr_is_the_mean_of_three_and_broadcasts_over_steps():
 def test_shape_errors_name_the_argument():
     U = np.zeros((4, 7))
     with pytest.raises(ValueError, match=r"W must have shape \(7, 4\)"):
-        neuron_ipr(U, U, np.zeros((4, 7)))
+        neuron_ipr(*mlp(U, U, np.zeros((4, 7))))
     with pytest.raises(ValueError, match="V must have the shape of U"):
-        neuron_ipr(U, np.zeros((3, 7)), np.zeros((7, 4)))
+        neuron_ipr(*mlp(U, np.zeros((3, 7)), np.zeros((7, 4))))
     with pytest.raises(ValueError, match="r must be a number >= 1"):
         ipr(U, r=0.5)
 
 
 class FakeRun:
-    """Duck-typed stand-in for interp.trajectory.Run.iter_chunks over in-memory arrays."""
+    """Duck-typed stand-in for interp.store.Run (config, names, steps, iter_chunks) over
+    in-memory arrays of an MLP."""
 
     def __init__(self, arrays: dict[str, np.ndarray], steps: np.ndarray) -> None:
-        self.arrays, self.steps = arrays, steps
+        self.arrays, self.steps, self.names = arrays, steps, list(arrays)
+        _, model, p = mlp(arrays["U"], arrays["V"], arrays["W"])
+        self.config = SimpleNamespace(model=model, data=SimpleNamespace(p=p))
 
     def iter_chunks(self, names, chunk=32, stride=1):
         idx = np.arange(0, len(self.steps), stride)
@@ -164,7 +167,7 @@ def test_trajectory_ipr_equals_a_loop_over_checkpoints():
     run = FakeRun(arrays, np.arange(T) * 10)
     steps, traj = trajectory_ipr(run, chunk=3)
     np.testing.assert_array_equal(steps, np.arange(T) * 10)
-    loop = np.stack([neuron_ipr(arrays["U"][t], arrays["V"][t], arrays["W"][t])
+    loop = np.stack([neuron_ipr(*mlp(arrays["U"][t], arrays["V"][t], arrays["W"][t]))
                      for t in range(T)])
     np.testing.assert_allclose(traj, loop, rtol=1e-12)
     steps2, traj2 = trajectory_ipr(run, chunk=4, stride=2)
@@ -182,7 +185,7 @@ def test_trajectory_ipr_of_float32_checkpoints_matches_float64(scale):
               "W": rng.normal(size=(T, p, N))}
     single = {k: (v * scale).astype(np.float32) for k, v in arrays.items()}
     _, traj = trajectory_ipr(FakeRun(single, np.arange(T)))
-    want = np.stack([neuron_ipr(*(single[k][t].astype(np.float64) for k in "UVW"))
+    want = np.stack([neuron_ipr(*mlp(*(single[k][t].astype(np.float64) for k in "UVW")))
                      for t in range(T)])
     assert np.isfinite(traj).all()
     np.testing.assert_allclose(traj, want, rtol=1e-5)

@@ -11,18 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from interp.config import RunConfig
+from interp.config import DataConfig, RunConfig, TrainConfig
 from interp.data import ACCURACY_NAMES
-from interp.sweep import (
-    COLUMNS,
-    PAPER_GRID,
-    SweepSpec,
-    cells,
-    parse_grid,
-    run_sweep,
-    summary,
-)
-from interp.trajectory import Run
+from interp.store.trajectory import Run
+from interp.sweeps.run import run_sweep
+from interp.sweeps.spec import PAPER_GRID, SweepSpec, cells, parse_grid
+from interp.sweeps.summary import COLUMNS, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 ACC = [f"acc_{k}" for k in ACCURACY_NAMES]
@@ -178,8 +172,8 @@ def test_another_config_in_a_cell_file_is_refused(local_sweep, tmp_path):
 
 KILLED_CHILD = textwrap.dedent("""
     import os, signal, sys
-    from interp.config import RunConfig
-    from interp.trajectory import train_to_file
+    from interp.config import DataConfig, RunConfig, TrainConfig
+    from interp.training.runner import train_to_file
     class Kill:  # runs after the writer has committed the checkpoint
         def on_checkpoint(self, trainer, step):
             if step == 10:
@@ -285,3 +279,23 @@ def test_batched_cells_match_cells_trained_alone(local_sweep, tmp_path):
         for key in ACC + ["final_norm", "mean_ipr"]:
             if row[key] is not None:
                 assert row[key] == pytest.approx(stacked[cid][key], rel=1e-4, abs=1e-6), key
+
+
+def test_a_transformer_sweep_ends_complete_with_a_phase(tmp_path):
+    """Regression: a Transformer cell's row once read the MLP's U, swallowed the KeyError
+    and reported a finished cell as incomplete, without a phase."""
+    from interp.analysis.spectra import GRID_IPR_CONVENTION
+    from interp.models import TransformerConfig
+
+    base = RunConfig(DataConfig(p=5), TransformerConfig(d_model=8, n_heads=2, d_mlp=8),
+                     TrainConfig(steps=6, save_every=3, loss="ce"))
+    spec = SweepSpec(base=base, xi=(0.0, 0.2), alpha=(0.6,), regularizer="weight_decay",
+                     values=(0.0, 1.0))
+    report = run_sweep(spec, tmp_path, workers=0)
+    assert report.n_trained == 4 and not report.failed
+    for row in report.rows:
+        assert row["status"] == "complete", row
+        assert row["phase"] is not None and row["mean_ipr"] is not None, row
+    doc = json.loads((tmp_path / "summary.json").read_text())
+    assert doc["ipr_convention"] == GRID_IPR_CONVENTION
+    assert [r["status"] for r in summary(tmp_path)] == ["complete"] * 4

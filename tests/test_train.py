@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from interp.config import TrainConfig
 from interp.data import ACCURACY_NAMES, accuracies
-from interp.train import Trainer, checkpoint_steps, resolve_device
+from interp.training.trainer import Trainer, checkpoint_steps, resolve_device
 
 
 class Recorder:
@@ -149,7 +149,7 @@ def test_allocator_tuning_is_set_once_and_can_be_declined(monkeypatch):
     import platform
     import sys
 
-    from interp import train as train_mod
+    from interp.training import trainer as train_mod
 
     monkeypatch.setattr(train_mod, "_ALLOCATOR_TUNED", False)
     monkeypatch.setenv("INTERP_MALLOC_TUNING", "0")

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from interp.data import accuracies
-from interp.trajectory import Run, resume_file, train_to_file
+from interp.store.trajectory import Run
+from interp.training.runner import resume_file, train_to_file
 
 
 def sha(path):
@@ -114,8 +115,8 @@ CHILD = textwrap.dedent("""
     import torch
     torch.set_num_threads(2)  # bit-exactness holds for one thread count
     from interp.config import RunConfig
-    from interp import trajectory
-    from interp.trajectory import train_to_file
+    from interp.store.writer import TrajectoryWriter
+    from interp.training.runner import resume_file, train_to_file
     cfg = RunConfig.from_json(sys.argv[2])
     kill_at, stage = int(sys.argv[3]), sys.argv[4]
     def die():
@@ -127,9 +128,9 @@ CHILD = textwrap.dedent("""
     def reached(self, point, step):
         if step == kill_at and point == stage:
             die()
-    trajectory.TrajectoryWriter._reached = reached
+    TrajectoryWriter._reached = reached
     if stage == "resume":
-        trajectory.resume_file(sys.argv[1])
+        resume_file(sys.argv[1])
     else:
         train_to_file(cfg, sys.argv[1], callbacks=[Killer()])
 """)
@@ -187,8 +188,8 @@ def test_kill_9_then_resume_is_bit_exact(tiny_cfg, tmp_path, stage):
 
 
 def test_write_trajectory_from_given_weights(tiny_cfg, tmp_path):
-    from interp.model import MLP
-    from interp.trajectory import write_trajectory
+    from interp.models.mlp import MLP
+    from interp.training.runner import write_trajectory
 
     cfg = tiny_cfg.replace(train={"steps": 0})
     arrays = [{k: v.numpy() * s for k, v in MLP(11, cfg.model).arrays().items()}

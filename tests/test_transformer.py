@@ -3,29 +3,25 @@
 from __future__ import annotations
 
 import json
+from dataclasses import astuple
 
 import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from interp.analysis import accuracies_at, analyze
+from interp.analysis.embedding import embedding_spectrum, key_frequencies
+from interp.analysis.prune import ablate, prune_curves
+from interp.analysis.spectra import grid_ipr, grid_power, grid_top_frequency, grid_weights
 from interp.cli import app
-from interp.config import ModelConfig, RunConfig
+from interp.config import RunConfig
 from interp.data import accuracies
-from interp.prune import ablate_from_terms, prune_curves_from_terms
-from interp.train import Trainer
-from interp.trajectory import Run, resume_file, train_to_file
-from interp.transformer import forward, param_shapes, tokens
-from interp.transformer_analysis import (
-    embedding_spectrum,
-    grid_ipr,
-    grid_power,
-    grid_top_frequency,
-    grid_weights,
-    key_frequencies,
-    logit_terms,
-)
+from interp.models import MLPConfig, TransformerConfig
+from interp.models.transformer import forward, logit_terms, param_shapes, tokens
+from interp.reports.analyze import accuracies_at, analyze
+from interp.store.trajectory import Run
+from interp.training.runner import resume_file, train_to_file
+from interp.training.trainer import Trainer
 
 P = 7
 
@@ -34,24 +30,32 @@ def tiny(**model) -> RunConfig:
     base = RunConfig().replace(data={"p": P, "corrupt": 0.2},
                                train={"steps": 20, "save_every": 5, "loss": "ce"})
     fields = {"d_model": 8, "n_heads": 2, "d_mlp": 16} | model
-    return RunConfig(base.data, ModelConfig.transformer(**fields), base.train)
+    return RunConfig(base.data, TransformerConfig(**fields), base.train)
 
 
 def test_config_defaults_validation_and_old_configs():
-    m = ModelConfig.transformer()
+    m = TransformerConfig()
     assert (m.kind, m.act, m.d_model, m.n_heads, m.head_dim, m.mlp_width, m.bias) == (
         "transformer", "relu", 128, 4, 32, 512, False)
-    assert m.n_neurons == 512 and ModelConfig().n_neurons == 500
+    assert m.n_neurons == 512 and MLPConfig().n_neurons == 500
     assert RunConfig.from_json(tiny().to_json()) == tiny()
     old = {"model": {"width": 8, "act": "x^2", "dropout": 0.0, "batchnorm": False,
                      "init_scale": 0.5, "init_seed": 0}}  # a version-1 file's config
     assert RunConfig.from_dict(old).model.kind == "mlp"
     assert RunConfig.from_dict(old).to_dict()["model"] == old["model"]  # MLP JSON unchanged
     for fields, name in [({"d_model": 10, "n_heads": 4}, "d_model"), ({"n_ctx": 3}, "extra_tokens"),
-                         ({"batchnorm": True}, "batchnorm"), ({"n_ctx": 4}, "n_ctx"),
-                         ({"kind": "rnn"}, "kind")]:
+                         ({"n_ctx": 4}, "n_ctx")]:
         with pytest.raises(ValueError, match=f"^{name} must be"):
-            ModelConfig.transformer(**fields)
+            TransformerConfig(**fields)
+    with pytest.raises(ValueError, match="^model must be one of mlp, transformer, deep_mlp, "
+                                         "got 'rnn'"):
+        RunConfig.from_dict({"model": {"kind": "rnn"}})
+    with pytest.raises(ValueError, match="unknown or malformed field.*batchnorm"):
+        RunConfig.from_dict({"model": {"kind": "transformer", "batchnorm": True}})
+    # a Transformer config written before model families (MLP fields at their defaults)
+    old_t = {"kind": "transformer", "width": 500, "batchnorm": False} | {
+        k: v for k, v in tiny().model.to_dict().items() if k != "kind"}
+    assert RunConfig.from_dict({"model": old_t}).model == tiny().model
 
 
 def reference_logits(w: dict, m: int, n: int, p: int, n_ctx: int) -> np.ndarray:
@@ -79,7 +83,7 @@ def test_forward_matches_the_formulas(model):
     pairs = np.array([[0, 0], [3, 5], [6, 1]])
     tok = tokens(torch.as_tensor(pairs[:, 0]), torch.as_tensor(pairs[:, 1]), P, cfg.model.n_ctx)
     logits = forward({k: torch.as_tensor(v) for k, v in w.items()}, tok, "relu")[0].numpy()
-    h, readout, base = logit_terms(w, "relu", P, cfg.model.n_ctx, pairs)
+    h, readout, base = astuple(logit_terms(w, cfg.model, P, pairs))
     for (m, n), got, split in zip(pairs, logits, base + h @ readout.T):
         want = reference_logits(w, m, n, P, cfg.model.n_ctx)
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
@@ -181,7 +185,7 @@ def brute_force_accuracies(w, ds, order, k):
     w = {n: np.array(v, np.float64) for n, v in w.items()}
     w["W_in"][:, order[:k]] = 0
     w["W_out"][order[:k]] = 0
-    h, readout, base = logit_terms(w, "relu", P, 2, ds.pairs[ds.eval_idx])
+    h, readout, base = astuple(logit_terms(w, tiny().model, P, ds.pairs[ds.eval_idx]))
     return accuracies((base + h @ readout.T).argmax(-1), ds)
 
 
@@ -189,14 +193,14 @@ def test_pruning_matches_zeroing_the_weights(tmp_path):
     path = train_to_file(tiny(), tmp_path / "run.h5")
     with Run(path) as run:
         w, ds = run.weights(), run.dataset()
-    h, readout, base = logit_terms(w, "relu", P, 2, ds.pairs[ds.eval_idx])
+    terms = logit_terms(w, tiny().model, P, ds.pairs[ds.eval_idx])
     ipr = np.linspace(0, 1, 16)[::-1]  # ascending order = neurons 15, 14, ...
-    curves = prune_curves_from_terms(h, readout, ds, ipr, "ce", base=base, n_random=1)
+    curves = prune_curves(terms, ds, ipr, "ce", n_random=1)
     order = np.arange(16)[::-1]
     for k in (0, 1, 7, 16):
         for name, value in brute_force_accuracies(w, ds, order, k).items():
             np.testing.assert_equal(curves["ascending"][name][k], value, err_msg=f"{name} {k}")
-    single = ablate_from_terms(h, readout, ds, "ce", base=base)
+    single = ablate(terms, ds, "ce")
     for k in (0, 9):
         want = brute_force_accuracies(w, ds, np.array([k]), 1)
         np.testing.assert_equal(single["test"][k], want["test"])
@@ -227,11 +231,13 @@ def test_analyze_and_cli_on_a_transformer_run(tmp_path):
     for name in ("accuracy", "ipr_histogram", "ipr_trajectory", "embedding_spectrum", "prune"):
         assert (tmp_path / "t-analysis" / f"{name}.png").stat().st_size > 1000, name
     res = invoke("train", "--model", "transformer", "--batchnorm", "--out", tmp_path / "x.h5")
-    assert res.exit_code == 2 and "batchnorm must be false for the transformer" in res.output
+    assert res.exit_code == 2
+    assert "--batchnorm must not be given for --model transformer" in res.output
 
 
 def test_transformer_trajectory_round_trips_through_state_dicts(tmp_path):
-    from interp.foreign import import_checkpoint, to_state_dicts
+    from interp.store.foreign import to_state_dicts
+    from interp.training.runner import import_checkpoint
 
     path = train_to_file(tiny(), tmp_path / "run.h5")
     torch.save(to_state_dicts(path), tmp_path / "sd.pt")
@@ -249,7 +255,7 @@ def test_transformer_trajectory_round_trips_through_state_dicts(tmp_path):
 
 
 def test_batched_training_refuses_transformers():
-    from interp.batched import BatchTrainer
+    from interp.training.batched import BatchTrainer
 
     with pytest.raises(ValueError, match="batched runs must be MLPs"):
         BatchTrainer([tiny(), tiny()])

@@ -1,0 +1,171 @@
+"""What the command modules share: the consoles, the friendly-error decorator, run names
+and model configs from options, the training progress bar, JSON output and the options
+of foreign checkpoints.
+
+Nothing here imports torch, numpy, h5py or matplotlib at module level, so that
+``interp --help`` starts quickly; the functions that need them import them when called.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from interp.store.atomic import write_text_atomic
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from interp.config import RunConfig
+    from interp.store.trajectory import Run
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Errors that are the user's input, reported as one sentence and exit code 2.
+USER_ERRORS = (ValueError, KeyError, FileExistsError, FileNotFoundError, PermissionError,
+               IsADirectoryError, NotADirectoryError, ImportError)
+
+
+def friendly(fn: F) -> F:
+    """Turn input errors into one sentence on stderr and a non-zero exit, no traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as exc:
+            if isinstance(exc, OSError) and exc.errno is not None:
+                msg = f"cannot use path {exc.filename!r}: {exc.strerror}."
+            else:
+                msg = exc.args[0] if exc.args else str(exc)
+            err.print(f"error: {msg}", markup=False, highlight=False)
+            raise typer.Exit(2) from None
+    return wrapper  # type: ignore[return-value]
+
+
+def default_run_name(cfg: RunConfig) -> str:
+    d, m, t = cfg.data, cfg.model, cfg.train
+    parts = [d.op, f"p{d.p}", m.tag(), f"a{d.train_frac:g}", f"xi{d.corrupt:g}",
+             f"wd{t.weight_decay:g}"]
+    if m.dropout:
+        parts.append(f"do{m.dropout:g}")
+    if getattr(m, "batchnorm", False):
+        parts.append("bn")
+    if t.batch_size:
+        parts.append(f"bs{t.batch_size}")
+    parts.append(f"s{t.seed}")
+    return "_".join(parts) + ".h5"
+
+
+def model_config(name: str, options: dict[str, Any]) -> Any:
+    """The model config of ``interp train``'s options for the family ``name``: the
+    options given (not None) become its fields; one the family lacks is an error."""
+    from interp.models import family
+
+    config = family(name).config
+    fields = {f.name for f in dataclasses.fields(config)}
+    given = {k: v for k, v in options.items() if v is not None}
+    extra = sorted(set(given) - fields)
+    if extra:
+        flag = "--" + extra[0].replace("_", "-")
+        raise ValueError(f"{flag} must not be given for --model {name} (it has no such "
+                         f"setting), got {given[extra[0]]!r}.")
+    return config(**given)
+
+
+class ProgressBar:
+    """Trainer callback: a rich progress bar with live loss and accuracies."""
+
+    def __init__(self, total: int, every: int) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.total, self.every = total, max(1, every)
+        self.progress = Progress(TextColumn("[bold]train"), BarColumn(),
+                                 TextColumn("{task.completed}/{task.total}"),
+                                 TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+                                 console=err, transient=False)
+        self.task = self.progress.add_task("train", total=total, info="")
+
+    def on_start(self, trainer: Any) -> None:
+        self.progress.start()
+        self.progress.update(self.task, completed=trainer.step)
+
+    def on_step(self, trainer: Any, step: int, values: Any) -> None:
+        if step % self.every and step != self.total:
+            return
+        v = dict(zip(trainer.metric_names, values.tolist()))
+        info = (f"loss {v['loss']:.3g}  train {v['accuracy/train']:.3f}  "
+                f"test {v['accuracy/test']:.3f}")
+        self.progress.update(self.task, completed=step, info=info)
+
+    def on_end(self, trainer: Any) -> None:
+        self.progress.stop()
+
+
+def summary_table(run: Run) -> Table:
+    """The final value of every metric of ``run``."""
+    from rich.table import Table
+
+    m = run.metrics()
+    table = Table(title=f"{run.path}  (step {int(m['step'][-1]) if len(m['step']) else '-'})")
+    table.add_column("metric")
+    table.add_column("final", justify="right")
+    for k in sorted(m):
+        if k != "step" and len(m[k]):
+            table.add_row(k, f"{float(m[k][-1]):.4f}")
+    return table
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU advertises bfloat16 matrix instructions (Linux; True elsewhere,
+    where we cannot tell)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def write_json_atomic(data: Any, path: Path) -> None:
+    """Write JSON to ``path`` via a temporary file in the same folder and os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
+
+
+def save_json(data: Any, default: Path, extra: Path | None) -> tuple[list[Path], bool]:
+    """Write ``data`` to ``default`` and to ``extra`` (``-``: stdout, later, by the caller).
+
+    Returns the paths written and whether the caller must print the JSON to stdout.
+    """
+    write_json_atomic(data, default)
+    to_stdout = extra is not None and str(extra) == "-"
+    if extra is not None and not to_stdout:
+        write_json_atomic(data, extra)
+        return [default, extra], False
+    return [default], to_stdout
+
+
+#: Options shared by ``interp import`` and ``interp analyze FOREIGN``.
+LAYOUT_HELP = ("How to read a foreign checkpoint: auto, mlp (our names U, V, W), generic-mlp "
+               "(two-layer MLP; weights by --map or from shapes given --p) or transformer "
+               "(one layer, TransformerLens or our names).")
+MAP_HELP = "name=key: which foreign key holds our array (repeatable), e.g. W=fc2.weight."
+
+
+def foreign_options(layout: str | None, p: int | None, op: str, mapping: list[str] | None,
+                    act: str | None, train_frac: float, corrupt: float, split_seed: int,
+                    unsafe_pickle: bool, loss: str = "mse") -> dict[str, Any]:
+    """Keyword arguments of :func:`interp.import_checkpoint` from CLI options."""
+    from interp.store.layouts import parse_map
+
+    return {"layout": layout or "auto", "p": p, "op": op, "mapping": parse_map(mapping),
+            "act": act, "loss": loss, "train_frac": train_frac, "corrupt": corrupt,
+            "seed": split_seed, "allow_pickle": unsafe_pickle}

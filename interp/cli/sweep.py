@@ -1,0 +1,98 @@
+"""``interp sweep`` and ``interp phase-diagram``: grids of runs and their figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from interp.cli.common import err, friendly, out
+
+
+@friendly
+def sweep(
+    out_dir: Path = typer.Option(..., "--out", help="Sweep folder (cells, summary, spec)."),
+    config: Path | None = typer.Option(None, help="Sweep TOML file (see docs/sweeps.md); "
+                                                  "replaces the grid options below."),
+    xi: str = typer.Option("0.1:0.9:17", help="Corruption grid: a,b,c or START:STOP:NUM."),
+    alpha: str = typer.Option("0.1:0.9:17", help="Train-fraction grid."),
+    regularizer: str = typer.Option("weight_decay",
+                                    help="weight_decay, dropout or batch_size (BatchNorm)."),
+    values: str | None = typer.Option(None, help="Regularizer values (default: the paper's)."),
+    seeds: str = typer.Option("0", help="Seeds (init and batches), e.g. 0,1,2."),
+    p: int = typer.Option(97, help="Base run: modulus."),
+    width: int = typer.Option(500, help="Base run: hidden width."),
+    steps: int = typer.Option(2000, help="Base run: optimizer steps."),
+    lr: float = typer.Option(1e-2, help="Base run: learning rate."),
+    save_every: int = typer.Option(100, help="Base run: checkpoint every k steps."),
+    workers: int | None = typer.Option(None, help="Local worker processes "
+                                              "(default: one per core; 0: in this process)."),
+    batch: int = typer.Option(8, help="Train up to this many compatible cells at once as one "
+                                      "batched stack (1: every cell alone)."),
+    scheduler: str | None = typer.Option(None, help="Dask scheduler address, e.g. "
+                                                    "tcp://host:8786 (needs interp[distributed])."),
+) -> None:
+    """Train a grid of runs (xi x alpha x regularizer values x seeds), resumably.
+
+    Re-running the same command skips finished cells and resumes or redoes unfinished
+    ones. A summary table (summary.csv, summary.json) is kept up to date.
+
+    Examples:
+
+      interp sweep --config analyses/sweep_example.toml --out sweeps/wd
+
+      interp sweep --p 23 --width 64 --steps 300 --xi 0.1,0.3 --alpha 0.5,0.7
+      --regularizer weight_decay --values 0,5 --out sweeps/tiny
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from interp.config import RunConfig
+    from interp.sweeps.run import run_sweep
+    from interp.sweeps.spec import SweepSpec, parse_grid
+
+    if config is not None:
+        spec = SweepSpec.from_toml(config)
+    else:
+        base = RunConfig().replace(data={"p": p}, model={"width": width},
+                                   train={"steps": steps, "lr": lr, "save_every": save_every})
+        spec = SweepSpec(base=base, xi=parse_grid(xi), alpha=parse_grid(alpha),
+                         regularizer=regularizer,
+                         values=None if values is None else parse_grid(values),
+                         seeds=tuple(int(s) for s in parse_grid(seeds)))
+    with Progress(TextColumn("[bold]sweep"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total} {task.fields[info]}"),
+                  TimeRemainingColumn(), console=err) as bar:
+        task = bar.add_task("sweep", total=spec.n_cells, info="")
+
+        def progress(event: Any) -> None:
+            bar.update(task, completed=event.done, info=f"{event.cell_id}: {event.action}")
+
+        report = run_sweep(spec, out_dir, workers=workers, scheduler=scheduler,
+                           progress=progress, batch=batch)
+    out.print(f"{report.n_cells} cells: {report.n_trained} trained, {report.n_resumed} "
+              f"resumed, {report.n_skipped} already complete, {len(report.failed)} failed; "
+              f"summary in {out_dir / 'summary.csv'}")
+    if report.failed:
+        err.print("failed cells: " + ", ".join(report.failed) + f" (see {out_dir}/cells/*.error)",
+                  markup=False)
+        raise typer.Exit(1)
+
+
+@friendly
+def phase_diagram(
+    sweep_dir: Path = typer.Argument(..., metavar="SWEEP_DIR", help="Folder of interp sweep."),
+    out_dir: Path | None = typer.Option(None, "--out",
+                                        help="Figure folder (default SWEEP_DIR/figures)."),
+) -> None:
+    """Draw the paper-style phase diagram and accuracy heatmaps of a sweep.
+
+    Example:
+
+      interp phase-diagram sweeps/wd --out figures/wd
+    """
+    from interp.plots.phase_diagram import write_phase_diagram
+
+    for path in write_phase_diagram(sweep_dir, out_dir):
+        out.print(f"wrote {path}")
+

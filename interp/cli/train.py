@@ -1,0 +1,201 @@
+"""``interp train``, ``interp inspect`` and ``interp solution``: write and look at run
+files."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from interp.cli import common
+from interp.cli.common import (
+    ProgressBar,
+    default_run_name,
+    err,
+    friendly,
+    model_config,
+    out,
+    summary_table,
+)
+
+
+@friendly
+def train(
+    p: int = typer.Option(97, help="Modulus (prime where the operation needs it)."),
+    op: str = typer.Option("add", help="Operation: add, sub, mul, div, sq_sum (m^2+n^2)."),
+    train_frac: float = typer.Option(0.5, help="Train fraction alpha of all pairs."),
+    corrupt: float = typer.Option(0.35, help="Corrupted fraction xi of the training labels."),
+    corrupt_mode: str = typer.Option("different",
+                                     help="'different': every corrupted label is wrong; "
+                                          "'uniform': drawn over all p labels."),
+    model: str = typer.Option("mlp", help="mlp (the paper's MLP), deep_mlp (more hidden "
+                                          "layers) or transformer (its one-layer "
+                                          "Transformer)."),
+    width: int | None = typer.Option(None, help="MLP hidden width N (default 500)."),
+    depth: int | None = typer.Option(None, help="Deep MLP: hidden layers (default 2)."),
+    d_model: int | None = typer.Option(None, help="Transformer embedding dimension "
+                                                  "(default 128)."),
+    n_heads: int | None = typer.Option(None, help="Transformer attention heads (default 4)."),
+    d_mlp: int | None = typer.Option(None, help="Transformer MLP width (default 4 x d_model)."),
+    act: str | None = typer.Option(None, help="Activation: x^K, relu, gelu (default x^2 for "
+                                              "the MLP, relu for the Transformer)."),
+    wd: float = typer.Option(0.0, help="Weight decay (on all parameters)."),
+    dropout: float = typer.Option(0.0, help="Dropout on the pre-activation."),
+    batchnorm: bool = typer.Option(False, help="BatchNorm after the activation."),
+    batch_size: int | None = typer.Option(None, help="Minibatch size (default: full batch)."),
+    lr: float = typer.Option(1e-2, help="Learning rate."),
+    optimizer: str = typer.Option("adamw", help="adamw, adam or sgd."),
+    loss: str = typer.Option("mse", help="mse (against one-hot targets) or ce."),
+    steps: int = typer.Option(2000, help="Optimizer steps."),
+    seed: int = typer.Option(0, help="Seed for the split, corruption, init and batches."),
+    save_every: int = typer.Option(10, help="Keep a checkpoint every k steps."),
+    save_log: int = typer.Option(0, help="Instead keep this many log-spaced checkpoints."),
+    precision: str = typer.Option("fp32", help="fp32, or bf16 (bfloat16 matmuls, float32 "
+                                               "weights and optimizer state)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    out_path: Path | None = typer.Option(None, "--out",
+                                            help="Run file (default checkpoints/<name>.h5)."),
+    resume: Path | None = typer.Option(None, help="Continue this interrupted run file "
+                                                     "(its stored config is used)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output file."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+) -> None:
+    """Train one run and record its dense trajectory.
+
+    The defaults are the paper's main setting (p 97, width 500, alpha 0.5, xi 0.35,
+    AdamW lr 1e-2, MSE, full batch, 2000 steps). --model transformer trains its
+    one-layer Transformer (d_model 128, 4 heads, ReLU MLP of width 512, no LayerNorm,
+    no biases).
+
+    Examples:
+
+      interp train --steps 1000                      # coexistence (wd 0)
+
+      interp train --model transformer --loss ce --wd 0.5 --steps 1000 --corrupt 0
+
+      interp train --model deep_mlp --depth 3 --width 128 --steps 500
+
+      interp train --wd 15 --steps 500 --out checkpoints/wd15.h5
+
+      interp train --resume checkpoints/wd15.h5      # after an interruption
+    """
+    from interp.config import DataConfig, RunConfig, TrainConfig
+    from interp.store.trajectory import Run
+    from interp.training.runner import resume_file, train_to_file
+
+    start = time.perf_counter()
+    if resume is not None:
+        with Run(resume) as run:
+            cfg = run.config
+        bar = [] if quiet else [ProgressBar(cfg.train.steps, max(1, cfg.train.steps // 100))]
+        path = resume_file(resume, device=device, callbacks=bar)
+    else:
+        cfg = RunConfig(
+            DataConfig(p=p, op=op, train_frac=train_frac, corrupt=corrupt,
+                       corrupt_mode=corrupt_mode, split_seed=seed, corrupt_seed=seed),
+            model_config(model, {"width": width, "act": act, "dropout": dropout,
+                                 "batchnorm": batchnorm or None, "init_seed": seed,
+                                 "d_model": d_model, "n_heads": n_heads, "d_mlp": d_mlp,
+                                 "depth": depth}),
+            TrainConfig(steps=steps, lr=lr, optimizer=optimizer, weight_decay=wd, loss=loss,
+                        batch_size=batch_size, seed=seed, save_every=save_every,
+                        save_log=save_log, precision=precision),
+        )
+        path = out_path or Path("checkpoints") / default_run_name(cfg)
+        if path.is_dir():
+            raise IsADirectoryError(f"--out must be a file path, got the folder {str(path)!r}.")
+        bar = [] if quiet else [ProgressBar(steps, max(1, steps // 100))]
+        if precision == "bf16" and device == "cpu" and not common.cpu_has_bf16():
+            err.print("note: this CPU has no bfloat16 matrix instructions (avx512_bf16 or "
+                      "amx_bf16), so bf16 runs slower than fp32 here; see "
+                      "docs/performance.md.")
+        train_to_file(cfg, path, device=device, overwrite=overwrite, callbacks=bar)
+    with Run(path) as run:
+        out.print(summary_table(run))
+    out.print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB) "
+              f"in {time.perf_counter() - start:.1f} s")
+
+
+@friendly
+def inspect(
+    run_path: Path = typer.Argument(..., metavar="RUN", help="Trajectory file (.h5)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON object instead."),
+) -> None:
+    """Show a run file's config, stored steps and checkpoints, final metrics and size.
+
+    Example:
+
+      interp inspect checkpoints/run.h5 --json
+    """
+    from rich.table import Table
+
+    from interp.store.trajectory import Run
+
+    with Run(run_path) as run:
+        m = run.metrics()
+        info = {
+            "path": str(run_path),
+            "format": f"{run.attrs['format']} v{run.attrs['format_version']}",
+            "interp_version": run.attrs["interp_version"],
+            "created": run.attrs["created"],
+            "size_bytes": run_path.stat().st_size,
+            "complete": run.complete,
+            "config": run.config.to_dict(),
+            "checkpoints": {"count": len(run.steps),
+                            "first": int(run.steps[0]) if len(run.steps) else None,
+                            "last": int(run.steps[-1]) if len(run.steps) else None},
+            "metric_steps": len(m["step"]),
+            "arrays": {k: list(run.file["checkpoints"][k].shape[1:]) for k in run.names},
+            "final_metrics": {k: float(v[-1]) for k, v in m.items()
+                              if k != "step" and len(v)},
+        }
+        if as_json:
+            sys.stdout.write(json.dumps(info, indent=2) + "\n")
+            return
+        cfg = Table(title="config", show_header=False)
+        for section, fields in info["config"].items():
+            for k, v in fields.items():
+                cfg.add_row(f"{section}.{k}", str(v))
+        out.print(cfg)
+        ck = info["checkpoints"]
+        out.print(f"{info['format']}, written by interp {info['interp_version']} "
+                  f"at {info['created']}; {info['size_bytes'] / 2**20:.1f} MiB")
+        out.print(f"checkpoints: {ck['count']} (steps {ck['first']}..{ck['last']}); "
+                  f"metrics for {info['metric_steps']} steps; "
+                  f"{'complete' if run.complete else 'INCOMPLETE (resume with --resume)'}")
+        out.print(summary_table(run))
+
+
+@friendly
+def solution(
+    p: int = typer.Option(97, help="Modulus."),
+    width: int = typer.Option(500, help="Number of neurons N."),
+    op: str = typer.Option("add", help="add or sub (the operations with a phase relation)."),
+    seed: int = typer.Option(0, help="Seed of the random phases."),
+    out_path: Path = typer.Option(..., "--out", help="Trajectory file to write."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output file."),
+) -> None:
+    """Write Gromov's analytic periodic network as a one-checkpoint trajectory file.
+
+    Every analysis then runs on it. Example:
+
+      interp solution --p 97 --width 500 --out checkpoints/analytic.h5
+    """
+    from interp.analysis.solution import analytic_network
+    from interp.config import DataConfig, RunConfig, TrainConfig
+    from interp.models import MLPConfig
+    from interp.store.trajectory import Run
+    from interp.training.runner import write_trajectory
+
+    cfg = RunConfig(DataConfig(p=p, op=op, corrupt=0.0), MLPConfig(width=width),
+                    TrainConfig(steps=0))
+    weights = analytic_network(p, width, seed=seed, op=op)
+    write_trajectory(cfg, out_path, [(0, weights)], overwrite=overwrite,
+                     source=f"analytic solution (interp.solution, seed {seed})")
+    with Run(out_path) as run:
+        out.print(summary_table(run))
+    out.print(f"wrote {out_path}")
+

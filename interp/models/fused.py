@@ -1,0 +1,95 @@
+"""The fused first layer and quadratic MLP kernels, for one model or a stack of M models.
+
+The first layer of the paper's MLP is a gather of two embedding columns, never a matmul
+with one-hot vectors; with the quadratic activation the whole forward and a hand-written
+backward run as one autograd function (:func:`quadratic_logits`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _stacked_rows(U: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (N, p) or (M, N, p) weights as a contiguous (M p, N) table of rows, and the
+    flat row of each index in m shape=(B,) or (M, B) (model i's rows start at i p)."""
+    p, width = U.shape[-1], U.shape[-2]
+    offset = (torch.arange(U.numel() // (p * width), device=m.device) * p)
+    return U.mT.reshape(-1, width), (m + offset.view(*m.shape[:-1], 1)).reshape(-1)
+
+
+def gather_pre(U: torch.Tensor, V: torch.Tensor, m: torch.Tensor,
+               n: torch.Tensor) -> torch.Tensor:
+    """Pre-activations ``U[..., m] + V[..., n]`` as rows. shape=(*m.shape, N).
+
+    U, V shape=(N, p) or a stack (M, N, p); m, n shape=(B,) or (M, B). The first layer
+    is a gather of rows of the (p, N) transposes, never a matmul with one-hot vectors;
+    its backward is a scatter-add into p rows (per model).
+    """
+    (rows_u, i_m), (rows_v, i_n) = _stacked_rows(U, m), _stacked_rows(V, n)
+    z = rows_u.index_select(0, i_m) + rows_v.index_select(0, i_n)
+    return z.view(*m.shape, U.shape[-2])
+
+
+def _fused_pre(U: torch.Tensor, V: torch.Tensor, m: torch.Tensor,
+               n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`gather_pre` in one pass: a summing embedding_bag over the stacked table of
+    rows of U then V, the bag of example i being its two rows. Exactly equal to it (a
+    sum of two numbers does not depend on their order). Also returns the flat row
+    indices of m and n (for the scatter of the backward).
+    """
+    (rows_u, i_m), (rows_v, i_n) = _stacked_rows(U, m), _stacked_rows(V, n)
+    bags = torch.stack([i_m, i_n + len(rows_u)], 1)
+    z = F.embedding_bag(bags, torch.cat([rows_u, rows_v]), mode="sum")
+    return z.view(*m.shape, U.shape[-2]), i_m, i_n
+
+
+class _QuadraticMLP(torch.autograd.Function):
+    """``logits = (U[..., m] + V[..., n])**2 @ W.mT`` with a hand-written backward.
+
+    Autograd's version of the same computation spends as long in elementwise passes over
+    the (B, N) hidden layer as in the matrix products; here the forward gathers in one
+    pass, and the backward makes one elementwise pass (``gz = (2 g W) * z``, in place)
+    and two index_adds into the p rows (per model) of the first layer.
+    """
+
+    @staticmethod
+    def forward(ctx, U: torch.Tensor, V: torch.Tensor, W: torch.Tensor,
+                m: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        z, rows_m, rows_n = _fused_pre(U, V, m, n)
+        h = z * z
+        ctx.save_for_backward(W, rows_m, rows_n, z, h)
+        return h @ W.mT
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        W, rows_m, rows_n, z, h = ctx.saved_tensors
+        gW = (h.mT @ g).mT if ctx.needs_input_grad[2] else None
+        gU = gV = None
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            gz = (g * 2) @ W
+            gz.mul_(z)
+            p, width = W.shape[-2:]
+            flat = gz.view(-1, width)
+
+            def scatter(rows: torch.Tensor) -> torch.Tensor:
+                out = gz.new_zeros(W.numel() // width, width).index_add_(0, rows, flat)
+                return out.view(*W.shape[:-2], p, width).mT
+            gU, gV = scatter(rows_m), scatter(rows_n)
+        return gU, gV, gW, None, None
+
+
+def quadratic_logits(U: torch.Tensor, V: torch.Tensor, W: torch.Tensor, m: torch.Tensor,
+                     n: torch.Tensor) -> torch.Tensor:
+    """Logits of the quadratic MLP without dropout or BatchNorm, fused.
+
+    One model: U, V shape=(N, p), W shape=(p, N), m, n shape=(B,) -> shape=(B, p). A
+    stack of M models: a leading axis M on every argument -> shape=(M, B, p). Equal (to
+    float rounding) to ``(gather_pre(U, V, m, n) ** 2) @ W.T``, the plain autograd path,
+    in value and gradient; without gradients it saves nothing for a backward.
+    """
+    if torch.is_grad_enabled() and (U.requires_grad or V.requires_grad or W.requires_grad):
+        return _QuadraticMLP.apply(U, V, W, m, n)
+    z = _fused_pre(U, V, m, n)[0]
+    return z.mul_(z) @ W.mT

@@ -1,0 +1,229 @@
+"""The paper's two-layer MLP family.
+
+``f(m, n) = W BN(act(drop(U[:, m] + V[:, n])))`` with U, V of shape (N, p) and W of
+shape (p, N); dropout (optional) acts on the pre-activation and BatchNorm (optional,
+scale ``gamma`` and shift ``beta``) after the activation. The first layer is a gather
+of two embedding columns, never a matmul with one-hot vectors (:mod:`interp.models.fused`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from interp.models.base import (
+    Family,
+    FourierView,
+    ModelConfig,
+    NeuronTerms,
+    activation,
+    copy_arrays,
+    float64,
+)
+from interp.models.fused import gather_pre, quadratic_logits
+from interp.validate import act_power, check_act, check_bool, check_int, check_positive, check_range
+
+BN_EPS = 1e-5
+BN_MOMENTUM = 0.1
+
+#: Parameter and buffer names, in the order they are stored in a run file.
+PARAM_NAMES = ("U", "V", "W", "gamma", "beta")
+BUFFER_NAMES = ("running_mean", "running_var")
+#: BatchNorm's arrays, in the order F.batch_norm takes them.
+BN_NAMES = ("running_mean", "running_var", "gamma", "beta")
+
+
+@dataclass(frozen=True)
+class MLPConfig(ModelConfig):
+    """The paper's two-layer MLP, no biases.
+
+    ``act`` is ``"x^K"`` (K a positive integer; ``"x^2"`` is the paper's default),
+    ``"relu"`` or ``"gelu"``. Dropout acts on the pre-activation; BatchNorm (with scale
+    ``gamma`` and shift ``beta``) acts after the activation. Weights are drawn from a
+    normal distribution with std ``init_scale / (2 * width) ** (1/3)``.
+    """
+
+    kind: ClassVar[str] = "mlp"
+    width: int = 500
+    act: str = "x^2"
+    dropout: float = 0.0
+    batchnorm: bool = False
+    init_scale: float = 0.5
+    init_seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_int("width", self.width, 1)
+        check_act(self.act)
+        check_range("dropout", self.dropout, 0.0, 1.0, hi_open=True)
+        check_bool("batchnorm", self.batchnorm)
+        check_positive("init_scale", self.init_scale)
+        check_int("init_seed", self.init_seed, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields without ``kind``: an MLP's config reads as in format version 1."""
+        return {k: v for k, v in super().to_dict().items() if k != "kind"}
+
+    @property
+    def power(self) -> int | None:
+        """The exponent K of an ``x^K`` activation, else None."""
+        return act_power(self.act)
+
+    @property
+    def n_neurons(self) -> int:
+        return self.width
+
+    def tag(self) -> str:
+        return f"N{self.width}"
+
+    def train_forward_is_eval(self) -> bool:
+        return self.dropout == 0 and not self.batchnorm
+
+
+def hidden(U: torch.Tensor, V: torch.Tensor, m: torch.Tensor, n: torch.Tensor, act: str,
+           bn: tuple[torch.Tensor, ...] | None = None, *, training: bool = False,
+           dropout: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The MLP's hidden layer, ``BN(act(drop(U[:, m] + V[:, n])))``. shape=(B, N).
+
+    U, V shape=(N, p); m, n shape=(B,); ``bn``: running_mean, running_var, gamma, beta
+    shape=(N,) each, or None. Eval mode unless ``training`` (dropout, batch statistics).
+    """
+    z = gather_pre(U, V, m, n)
+    if training and dropout > 0:
+        keep = 1.0 - dropout
+        mask = torch.rand(z.shape, generator=generator, device=z.device) < keep
+        z = z * mask / keep
+    h = activation(act, z)
+    if bn is not None:
+        h = F.batch_norm(h, *bn, training, BN_MOMENTUM if training else 0.0, BN_EPS)
+    return h
+
+
+class MLP(nn.Module):
+    """Two-layer MLP with the paper's parametrisation and initialisation.
+
+    Parameters: ``U`` shape=(N, p), ``V`` shape=(N, p), ``W`` shape=(p, N); with
+    BatchNorm also ``gamma``, ``beta`` shape=(N,) and buffers ``running_mean``,
+    ``running_var`` shape=(N,).
+    """
+
+    def __init__(self, p: int, cfg: MLPConfig, device: str | torch.device = "cpu") -> None:
+        super().__init__()
+        self.p, self.cfg = p, cfg
+        n = cfg.width
+        std = cfg.init_scale / (2 * n) ** (1 / 3)
+        gen = torch.Generator().manual_seed(cfg.init_seed)
+        # Drawn on the CPU so that the same seed gives the same weights on every device.
+        self.U = nn.Parameter((torch.randn(n, p, generator=gen) * std).to(device))
+        self.V = nn.Parameter((torch.randn(n, p, generator=gen) * std).to(device))
+        self.W = nn.Parameter((torch.randn(p, n, generator=gen) * std).to(device))
+        if cfg.batchnorm:
+            self.gamma = nn.Parameter(torch.ones(n, device=device))
+            self.beta = nn.Parameter(torch.zeros(n, device=device))
+            self.register_buffer("running_mean", torch.zeros(n, device=device))
+            self.register_buffer("running_var", torch.ones(n, device=device))
+
+    def fused(self) -> bool:
+        """Whether this forward takes the fused path: quadratic activation, no dropout
+        in training, no BatchNorm (the paper's main setting)."""
+        return (self.cfg.act == "x^2" and not self.cfg.batchnorm
+                and not (self.training and self.cfg.dropout > 0))
+
+    def hidden(self, m: torch.Tensor, n: torch.Tensor,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Hidden activations after activation and BatchNorm. shape=(B, N)."""
+        bn = tuple(getattr(self, k) for k in BN_NAMES) if self.cfg.batchnorm else None
+        return hidden(self.U, self.V, m, n, self.cfg.act, bn, training=self.training,
+                      dropout=self.cfg.dropout, generator=generator)
+
+    def forward(self, m: torch.Tensor, n: torch.Tensor,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Logits for operand index tensors ``m``, ``n`` of shape=(B,). shape=(B, p)."""
+        if self.fused() and not torch.is_autocast_enabled(m.device.type):
+            return quadratic_logits(self.U, self.V, self.W, m, n)
+        return self.hidden(m, n, generator) @ self.W.t()
+
+    def arrays(self) -> dict[str, torch.Tensor]:
+        """Parameters and buffers by name (detached), in :data:`PARAM_NAMES` order."""
+        state = dict(self.named_parameters()) | dict(self.named_buffers())
+        return {k: state[k].detach() for k in PARAM_NAMES + BUFFER_NAMES if k in state}
+
+    def load_arrays(self, arrays: Mapping[str, object]) -> None:
+        """Copy named arrays (numpy or torch) into the parameters and buffers."""
+        copy_arrays(self.arrays(), arrays)
+
+
+def _first_layer(weights: Mapping[str, Any],
+                 device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """U, V, W as float64 tensors, their shapes checked against each other."""
+    U = torch.as_tensor(weights["U"]) if "U" in weights else None
+    if U is None or U.ndim != 2:
+        raise ValueError("weights must include 'U' of shape (N, p), found "
+                         f"{None if U is None else tuple(U.shape)}.")
+    n, p = U.shape
+    return (float64(weights, "U", (n, p), device), float64(weights, "V", (n, p), device),
+            float64(weights, "W", (p, n), device))
+
+
+def eval_hidden(weights: Mapping[str, Any], act: str, batchnorm: bool, pairs: np.ndarray,
+                device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode hidden activations shape=(P, N) and W shape=(p, N), float64 tensors.
+
+    pairs : shape=(P, 2) int, operands (m, n). BatchNorm's arrays are read when
+    ``batchnorm``; other arrays in ``weights`` are ignored.
+    """
+    U, V, W = _first_layer(weights, device)
+    pairs = torch.as_tensor(np.ascontiguousarray(pairs, dtype=np.int64), device=device)
+    if pairs.ndim != 2 or pairs.shape[1] != 2:
+        raise ValueError(f"pairs must have shape (P, 2), got {tuple(pairs.shape)}.")
+    bn = (tuple(float64(weights, k, (U.shape[0],), device) for k in BN_NAMES)
+          if batchnorm else None)
+    return hidden(U, V, pairs[:, 0], pairs[:, 1], act, bn), W
+
+
+class MLPFamily(Family):
+    """The paper's MLP: neurons are the N hidden units; each is seen as three functions of
+    a residue (its U row, V row and W column)."""
+
+    name = "mlp"
+    config = MLPConfig
+    format_version = 1
+    analytic_solution = True
+
+    def build(self, p: int, cfg: MLPConfig, device: str | torch.device = "cpu") -> MLP:
+        return MLP(p, cfg, device)
+
+    def array_shapes(self, p: int, cfg: MLPConfig) -> dict[str, tuple[int, ...]]:
+        n = cfg.width
+        shapes = {"U": (n, p), "V": (n, p), "W": (p, n)}
+        if cfg.batchnorm:
+            shapes |= {k: (n,) for k in PARAM_NAMES[3:] + BUFFER_NAMES}
+        return shapes
+
+    def neuron_axes(self, cfg: MLPConfig) -> dict[str, int]:
+        return {"U": 0, "V": 0, "W": 1} | {k: 0 for k in PARAM_NAMES[3:] + BUFFER_NAMES}
+
+    def terms(self, weights: Mapping[str, Any], cfg: MLPConfig,
+              pairs: np.ndarray) -> NeuronTerms:
+        h, W = eval_hidden(weights, cfg.act, cfg.batchnorm, pairs)
+        return NeuronTerms(h.numpy(), W.numpy())
+
+    def view_names(self, cfg: MLPConfig) -> tuple[str, ...]:
+        return ("U", "V", "W")
+
+    def fourier_view(self, weights: Mapping[str, Any], cfg: MLPConfig, p: int) -> FourierView:
+        U, V, W = (np.asarray(weights[k]) for k in ("U", "V", "W"))
+        if U.ndim < 2:
+            raise ValueError(f"U must have shape (..., N, p), got shape {U.shape}.")
+        if V.shape != U.shape:
+            raise ValueError(f"V must have the shape of U {U.shape}, got shape {V.shape}.")
+        expected = (*U.shape[:-2], U.shape[-1], U.shape[-2])
+        if W.shape != expected:
+            raise ValueError(f"W must have shape {expected} (..., p, N) to match U "
+                             f"{U.shape}, got shape {W.shape}.")
+        return FourierView((U, V, W), (-1, -1, -2))

@@ -1,0 +1,306 @@
+"""The Transformer family: the paper's one-layer Transformer, as one functional forward.
+
+Tokens are ``(m, n)``, or ``(m, n, p)`` when ``n_ctx == 3`` (token ``p`` is "=", the first
+extra vocabulary entry, as in TransformerLens grokking models). With ``x_i = W_E[t_i] +
+W_pos[i]`` at positions i and the last position ``L``::
+
+    attn  = sum_h softmax_i(q_h . k_hi / sqrt(d_head)) v_hi W_O[h]   (+ b_O)
+            q_h = x_L W_Q[h] (+ b_Q[h]),  k_hi = x_i W_K[h] (+ b_K[h]),  v_hi = x_i W_V[h] (+ ...)
+    mid   = x_L + attn
+    post  = act(mid W_in (+ b_in))                       # the MLP neurons, shape (d_mlp,)
+    logit = (mid + post W_out (+ b_out)) W_U (+ b_U)     # p classes
+
+No LayerNorm; no causal mask (in one layer read at the last position a causal mask
+changes nothing: the last query may see every position either way), so only the last
+position's query is computed. Weight names and shapes follow TransformerLens:
+``W_E`` (d_vocab, d_model), ``W_pos`` (n_ctx, d_model), ``W_Q``/``W_K``/``W_V``
+(n_heads, d_model, d_head), ``W_O`` (n_heads, d_head, d_model), ``W_in`` (d_model, d_mlp),
+``W_out`` (d_mlp, d_model), ``W_U`` (d_model, p); biases ``b_Q``/``b_K``/``b_V`` (n_heads,
+d_head), ``b_O`` (d_model,), ``b_in`` (d_mlp,), ``b_out`` (d_model,), ``b_U`` (p,).
+
+>>> model = Transformer(7, TransformerConfig(d_model=8, n_heads=2))
+>>> model(torch.tensor([1, 2]), torch.tensor([3, 4])).shape
+torch.Size([2, 7])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from interp.models.base import (
+    Family,
+    FourierView,
+    ModelConfig,
+    NeuronTerms,
+    activation,
+    copy_arrays,
+    grid_view,
+)
+from interp.validate import (
+    act_power,
+    check_act,
+    check_bool,
+    check_choice,
+    check_int,
+    check_positive,
+    check_range,
+    fail,
+)
+
+#: Weight names in the order they are drawn and stored.
+PARAM_NAMES = ("W_E", "W_pos", "W_Q", "W_K", "W_V", "W_O", "W_in", "W_out", "W_U")
+#: Bias names (present only with ``ModelConfig.bias``).
+BIAS_NAMES = ("b_Q", "b_K", "b_V", "b_O", "b_in", "b_out", "b_U")
+
+
+@dataclass(frozen=True)
+class TransformerConfig(ModelConfig):
+    """One layer: tokens ``m, n`` (and the extra token ``p``, "=", when ``n_ctx == 3``),
+    learned positional embedding, ``n_heads`` attention heads of size ``d_head`` (0:
+    ``d_model // n_heads``) without a causal mask, an MLP of width ``d_mlp`` (0: ``4 *
+    d_model``) with activation ``act``, no LayerNorm, biases only with ``bias``; logits at
+    the last position. ``extra_tokens`` vocabulary entries follow the p residues. Dropout
+    acts on the MLP pre-activation. Each weight matrix is drawn with std ``init_scale /
+    sqrt(fan_in)``. The defaults are the paper's Transformer (ReLU, d_model 128, 4 heads,
+    MLP width 512, no biases, ``init_scale`` 1).
+    """
+
+    kind: ClassVar[str] = "transformer"
+    act: str = "relu"
+    dropout: float = 0.0
+    init_scale: float = 1.0
+    init_seed: int = 0
+    d_model: int = 128
+    n_heads: int = 4
+    d_head: int = 0
+    d_mlp: int = 0
+    n_ctx: int = 2
+    extra_tokens: int = 0
+    bias: bool = False
+
+    def __post_init__(self) -> None:
+        check_act(self.act)
+        check_range("dropout", self.dropout, 0.0, 1.0, hi_open=True)
+        check_positive("init_scale", self.init_scale)
+        for name, minimum in (("init_seed", 0), ("d_model", 1), ("n_heads", 1), ("d_head", 0),
+                              ("d_mlp", 0), ("n_ctx", 2), ("extra_tokens", 0)):
+            check_int(name, getattr(self, name), minimum)
+        check_choice("n_ctx", self.n_ctx, (2, 3))
+        check_bool("bias", self.bias)
+        if self.d_head == 0 and self.d_model % self.n_heads:
+            fail("d_model", f"a multiple of n_heads={self.n_heads} when d_head is 0",
+                 self.d_model)
+        if self.n_ctx == 3 and self.extra_tokens < 1:
+            fail("extra_tokens", "at least 1 with n_ctx 3 (the '=' token p)", self.extra_tokens)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TransformerConfig:
+        """From a stored dict; drops the MLP fields that configs written before model
+        families carried (``width``, and ``batchnorm`` when false)."""
+        d = {k: v for k, v in d.items() if k not in ("kind", "width")}
+        if d.get("batchnorm") is False:
+            del d["batchnorm"]
+        return cls(**d)
+
+    @property
+    def power(self) -> int | None:
+        """The exponent K of an ``x^K`` activation, else None."""
+        return act_power(self.act)
+
+    @property
+    def head_dim(self) -> int:
+        """Head size: ``d_head``, or ``d_model // n_heads`` when it is 0."""
+        return self.d_head or self.d_model // self.n_heads
+
+    @property
+    def mlp_width(self) -> int:
+        """MLP width: ``d_mlp``, or ``4 * d_model`` when it is 0."""
+        return self.d_mlp or 4 * self.d_model
+
+    @property
+    def n_neurons(self) -> int:
+        return self.mlp_width
+
+    def tag(self) -> str:
+        return f"T{self.d_model}h{self.n_heads}"
+
+    def train_forward_is_eval(self) -> bool:
+        return self.dropout == 0
+
+
+def param_shapes(p: int, cfg: TransformerConfig) -> dict[str, tuple[int, ...]]:
+    """Shape of every array of the Transformer ``cfg`` for modulus ``p``, in storage order."""
+    d, h, e, f = cfg.d_model, cfg.n_heads, cfg.head_dim, cfg.mlp_width
+    shapes = {"W_E": (p + cfg.extra_tokens, d), "W_pos": (cfg.n_ctx, d),
+              "W_Q": (h, d, e), "W_K": (h, d, e), "W_V": (h, d, e), "W_O": (h, e, d),
+              "W_in": (d, f), "W_out": (f, d), "W_U": (d, p)}
+    if cfg.bias:
+        shapes |= {"b_Q": (h, e), "b_K": (h, e), "b_V": (h, e), "b_O": (d,), "b_in": (f,),
+                   "b_out": (d,), "b_U": (p,)}
+    return shapes
+
+
+def tokens(m: torch.Tensor, n: torch.Tensor, p: int, n_ctx: int) -> torch.Tensor:
+    """Token sequences for operands ``m``, ``n`` shape=(B,): shape=(B, n_ctx) int64."""
+    cols = [m, n] + ([torch.full_like(m, p)] if n_ctx == 3 else [])
+    return torch.stack(cols, dim=-1)
+
+
+def _plus(x: torch.Tensor, params: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
+    return x + params[name] if name in params else x
+
+
+def residual_mid(params: Mapping[str, torch.Tensor], tok: torch.Tensor) -> torch.Tensor:
+    """Residual stream at the last position after attention. shape=(B, d_model).
+
+    Every projection of an embedding (``W_E @ W_Q``, ``W_E @ W_K``, ``W_E @ W_V @ W_O``,
+    and the same for ``W_pos``) is computed once per vocabulary entry and position, then
+    gathered per example: the same sums as projecting each example's ``x_i``, at a cost
+    that does not grow with the batch, so attention is cheap next to the MLP.
+    """
+    ctx, last = tok.shape[1], tok[:, -1]
+    E, pos = params["W_E"], params["W_pos"][:ctx]
+    W_Q, W_K, W_O = params["W_Q"], params["W_K"], params["W_O"]
+    OV = torch.einsum("hde,hef->hdf", params["W_V"], W_O)                  # (h, d, d)
+    q = torch.einsum("vd,hde->vhe", E, W_Q)[last] + torch.einsum("d,hde->he", pos[-1], W_Q)
+    k = torch.einsum("vd,hde->vhe", E, W_K)[tok] + torch.einsum("cd,hde->che", pos, W_K)
+    ov = torch.einsum("vd,hdf->vhf", E, OV)[tok] + torch.einsum("cd,hdf->chf", pos, OV)
+    q, k = _plus(q, params, "b_Q"), _plus(k, params, "b_K")               # (B, h, e), (B, c, h, e)
+    pattern = (torch.einsum("bhe,bche->bhc", q, k) / math.sqrt(q.shape[-1])).softmax(-1)
+    attn = torch.einsum("bhc,bchd->bd", pattern, ov)
+    if "b_V" in params:  # each head's pattern sums to 1, so b_V adds b_V W_O once
+        attn = attn + torch.einsum("he,hed->d", params["b_V"], W_O)
+    return E[last] + pos[-1] + _plus(attn, params, "b_O")
+
+
+def forward(params: Mapping[str, torch.Tensor], tok: torch.Tensor, act: str,
+            pre_hook: Callable[[torch.Tensor], torch.Tensor] | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits, MLP neuron activations and the mid residual at the last position.
+
+    Parameters
+    ----------
+    params : the arrays of :func:`param_shapes` as tensors (any float dtype, one device).
+    tok : shape=(B, n_ctx) int64 token ids.
+    act : activation name as in ``TransformerConfig.act``.
+    pre_hook : applied to the MLP pre-activation (dropout in training).
+
+    Returns
+    -------
+    logits : shape=(B, p).
+    post : shape=(B, d_mlp), the neurons after the activation.
+    mid : shape=(B, d_model), the residual stream entering the MLP.
+    """
+    mid = residual_mid(params, tok)
+    pre = _plus(mid @ params["W_in"], params, "b_in")
+    if pre_hook is not None:
+        pre = pre_hook(pre)
+    post = activation(act, pre)
+    out = _plus(mid + post @ params["W_out"], params, "b_out")
+    return _plus(out @ params["W_U"], params, "b_U"), post, mid
+
+
+class Transformer(nn.Module):
+    """One-layer Transformer with TransformerLens parameter names (see the module docstring).
+
+    Each weight is drawn from a normal distribution with std ``init_scale /
+    sqrt(fan_in)`` (fan-in: ``d_model`` for every matrix but ``W_out``, ``d_mlp`` for it);
+    biases start at zero.
+    """
+
+    def __init__(self, p: int, cfg: TransformerConfig, device: str | torch.device = "cpu") -> None:
+        super().__init__()
+        self.p, self.cfg = p, cfg
+        gen = torch.Generator().manual_seed(cfg.init_seed)
+        for name, shape in param_shapes(p, cfg).items():
+            if name.startswith("b_"):
+                value = torch.zeros(shape)
+            else:
+                fan_in = cfg.mlp_width if name == "W_out" else cfg.d_model
+                value = torch.randn(shape, generator=gen) * (cfg.init_scale / fan_in**0.5)
+            # Drawn on the CPU so that the same seed gives the same weights on every device.
+            setattr(self, name, nn.Parameter(value.to(device)))
+
+    def params(self) -> dict[str, torch.Tensor]:
+        """The parameters by name (not detached)."""
+        return dict(self.named_parameters())
+
+    def forward(self, m: torch.Tensor, n: torch.Tensor,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Logits for operand index tensors ``m``, ``n`` of shape=(B,). shape=(B, p)."""
+        hook = None
+        if self.training and self.cfg.dropout > 0:
+            keep = 1.0 - self.cfg.dropout
+
+            def hook(pre: torch.Tensor) -> torch.Tensor:
+                mask = torch.rand(pre.shape, generator=generator, device=pre.device) < keep
+                return pre * mask / keep
+        tok = tokens(m, n, self.p, self.cfg.n_ctx)
+        return forward(self.params(), tok, self.cfg.act, hook)[0]
+
+    def arrays(self) -> dict[str, torch.Tensor]:
+        """Parameters by name (detached), in storage order."""
+        return {k: v.detach() for k, v in self.named_parameters()}
+
+    def load_arrays(self, arrays: Mapping[str, object]) -> None:
+        """Copy named arrays (numpy or torch) into the parameters."""
+        copy_arrays(self.arrays(), arrays)
+
+
+def logit_terms(arrays: Mapping[str, Any], cfg: TransformerConfig, p: int,
+                pairs: np.ndarray) -> NeuronTerms:
+    """The logits split into MLP-neuron terms and the rest, in float64.
+
+    ``hidden`` shape=(P, d_mlp): the neurons after the activation; ``readout``
+    shape=(p, d_mlp): ``(W_out @ W_U).T``, each neuron's direction in the logits; ``base``
+    shape=(P, p): the logits without the neurons (attention and direct paths, biases).
+    """
+    params = {k: torch.as_tensor(np.asarray(v, dtype=np.float64)) for k, v in arrays.items()}
+    pairs = torch.as_tensor(np.asarray(pairs, dtype=np.int64))
+    with torch.no_grad():
+        _, post, mid = forward(params, tokens(pairs[:, 0], pairs[:, 1], p, cfg.n_ctx), cfg.act)
+        out = mid + params["b_out"] if "b_out" in params else mid
+        base = out @ params["W_U"] + (params["b_U"] if "b_U" in params else 0.0)
+        readout = (params["W_out"] @ params["W_U"]).t()
+    return NeuronTerms(post.numpy(), readout.numpy(), base.numpy())
+
+
+class TransformerFamily(Family):
+    """Neurons are the MLP's d_mlp units; each is seen as its activation over the p x p
+    grid of inputs; the token embedding ``W_E`` has a spectrum of its own."""
+
+    name = "transformer"
+    config = TransformerConfig
+    format_version = 2
+    view_ndim = 2
+
+    def build(self, p: int, cfg: TransformerConfig,
+              device: str | torch.device = "cpu") -> Transformer:
+        return Transformer(p, cfg, device)
+
+    def array_shapes(self, p: int, cfg: TransformerConfig) -> dict[str, tuple[int, ...]]:
+        return param_shapes(p, cfg)
+
+    def neuron_axes(self, cfg: TransformerConfig) -> dict[str, int]:
+        return {"W_in": 1, "W_out": 0, "b_in": 0}
+
+    def terms(self, weights: Mapping[str, Any], cfg: TransformerConfig,
+              pairs: np.ndarray) -> NeuronTerms:
+        return logit_terms(weights, cfg, int(np.shape(weights["W_U"])[-1]), pairs)
+
+    def fourier_view(self, weights: Mapping[str, Any], cfg: TransformerConfig,
+                     p: int) -> FourierView:
+        """Each MLP neuron's activation on the p x p grid; leading (checkpoint) axes of the
+        weights are looped over."""
+        return grid_view(weights, p, lambda w, pairs: logit_terms(w, cfg, p, pairs).hidden,
+                         "W_E", 2)
+
+    def embedding(self, weights: Mapping[str, Any], p: int) -> np.ndarray:
+        return np.asarray(weights["W_E"])

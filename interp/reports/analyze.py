@@ -1,0 +1,166 @@
+"""One-call analysis of a recorded run: accuracies, IPR, neuron classes, pruning, ablation.
+
+A thin layer over :class:`interp.store.Run` and the array functions of
+:mod:`interp.analysis`, for a network of any family (:mod:`interp.models`). The run file
+is opened read-only and never written. :func:`analyze` returns plain JSON-serialisable
+data (lists, numbers, strings, None); a NaN (e.g. the accuracy of an empty corrupted
+subset) becomes None, i.e. JSON null. :func:`analyze_run` also returns the arrays the
+figures draw, so that plotting recomputes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from interp.analysis import classify as classify_mod
+from interp.analysis import prune as prune_mod
+from interp.analysis.embedding import EMBEDDING_CONVENTION, embedding_spectrum, key_frequencies
+from interp.analysis.fit import fit_summary, frequency_lock_steps
+from interp.analysis.neurons import (
+    ipr_convention,
+    neuron_terms,
+    trajectory_ipr,
+    view_ipr,
+    view_power,
+)
+from interp.analysis.phase import run_phase
+from interp.analysis.spectra import grid_top_frequency
+from interp.data import accuracies
+from interp.jsonable import to_jsonable
+from interp.store.trajectory import Run
+
+
+def accuracies_at(run: Run, step: int | None = None) -> dict[str, float]:
+    """The six accuracies of the stored weights at ``step`` (None: the last checkpoint).
+
+    Computed in eval mode and float64 from the stored arrays (the family's neuron terms),
+    in :data:`interp.data.ACCURACY_NAMES` order; an empty subset gives NaN.
+    """
+    weights, ds = run.weights(step), run.dataset()
+    logits = neuron_terms(weights, run.config.model, ds.pairs[ds.eval_idx]).logits()
+    return {k: float(v) for k, v in accuracies(logits.argmax(-1), ds).items()}
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """An analysis summary (JSON-ready, see :func:`analyze`) and the arrays its figures
+    draw: ``metrics`` (the run's per-step metrics), ``ipr_steps``/``ipr_trajectory``
+    (shape=(T,), (T, N); up to the analyzed step) and ``power`` (shape=(N, K), the
+    per-neuron spectra of a family whose neurons are vectors), each None when not computed."""
+
+    summary: dict[str, Any]
+    arrays: dict[str, Any] = field(default_factory=dict)
+
+
+def _neuron_sections(run: Run, weights: dict[str, np.ndarray], step: int, r: float,
+                     threshold: float | None, key_fraction: float) -> tuple[dict, dict]:
+    """The IPR, classes and family-specific spectra sections, and the figure arrays."""
+    model, p = run.config.model, run.config.data.p
+    view = run.family.fourier_view(weights, model, p)
+    neuron = view_ipr(view, r)
+    ipr = {"convention": ipr_convention(model), "r": r, "neurons": neuron,
+           "mean": float(neuron.mean())}
+    if view.ndim == 2:
+        ipr["top_frequency"] = grid_top_frequency(view.parts[0])
+    sections: dict[str, Any] = {"ipr": ipr, "classes": classify_mod.classify(neuron, threshold)}
+    embedding = run.family.embedding(weights, p)
+    if embedding is not None:
+        shares = embedding_spectrum(embedding, p)
+        sections["embedding"] = {"convention": EMBEDDING_CONVENTION, "shares": shares,
+                                 "key": key_frequencies(shares, key_fraction)}
+    arrays = {"power": view_power(view) if view.ndim == 1 else None}
+    return sections, arrays
+
+
+def analyze_run(run: Run, step: int | None = None, *, ipr: bool = True, prune: bool = True,
+                ablate: bool = True, fit: bool = False, phase: bool = True, r: float = 2,
+                threshold: float | None = None, seed: int = 0, n_random: int = 5,
+                device: str = "cpu", key_fraction: float = 0.9) -> Analysis:
+    """:func:`analyze` on an open run, with the arrays its figures draw."""
+    cfg = run.config
+    step = int(run.steps[run.index_of(step)])
+    weights, ds = run.weights(step), run.dataset()
+    if fit and not run.family.analytic_solution:
+        raise ValueError(f"fit (the analytic periodic solution) applies to MLP runs, but "
+                         f"{str(run.path)!r} holds a {cfg.model.kind}.")
+    sections, arrays = _neuron_sections(run, weights, step, r, threshold, key_fraction)
+    classes = sections.pop("classes")
+    terms = neuron_terms(weights, cfg.model, ds.pairs[ds.eval_idx])
+    loss = cfg.train.loss
+    out: dict[str, Any] = {
+        "step": step, "p": cfg.data.p, "width": cfg.model.n_neurons,
+        "accuracy": accuracies_at(run, step),
+        "ipr": sections["ipr"] if ipr else None,
+        "classes": {"threshold": classes.threshold, "method": classes.method,
+                    "generalizing": classes.generalizing,
+                    "memorizing": classes.memorizing} if ipr else None,
+        "prune": prune_mod.prune_curves(terms, ds, sections["ipr"]["neurons"], loss,
+                                        n_random=n_random, seed=seed, device=device)
+        if prune else None,
+        "ablate": prune_mod.ablate(terms, ds, loss, device=device) if ablate else None,
+        "generalizing_since": None,
+        "fit": None,
+        "phase": run_phase(run) if phase else None,
+    } | {k: v for k, v in sections.items() if k != "ipr"}
+    if fit:
+        out["fit"] = fit_summary(weights, cfg, ds)
+        out["fit"]["lock_step"] = frequency_lock_steps(run, until=step)[0]
+    arrays |= {"metrics": run.metrics(), "ipr_steps": None, "ipr_trajectory": None}
+    if ipr:
+        steps, traj = trajectory_ipr(run, r)
+        upto = steps <= step
+        out["generalizing_since"] = classify_mod.generalizing_since(
+            traj[upto], steps[upto], classes.threshold)
+        arrays |= {"ipr_steps": steps[upto], "ipr_trajectory": traj[upto]}
+    return Analysis(to_jsonable(out), arrays)
+
+
+def analyze(run_path: str | os.PathLike, step: int | None = None, **options: Any
+            ) -> dict[str, Any]:
+    """Analyze the network (of any family) of a run at one stored step.
+
+    Parameters
+    ----------
+    run_path : trajectory file written by :func:`interp.train_to_file`.
+    step : a stored checkpoint step; None for the last.
+    ipr : include the IPR, the neuron classes and ``generalizing_since`` (the latter
+        reads the IPR of every stored checkpoint up to ``step``).
+    prune : include the pruning curves (ascending IPR, descending IPR, random); the
+        orders use the IPR at ``step`` whether or not ``ipr`` is set.
+    ablate : include the effect of removing each neuron alone.
+    r : IPR exponent (the paper uses 2).
+    threshold : IPR cut between memorizing and generalizing; None for Otsu's.
+    seed, n_random : the random pruning curve is the mean over ``n_random`` orders
+        drawn from ``seed``.
+    device : torch device for pruning and ablation.
+    fit : include the fit of the analytic periodic solution (:func:`interp.fit_summary`,
+        plus ``lock_step``: when each neuron locked onto its frequency); add/sub MLP runs.
+    phase : include the run's phase from its metrics (:func:`interp.run_phase`).
+    key_fraction : the share of a token embedding's squared norm the key frequencies
+        must carry (families with an embedding, e.g. the Transformer).
+
+    Returns
+    -------
+    dict with keys ``step``, ``p``, ``width`` (the number of neurons), ``accuracy`` (the
+    six accuracies), ``ipr`` (``convention``, ``r``, ``neurons`` length N, ``mean``),
+    ``classes`` (``threshold``, ``method``, ``generalizing``, ``memorizing`` neuron
+    indices), ``prune`` (``ascending``, ``descending``, ``random``: each lists of length
+    N + 1 for ``n_pruned``, the six accuracies, ``loss`` and ``test_loss``), ``ablate``
+    (lists of length N: ``neuron``, the six accuracies, ``loss``, ``test_loss``) and
+    ``generalizing_since`` (length N: the first stored step from which the neuron is
+    generalizing at every later checkpoint up to ``step``, -1 if not generalizing at
+    ``step``), ``fit`` and ``phase``. Disabled sections are None. NaN is stored as None.
+
+    The neurons and their Fourier view come from the run's family: the MLP's hidden
+    units (1D spectra of U, V, W); a Transformer's MLP neurons, whose IPR is that of
+    their activation over the p x p grid (``ipr.top_frequency`` holds each neuron's
+    strongest (f_m, f_n)). A family with a token embedding adds ``embedding``: its
+    spectrum's ``convention``, ``shares`` (length p//2+1) and ``key``
+    (:func:`interp.key_frequencies`).
+    """
+    with Run(run_path) as run:
+        return analyze_run(run, step, **options).summary

@@ -1,0 +1,105 @@
+"""Side-by-side comparison of runs, e.g. the same setting under different regularizers.
+
+:func:`compare` returns plain data: per run the config fields that differ between the
+runs, final accuracies, phase, IPR statistics, neuron class counts, weight norms, and
+(for BatchNorm runs) the rank correlation of |gamma| with IPR, the paper's evidence that
+BatchNorm de-amplifies memorizing neurons; plus the curves the comparison figures need.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from interp.analysis.neurons import ipr_convention
+from interp.analysis.phase import total_norm
+from interp.jsonable import to_jsonable
+from interp.reports.analyze import analyze_run
+from interp.store.trajectory import Run
+
+CURVES = ("accuracy/train", "accuracy/test", "accuracy/train_corrupted")
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= _flat(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_differences(configs: Sequence[dict[str, Any]]) -> list[str]:
+    """Dotted names of the config fields whose values are not the same in every run."""
+    flats = [_flat(c) for c in configs]
+    keys = sorted(set().union(*flats))
+    return [k for k in keys if len({repr(f.get(k)) for f in flats}) > 1]
+
+
+def gamma_ipr_correlation(gamma: np.ndarray, ipr: np.ndarray) -> dict[str, float]:
+    """Spearman rank correlation of |gamma| with IPR over neurons, shape=(N,) each."""
+    from scipy.stats import spearmanr  # scipy.stats takes a while to import: only here
+
+    rho, pvalue = spearmanr(np.abs(gamma), ipr)
+    return {"spearman": float(rho), "p_value": float(pvalue)}
+
+
+def _one(path: Path, step: int | None, prune: bool, seed: int) -> dict[str, Any]:
+    with Run(path) as run:
+        analysis = analyze_run(run, step, ipr=True, prune=prune, ablate=False, phase=True,
+                               seed=seed)
+        s, m = analysis.summary, analysis.arrays["metrics"]
+        weights = run.weights(s["step"])
+        ipr_steps, ipr_traj = analysis.arrays["ipr_steps"], analysis.arrays["ipr_trajectory"]
+        cfg = run.config.to_dict()
+        convention = ipr_convention(run.config.model)
+    upto = m["step"] <= s["step"]
+    neurons = np.asarray(s["ipr"]["neurons"])
+    norms = {k.removeprefix("norm/"): float(v[upto][-1]) for k, v in m.items()
+             if k.startswith("norm/")}
+    norms["total"] = float(total_norm(m)[upto][-1])
+    bn = (gamma_ipr_correlation(weights["gamma"], neurons) | {"gamma": np.abs(weights["gamma"])}
+          if "gamma" in weights else None)
+    return {
+        "path": str(path), "label": path.stem, "config": cfg, "step": s["step"],
+        "accuracy": s["accuracy"], "phase": s["phase"],
+        "ipr": {"mean": s["ipr"]["mean"], "median": float(np.median(neurons)),
+                "neurons": neurons},
+        "classes": {"threshold": s["classes"]["threshold"],
+                    "n_generalizing": len(s["classes"]["generalizing"]),
+                    "n_memorizing": len(s["classes"]["memorizing"])},
+        "norms": norms, "batchnorm": bn, "prune": s["prune"],
+        "curves": {"step": m["step"][upto]} | {k: m[k][upto] for k in CURVES},
+        "ipr_over_training": {"step": ipr_steps, "mean": ipr_traj.mean(axis=1)},
+        "ipr_convention": convention,
+    }
+
+
+def compare(paths: Sequence[str | os.PathLike], step: int | None = None, *,
+            prune: bool = True, seed: int = 0) -> dict[str, Any]:
+    """Compare runs at one stored step (None: each run's last checkpoint).
+
+    Returns a JSON-ready dict: ``differences`` (dotted config fields that differ),
+    ``ipr_convention`` and ``runs``, one record per path with ``label``, ``differences``
+    (that run's values of the differing fields), ``accuracy``, ``phase`` (with its
+    evidence), ``ipr`` (``mean``, ``median``, ``neurons``), ``classes`` (Otsu threshold,
+    counts), ``norms`` (final, per parameter and ``total``), ``batchnorm`` (``spearman``
+    and ``p_value`` of |gamma| against IPR, ``gamma``; None without BatchNorm),
+    ``prune`` (curves, or None), ``curves`` (per-step accuracies) and
+    ``ipr_over_training`` (mean neuron IPR per stored checkpoint).
+    """
+    if len(paths) < 1:
+        raise ValueError("compare needs at least one run file, got none.")
+    runs = [_one(Path(p), step, prune, seed) for p in paths]
+    diff = config_differences([r["config"] for r in runs])
+    for r in runs:
+        flat = _flat(r.pop("config"))
+        r["differences"] = {k: flat.get(k) for k in diff}
+    conventions = {r.pop("ipr_convention") for r in runs}
+    return to_jsonable({"differences": diff, "ipr_convention": " | ".join(sorted(conventions)),
+                        "runs": runs})

@@ -1,0 +1,259 @@
+"""Checkpoints written by other code: read them safely and convert them to trajectories.
+
+Formats, by file suffix: ``.safetensors`` (read with the ``safetensors`` package, which
+never executes code), ``.npz`` (``numpy.load`` with ``allow_pickle=False``), anything
+else as a PyTorch file (``.pt``, ``.pth``, ``.bin``, ``.ckpt``) read with
+``torch.load(weights_only=True)``, which refuses pickled objects other than tensors and
+plain containers. ``allow_pickle=True`` (``--unsafe-pickle``) lifts that refusal for
+files you trust: unpickling can run arbitrary code.
+
+Structures a PyTorch file may hold:
+
+- a state dict ``{key: tensor}`` (nested dicts are joined with ".");
+- a dict nesting one under ``state_dict``, ``model_state_dict``, ``model``, ``module``,
+  ``params`` or ``weights``, with an optional ``step``/``epoch``/``iteration`` beside it;
+- a trajectory: a list of either of the above (steps from their ``step``/``epoch`` keys,
+  else 0, 1, 2, ...), or a dict with such a list under ``checkpoints`` and optionally
+  the steps under ``checkpoint_steps``/``checkpoint_epochs``/``steps``/``epochs``.
+
+:func:`foreign_run` maps the arrays with a layout (:mod:`interp.store.layouts`);
+:func:`interp.training.runner.import_checkpoint` writes them as a trajectory file. The data
+split, corruption and loss are ours to choose (the foreign run's own split is unknown), so
+``accuracy/all_true`` is the split-free number.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickletools
+import warnings
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from interp.config import DataConfig, RunConfig, TrainConfig
+from interp.models import model_config_from_dict
+from interp.store.layouts import convert, parse_map
+from interp.store.trajectory import Run
+
+FOREIGN_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".npz")
+NEST_KEYS = ("state_dict", "model_state_dict", "model", "module", "params", "weights")
+STEP_KEYS = ("step", "steps", "epoch", "iteration", "global_step")
+LIST_STEP_KEYS = ("checkpoint_steps", "checkpoint_epochs", "steps", "epochs")
+
+Checkpoints = list[tuple[int, dict[str, np.ndarray]]]
+
+
+def _flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
+    """Arrays of a (nested) dict under dotted keys; other values are left out."""
+    out: dict[str, np.ndarray] = {}
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out |= _flatten(value, name + ".")
+        elif isinstance(value, torch.Tensor):
+            t = value.detach().cpu()
+            out[name] = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+        elif isinstance(value, np.ndarray):
+            out[name] = value
+    return out
+
+
+def _step_of(obj: Mapping[str, Any], default: int) -> int:
+    for key in STEP_KEYS:
+        value = obj.get(key)
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            return int(value)
+        if isinstance(value, (torch.Tensor, np.ndarray)) and np.size(value) == 1:
+            return int(np.asarray(value).item())
+    return default
+
+
+def _state_of(obj: Any, where: str) -> dict[str, np.ndarray]:
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{where} must be a dict of arrays (a state dict), got "
+                         f"{type(obj).__name__}.")
+    for key in NEST_KEYS:
+        if isinstance(obj.get(key), Mapping):
+            return _flatten(obj[key])
+    return _flatten(obj)
+
+
+def _structure(obj: Any, path: Path) -> Checkpoints:
+    """(step, flat state) of each checkpoint in a loaded PyTorch object."""
+    steps: Sequence[Any] | None = None
+    if isinstance(obj, Mapping) and isinstance(obj.get("checkpoints"), (list, tuple)):
+        steps = next((obj[k] for k in LIST_STEP_KEYS if k in obj), None)
+        obj = obj["checkpoints"]
+    if isinstance(obj, (list, tuple)):
+        if steps is not None and len(steps) != len(obj):
+            raise ValueError(f"file {str(path)!r} lists {len(steps)} steps for {len(obj)} "
+                             "checkpoints.")
+        out = []
+        for i, item in enumerate(obj):
+            state = _state_of(item, f"checkpoint {i} of {str(path)!r}")
+            step = int(steps[i]) if steps is not None else _step_of(item, i)
+            out.append((step, state))
+        return out
+    return [(_step_of(obj, 0) if isinstance(obj, Mapping) else 0,
+             _state_of(obj, f"the content of {str(path)!r}"))]
+
+
+def _is_pickle(path: Path) -> bool:
+    """Whether ``path`` is a torch zip archive or starts with a well-formed pickle stream
+    (its opcodes are parsed, never executed)."""
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as f:
+        try:
+            for _ in pickletools.genops(f):
+                pass
+        except Exception:  # any malformed stream
+            return False
+    return True
+
+
+def _load_torch(path: Path, allow_pickle: bool) -> Any:
+    try:
+        with warnings.catch_warnings():  # e.g. "pickle protocol 4": the error says enough
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+    except Exception as exc:  # torch raises many kinds for a file that is not its own
+        if "Weights only load failed" in str(exc) and _is_pickle(path):
+            raise ValueError(f"file {str(path)!r} holds pickled Python objects that safe "
+                             "loading refuses (they could run code); if you trust it, pass "
+                             "--unsafe-pickle (allow_pickle=True).") from None
+        raise ValueError(f"file {str(path)!r} must be a PyTorch checkpoint, but torch.load "
+                         f"could not read it ({type(exc).__name__}).") from None
+
+
+def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return _flatten(load_file(str(path), device="cpu"))
+    except SafetensorError as exc:
+        raise ValueError(f"file {str(path)!r} must be a safetensors file, but reading it "
+                         f"failed: {exc}.") from None
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, Mapping):
+            raise ValueError("it holds one array, not named ones")
+        with z:
+            return {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError) as exc:
+        why = ("it holds pickled objects, which are refused" if "pickle" in str(exc)
+               or "Object arrays" in str(exc) else f"reading it failed: {exc}")
+        raise ValueError(f"file {str(path)!r} must be a NumPy .npz of arrays, but {why}.") \
+            from None
+
+
+def load_checkpoints(path: str | os.PathLike, *, allow_pickle: bool = False) -> Checkpoints:
+    """Read a foreign checkpoint or trajectory as ``[(step, {key: array}), ...]``.
+
+    Parameters
+    ----------
+    path : a PyTorch, safetensors or ``.npz`` file (see the module docstring).
+    allow_pickle : let ``torch.load`` unpickle arbitrary objects. Only for trusted files:
+        unpickling can execute code.
+
+    Returns
+    -------
+    list of (step, state), steps increasing; each state maps dotted keys to arrays.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist.")
+    if path.suffix == ".safetensors":
+        found = [(0, _load_safetensors(path))]
+    elif path.suffix == ".npz":
+        found = [(0, _load_npz(path))]
+    else:
+        found = _structure(_load_torch(path, allow_pickle), path)
+    for i, (step, state) in enumerate(found):
+        if not state:
+            raise ValueError(f"checkpoint {i} of {str(path)!r} holds no arrays.")
+        if i and step <= found[i - 1][0]:
+            raise ValueError(f"checkpoint steps in {str(path)!r} must increase, got {step} "
+                             f"after {found[i - 1][0]}.")
+    return found
+
+
+def convert_checkpoints(found: Checkpoints, layout: str = "auto", p: int | None = None,
+                        mapping: Mapping[str, str] | None = None
+                        ) -> tuple[int, dict[str, Any], Checkpoints, dict[str, str]]:
+    """Apply a layout to every checkpoint; all must agree on p and the model's shape.
+
+    Returns (p, model config fields, [(step, our arrays)], {our name: foreign key}).
+    """
+    out: Checkpoints = []
+    first: tuple[int, dict[str, Any], dict[str, tuple[int, ...]]] | None = None
+    keys: dict[str, str] = {}
+    for i, (step, state) in enumerate(found):
+        try:
+            p_i, fields, arrays, keys = convert(state, layout, p, mapping)
+        except ValueError as exc:
+            prefix = f"checkpoint {i} (step {step}): " if len(found) > 1 else ""
+            raise ValueError(prefix + str(exc)) from None
+        shapes = {k: v.shape for k, v in arrays.items()}
+        if first is None:
+            first = (p_i, fields, shapes)
+        elif (p_i, fields, shapes) != first:
+            raise ValueError(f"checkpoint {i} (step {step}) must have the shapes of "
+                             f"checkpoint 0 {first[2]}, got {shapes}.")
+        out.append((step, {k: np.asarray(v, np.float32) for k, v in arrays.items()}))
+    assert first is not None
+    return first[0], first[1], out, keys
+
+
+def foreign_run(path: str | os.PathLike, *, layout: str = "auto", p: int | None = None,
+                op: str = "add", mapping: Mapping[str, str] | Sequence[str] | None = None,
+                act: str | None = None, loss: str = "mse", train_frac: float = 0.5,
+                corrupt: float = 0.0, seed: int = 0, allow_pickle: bool = False
+                ) -> tuple[RunConfig, Checkpoints, str]:
+    """Read a foreign checkpoint or trajectory as (config, checkpoints, source text).
+
+    Parameters
+    ----------
+    layout : ``auto``, ``mlp``, ``generic-mlp`` or ``transformer`` (:mod:`interp.store.layouts`).
+    p : the modulus; inferred from the weights where the layout allows.
+    mapping : ``{our name: foreign key}`` or ``["name=key", ...]``.
+    act : the network's activation (default: its family's, ``x^2`` for MLPs, ``relu``
+        for Transformers).
+    op, loss, train_frac, corrupt, seed : the dataset and loss the metrics are measured on.
+    allow_pickle : see :func:`load_checkpoints`.
+    """
+    if not isinstance(mapping, Mapping):
+        mapping = parse_map(mapping)
+    found = load_checkpoints(path, allow_pickle=allow_pickle)
+    p, fields, checkpoints, keys = convert_checkpoints(found, layout, p, mapping)
+    model = model_config_from_dict(fields | ({"act": act} if act else {}))
+    cfg = RunConfig(DataConfig(p=p, op=op, train_frac=train_frac, corrupt=corrupt,
+                               split_seed=seed, corrupt_seed=seed),
+                    model, TrainConfig(steps=checkpoints[-1][0], loss=loss))
+    source = (f"imported from {Path(path).name} (layout {layout}, model {model.kind}, "
+              f"keys {json.dumps(keys)})")
+    return cfg, checkpoints, source
+
+
+def is_foreign(path: str | os.PathLike) -> bool:
+    """Whether ``path`` has a foreign checkpoint suffix (:data:`FOREIGN_SUFFIXES`)."""
+    return Path(path).suffix in FOREIGN_SUFFIXES
+
+
+def to_state_dicts(run_path: str | os.PathLike) -> list[dict[str, Any]]:
+    """A trajectory file as ``[{"step": int, "state_dict": {name: tensor}}, ...]``, the
+    structure :func:`load_checkpoints` reads back (``torch.save`` it as a list)."""
+    with Run(run_path) as run:
+        return [{"step": int(s), "state_dict": {k: torch.from_numpy(v)
+                                                 for k, v in run.weights(int(s)).items()}}
+                for s in run.steps]

@@ -1,0 +1,129 @@
+"""Phase-diagram sweeps: bring every cell of a :class:`interp.sweeps.spec.SweepSpec` to
+completion.
+
+Each cell of the grid is one ordinary trajectory file ``OUT/cells/<cell_id>.h5``, so a
+sweep is resumable by construction: a complete file is skipped, an incomplete one (a
+killed cell) is resumed, a missing or unreadable one is trained from scratch. Cells run
+in local worker processes or as tasks on a Dask cluster (:mod:`interp.sweeps.workers`);
+``OUT/summary.csv`` and ``OUT/summary.json`` (one row per cell) are rewritten atomically
+as cells finish, and ``OUT/sweep.json`` holds the spec. The format is described in
+``docs/sweeps.md``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from interp.analysis.neurons import ipr_convention
+from interp.store.atomic import write_text_atomic
+from interp.sweeps.spec import SweepSpec, cells, is_int
+from interp.sweeps.summary import cell_files, cell_row, file_state, read_error, write_summary
+from interp.sweeps.workers import Task, available_cores, dask_client_class, outcomes
+
+
+@dataclass(frozen=True)
+class CellEvent:
+    """What ``progress`` receives when a cell is done: ``action`` is skipped, trained,
+    resumed or failed; ``row`` its summary row; ``done`` of ``total`` cells finished."""
+
+    cell_id: str
+    action: str
+    row: dict[str, Any]
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """Outcome of :func:`run_sweep`. ``n_run`` = cells trained or resumed by this call."""
+
+    out_dir: Path
+    n_cells: int
+    n_trained: int
+    n_resumed: int
+    n_skipped: int
+    failed: tuple[str, ...]
+    rows: tuple[dict[str, Any], ...]
+
+    @property
+    def n_run(self) -> int:
+        return self.n_trained + self.n_resumed
+
+
+def _scan(spec: SweepSpec, out: Path) -> tuple[dict[str, dict[str, Any]], list[Task]]:
+    """Summary rows of every cell as found on disk, and the cells still to run."""
+    rows: dict[str, dict[str, Any]] = {}
+    tasks: list[Task] = []
+    for cid, cfg in cells(spec):
+        path, err = cell_files(out, cid)
+        if file_state(path, cfg) == "complete":
+            rows[cid] = cell_row(cid, cfg, spec.regularizer, path)
+        else:
+            rows[cid] = cell_row(cid, cfg, spec.regularizer, path, read_error(err))
+            tasks.append((cid, cfg, path))
+    return rows, tasks
+
+
+def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, *, workers: int | None = None,
+              scheduler: Any = None, progress: Callable[[CellEvent], None] | None = None,
+              retries: int = 2, batch: int = 8) -> SweepReport:
+    """Bring every cell of ``spec`` to completion under ``out_dir``; see the module doc.
+
+    ``workers``: local worker processes (default: one per available core, at most one per
+    cell to run); each uses ``cores // workers`` torch threads; 0 runs the cells one after
+    another in this process, leaving its torch threads alone. ``scheduler``: a Dask
+    scheduler address (``"tcp://host:8786"``) or a ``distributed.Client``; cells then run
+    as cluster tasks (one torch thread each) writing to ``out_dir``, which the workers must
+    see at the same path. ``retries``: extra attempts for a cell whose worker died or
+    that raised. A failing cell is recorded (status ``failed``, ``cells/<id>.error``) and
+    the others go on (cells batched together fail together). ``batch``: cells that can
+    share a stack (MLP, full batch, no dropout or BatchNorm, Adam(W), same p, width and
+    steps) train up to this many at a time as one :class:`interp.batched.BatchTrainer`;
+    1 trains every cell alone. ``progress`` receives a :class:`CellEvent` per cell, skipped ones
+    first.
+    """
+    cores = available_cores()
+    if workers is not None and (not is_int(workers) or not 0 <= workers <= cores):
+        raise ValueError(f"workers must be an integer from 0 to the {cores} cores available "
+                         f"here, got {workers!r}.")
+    if not is_int(retries) or retries < 0:
+        raise ValueError(f"retries must be an integer >= 0, got {retries!r}.")
+    if not is_int(batch) or batch < 1:
+        raise ValueError(f"batch must be an integer >= 1, got {batch!r}.")
+    if scheduler is not None:
+        dask_client_class()  # fail before any work when dask is missing
+    out = Path(out_dir).resolve()
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "sweep.json", spec.to_json() + "\n", if_changed=True)
+    rows, tasks = _scan(spec, out)
+    convention = ipr_convention(spec.base.model)
+    write_summary(out, list(rows.values()), convention)
+    configs = {cid: cfg for cid, cfg, _ in tasks}
+    skipped = [(cid, "skipped", rows[cid], None) for cid in rows if cid not in configs]
+    counts = dict.fromkeys(("trained", "resumed", "skipped", "failed"), 0)
+    failed = []
+    stream = itertools.chain(skipped, outcomes(tasks, spec.regularizer, workers, scheduler,
+                                               retries, batch))
+    for done, (cid, action, row, exc) in enumerate(stream, 1):
+        if cid in configs:
+            path, err = cell_files(out, cid)
+            if exc is None:
+                err.unlink(missing_ok=True)
+            else:
+                message = f"{type(exc).__name__}: {exc}"
+                write_text_atomic(err, message + "\n")
+                row = cell_row(cid, configs[cid], spec.regularizer, path, message)
+                action = "failed"
+                failed.append(cid)
+            rows[cid] = row
+            write_summary(out, list(rows.values()), convention)
+        counts[action] += 1
+        if progress is not None:
+            progress(CellEvent(cid, action, row, done, len(rows)))
+    return SweepReport(out, len(rows), counts["trained"], counts["resumed"], counts["skipped"],
+                       tuple(failed), tuple(rows.values()))

@@ -1,0 +1,240 @@
+"""The grid of a phase-diagram sweep: xi x alpha x one regularizer's values x seeds.
+
+:class:`SweepSpec` is validated on construction and stored as ``OUT/sweep.json``;
+:func:`cells` lists every cell's id and :class:`interp.config.RunConfig`.
+
+>>> spec = SweepSpec(xi=(0.2, 0.4), alpha=(0.5,), regularizer="dropout", values=(0.3,))
+>>> [cell_id for cell_id, _ in cells(spec)]
+['do0.3_xi0.2_a0.5_s0', 'do0.3_xi0.4_a0.5_s0']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from interp.config import RunConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+REGULARIZERS = ("weight_decay", "dropout", "batch_size")
+#: The regularizer settings of the paper's sweeps (batch_size: BatchNorm + minibatches).
+PAPER_VALUES = {"weight_decay": (0.0, 5.0, 15.0, 20.0), "dropout": (0.0, 0.3, 0.6, 0.9),
+                "batch_size": (8, 32, 64, 256)}
+#: The paper's xi and alpha grid: linspace(0.1, 0.9, 17).
+PAPER_GRID = tuple(round(float(x), 10) for x in np.linspace(0.1, 0.9, 17))
+_SHORT = {"weight_decay": "wd", "dropout": "do", "batch_size": "bs"}
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+
+def _grid(name: str, values: Any, ok: Callable[[Any], bool], expected: str,
+          cast: Callable[[Any], Any] = float) -> tuple:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+        raise ValueError(f"{name} must be a non-empty list of {expected}, got {values!r}.")
+    bad = [v for v in values if not ok(v)]
+    if bad:
+        raise ValueError(f"{name} must hold only {expected}, got {bad[0]!r}.")
+    out = tuple(cast(v) for v in values)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name} must not repeat a value, got {list(out)!r}.")
+    return out
+
+
+def parse_grid(text: str) -> tuple[float, ...]:
+    """A grid from text: ``"0.1,0.2,0.5"`` or ``"START:STOP:NUM"`` (inclusive linspace).
+
+    >>> parse_grid("0.1:0.9:5")
+    (0.1, 0.3, 0.5, 0.7, 0.9)
+    """
+    try:
+        if ":" in text:
+            start, stop, num = text.split(":")
+            return _linspace({"start": float(start), "stop": float(stop), "num": int(num)})
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"a grid must be 'a,b,c' or 'START:STOP:NUM', got {text!r}.") from None
+
+
+def _linspace(table: dict[str, Any]) -> tuple[float, ...]:
+    if set(table) != {"start", "stop", "num"} or not isinstance(table["num"], int):
+        raise ValueError(f"a grid table must have keys start, stop and an integer num, "
+                         f"got {table!r}.")
+    # rounding turns 0.15000000000000002 into 0.15, so cell names and configs stay clean
+    return tuple(round(float(x), 10) for x in np.linspace(table["start"], table["stop"],
+                                                          table["num"]))
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A sweep: ``base`` with xi x alpha x ``values`` of one ``regularizer`` x ``seeds``.
+
+    ``regularizer`` is ``"weight_decay"``, ``"dropout"`` or ``"batch_size"`` (BatchNorm on,
+    minibatches of that size). For ``batch_size`` with ``scale_minibatch`` (the paper's
+    rule) each cell uses ``lr = base.lr * sqrt(bs / 256)`` and ``steps`` and
+    ``save_every`` times ``256 / bs``. A seed sets the init and training seeds
+    (``model.init_seed``, ``train.seed``); the data split and corruption seeds stay those
+    of ``base``. ``values=None`` means the paper's settings for the regularizer.
+    """
+
+    base: RunConfig = field(default_factory=RunConfig)
+    xi: tuple[float, ...] = PAPER_GRID
+    alpha: tuple[float, ...] = PAPER_GRID
+    regularizer: str = "weight_decay"
+    values: tuple[float, ...] | None = None
+    seeds: tuple[int, ...] = (0,)
+    scale_minibatch: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.base, RunConfig):
+            raise ValueError(f"base must be a RunConfig, got {type(self.base).__name__}.")
+        if self.regularizer not in REGULARIZERS:
+            raise ValueError(f"regularizer must be one of {', '.join(REGULARIZERS)}, "
+                             f"got {self.regularizer!r}.")
+        put = object.__setattr__
+        put(self, "xi", _grid("xi", self.xi, lambda v: _is_number(v) and 0 <= v < 1,
+                              "numbers in [0, 1)"))
+        put(self, "alpha", _grid("alpha", self.alpha, lambda v: _is_number(v) and 0 < v < 1,
+                                 "numbers in (0, 1)"))
+        values = PAPER_VALUES[self.regularizer] if self.values is None else self.values
+        if self.regularizer == "batch_size":
+            values = _grid("values", values, lambda v: _is_whole(v) and v >= 1,
+                           "integer batch sizes >= 1", int)
+        elif self.regularizer == "dropout":
+            values = _grid("values", values, lambda v: _is_number(v) and 0 <= v < 1,
+                           "dropout rates in [0, 1)")
+        else:
+            values = _grid("values", values, lambda v: _is_number(v) and v >= 0,
+                           "weight decays >= 0")
+        put(self, "values", values)
+        put(self, "seeds", _grid("seeds", self.seeds, lambda v: _is_whole(v) and v >= 0,
+                                 "integers >= 0", int))
+        if not isinstance(self.scale_minibatch, bool):
+            raise ValueError(f"scale_minibatch must be true or false, "
+                             f"got {self.scale_minibatch!r}.")
+        for name in ("xi", "alpha", "values"):
+            if len({_fmt(v) for v in getattr(self, name)}) != len(getattr(self, name)):
+                raise ValueError(f"{name} must differ in the first 6 significant digits (cell "
+                                 f"names are built from them), got {list(getattr(self, name))}.")
+        cells(self)  # builds, and so validates, every cell's RunConfig
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.xi) * len(self.alpha) * len(self.values) * len(self.seeds)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {k: (v.to_dict() if k == "base" else list(v) if isinstance(v, tuple) else v)
+                for k, v in d.items()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SweepSpec:
+        """From a plain dict (the TOML layout). Grids may be lists, ``{start, stop, num}``
+        tables or ``parse_grid`` strings; ``base`` holds ``data``/``model``/``train``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"sweep config must use only the keys {', '.join(sorted(names))}, "
+                             f"got unknown key {unknown[0]!r}.")
+        kw = dict(d)
+        for key in ("xi", "alpha", "values", "seeds"):
+            if isinstance(kw.get(key), dict):
+                kw[key] = _linspace(kw[key])
+            elif isinstance(kw.get(key), str):
+                kw[key] = parse_grid(kw[key])
+        if "base" in kw:
+            base = kw["base"]
+            if not isinstance(base, dict) or not set(base) <= {"data", "model", "train"}:
+                raise ValueError(f"base must be a table with only data, model and train "
+                                 f"sections, got {base!r}.")
+            kw["base"] = RunConfig.from_dict(base)
+        return cls(**kw)
+
+    @classmethod
+    def from_json(cls, text: str) -> SweepSpec:
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike) -> SweepSpec:
+        """Read a sweep config file; see ``analyses/sweep_example.toml``."""
+        with open(path, "rb") as f:
+            try:
+                d = tomllib.load(f)
+            except tomllib.TOMLDecodeError as exc:
+                raise ValueError(f"sweep config {str(path)!r} must be valid TOML: {exc}.") from None
+        return cls.from_dict(d)
+
+
+def is_int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _is_whole(x: Any) -> bool:
+    """An integer, or a float with an integer value (as ``parse_grid`` returns)."""
+    return is_int(x) or (_is_number(x) and float(x).is_integer())
+
+
+def _cell_config(spec: SweepSpec, xi: float, alpha: float, value: Any, seed: int) -> RunConfig:
+    data = {"corrupt": xi, "train_frac": alpha}
+    model: dict[str, Any] = {"init_seed": seed}
+    train: dict[str, Any] = {"seed": seed}
+    if spec.regularizer == "weight_decay":
+        train["weight_decay"] = value
+    elif spec.regularizer == "dropout":
+        model["dropout"] = value
+    else:
+        model["batchnorm"] = True
+        train["batch_size"] = value
+        if spec.scale_minibatch:
+            t = spec.base.train
+            train["lr"] = t.lr * math.sqrt(value / 256)
+            train["steps"] = max(1, round(t.steps * 256 / value))
+            train["save_every"] = max(1, round(t.save_every * 256 / value))
+    return spec.base.replace(data=data, model=model, train=train)
+
+
+def cells(spec: SweepSpec) -> list[tuple[str, RunConfig]]:
+    """Every cell as ``(cell_id, config)``, ordered by value, xi, alpha, seed.
+
+    ``cell_id`` reads ``<wd|do|bs><value>_xi<xi>_a<alpha>_s<seed>``, e.g.
+    ``wd5_xi0.35_a0.5_s0``; the cell's file is ``cells/<cell_id>.h5``.
+    """
+    short = _SHORT[spec.regularizer]
+    return [(f"{short}{_fmt(v)}_xi{_fmt(x)}_a{_fmt(a)}_s{s}", _cell_config(spec, x, a, v, s))
+            for v in spec.values for x in spec.xi for a in spec.alpha for s in spec.seeds]
+
+
+def value_of(cfg: RunConfig, regularizer: str) -> float | int | None:
+    if regularizer == "weight_decay":
+        return cfg.train.weight_decay
+    return cfg.model.dropout if regularizer == "dropout" else cfg.train.batch_size
+
+
+def load_spec(sweep_dir: str | os.PathLike) -> SweepSpec:
+    """The spec stored in ``sweep_dir/sweep.json``."""
+    path = Path(sweep_dir) / "sweep.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"sweep folder {str(sweep_dir)!r} must hold sweep.json "
+                                "(written by run_sweep), but it does not.")
+    return SweepSpec.from_json(path.read_text())

@@ -1,0 +1,109 @@
+"""The summary of a sweep: one row per cell, read from its trajectory file, written as
+``OUT/summary.csv`` and ``OUT/summary.json`` (the format is in ``docs/sweeps.md``)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from interp.analysis.neurons import ipr_convention, neuron_ipr
+from interp.analysis.phase import run_phase, total_norm
+from interp.config import RunConfig
+from interp.data import ACCURACY_NAMES
+from interp.jsonable import to_jsonable
+from interp.store.atomic import write_text_atomic
+from interp.store.trajectory import Run
+from interp.sweeps.spec import cells, load_spec, value_of
+
+COLUMNS = ("cell_id", "regularizer", "value", "xi", "alpha", "seed", "status", "phase",
+           *(f"acc_{name}" for name in ACCURACY_NAMES), "mean_ipr", "final_norm", "steps",
+           "lr", "error")
+STATUSES = ("complete", "incomplete", "missing", "failed")
+
+
+def cell_row(cell_id: str, cfg: RunConfig, regularizer: str, path: str | os.PathLike,
+             error: str | None = None) -> dict[str, Any]:
+    """One summary row for a cell from its trajectory file (status from the file)."""
+    row: dict[str, Any] = dict.fromkeys(COLUMNS)
+    row.update(cell_id=cell_id, regularizer=regularizer, value=value_of(cfg, regularizer),
+               xi=cfg.data.corrupt, alpha=cfg.data.train_frac, seed=cfg.train.seed,
+               steps=cfg.train.steps, lr=cfg.train.lr, status="missing", phase=None)
+    path = Path(path)
+    if path.exists():
+        try:
+            with Run(path) as run:
+                row["status"] = "complete" if run.complete else "incomplete"
+                if run.complete:
+                    m = run.metrics()
+                    w = run.weights()
+                    row.update({f"acc_{k}": m[f"accuracy/{k}"][-1] for k in ACCURACY_NAMES})
+                    row.update(phase=run_phase(run)["phase"], final_norm=total_norm(m)[-1],
+                               mean_ipr=neuron_ipr(w, cfg.model, cfg.data.p).mean())
+        except (OSError, ValueError):  # an unreadable file; a bug in analysis raises
+            row["status"] = "incomplete"
+    if error is not None and row["status"] != "complete":
+        row.update(status="failed", error=error)
+    return to_jsonable(row)
+
+
+def file_state(path: Path, cfg: RunConfig) -> str:
+    """complete, incomplete, missing or unreadable; a run of another config is an error."""
+    if not path.exists():
+        return "missing"
+    try:
+        with Run(path) as run:
+            stored, complete = run.config, run.complete
+    except (OSError, KeyError, ValueError):
+        return "unreadable"
+    if stored != cfg:
+        raise ValueError(f"cell file {str(path)!r} must hold this sweep's config for its cell "
+                         "but holds another run; use a new output folder or delete the file.")
+    return "complete" if complete else "incomplete"
+
+
+def write_summary(out_dir: str | os.PathLike, rows: Sequence[dict[str, Any]],
+                  convention: str | None = None) -> None:
+    """Write ``summary.csv`` and ``summary.json`` (rows in :data:`COLUMNS` order);
+    ``convention`` is the IPR convention of ``mean_ipr`` (that of the sweep's family)."""
+    out_dir = Path(out_dir)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows([{k: "" if row[k] is None else row[k] for k in COLUMNS} for row in rows])
+    write_text_atomic(out_dir / "summary.csv", buf.getvalue(), if_changed=True)
+    doc = {"columns": list(COLUMNS), "ipr_convention": convention, "rows": list(rows)}
+    write_text_atomic(out_dir / "summary.json", json.dumps(doc, indent=1) + "\n", if_changed=True)
+
+
+def cell_files(out_dir: Path, cell_id: str) -> tuple[Path, Path]:
+    return out_dir / "cells" / f"{cell_id}.h5", out_dir / "cells" / f"{cell_id}.error"
+
+
+def read_error(path: Path) -> str | None:
+    return path.read_text().strip() if path.is_file() else None
+
+
+def summary(out_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rebuild ``summary.csv``/``summary.json`` from the cell files; returns the rows."""
+    out_dir = Path(out_dir)
+    spec = load_spec(out_dir)
+    rows = []
+    for cid, cfg in cells(spec):
+        path, err = cell_files(out_dir, cid)
+        rows.append(cell_row(cid, cfg, spec.regularizer, path,
+                             read_error(err)))
+    write_summary(out_dir, rows, ipr_convention(spec.base.model))
+    return rows
+
+
+def read_summary(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The rows of ``summary.json``, rebuilt from the cell files when it is absent."""
+    path = Path(sweep_dir) / "summary.json"
+    if not path.is_file():
+        return summary(sweep_dir)
+    return json.loads(path.read_text())["rows"]

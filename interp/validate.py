@@ -1,0 +1,52 @@
+"""Validation helpers shared by the configs: each failure is one sentence naming the field,
+what was expected and what was found."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+#: Activation names: ``relu``, ``gelu`` or ``x^K`` with K a positive integer.
+ACT_RE = re.compile(r"^(relu|gelu|x\^([1-9][0-9]*))$")
+
+
+def fail(name: str, expected: str, found: Any) -> None:
+    raise ValueError(f"{name} must be {expected}, got {found!r}.")
+
+
+def check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        fail(name, f"an integer >= {minimum}", value)
+
+
+def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
+    if isinstance(value, bool) or value not in choices:
+        fail(name, "one of " + ", ".join(str(c) for c in choices), value)
+
+
+def check_range(name: str, value: Any, lo: float, hi: float, *, hi_open: bool) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and lo <= value and (value < hi if hi_open else value <= hi)
+    if not ok:
+        fail(name, f"a number in [{lo}, {hi}{')' if hi_open else ']'}", value)
+
+
+def check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        fail(name, "true or false", value)
+
+
+def check_positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        fail(name, "a positive number", value)
+
+
+def check_act(value: Any) -> None:
+    if not isinstance(value, str) or not ACT_RE.match(value):
+        fail("act", "'relu', 'gelu' or 'x^K' with K a positive integer", value)
+
+
+def act_power(act: str) -> int | None:
+    """The exponent K of an ``x^K`` activation, else None."""
+    match = ACT_RE.match(act)
+    return int(match.group(2)) if match and match.group(2) else None

@@ -1,0 +1,156 @@
+"""The package's shape, checked from its source: the import graph follows the pipeline
+(no cycles, no layer importing a later one), analysis stays pure, no module uses another's
+private names, and modules and functions stay short (docs/architecture.md)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "interp"
+#: The pipeline, in the order data flows; a module may import its own layer or earlier ones.
+LAYERS = ("interp.version", "interp.validate", "interp.jsonable", "interp.models",
+          "interp.config", "interp.data", "interp.store", "interp.training", "interp.analysis",
+          "interp.reports", "interp.sweeps", "interp.plots", "interp.cli")
+#: What analysis (pure array functions) must never import, directly or through interp.
+NOT_IN_ANALYSIS = ("h5py", "typer", "rich", "matplotlib", "safetensors", "dask", "distributed",
+                   "interp.store", "interp.training", "interp.reports", "interp.sweeps",
+                   "interp.plots", "interp.cli")
+MAX_MODULE_LINES, MAX_BODY_LINES = 400, 60
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imports(name: str) -> set[str]:
+    """Every module ``name`` imports (at any depth of its code): interp modules by their
+    full name (``from interp.a import b`` is ``interp.a.b`` when that is a module), other
+    packages by their top-level name."""
+    out = set()
+    for node in ast.walk(ast.parse(MODULES[name].read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name if a.name.startswith("interp") else a.name.split(".")[0]
+                    for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.startswith("interp"):
+                for a in node.names:
+                    sub = f"{node.module}.{a.name}"
+                    out.add(sub if sub in MODULES else node.module)
+            else:
+                out.add(node.module.split(".")[0])
+    return out
+
+
+GRAPH = {name: {m for m in imports(name) if m in MODULES} for name in MODULES}
+
+
+def layer(name: str) -> int:
+    hits = [i for i, prefix in enumerate(LAYERS) if name == prefix or name.startswith(prefix + ".")]
+    assert hits, f"module {name} is in no layer of LAYERS; add it"
+    return hits[0]
+
+
+def test_every_module_is_in_a_layer():
+    for name in MODULES:
+        if name != "interp":
+            layer(name)
+
+
+def test_no_import_cycle():
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for dep in sorted(GRAPH[name]):
+            if state.get(dep) == 1:
+                cycle = path[path.index(dep):] + [dep]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if dep not in state:
+                visit(dep, path + [dep])
+        state[name] = 2
+
+    for name in MODULES:
+        if name not in state:
+            visit(name, [name])
+
+
+def test_imports_follow_the_pipeline():
+    bad = [f"{a} imports {b}" for a in MODULES if a != "interp" for b in GRAPH[a]
+           if b != "interp" and layer(b) > layer(a)]
+    assert not bad, bad
+    # the trainers report to callbacks and never touch files; only the runner joins them
+    for name in ("interp.training.trainer", "interp.training.batched"):
+        assert not {m for m in GRAPH[name] if m.startswith("interp.store")}, name
+
+
+def reachable(name: str) -> set[str]:
+    seen, todo = set(), [name]
+    while todo:
+        for dep in GRAPH[todo.pop()] - seen:
+            seen.add(dep)
+            todo.append(dep)
+    return seen
+
+
+@pytest.mark.parametrize("name", [n for n in MODULES if n.startswith("interp.analysis")])
+def test_analysis_is_pure(name):
+    found = imports(name) | {m for dep in reachable(name) for m in imports(dep)}
+    bad = sorted(m for m in found if any(m == x or m.startswith(x + ".")
+                                         for x in NOT_IN_ANALYSIS))
+    assert not bad, f"{name} imports {bad}"
+
+
+def test_no_module_uses_another_modules_private_names():
+    bad = []
+    for name, path in MODULES.items():
+        tree = ast.parse(path.read_text())
+        aliases = {}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.ImportFrom) and node.module
+                    and node.module.startswith("interp")):
+                for a in node.names:
+                    if a.name.startswith("_") and a.name != "__version__":
+                        bad.append(f"{name} imports {node.module}.{a.name}")
+                    if f"{node.module}.{a.name}" in MODULES:
+                        aliases[a.asname or a.name] = a.name
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                    and not node.attr.startswith("__")
+                    and isinstance(node.value, ast.Name) and node.value.id in aliases):
+                bad.append(f"{name} uses {node.value.id}.{node.attr}")
+    assert not bad, bad
+
+
+def body_lines(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    body = fn.body
+    if (isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)):  # the docstring is not body
+        body = body[1:]
+    return 0 if not body else fn.end_lineno - body[0].lineno + 1
+
+
+def test_modules_and_functions_are_short():
+    long_modules = {n: len(p.read_text().splitlines()) for n, p in MODULES.items()}
+    assert not {n: k for n, k in long_modules.items() if k > MAX_MODULE_LINES}
+    long_functions = [
+        f"{name}.{node.name}: {body_lines(node)}"
+        for name, path in MODULES.items() for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and body_lines(node) > MAX_BODY_LINES]
+    assert not long_functions, long_functions
+
+
+def test_the_checks_see_what_they_check():
+    """The graph is built from real imports: spot-check edges a reader can verify."""
+    assert "interp.models.base" in GRAPH["interp.models.mlp"]
+    assert "interp.store.writer" in GRAPH["interp.training.runner"]
+    assert "h5py" in imports("interp.store.trajectory")
+    assert layer("interp.analysis.spectra") < layer("interp.plots.figures")
