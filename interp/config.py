@@ -151,9 +151,18 @@ class RunConfig:
         return cls.from_dict(json.loads(text))
 
     def replace(self, **sections: Any) -> RunConfig:
-        """Copy with some fields changed: ``cfg.replace(train={"steps": 10})``."""
-        parts = {name: dataclasses.replace(getattr(self, name), **sections.get(name, {}))
-                 for name in ("data", "model", "train")}
+        """Copy with some fields changed: ``cfg.replace(train={"steps": 10})``. A field the
+        section does not have (e.g. ``batchnorm`` for a Transformer) is a ValueError."""
+        parts = {}
+        for name in ("data", "model", "train"):
+            section, changes = getattr(self, name), sections.get(name, {})
+            unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(section)})
+            if unknown:
+                what = f"a {section.kind} model" if name == "model" else f"the {name} section"
+                fields = ", ".join(f.name for f in dataclasses.fields(section))
+                raise ValueError(f"{name}.{unknown[0]} is not a setting of {what}: expected one "
+                                 f"of {fields}, got {unknown[0]}={changes[unknown[0]]!r}.")
+            parts[name] = dataclasses.replace(section, **changes)
         return RunConfig(**parts)
 
 

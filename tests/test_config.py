@@ -51,3 +51,14 @@ def test_activation_power():
 
 def test_is_prime():
     assert [n for n in range(20) if is_prime(n)] == [2, 3, 5, 7, 11, 13, 17, 19]
+
+
+def test_replace_refuses_a_setting_the_section_lacks():
+    from interp.models import TransformerConfig
+
+    cfg = RunConfig(model=TransformerConfig())
+    with pytest.raises(ValueError, match="^model.batchnorm is not a setting of a transformer "
+                                         "model: expected one of act, dropout"):
+        cfg.replace(model={"batchnorm": True})
+    with pytest.raises(ValueError, match="^train.width is not a setting of the train section"):
+        cfg.replace(train={"width": 3})

@@ -105,7 +105,7 @@ def total_norm(metrics: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def run_phase(run: object, thresholds: PhaseThresholds = PhaseThresholds()) -> dict[str, object]:
-    """Phase of a :class:`interp.trajectory.Run` from its stored metrics."""
+    """Phase of a :class:`interp.Run` from its stored metrics."""
     m = run.metrics()
     return classify_phase(m["step"], m["accuracy/train"], m["accuracy/test"], total_norm(m),
                           run.config.data.corrupt, thresholds)

@@ -25,7 +25,7 @@ is what is left with every neuron pruned.
 
 Losses are measured in eval mode on the train pairs (against the training labels, as
 trained) and on the test pairs: MSE against one-hot targets (mean over examples and
-classes) or cross-entropy, as in :mod:`interp.train`.
+classes) or cross-entropy, as in :mod:`interp.training.trainer`.
 """
 
 from __future__ import annotations

@@ -194,7 +194,7 @@ def solution(
                     TrainConfig(steps=0))
     weights = analytic_network(p, width, seed=seed, op=op)
     write_trajectory(cfg, out_path, [(0, weights)], overwrite=overwrite,
-                     source=f"analytic solution (interp.solution, seed {seed})")
+                     source=f"analytic solution (interp.analytic_network, seed {seed})")
     with Run(out_path) as run:
         out.print(summary_table(run))
     out.print(f"wrote {out_path}")

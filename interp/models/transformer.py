@@ -56,7 +56,7 @@ from interp.validate import (
 
 #: Weight names in the order they are drawn and stored.
 PARAM_NAMES = ("W_E", "W_pos", "W_Q", "W_K", "W_V", "W_O", "W_in", "W_out", "W_U")
-#: Bias names (present only with ``ModelConfig.bias``).
+#: Bias names (present only with ``TransformerConfig.bias``).
 BIAS_NAMES = ("b_Q", "b_K", "b_V", "b_O", "b_in", "b_out", "b_U")
 
 

@@ -3,7 +3,7 @@
 Figures are built with :class:`matplotlib.figure.Figure` on the Agg canvas, never through
 ``pyplot``, so nothing is registered in pyplot's global figure list and the caller's
 backend is left alone. :func:`write_figures` saves the standard set for one
-:func:`interp.analysis.analyze` summary, each PNG written atomically.
+:func:`interp.analyze` summary, each PNG written atomically.
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ def _grid(n: int, width: float = 4.2, height: float = 3.4) -> tuple[Figure, list
 
 
 def write_compare_figures(result: Mapping[str, Any], out_dir: str | os.PathLike) -> list[Path]:
-    """Side-by-side figures of an :func:`interp.compare.compare` result; returns the paths.
+    """Side-by-side figures of an :func:`interp.compare` result; returns the paths.
 
     ``ipr_histograms.png``, ``accuracy.png``, ``prune.png`` (when pruned): one panel per
     run; ``ipr_mean.png``: mean IPR over training, one line per run; ``gamma_ipr.png``:

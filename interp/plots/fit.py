@@ -1,4 +1,4 @@
-"""Figures of the analytic-solution fit (:mod:`interp.fit`).
+"""Figures of the analytic-solution fit (:mod:`interp.analysis.fit`).
 
 Plot functions take arrays and a matplotlib ``Axes`` and return the ``Axes``; they never
 create figures. :func:`write_fit_figures` renders with the Agg canvas (no pyplot, no
@@ -110,7 +110,7 @@ def write_fit_figures(fit: Mapping[str, Any], weights: Mapping[str, Any],
 
     Parameters
     ----------
-    fit : output of :func:`interp.fit.fit_summary`.
+    fit : output of :func:`interp.fit_summary`.
     weights : ``U``, ``V`` shape=(N, p), ``W`` shape=(p, N), the weights that were fitted.
     out_dir : folder, created if missing.
     n_examples : consistent neurons drawn in ``fit_neurons.png`` (plus half as many others).

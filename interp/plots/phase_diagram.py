@@ -1,6 +1,6 @@
 """Phase diagrams of a sweep: phase by colour over xi x alpha, and accuracy heatmaps.
 
-Grids are built from summary rows (``interp.sweep`` writes them to ``summary.json``);
+Grids are built from summary rows (``interp.run_sweep`` writes them to ``summary.json``);
 plots take those arrays and a matplotlib ``Axes`` and return the ``Axes``. Figures are
 drawn with :class:`matplotlib.figure.Figure` (Agg), never through pyplot's global state.
 
@@ -27,7 +27,7 @@ from matplotlib.patches import Patch
 from interp.analysis.phase import PHASES
 from interp.plots.figures import save_png
 
-#: One colour per phase, in :data:`interp.phase.PHASES` order.
+#: One colour per phase, in :data:`interp.analysis.phase.PHASES` order.
 PHASE_COLORS = ("#4daf4a", "#377eb8", "#984ea3", "#e41a1c", "#ff7f00", "#a65628")
 MISSING_COLOR = "#ffffff"
 _LABELS = {"weight_decay": "weight decay", "dropout": "dropout",

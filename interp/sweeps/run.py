@@ -83,7 +83,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, *, workers: int | Non
     that raised. A failing cell is recorded (status ``failed``, ``cells/<id>.error``) and
     the others go on (cells batched together fail together). ``batch``: cells that can
     share a stack (MLP, full batch, no dropout or BatchNorm, Adam(W), same p, width and
-    steps) train up to this many at a time as one :class:`interp.batched.BatchTrainer`;
+    steps) train up to this many at a time as one :class:`interp.BatchTrainer`;
     1 trains every cell alone. ``progress`` receives a :class:`CellEvent` per cell, skipped ones
     first.
     """

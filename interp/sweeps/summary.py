@@ -67,7 +67,7 @@ def file_state(path: Path, cfg: RunConfig) -> str:
 
 
 def write_summary(out_dir: str | os.PathLike, rows: Sequence[dict[str, Any]],
-                  convention: str | None = None) -> None:
+                  convention: str) -> None:
     """Write ``summary.csv`` and ``summary.json`` (rows in :data:`COLUMNS` order);
     ``convention`` is the IPR convention of ``mean_ipr`` (that of the sweep's family)."""
     out_dir = Path(out_dir)

@@ -41,7 +41,7 @@ def run_group(items: list[tuple[str, str, str]], regularizer: str,
                threads: int | None = None) -> list[Outcome]:
     """Bring cells ``(cell_id, config JSON, path)`` to completion (in a worker); returns
     an :data:`Outcome` per cell. Cells trained afresh whose configs can share a stack
-    train together with :class:`interp.batched.BatchTrainer` (each model as it would
+    train together with :class:`interp.BatchTrainer` (each model as it would
     train alone, to float tolerance; they succeed or fail together), the others alone."""
     if threads:
         torch.set_num_threads(threads)

@@ -4,7 +4,7 @@ Models that share p, the operation, width, activation, loss and step count but d
 seeds, corruption, train fraction, learning rate or weight decay train as one stack:
 ``U``, ``V`` of shape (M, N, p), ``W`` of shape (M, p, N). Each model follows exactly
 the update it would get alone (AdamW/Adam written out per model, same formulas as
-torch's), so results agree with :class:`interp.train.Trainer` to float tolerance, and
+torch's), so results agree with :class:`interp.Trainer` to float tolerance, and
 each model is recorded by its own callbacks (e.g. a :class:`TrajectoryWriter`).
 Full batch only, without dropout or BatchNorm.
 """

@@ -7,6 +7,7 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
 from interp.analysis.phase import PHASES
+from interp.analysis.spectra import IPR_CONVENTION
 from interp.config import RunConfig
 from interp.plots.phase_diagram import (
     PHASE_COLORS,
@@ -105,7 +106,7 @@ def test_write_phase_diagram_from_a_sweep_folder(tmp_path):
     sweep = tmp_path / "sweep"
     sweep.mkdir()
     (sweep / "sweep.json").write_text(spec.to_json())
-    write_summary(sweep, hand_made_rows())
+    write_summary(sweep, hand_made_rows(), IPR_CONVENTION)
     assert len(json.loads((sweep / "summary.json").read_text())["rows"]) == 36
     paths = write_phase_diagram(sweep, tmp_path / "figs")
     assert [p.name for p in paths] == ["phase_diagram.png", "accuracy_test.png",

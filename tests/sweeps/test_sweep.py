@@ -18,7 +18,7 @@ from interp.sweeps.run import run_sweep
 from interp.sweeps.spec import PAPER_GRID, SweepSpec, cells, parse_grid
 from interp.sweeps.summary import COLUMNS, summary
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ACC = [f"acc_{k}" for k in ACCURACY_NAMES]
 
 
