@@ -13,13 +13,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from interp.losses import LOSSES
 from interp.models import MLPConfig, ModelConfig, model_config_from_dict
 from interp.validate import check_choice, check_int, check_range, fail
 
 OPERATIONS = ("add", "sub", "mul", "div", "sq_sum")
 CORRUPT_MODES = ("different", "uniform")
 OPTIMIZERS = ("adamw", "adam", "sgd")
-LOSSES = ("mse", "ce")
 PRECISIONS = ("fp32", "bf16")
 
 

@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "interp"
 #: The pipeline, in the order data flows; a module may import its own layer or earlier ones.
-LAYERS = ("interp.version", "interp.validate", "interp.jsonable", "interp.models",
+LAYERS = ("interp.version", "interp.validate", "interp.jsonable", "interp.losses", "interp.models",
           "interp.config", "interp.data", "interp.store", "interp.training", "interp.analysis",
           "interp.reports", "interp.sweeps", "interp.plots", "interp.cli")
 #: What analysis (pure array functions) must never import, directly or through interp.

@@ -25,7 +25,7 @@ is what is left with every neuron pruned.
 
 Losses are measured in eval mode on the train pairs (against the training labels, as
 trained) and on the test pairs: MSE against one-hot targets (mean over examples and
-classes) or cross-entropy, as in :mod:`interp.training.trainer`.
+classes) or cross-entropy (:mod:`interp.losses`), as trained.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import torch
 
 from interp.analysis.classify import rank_neurons
 from interp.data import Dataset, accuracies, predict
+from interp.losses import LOSSES, per_example_loss
 from interp.models import NeuronTerms
 
 
@@ -52,7 +53,7 @@ class _Scorer:
 
     def __init__(self, h: torch.Tensor, W: torch.Tensor, base: torch.Tensor | None,
                  ds: Dataset, loss: str, block: tuple[int, int] | None) -> None:
-        if loss not in ("mse", "ce"):
+        if loss not in LOSSES:
             raise ValueError(f"loss must be 'mse' or 'ce', got {loss!r}.")
         dev = h.device
         self.ds, self.loss, self.h, self.base = ds, loss, h, base
@@ -212,14 +213,8 @@ class _Scorer:
 
     def score(self, logits: torch.Tensor, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
         """Predictions and per-pair losses of logits shape=(B, R, p); each shape=(B, R)."""
-        target = self.target[rows].expand(len(logits), -1)[..., None]
-        at_target = logits.gather(-1, target)[..., 0]
-        if self.loss == "mse":
-            norm2 = torch.linalg.vector_norm(logits, dim=-1).square_()
-            per_pair = norm2.sub_(at_target, alpha=2).add_(1).div_(logits.shape[-1])
-        else:
-            per_pair = torch.logsumexp(logits, dim=-1).sub_(at_target)
-        return predict(logits), per_pair
+        target = self.target[rows].expand(len(logits), -1)
+        return predict(logits), per_example_loss(logits, target, self.loss)
 
     def results(self, preds: torch.Tensor, per_pair: torch.Tensor) -> dict[str, np.ndarray]:
         out = accuracies(preds.cpu().numpy(), self.ds)

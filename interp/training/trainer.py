@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from interp.config import RunConfig, TrainConfig
 from interp.data import ACCURACY_NAMES, Dataset, make_dataset, predict
+from interp.losses import mean_loss
 from interp.models import make_model
 
 
@@ -183,9 +184,7 @@ class Trainer:
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor,
               onehot: torch.Tensor) -> torch.Tensor:
-        if self.cfg.train.loss == "mse":
-            return F.mse_loss(logits, onehot)
-        return F.cross_entropy(logits, labels)
+        return mean_loss(logits, labels, onehot, self.cfg.train.loss)
 
     # -- one step ---------------------------------------------------------------------
     def _forward_train(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
