@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from interp.validate import act_power
+
 
 class ModelConfig:
     """Base of the families' frozen config dataclasses.
@@ -39,6 +41,11 @@ class ModelConfig:
     """
 
     kind: ClassVar[str] = ""
+
+    @property
+    def power(self) -> int | None:
+        """The exponent K of an ``x^K`` activation (the config's ``act``), else None."""
+        return act_power(self.act)  # type: ignore[attr-defined]
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind} | dataclasses.asdict(self)  # type: ignore[call-overload]
@@ -53,8 +60,9 @@ class ModelConfig:
         raise NotImplementedError
 
     def train_forward_is_eval(self) -> bool:
-        """Whether a training forward equals an eval forward (no dropout or BatchNorm)."""
-        raise NotImplementedError
+        """Whether a training forward equals an eval forward (no dropout or BatchNorm);
+        by default, whether the config's ``dropout`` is 0."""
+        return self.dropout == 0  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -130,6 +138,19 @@ class Family:
     def embedding(self, weights: Mapping[str, Any], p: int) -> np.ndarray | None:
         """A token embedding shape=(d_vocab, d), rows 0..p-1 the residues, or None."""
         return None
+
+
+class Network(nn.Module):
+    """Base of the families' modules: ``arrays()`` and ``load_arrays()`` in storage order
+    (the order the parameters were registered in)."""
+
+    def arrays(self) -> dict[str, torch.Tensor]:
+        """Parameters by name (detached), in storage order."""
+        return {k: v.detach() for k, v in self.named_parameters()}
+
+    def load_arrays(self, arrays: Mapping[str, object]) -> None:
+        """Copy named arrays (numpy or torch) into the parameters (and buffers)."""
+        copy_arrays(self.arrays(), arrays)
 
 
 def grid_view(weights: Mapping[str, Any], p: int,

@@ -25,14 +25,14 @@ from interp.models.base import (
     Family,
     FourierView,
     ModelConfig,
+    Network,
     NeuronTerms,
     activation,
-    copy_arrays,
     float64,
     grid_view,
 )
 from interp.models.fused import gather_pre
-from interp.validate import act_power, check_act, check_int, check_positive, check_range
+from interp.validate import check_act, check_int, check_positive, check_range
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,6 @@ class DeepMLPConfig(ModelConfig):
         check_positive("init_scale", self.init_scale)
         check_int("init_seed", self.init_seed, 0)
 
-    @property
-    def power(self) -> int | None:
-        """The exponent K of an ``x^K`` activation, else None."""
-        return act_power(self.act)
 
     @property
     def n_neurons(self) -> int:
@@ -67,8 +63,6 @@ class DeepMLPConfig(ModelConfig):
     def tag(self) -> str:
         return f"D{self.depth}N{self.width}"
 
-    def train_forward_is_eval(self) -> bool:
-        return self.dropout == 0
 
 
 def layer_names(cfg: DeepMLPConfig) -> list[str]:
@@ -92,7 +86,7 @@ def deep_hidden(arrays: Mapping[str, torch.Tensor], cfg: DeepMLPConfig, m: torch
     return h
 
 
-class DeepMLP(nn.Module):
+class DeepMLP(Network):
     """The deep MLP as a module: parameters ``U``, ``V``, ``H1``.., ``W`` (storage order)."""
 
     def __init__(self, p: int, cfg: DeepMLPConfig, device: str | torch.device = "cpu") -> None:
@@ -115,12 +109,6 @@ class DeepMLP(nn.Module):
                         generator=generator)
         return h @ self.W.t()
 
-    def arrays(self) -> dict[str, torch.Tensor]:
-        """Parameters by name (detached), in storage order."""
-        return {k: v.detach() for k, v in self.named_parameters()}
-
-    def load_arrays(self, arrays: Mapping[str, object]) -> None:
-        copy_arrays(self.arrays(), arrays)
 
 
 class DeepMLPFamily(Family):

@@ -21,13 +21,13 @@ from interp.models.base import (
     Family,
     FourierView,
     ModelConfig,
+    Network,
     NeuronTerms,
     activation,
-    copy_arrays,
     float64,
 )
 from interp.models.fused import gather_pre, quadratic_logits
-from interp.validate import act_power, check_act, check_bool, check_int, check_positive, check_range
+from interp.validate import check_act, check_bool, check_int, check_positive, check_range
 
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.1
@@ -69,10 +69,6 @@ class MLPConfig(ModelConfig):
         """The fields without ``kind``: an MLP's config reads as in format version 1."""
         return {k: v for k, v in super().to_dict().items() if k != "kind"}
 
-    @property
-    def power(self) -> int | None:
-        """The exponent K of an ``x^K`` activation, else None."""
-        return act_power(self.act)
 
     @property
     def n_neurons(self) -> int:
@@ -104,7 +100,7 @@ def hidden(U: torch.Tensor, V: torch.Tensor, m: torch.Tensor, n: torch.Tensor, a
     return h
 
 
-class MLP(nn.Module):
+class MLP(Network):
     """Two-layer MLP with the paper's parametrisation and initialisation.
 
     Parameters: ``U`` shape=(N, p), ``V`` shape=(N, p), ``W`` shape=(p, N); with
@@ -152,10 +148,6 @@ class MLP(nn.Module):
         """Parameters and buffers by name (detached), in :data:`PARAM_NAMES` order."""
         state = dict(self.named_parameters()) | dict(self.named_buffers())
         return {k: state[k].detach() for k in PARAM_NAMES + BUFFER_NAMES if k in state}
-
-    def load_arrays(self, arrays: Mapping[str, object]) -> None:
-        """Copy named arrays (numpy or torch) into the parameters and buffers."""
-        copy_arrays(self.arrays(), arrays)
 
 
 def _first_layer(weights: Mapping[str, Any],

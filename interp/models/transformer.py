@@ -38,13 +38,12 @@ from interp.models.base import (
     Family,
     FourierView,
     ModelConfig,
+    Network,
     NeuronTerms,
     activation,
-    copy_arrays,
     grid_view,
 )
 from interp.validate import (
-    act_power,
     check_act,
     check_bool,
     check_choice,
@@ -109,10 +108,6 @@ class TransformerConfig(ModelConfig):
             del d["batchnorm"]
         return cls(**d)
 
-    @property
-    def power(self) -> int | None:
-        """The exponent K of an ``x^K`` activation, else None."""
-        return act_power(self.act)
 
     @property
     def head_dim(self) -> int:
@@ -131,8 +126,6 @@ class TransformerConfig(ModelConfig):
     def tag(self) -> str:
         return f"T{self.d_model}h{self.n_heads}"
 
-    def train_forward_is_eval(self) -> bool:
-        return self.dropout == 0
 
 
 def param_shapes(p: int, cfg: TransformerConfig) -> dict[str, tuple[int, ...]]:
@@ -207,7 +200,7 @@ def forward(params: Mapping[str, torch.Tensor], tok: torch.Tensor, act: str,
     return _plus(out @ params["W_U"], params, "b_U"), post, mid
 
 
-class Transformer(nn.Module):
+class Transformer(Network):
     """One-layer Transformer with TransformerLens parameter names (see the module docstring).
 
     Each weight is drawn from a normal distribution with std ``init_scale /
@@ -245,13 +238,6 @@ class Transformer(nn.Module):
         tok = tokens(m, n, self.p, self.cfg.n_ctx)
         return forward(self.params(), tok, self.cfg.act, hook)[0]
 
-    def arrays(self) -> dict[str, torch.Tensor]:
-        """Parameters by name (detached), in storage order."""
-        return {k: v.detach() for k, v in self.named_parameters()}
-
-    def load_arrays(self, arrays: Mapping[str, object]) -> None:
-        """Copy named arrays (numpy or torch) into the parameters."""
-        copy_arrays(self.arrays(), arrays)
 
 
 def logit_terms(arrays: Mapping[str, Any], cfg: TransformerConfig, p: int,
