@@ -56,7 +56,7 @@ class Analysis:
     arrays: dict[str, Any] = field(default_factory=dict)
 
 
-def _neuron_sections(run: Run, weights: dict[str, np.ndarray], step: int, r: float,
+def _neuron_sections(run: Run, weights: dict[str, np.ndarray], r: float,
                      threshold: float | None, key_fraction: float) -> tuple[dict, dict]:
     """The IPR, classes and family-specific spectra sections, and the figure arrays."""
     model, p = run.config.model, run.config.data.p
@@ -87,7 +87,7 @@ def analyze_run(run: Run, step: int | None = None, *, ipr: bool = True, prune: b
     if fit and not run.family.analytic_solution:
         raise ValueError(f"fit (the analytic periodic solution) applies to MLP runs, but "
                          f"{str(run.path)!r} holds a {cfg.model.kind}.")
-    sections, arrays = _neuron_sections(run, weights, step, r, threshold, key_fraction)
+    sections, arrays = _neuron_sections(run, weights, r, threshold, key_fraction)
     classes = sections.pop("classes")
     terms = neuron_terms(weights, cfg.model, ds.pairs[ds.eval_idx])
     loss = cfg.train.loss
