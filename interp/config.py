@@ -10,17 +10,31 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from interp.losses import LOSSES
-from interp.models import MLPConfig, ModelConfig, model_config_from_dict
-from interp.validate import check_choice, check_int, check_range, fail
+from interp.models import MLPConfig, ModelConfig, family_of, model_config_from_dict
+from interp.validate import (
+    check_choice,
+    check_int,
+    check_nonnegative,
+    check_positive,
+    check_range,
+    fail,
+    is_finite_number,
+)
 
 OPERATIONS = ("add", "sub", "mul", "div", "sq_sum")
 CORRUPT_MODES = ("different", "uniform")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 PRECISIONS = ("fp32", "bf16")
+#: The largest modulus: residue products (m * m + n * n) must fit in 64-bit integers.
+MAX_P = 2**31 - 1
+#: The most checkpoints a run may keep (its list of checkpoint steps is built in memory).
+MAX_CHECKPOINTS = 10**7
 
 
 @dataclass(frozen=True)
@@ -43,6 +57,9 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         check_int("p", self.p, 2)
+        if self.p > MAX_P:
+            fail("p", f"an integer in [2, {MAX_P}] (products of residues must fit in 64 "
+                 "bits)", self.p)
         check_choice("op", self.op, OPERATIONS)
         if self.op == "div" and not is_prime(self.p):
             fail("p", "a prime for op 'div' (division needs inverses)", self.p)
@@ -84,18 +101,15 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_int("steps", self.steps, 0)
-        if not isinstance(self.lr, (int, float)) or not self.lr > 0:
-            fail("lr", "a positive number", self.lr)
+        check_positive("lr", self.lr)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        betas = tuple(self.betas)
-        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        betas = tuple(self.betas) if isinstance(self.betas, (tuple, list)) else ()
+        if len(betas) != 2 or not all(is_finite_number(b) and 0 <= b < 1 for b in betas):
             fail("betas", "two numbers in [0, 1)", self.betas)
         object.__setattr__(self, "betas", (float(betas[0]), float(betas[1])))
-        if not self.eps > 0:
-            fail("eps", "a positive number", self.eps)
+        check_positive("eps", self.eps)
         check_range("momentum", self.momentum, 0.0, 1.0, hi_open=True)
-        if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
-            fail("weight_decay", "a number >= 0", self.weight_decay)
+        check_nonnegative("weight_decay", self.weight_decay)
         check_choice("loss", self.loss, LOSSES)
         if self.batch_size is not None:
             check_int("batch_size", self.batch_size, 1)
@@ -103,6 +117,13 @@ class TrainConfig:
         check_int("save_every", self.save_every, 1)
         check_int("save_log", self.save_log, 0)
         check_choice("precision", self.precision, PRECISIONS)
+        if self.save_log > MAX_CHECKPOINTS:
+            fail("save_log", f"at most {MAX_CHECKPOINTS} (the checkpoints a run keeps)",
+                 self.save_log)
+        kept = self.steps // self.save_every + 2
+        if not self.save_log and kept > MAX_CHECKPOINTS:
+            fail("save_every", f"large enough to keep at most {MAX_CHECKPOINTS} checkpoints of "
+                 f"{self.steps} steps ({kept} with this value)", self.save_every)
 
 
 @dataclass(frozen=True)
@@ -124,6 +145,11 @@ class RunConfig:
                  self.data.train_frac)
         if self.train.batch_size is not None and self.train.batch_size > n_train:
             fail("batch_size", f"at most the training-set size {n_train}", self.train.batch_size)
+        batch = self.train.batch_size or n_train
+        if getattr(self.model, "batchnorm", False) and batch < 2:
+            name = "batch_size" if self.train.batch_size else "the training set (full batch)"
+            raise ValueError(f"{name} must be at least 2 with batchnorm (BatchNorm needs two "
+                             f"examples to normalize), got {batch}.")
 
     def to_dict(self) -> dict[str, Any]:
         """Every field; the model section as its family writes it (an MLP's reads as in
@@ -180,3 +206,63 @@ def n_pairs(data: DataConfig) -> int:
 def n_train_examples(data: DataConfig) -> int:
     # The epsilon keeps floor(0.29 * 100) at 29 despite binary rounding.
     return int(data.train_frac * n_pairs(data) + 1e-9)
+
+
+#: Bytes a pending metric row costs until its checkpoint writes it (a small tensor and
+#: its list entry; measured about 0.7 KB with torch 2).
+METRIC_ROW_BYTES = 512
+
+
+def memory_estimate(cfg: RunConfig) -> tuple[int, str]:
+    """A lower bound on the bytes that training ``cfg`` holds at once, and its largest part.
+
+    Counted: the dataset (int64 pairs, labels and split of all P pairs), the float32
+    one-hot targets of every pair (P x p), one forward's hidden activations and logits
+    on the larger split and their gradients, the parameters with their gradients and
+    optimizer state, and the metric rows kept between two checkpoints. The real peak is
+    higher (temporaries: about 3x this figure, measured at p 97-500), so a run over it cannot
+    fit.
+    """
+    d, t = cfg.data, cfg.train
+    p, P, n_train = d.p, n_pairs(d), n_train_examples(d)
+    n_neurons = cfg.model.n_neurons
+    shapes = family_of(cfg.model).array_shapes(p, cfg.model)
+    n_params = sum(math.prod(s) for s in shapes.values())
+    copies = {"adamw": 4, "adam": 4, "sgd": 3 if t.momentum else 2}[t.optimizer]
+    if t.save_log > 1:
+        gap = t.steps - int(t.steps ** ((t.save_log - 2) / (t.save_log - 1)))
+    else:
+        gap = t.steps if t.save_log else min(t.save_every, t.steps)
+    biggest = max(n_train, P - n_train)
+
+    def n(x: int) -> str:
+        return str(x) if x < 10**6 else f"{x:.3g}"
+    parts = {
+        f"the dataset, p {p}: {n(P)} pairs": 40 * P,
+        f"the one-hot targets, {n(P)} pairs x p {p}": 4 * P * p,
+        f"the logits and their gradient, {n(biggest)} pairs x p {p}": 8 * biggest * p,
+        f"the activations and their gradient, {n(biggest)} pairs x {n(n_neurons)} neurons":
+            8 * biggest * n_neurons,
+        f"the {n(n_params)} parameters and their optimizer state": 4 * copies * n_params,
+        f"the metric rows of {n(gap)} steps between checkpoints": METRIC_ROW_BYTES * gap,
+    }
+    return sum(parts.values()), max(parts, key=parts.__getitem__)
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{int(n)} bytes" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError  # pragma: no cover
+
+
+def check_memory(cfgs: Sequence[RunConfig], free: int | None, where: str = "cpu") -> None:
+    """Refuse, before anything is allocated, runs whose tensors cannot fit in ``free``
+    bytes (:func:`memory_estimate`, a lower bound; None: unknown, nothing is checked)."""
+    estimates = [memory_estimate(cfg) for cfg in cfgs]
+    need = sum(b for b, _ in estimates)
+    if free is not None and need > free:
+        runs = "run needs" if len(cfgs) == 1 else f"{len(cfgs)} stacked runs need"
+        raise ValueError(f"{runs} at least {_size(need)} (mostly {max(estimates)[1]}), more than "
+                         f"the {_size(free)} available on the {where}.")

@@ -3,6 +3,7 @@ what was expected and what was found."""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -24,9 +25,18 @@ def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
         fail(name, "one of " + ", ".join(str(c) for c in choices), value)
 
 
+def is_finite_number(value: Any) -> bool:
+    """A real number (int or float, not bool) that is neither NaN nor infinite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
 def check_range(name: str, value: Any, lo: float, hi: float, *, hi_open: bool) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and lo <= value and (value < hi if hi_open else value <= hi)
+    ok = is_finite_number(value) and lo <= value and (value < hi if hi_open else value <= hi)
     if not ok:
         fail(name, f"a number in [{lo}, {hi}{')' if hi_open else ']'}", value)
 
@@ -37,8 +47,13 @@ def check_bool(name: str, value: Any) -> None:
 
 
 def check_positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        fail(name, "a positive number", value)
+    if not is_finite_number(value) or not value > 0:
+        fail(name, "a positive finite number", value)
+
+
+def check_nonnegative(name: str, value: Any) -> None:
+    if not is_finite_number(value) or not value >= 0:
+        fail(name, "a finite number >= 0", value)
 
 
 def check_act(value: Any) -> None:

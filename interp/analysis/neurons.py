@@ -15,6 +15,19 @@ from interp.analysis.spectra import CONVENTIONS, ipr, shares
 from interp.models import FourierView, ModelConfig, NeuronTerms, family_of
 
 
+def check_finite_weights(weights: Mapping[str, Any], where: str = "") -> None:
+    """Raise ValueError naming the first array of ``weights`` that holds NaN or infinite
+    values (a diverged run); ``where`` places them, e.g. "at step 200 of 'r.h5'"."""
+    for name, value in weights.items():
+        a = np.asarray(value)
+        if a.dtype.kind in "fc":
+            bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+            if bad:
+                at = f"weights {where}" if where else "weights"
+                raise ValueError(f"{at} hold {bad} NaN or infinite values in {name!r}; the "
+                                 "analysis needs finite weights.")
+
+
 def _axis(view: FourierView, i: int) -> int | tuple[int, int]:
     return (-2, -1) if view.ndim == 2 else view.residue_axes[i]
 
@@ -53,8 +66,10 @@ def neuron_ipr(weights: Mapping[str, Any], model: ModelConfig, p: int,
     The MLP's neuron k is its U row, V row and W column (1D spectra, mean of the three
     IPRs, :data:`interp.analysis.spectra.IPR_CONVENTION`); a Transformer's MLP neuron is
     its activation over the p x p grid (:data:`interp.analysis.spectra.GRID_IPR_CONVENTION`).
-    Leading (checkpoint) axes of the weights broadcast.
+    Leading (checkpoint) axes of the weights broadcast. Non-finite weights are a
+    ValueError.
     """
+    check_finite_weights(weights)
     return view_ipr(family_of(model).fourier_view(weights, model, p), r)
 
 
@@ -75,6 +90,8 @@ def trajectory_ipr(run: Any, r: float = 2, chunk: int = 32,
     chunk : checkpoints read at a time; memory is bounded by one block.
     stride : keep every ``stride``-th checkpoint.
 
+    A checkpoint with NaN or infinite weights is a ValueError naming its step.
+
     Returns
     -------
     steps : shape=(T,) int64.
@@ -87,7 +104,12 @@ def trajectory_ipr(run: Any, r: float = 2, chunk: int = 32,
     # allocations with each block's temporaries, and the heap grew with the run's length.
     total = len(range(0, len(run.steps), stride))
     steps, values, done = np.empty(total, dtype=np.int64), None, 0
+    where = repr(str(run.path)) if hasattr(run, "path") else "the run"
     for block_steps, arrays in run.iter_chunks(names, chunk=chunk, stride=stride):
+        if not all(np.isfinite(v).all() for v in arrays.values()):
+            for i, step in enumerate(block_steps):
+                check_finite_weights({k: v[i] for k, v in arrays.items()},
+                                     f"at step {int(step)} of {where}")
         block = view_ipr(family.fourier_view(arrays, model, p), r, fast=True)
         if values is None:
             values = np.empty((total, block.shape[-1]))

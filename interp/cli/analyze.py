@@ -54,8 +54,9 @@ def analyze(
 
     With no analysis flag every analysis that applies runs (the fit needs an MLP with
     op add or sub). The run file is opened read-only. Writes summary.json and PNG
-    figures to the output folder, each file atomically. A Transformer run adds the
-    spectrum of its token embedding. A foreign checkpoint (a .pt/.pth/.bin/.ckpt,
+    figures to the output folder, replacing it as a whole (a folder holding other files
+    is refused; a --plots folder elsewhere gets the figures file by file). A Transformer
+    run adds the spectrum of its token embedding. A foreign checkpoint (a .pt/.pth/.bin/.ckpt,
     .safetensors or .npz file, or any file with --layout) is converted to a temporary
     trajectory first, as by interp import; the foreign file is only read.
 
@@ -89,8 +90,13 @@ def _analyze_file(run_path: Path, step: int | None, flags: dict[str, bool], fold
                   threshold: float | None, seed: int, device: str) -> None:
     from interp.cli.tables import analysis_tables
     from interp.reports.analyze import analyze_run
+    from interp.store.atomic import check_replaceable, write_folder_atomic
     from interp.store.trajectory import Run
 
+    json_path = _outside(folder, json_path, "--json")
+    plots = _outside(folder, plots, "--plots")
+    check_replaceable(folder, "summary.json")  # before the work, not after it
+    written: list[Path] = []
     with Run(run_path) as run:
         if not any(flags.values()):
             fit = run.family.analytic_solution and run.config.data.op in ("add", "sub")
@@ -98,22 +104,46 @@ def _analyze_file(run_path: Path, step: int | None, flags: dict[str, bool], fold
         analysis = analyze_run(run, step, threshold=threshold, seed=seed, device=device,
                                **flags)
         summary = analysis.summary
-        written, to_stdout = save_json(summary, folder / "summary.json", json_path)
-        if not no_plots:
-            from interp.plots.figures import write_figures
-            from interp.plots.fit import write_fit_figures
 
-            fig_dir = plots or folder
-            written += write_figures(summary, analysis.arrays, fig_dir)
-            if summary.get("fit"):
-                written += write_fit_figures(summary["fit"], run.weights(summary["step"]),
-                                             fig_dir)
-    if to_stdout:  # stdout carries the JSON alone
+        def fill(tmp: Path) -> None:
+            paths, _ = save_json(summary, tmp / "summary.json", json_path)
+            if not no_plots:
+                from interp.plots.figures import write_figures
+                from interp.plots.fit import write_fit_figures
+
+                fig_dir = plots or tmp
+                paths += write_figures(summary, analysis.arrays, fig_dir)
+                if summary.get("fit"):
+                    paths += write_fit_figures(summary["fit"], run.weights(summary["step"]),
+                                               fig_dir)
+            written.extend(_moved(paths, tmp, folder))
+
+        write_folder_atomic(folder, fill, marker="summary.json")
+    if str(json_path) == "-":  # stdout carries the JSON alone
         sys.stdout.write(json.dumps(summary, allow_nan=False) + "\n")
         return
     for table in analysis_tables(summary):
         out.print(table)
     out.print("wrote " + ", ".join(str(p) for p in written))
+
+
+def _outside(folder: Path, path: Path | None, option: str) -> Path | None:
+    """``path`` of ``option``, checked to lie outside the output ``folder`` (which is
+    replaced as a whole); None when it is that folder itself (``--plots``: the default)."""
+    if path is None or str(path) == "-":
+        return path
+    inner, outer = path.resolve(), folder.resolve()
+    if inner == outer and option == "--plots":
+        return None
+    if inner.is_relative_to(outer):
+        raise ValueError(f"{option} must name a path outside the output folder {folder}, "
+                         f"which each analysis replaces as a whole, got {str(path)!r}.")
+    return path
+
+
+def _moved(paths: list[Path], tmp: Path, folder: Path) -> list[Path]:
+    """Where ``paths`` written into the temporary folder ``tmp`` lie once it is ``folder``."""
+    return [folder / p.relative_to(tmp) if p.is_relative_to(tmp) else p for p in paths]
 
 
 @friendly
@@ -129,7 +159,9 @@ def compare(
     """Compare runs side by side: config differences, accuracies, phase, IPR, norms.
 
     Figures: IPR histograms, mean IPR over training, accuracy and pruning curves, and
-    |gamma| against IPR for BatchNorm runs (with the Spearman rank correlation).
+    |gamma| against IPR for BatchNorm runs (with the Spearman rank correlation). Writes
+    compare.json and the figures to the output folder, replacing it as a whole (a folder
+    holding other files is refused).
 
     Example:
 
@@ -137,14 +169,23 @@ def compare(
     """
     from interp.cli.tables import compare_table
     from interp.reports.compare import compare as compare_runs
+    from interp.store.atomic import check_replaceable, write_folder_atomic
 
+    json_path = _outside(out_dir, json_path, "--json")
+    check_replaceable(out_dir, "compare.json")
     result = compare_runs(runs, step, prune=prune)
-    written, to_stdout = save_json(result, out_dir / "compare.json", json_path)
-    if not no_plots:
-        from interp.plots.figures import write_compare_figures
+    written: list[Path] = []
 
-        written += write_compare_figures(result, out_dir)
-    if to_stdout:
+    def fill(tmp: Path) -> None:
+        paths, _ = save_json(result, tmp / "compare.json", json_path)
+        if not no_plots:
+            from interp.plots.figures import write_compare_figures
+
+            paths += write_compare_figures(result, tmp)
+        written.extend(_moved(paths, tmp, out_dir))
+
+    write_folder_atomic(out_dir, fill, marker="compare.json")
+    if str(json_path) == "-":
         sys.stdout.write(json.dumps(result, allow_nan=False) + "\n")
         return
     out.print(compare_table(result))

@@ -8,10 +8,12 @@ Nothing here imports torch, numpy, h5py or matplotlib at module level, so that
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,25 +32,65 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Errors that are the user's input, reported as one sentence and exit code 2.
-USER_ERRORS = (ValueError, KeyError, FileExistsError, FileNotFoundError, PermissionError,
-               IsADirectoryError, NotADirectoryError, ImportError)
+#: Errors that are the user's input (or the machine's limits: a full disk, too little
+#: memory), reported as one sentence and exit code 2.
+USER_ERRORS = (ValueError, KeyError, OSError, ImportError, MemoryError)
+
+
+def error_message(exc: BaseException) -> str:
+    """One sentence for an input error, whatever raised it."""
+    if isinstance(exc, MemoryError):
+        return ("out of memory: the command needs more memory than this machine has free "
+                "(a smaller p, width, grid or checkpoint count needs less).")
+    if isinstance(exc, UnicodeDecodeError):
+        return f"an input must be UTF-8 text, but byte {exc.start} is not ({exc.reason})."
+    text = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
+    if isinstance(exc, KeyError) and " " not in text:  # a bare key, not a message
+        return f"an input lacks the entry {exc.args[0] if exc.args else ''!r} it must hold."
+    if isinstance(exc, OSError):
+        name = exc.filename if exc.filename is not None else exc.filename2
+        if exc.errno == errno.ENOSPC or "No space left on device" in str(exc):
+            where = f"writing {str(name)!r}" if name is not None else "writing the output"
+            return f"no space left on the device {where}; free some space and try again."
+        if exc.errno is not None and exc.strerror:
+            if name is None:
+                return f"the operating system refused: {exc.strerror}."
+            return f"cannot use path {str(name)!r}: {exc.strerror}."
+    text = text or str(exc) or type(exc).__name__
+    return text if text.endswith((".", "?", "!")) else text + "."
 
 
 def friendly(fn: F) -> F:
-    """Turn input errors into one sentence on stderr and a non-zero exit, no traceback."""
+    """Turn input errors into one sentence on stderr and exit code 2, and Ctrl-C into
+    exit code 130; never a traceback."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except USER_ERRORS as exc:
-            if isinstance(exc, OSError) and exc.errno is not None:
-                msg = f"cannot use path {exc.filename!r}: {exc.strerror}."
-            else:
-                msg = exc.args[0] if exc.args else str(exc)
-            err.print(f"error: {msg}", markup=False, highlight=False)
+            err.print(f"error: {error_message(exc)}", markup=False, highlight=False)
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("error: interrupted.", markup=False, highlight=False)
+            raise typer.Exit(130) from None
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def as_options(options: Iterable[str], renamed: Mapping[str, str] | None = None
+               ) -> Iterator[None]:
+    """Config errors ("train_frac must be ...") name the command's option instead
+    ("--train-frac must be ..."): ``options`` are named as their config field,
+    ``renamed`` maps the other fields to their option (``{"weight_decay": "--wd"}``)."""
+    try:
+        yield
+    except ValueError as exc:
+        name, sep, rest = str(exc).partition(" must ")
+        renamed = renamed or {}
+        if sep and (name in renamed or name in options):
+            flag = renamed.get(name, "--" + name.replace("_", "-"))
+            raise ValueError(f"{flag}{sep}{rest}") from None
+        raise
 
 
 def default_run_name(cfg: RunConfig) -> str:

@@ -6,7 +6,19 @@ from pathlib import Path
 
 import typer
 
-from interp.cli.common import LAYOUT_HELP, MAP_HELP, foreign_options, friendly, out, summary_table
+from interp.cli.common import (
+    LAYOUT_HELP,
+    MAP_HELP,
+    as_options,
+    foreign_options,
+    friendly,
+    out,
+    summary_table,
+)
+
+#: The options of foreign checkpoints named as the config fields they set.
+FOREIGN_OPTIONS = ("layout", "p", "op", "act", "loss", "train_frac", "corrupt")
+FOREIGN_RENAMED = {"split_seed": "--split-seed", "corrupt_seed": "--split-seed"}
 
 
 @friendly
@@ -48,7 +60,8 @@ def import_(
 
     opts = foreign_options(layout, p, op, mapping, act, train_frac, corrupt, split_seed,
                            unsafe_pickle, loss)
-    path = import_checkpoint(foreign, out_path, overwrite=overwrite, **opts)
+    with as_options(FOREIGN_OPTIONS, FOREIGN_RENAMED):
+        path = import_checkpoint(foreign, out_path, overwrite=overwrite, **opts)
     with Run(path) as run:
         out.print(summary_table(run))
         out.print(f"wrote {path}: {len(run.steps)} checkpoint(s), model "

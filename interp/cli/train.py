@@ -3,9 +3,12 @@ files."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -13,6 +16,7 @@ import typer
 from interp.cli import common
 from interp.cli.common import (
     ProgressBar,
+    as_options,
     default_run_name,
     err,
     friendly,
@@ -91,19 +95,21 @@ def train(
         with Run(resume) as run:
             cfg = run.config
         bar = [] if quiet else [ProgressBar(cfg.train.steps, max(1, cfg.train.steps // 100))]
-        path = resume_file(resume, device=device, callbacks=bar)
+        with _stopped(resume):
+            path = resume_file(resume, device=device, callbacks=bar)
     else:
-        cfg = RunConfig(
-            DataConfig(p=p, op=op, train_frac=train_frac, corrupt=corrupt,
-                       corrupt_mode=corrupt_mode, split_seed=seed, corrupt_seed=seed),
-            model_config(model, {"width": width, "act": act, "dropout": dropout,
-                                 "batchnorm": batchnorm or None, "init_seed": seed,
-                                 "d_model": d_model, "n_heads": n_heads, "d_mlp": d_mlp,
-                                 "depth": depth}),
-            TrainConfig(steps=steps, lr=lr, optimizer=optimizer, weight_decay=wd, loss=loss,
-                        batch_size=batch_size, seed=seed, save_every=save_every,
-                        save_log=save_log, precision=precision),
-        )
+        with as_options(_OPTIONS, _RENAMED):
+            cfg = RunConfig(
+                DataConfig(p=p, op=op, train_frac=train_frac, corrupt=corrupt,
+                           corrupt_mode=corrupt_mode, split_seed=seed, corrupt_seed=seed),
+                model_config(model, {"width": width, "act": act, "dropout": dropout,
+                                     "batchnorm": batchnorm or None, "init_seed": seed,
+                                     "d_model": d_model, "n_heads": n_heads, "d_mlp": d_mlp,
+                                     "depth": depth}),
+                TrainConfig(steps=steps, lr=lr, optimizer=optimizer, weight_decay=wd,
+                            loss=loss, batch_size=batch_size, seed=seed,
+                            save_every=save_every, save_log=save_log, precision=precision),
+            )
         path = out_path or Path("checkpoints") / default_run_name(cfg)
         if path.is_dir():
             raise IsADirectoryError(f"--out must be a file path, got the folder {str(path)!r}.")
@@ -112,11 +118,38 @@ def train(
             err.print("note: this CPU has no bfloat16 matrix instructions (avx512_bf16 or "
                       "amx_bf16), so bf16 runs slower than fp32 here; see "
                       "docs/performance.md.")
-        train_to_file(cfg, path, device=device, overwrite=overwrite, callbacks=bar)
+        with _stopped(path):
+            train_to_file(cfg, path, device=device, overwrite=overwrite, callbacks=bar)
     with Run(path) as run:
         out.print(summary_table(run))
     out.print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB) "
               f"in {time.perf_counter() - start:.1f} s")
+
+
+#: ``interp train`` options named as their config field, and those named otherwise.
+_OPTIONS = ("p", "op", "model", "train_frac", "corrupt", "corrupt_mode", "width", "depth",
+            "d_model", "n_heads", "d_mlp", "act", "dropout", "batch_size", "lr", "optimizer",
+            "loss", "steps", "save_every", "save_log", "precision")
+_RENAMED = {"weight_decay": "--wd", "split_seed": "--seed", "corrupt_seed": "--seed",
+            "init_seed": "--seed", "seed": "--seed"}
+
+
+@contextlib.contextmanager
+def _stopped(path: Path) -> Iterator[None]:
+    """Ctrl-C (exit code 130) or a full disk during training: say how to continue."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        hint = (f"; continue it with `interp train --resume {path}`" if path.is_file()
+                else "")
+        err.print(f"error: interrupted{hint}.", markup=False, highlight=False)
+        raise typer.Exit(130) from None
+    except OSError as exc:
+        if path.is_file() and (exc.errno == errno.ENOSPC or "No space left" in str(exc)):
+            raise ValueError(f"no space left on the device writing {str(path)!r}; free some "
+                             f"space, then continue with `interp train --resume {path}`.") \
+                from None
+        raise
 
 
 @friendly
@@ -185,13 +218,16 @@ def solution(
       interp solution --p 97 --width 500 --out checkpoints/analytic.h5
     """
     from interp.analysis.solution import analytic_network
-    from interp.config import DataConfig, RunConfig, TrainConfig
+    from interp.config import DataConfig, RunConfig, TrainConfig, check_memory
     from interp.models import MLPConfig
     from interp.store.trajectory import Run
     from interp.training.runner import write_trajectory
+    from interp.training.trainer import available_memory, resolve_device
 
-    cfg = RunConfig(DataConfig(p=p, op=op, corrupt=0.0), MLPConfig(width=width),
-                    TrainConfig(steps=0))
+    with as_options(_OPTIONS, _RENAMED):
+        cfg = RunConfig(DataConfig(p=p, op=op, corrupt=0.0), MLPConfig(width=width),
+                        TrainConfig(steps=0))
+    check_memory([cfg], available_memory(resolve_device("cpu")))
     weights = analytic_network(p, width, seed=seed, op=op)
     write_trajectory(cfg, out_path, [(0, weights)], overwrite=overwrite,
                      source=f"analytic solution (interp.analytic_network, seed {seed})")

@@ -21,6 +21,7 @@ from interp.analysis import prune as prune_mod
 from interp.analysis.embedding import EMBEDDING_CONVENTION, embedding_spectrum, key_frequencies
 from interp.analysis.fit import fit_summary, frequency_lock_steps
 from interp.analysis.neurons import (
+    check_finite_weights,
     ipr_convention,
     neuron_terms,
     trajectory_ipr,
@@ -32,6 +33,24 @@ from interp.analysis.spectra import grid_top_frequency
 from interp.data import accuracies
 from interp.jsonable import to_jsonable
 from interp.store.trajectory import Run
+from interp.training.trainer import resolve_device
+from interp.validate import check_int
+
+
+def _finite_weights(run: Run, step: int) -> dict[str, np.ndarray]:
+    """The stored weights at ``step``, refused (ValueError) unless they hold the arrays of
+    the run's model, with their shapes, and only finite values."""
+    weights, where = run.weights(step), f"at step {step} of {str(run.path)!r}"
+    expected = run.family.array_shapes(run.config.data.p, run.config.model)
+    for name, shape in expected.items():
+        if name not in weights:
+            raise ValueError(f"run file {str(run.path)!r} must hold the arrays "
+                             f"{', '.join(expected)} of its model, but it lacks {name!r}.")
+        if tuple(weights[name].shape) != tuple(shape):
+            raise ValueError(f"array {name!r} {where} must have shape {tuple(shape)} (from its "
+                             f"config), got {tuple(weights[name].shape)}.")
+    check_finite_weights(weights, where)
+    return weights
 
 
 def accuracies_at(run: Run, step: int | None = None) -> dict[str, float]:
@@ -40,7 +59,8 @@ def accuracies_at(run: Run, step: int | None = None) -> dict[str, float]:
     Computed in eval mode and float64 from the stored arrays (the family's neuron terms),
     in :data:`interp.data.ACCURACY_NAMES` order; an empty subset gives NaN.
     """
-    weights, ds = run.weights(step), run.dataset()
+    step = int(run.steps[run.index_of(step)])
+    weights, ds = _finite_weights(run, step), run.dataset()
     logits = neuron_terms(weights, run.config.model, ds.pairs[ds.eval_idx]).logits()
     return {k: float(v) for k, v in accuracies(logits.argmax(-1), ds).items()}
 
@@ -82,8 +102,11 @@ def analyze_run(run: Run, step: int | None = None, *, ipr: bool = True, prune: b
                 device: str = "cpu", key_fraction: float = 0.9) -> Analysis:
     """:func:`analyze` on an open run, with the arrays its figures draw."""
     cfg = run.config
+    resolve_device(device)  # a device that does not exist is an input error, not a crash
+    check_int("seed", seed, 0)
+    check_int("n_random", n_random, 1)
     step = int(run.steps[run.index_of(step)])
-    weights, ds = run.weights(step), run.dataset()
+    weights, ds = _finite_weights(run, step), run.dataset()
     if fit and not run.family.analytic_solution:
         raise ValueError(f"fit (the analytic periodic solution) applies to MLP runs, but "
                          f"{str(run.path)!r} holds a {cfg.model.kind}.")

@@ -29,6 +29,7 @@ import os
 import pickletools
 import warnings
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -57,20 +58,45 @@ def _flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
         if isinstance(value, Mapping):
             out |= _flatten(value, name + ".")
         elif isinstance(value, torch.Tensor):
-            t = value.detach().cpu()
-            out[name] = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+            out[name] = _tensor_array(name, value)
         elif isinstance(value, np.ndarray):
             out[name] = value
     return out
+
+
+def _tensor_array(name: str, value: torch.Tensor) -> np.ndarray:
+    """A dense tensor as an array (floating dtypes numpy lacks, e.g. bfloat16, as float32)."""
+    if value.layout != torch.strided or value.is_quantized or value.device.type == "meta":
+        raise ValueError(f"array {name!r} must be a dense tensor with data, got a "
+                         f"{value.layout} {value.device.type} tensor of dtype {value.dtype}.")
+    t = value.detach().cpu()
+    if t.is_floating_point() and t.dtype not in (torch.float16, torch.float32, torch.float64):
+        t = t.float()
+    try:
+        return t.numpy()
+    except TypeError:  # a dtype numpy lacks (complex32, ...)
+        raise ValueError(f"array {name!r} must hold floating-point weights, got dtype "
+                         f"{value.dtype}.") from None
+
+
+def _as_step(value: Any, where: str) -> int:
+    """A checkpoint step from an int, or a one-element tensor or array of an integer."""
+    if isinstance(value, (torch.Tensor, np.ndarray)) and np.size(value) == 1:
+        value = np.asarray(value).item()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"the step of {where} must be an integer >= 0, got {value!r}.")
+    return int(value)
 
 
 def _step_of(obj: Mapping[str, Any], default: int) -> int:
     for key in STEP_KEYS:
         value = obj.get(key)
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-            return int(value)
+            return _as_step(value, f"its {key!r}")
         if isinstance(value, (torch.Tensor, np.ndarray)) and np.size(value) == 1:
-            return int(np.asarray(value).item())
+            return _as_step(value, f"its {key!r}")
     return default
 
 
@@ -91,13 +117,17 @@ def _structure(obj: Any, path: Path) -> Checkpoints:
         steps = next((obj[k] for k in LIST_STEP_KEYS if k in obj), None)
         obj = obj["checkpoints"]
     if isinstance(obj, (list, tuple)):
+        if steps is not None and (not hasattr(steps, "__len__") or isinstance(steps, str)):
+            raise ValueError(f"file {str(path)!r} must list its checkpoint steps, got "
+                             f"{type(steps).__name__}.")
         if steps is not None and len(steps) != len(obj):
             raise ValueError(f"file {str(path)!r} lists {len(steps)} steps for {len(obj)} "
                              "checkpoints.")
         out = []
         for i, item in enumerate(obj):
             state = _state_of(item, f"checkpoint {i} of {str(path)!r}")
-            step = int(steps[i]) if steps is not None else _step_of(item, i)
+            where = f"checkpoint {i} of {str(path)!r}"
+            step = _as_step(steps[i], where) if steps is not None else _step_of(item, i)
             out.append((step, state))
         return out
     return [(_step_of(obj, 0) if isinstance(obj, Mapping) else 0,
@@ -144,13 +174,16 @@ def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"file {str(path)!r} must be a NumPy .npz of arrays, but it is not a "
+                         "zip archive.")
     try:
         z = np.load(path, allow_pickle=False)
         if not isinstance(z, Mapping):
             raise ValueError("it holds one array, not named ones")
         with z:
             return {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         why = ("it holds pickled objects, which are refused" if "pickle" in str(exc)
                or "Object arrays" in str(exc) else f"reading it failed: {exc}")
         raise ValueError(f"file {str(path)!r} must be a NumPy .npz of arrays, but {why}.") \
@@ -171,6 +204,8 @@ def load_checkpoints(path: str | os.PathLike, *, allow_pickle: bool = False) -> 
     list of (step, state), steps increasing; each state maps dotted keys to arrays.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"checkpoint {str(path)!r} must be a file, but it is a folder.")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist.")
     if path.suffix == ".safetensors":
@@ -179,6 +214,9 @@ def load_checkpoints(path: str | os.PathLike, *, allow_pickle: bool = False) -> 
         found = [(0, _load_npz(path))]
     else:
         found = _structure(_load_torch(path, allow_pickle), path)
+    if not found:
+        raise ValueError(f"file {str(path)!r} must hold at least one checkpoint, but it holds "
+                         "an empty list.")
     for i, (step, state) in enumerate(found):
         if not state:
             raise ValueError(f"checkpoint {i} of {str(path)!r} holds no arrays.")
@@ -189,9 +227,10 @@ def load_checkpoints(path: str | os.PathLike, *, allow_pickle: bool = False) -> 
 
 
 def convert_checkpoints(found: Checkpoints, layout: str = "auto", p: int | None = None,
-                        mapping: Mapping[str, str] | None = None
+                        mapping: Mapping[str, str] | None = None, source: str | None = None
                         ) -> tuple[int, dict[str, Any], Checkpoints, dict[str, str]]:
     """Apply a layout to every checkpoint; all must agree on p and the model's shape.
+    ``source`` (the file's name) starts the message of an error.
 
     Returns (p, model config fields, [(step, our arrays)], {our name: foreign key}).
     """
@@ -202,8 +241,10 @@ def convert_checkpoints(found: Checkpoints, layout: str = "auto", p: int | None 
         try:
             p_i, fields, arrays, keys = convert(state, layout, p, mapping)
         except ValueError as exc:
-            prefix = f"checkpoint {i} (step {step}): " if len(found) > 1 else ""
-            raise ValueError(prefix + str(exc)) from None
+            where = f"checkpoint {i} (step {step})" if len(found) > 1 else ""
+            if source is not None:
+                where = f"{where} of {source!r}" if where else repr(source)
+            raise ValueError(f"{where}: {exc}" if where else str(exc)) from None
         shapes = {k: v.shape for k, v in arrays.items()}
         if first is None:
             first = (p_i, fields, shapes)
@@ -235,7 +276,7 @@ def foreign_run(path: str | os.PathLike, *, layout: str = "auto", p: int | None 
     if not isinstance(mapping, Mapping):
         mapping = parse_map(mapping)
     found = load_checkpoints(path, allow_pickle=allow_pickle)
-    p, fields, checkpoints, keys = convert_checkpoints(found, layout, p, mapping)
+    p, fields, checkpoints, keys = convert_checkpoints(found, layout, p, mapping, str(path))
     model = model_config_from_dict(fields | ({"act": act} if act else {}))
     cfg = RunConfig(DataConfig(p=p, op=op, train_frac=train_frac, corrupt=corrupt,
                                split_seed=seed, corrupt_seed=seed),

@@ -40,6 +40,8 @@ TL_NAMES = {
     "W_out": "blocks.0.mlp.W_out", "b_out": "blocks.0.mlp.b_out",
     "W_U": "unembed.W_U", "b_U": "unembed.b_U",
 }
+#: The largest float32: checkpoints are stored as float32.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 _LAYERNORM = re.compile(r"(^|\.)(ln\w*|layer_?norm\w*|norm\d*)\.(w|b|weight|bias)$")
 
 State = Mapping[str, np.ndarray]
@@ -53,6 +55,8 @@ def parse_map(items: Sequence[str] | None) -> dict[str, str]:
         name, sep, key = item.partition("=")
         if not sep or not name.strip() or not key.strip():
             raise ValueError(f"--map entries must look like name=key, got {item!r}.")
+        if name.strip() in out:
+            raise ValueError(f"--map must name {name.strip()!r} once, got it twice ({item!r}).")
         out[name.strip()] = key.strip()
     return out
 
@@ -98,6 +102,12 @@ def _array(state: State, key: str, transpose: bool = False) -> np.ndarray:
     bad = int((~np.isfinite(a)).sum())
     if bad:
         raise ValueError(f"array {key!r} of shape {a.shape} holds {bad} NaN or infinite values.")
+    if a.dtype.itemsize > 4:  # stored as float32: its values must stay finite there
+        big = int(np.count_nonzero(np.abs(a) > FLOAT32_MAX))
+        if big:
+            raise ValueError(f"array {key!r} of shape {a.shape} holds {big} values beyond the "
+                             f"float32 range (|x| > {FLOAT32_MAX:.4g}), which become infinite "
+                             "once stored as float32.")
     return a.T if transpose else a
 
 
@@ -297,6 +307,12 @@ def convert(state: State, layout: str, p: int | None,
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}.")
     if layout == "auto":
         layout = detect_layout(state)
+    roles = {"mlp": ("U", "V", "W", *BN_NAMES), "generic-mlp": ("U", "V", "UV", "W", *BN_NAMES),
+             "transformer": tuple(TL_NAMES)}[layout]
+    unknown = sorted(set(mapping or {}) - set(roles))
+    if unknown:
+        raise ValueError(f"--map names must be arrays of the {layout} layout ({', '.join(roles)}"
+                         f"), got {unknown[0]!r}.")
     fn = {"mlp": mlp_layout, "generic-mlp": generic_mlp_layout,
           "transformer": transformer_layout}[layout]
     return fn(state, p, dict(mapping or {}))

@@ -6,12 +6,16 @@ growable chunked datasets whose visible length is set by a commit index
 (``checkpoints/step``, ``metrics/step``) that is extended last, after the rows it covers
 are flushed; the file is written in HDF5's single-writer/multiple-reader (SWMR) mode, so
 a writer killed at any moment leaves a file that opens and shows every committed
-checkpoint and nothing half written.
+checkpoint and nothing half written. Before opening a file the reader checks that it is
+whole (a truncated copy is refused, not read as zeros), and it reads committed rows only,
+never more than the file stores (a crafted shape is refused, not allocated).
 """
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -31,20 +35,111 @@ FORMAT_VERSION = 3
 DATASET_FIELDS = ("pairs", "true_labels", "train_idx", "test_idx", "train_labels", "corrupted")
 
 
-def _open_read(path: str | os.PathLike) -> h5py.File:
-    """Open read-only; SWMR read also opens a file whose writer was killed."""
+#: The 8 bytes that start an HDF5 superblock (at offset 0, 512, 1024, 2048, ...).
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+#: Superblock consistency flags (version 3) set while a writer has the file open, and left
+#: set by a writer that was killed: opened for writing, opened for SWMR writing.
+WRITING_FLAGS = 0b101
+#: Reads up to this many bytes are not checked against what the file stores (see
+#: ``Run._take``); a damaged file can make each cost at most this much memory.
+UNCHECKED_READ = 64 * 2**20
+#: How many times a file that looks truncated while its writer is flushing is looked at
+#: again (0.1 s apart): the superblock may name a new end a moment before the file has it.
+TRUNCATION_RECHECKS = 3
+
+
+def existing_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, checked to be an existing run file (not a folder)."""
     p = Path(path)
+    if p.is_dir():
+        raise IsADirectoryError(f"run file {str(p)!r} must be a file, but it is a folder.")
     if not p.is_file():
         raise FileNotFoundError(f"run file {str(p)!r} does not exist.")
+    return p
+
+
+def _superblock(p: Path) -> tuple[int, int | None, int]:
+    """(file size, the end of file its HDF5 superblock records (None: none recorded),
+    consistency flags); ValueError when no superblock starts at 0, 512, 1024, ..."""
+    size = p.stat().st_size
+    not_hdf5 = ValueError(f"run file {str(p)!r} must be an HDF5 trajectory written by interp, "
+                          "but it is not a readable HDF5 file" + (" (it is empty)." if size == 0
+                                                                  else "."))
+    with open(p, "rb") as fh:
+        base = 0
+        while base + len(HDF5_SIGNATURE) <= size:
+            fh.seek(base)
+            head = fh.read(128)
+            if head.startswith(HDF5_SIGNATURE):
+                break
+            base = 512 if base == 0 else 2 * base
+        else:
+            raise not_hdf5
+    version = head[8]
+    if version >= 2:  # signature, version, sizes of offsets and lengths, flags, addresses
+        n, at, flags = head[9], 12, head[11]
+    else:
+        n, at = head[13], 24 if version == 0 else 28
+        flags = int.from_bytes(head[20:24], "little")
+    if n not in (2, 4, 8, 16):
+        raise not_hdf5
+    field = at + 2 * n  # base address, then another address, then the end of file
+    if len(head) < field + n:
+        raise ValueError(f"run file {str(p)!r} is truncated: its HDF5 superblock is cut "
+                         f"short, found {size} bytes.")
+    end = int.from_bytes(head[field:field + n], "little")
+    return size, (None if end == 2 ** (8 * n) - 1 else end), flags
+
+
+def check_hdf5(path: str | os.PathLike) -> bool:
+    """Check that ``path`` is a whole HDF5 file: ValueError if it is not HDF5, or shorter
+    than the end its superblock records (a copy or download cut short). Returns whether
+    the file is marked open for writing (a writer is at work, or was killed)."""
+    p = Path(path)
+    for attempt in range(TRUNCATION_RECHECKS + 1):
+        size, end, flags = _superblock(p)
+        if end is None or size >= end or not flags & WRITING_FLAGS:
+            break
+        if attempt < TRUNCATION_RECHECKS:  # a live writer may be extending the file
+            time.sleep(0.1)
+    if end is not None and size < end:
+        raise ValueError(f"run file {str(p)!r} is truncated: expected {end} bytes (the end its "
+                         f"HDF5 superblock records), found {size}.")
+    return bool(flags & WRITING_FLAGS)
+
+
+def _h5_read(p: Path, swmr: bool) -> h5py.File:
+    # Without HDF5's file lock, a reader never stops a writer from opening the file (the
+    # writers' own lock is interp.store.writer's). HDF5 before 1.12.1 lacks the option,
+    # and a file this process has open already (its writer) keeps the setting it has.
     try:
-        return h5py.File(p, "r", swmr=True)
+        return h5py.File(p, "r", swmr=swmr, locking=False)
+    except (ValueError, OSError):
+        return h5py.File(p, "r", swmr=swmr)
+
+
+def _open_read(path: str | os.PathLike) -> h5py.File:
+    """Open read-only, after checking the file is whole. A file marked open for writing
+    (a writer at work, or killed) is opened in SWMR read mode, which HDF5 requires for
+    it; any other plainly, where a damaged file fails at once (SWMR read retries a bad
+    checksum for many minutes)."""
+    p = existing_file(path)
+    writing = check_hdf5(p)
+    try:
+        return _h5_read(p, writing)
     except OSError:
         pass
-    try:
-        return h5py.File(p, "r")
-    except OSError:
-        raise ValueError(f"run file {str(p)!r} must be an HDF5 trajectory written by interp, "
-                         "but it is not a readable HDF5 file.") from None
+    if not writing and check_hdf5(p):  # a writer opened it in between
+        try:
+            return _h5_read(p, True)
+        except OSError:
+            pass
+    raise ValueError(f"run file {str(p)!r} must be an HDF5 trajectory written by interp, "
+                     "but it is not a readable HDF5 file.") from None
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 class Run:
@@ -70,7 +165,7 @@ class Run:
                              f"interp reads versions up to {FORMAT_VERSION}.")
         self.config = RunConfig.from_json(self.file.attrs["config"])
         self.family = family_of(self.config.model)
-        self.steps: np.ndarray = self.file["checkpoints/step"][()]
+        self.steps: np.ndarray = self._take(self.file["checkpoints/step"])
         self._n_metrics = len(self.file["metrics/step"])
 
     def __enter__(self) -> Run:
@@ -81,6 +176,28 @@ class Run:
 
     def close(self) -> None:
         self.file.close()
+
+    def _take(self, ds: h5py.Dataset, sel: slice | np.ndarray | int | None = None,
+              committed: int = 0) -> np.ndarray:
+        """``ds[sel]`` (all of it when None), refused with one sentence when ``ds`` holds
+        fewer than ``committed`` rows, or when the read would need more memory than the
+        file stores for it (a damaged or crafted file may claim any shape)."""
+        n = ds.shape[0] if ds.shape else 1
+        if n < committed:
+            raise ValueError(f"run file {str(self.path)!r} is damaged: {ds.name} holds {n} "
+                             f"rows, but {committed} are committed.")
+        rows = (n if sel is None else len(range(*sel.indices(n))) if isinstance(sel, slice)
+                else 1 if isinstance(sel, (int, np.integer)) else len(sel))
+        need = rows * math.prod(ds.shape[1:]) * ds.dtype.itemsize
+        if need > UNCHECKED_READ:
+            stored = ds.id.get_storage_size()
+            filtered = ds.id.get_create_plist().get_nfilters() > 0
+            if need > stored * (1032 if filtered else 1):  # deflate's largest ratio
+                raise ValueError(
+                    f"run file {str(self.path)!r} is damaged: reading {rows} rows of "
+                    f"{ds.name} would need {_gib(need)}, but the file holds {_gib(stored)} "
+                    "of its data.")
+        return ds[()] if sel is None else ds[sel]
 
     @property
     def attrs(self) -> dict[str, object]:
@@ -98,7 +215,7 @@ class Run:
 
     def dataset(self) -> Dataset:
         g = self.file["dataset"]
-        return Dataset(self.config.data.p, *(g[k][()] for k in DATASET_FIELDS))
+        return Dataset(self.config.data.p, *(self._take(g[k]) for k in DATASET_FIELDS))
 
     def metric_names(self) -> list[str]:
         out: list[str] = []
@@ -110,12 +227,13 @@ class Run:
         """Committed per-step metrics by name, plus ``step``. Each shape=(T,)."""
         names = self.metric_names() if names is None else list(names)
         g = self.file["metrics"]
-        out = {"step": g["step"][()]}
+        n = self._n_metrics
+        out = {"step": self._take(g["step"], slice(n), n)}
         for name in names:
             if name not in g:
                 raise KeyError(f"metric {name!r} is not in {str(self.path)!r}; "
                                f"stored: {', '.join(self.metric_names())}.")
-            out[name] = g[name][: self._n_metrics]
+            out[name] = self._take(g[name], slice(n), n)
         return out
 
     def index_of(self, step: int | None) -> int:
@@ -144,12 +262,12 @@ class Run:
                            f"stored: {', '.join(self.names)}.")
         ds = self.file["checkpoints"][name]
         n = len(self.steps)
-        if steps is None or isinstance(steps, slice):
-            rows = ds[slice(*(steps or slice(None)).indices(n))]
+        if steps is None or isinstance(steps, slice):  # committed rows only
+            rows = self._take(ds, slice(*(steps or slice(None)).indices(n)), n)
         else:  # h5py reads increasing unique indices; reorder afterwards
             idx = np.arange(n)[np.asarray(steps, dtype=np.int64)]
             uniq, inverse = np.unique(idx, return_inverse=True)
-            rows = ds[uniq][inverse]
+            rows = self._take(ds, uniq, n)[inverse]
         if neurons is not None:
             axes = self.family.neuron_axes(self.config.model)
             if name not in axes:
@@ -161,7 +279,8 @@ class Run:
     def weights(self, step: int | None = None) -> dict[str, np.ndarray]:
         """Every stored array at one checkpoint step (None: the last)."""
         i = self.index_of(step)
-        return {k: self.file["checkpoints"][k][i] for k in self.names}
+        n = len(self.steps)
+        return {k: self._take(self.file["checkpoints"][k], i, n) for k in self.names}
 
     def iter_chunks(self, names: Sequence[str], chunk: int = 32, stride: int = 1,
                     neurons: Sequence[int] | None = None
@@ -185,13 +304,25 @@ class Run:
     def optimizer_state(self, step: int) -> dict[str, np.ndarray] | None:
         """Optimizer state saved with checkpoint ``step``, or None if not kept."""
         g = self.file["resume"]
-        slots = np.flatnonzero(g["slot_step"][()] == step)
+        slot_step = self._take(g["slot_step"])
+        slots = np.flatnonzero(slot_step == step)
         if len(slots) == 0:
             return None
         s = int(slots[0])
-        if not g["slot_filled"][s]:
+        if not self._take(g["slot_filled"], s, len(slot_step)):
             return {}
         out: dict[str, np.ndarray] = {}
-        g["optimizer"].visititems(
-            lambda k, v: out.__setitem__(k, v[s]) if isinstance(v, h5py.Dataset) else None)
+        g["optimizer"].visititems(lambda k, v: out.__setitem__(k, self._take(v, s, s + 1))
+                                  if isinstance(v, h5py.Dataset) else None)
         return out
+
+    def resume_point(self) -> tuple[int, dict[str, np.ndarray] | None,
+                                    dict[str, np.ndarray] | None]:
+        """Where an interrupted run continues: ``(step, weights, optimizer state)`` of the
+        newest committed checkpoint whose optimizer state is kept, or ``(0, None, None)``
+        (start over) when there is none."""
+        for t in self.steps[::-1]:
+            state = self.optimizer_state(int(t))
+            if state is not None:
+                return int(t), self.weights(int(t)), state
+        return 0, None, None

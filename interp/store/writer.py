@@ -1,16 +1,21 @@
-"""Writing the dense HDF5 trajectory file: :class:`TrajectoryWriter` and :func:`recover`.
+"""Writing the dense HDF5 trajectory file: :class:`TrajectoryWriter`.
 
 The writer is a trainer callback; it reads what it records from the object the trainer
 passes (``cfg``, ``dataset``, ``model``, ``metric_names``, ``state_arrays()``,
 ``optimizer_arrays()``, ``optimizer_layout()``) and never imports the trainer. The
-commit protocol is specified in ``docs/trajectory-format.md``.
+commit protocol, the writer's lock and resuming are specified in
+``docs/trajectory-format.md``.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import errno
+import fcntl
 import json
 import os
+import stat
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +25,7 @@ import torch
 
 from interp.models import family_of
 from interp.store.atomic import write_atomic_path
-from interp.store.trajectory import DATASET_FIELDS, FORMAT_NAME, Run
+from interp.store.trajectory import DATASET_FIELDS, FORMAT_NAME, Run, check_hdf5, existing_file
 from interp.version import __version__
 
 #: Optimizer-state slots in ``resume/`` (older files have 2, which the writer still handles).
@@ -63,6 +68,63 @@ def _header(tmp: Path, trainer: Any, attrs: dict[str, str]) -> None:
         og = rg.create_group("optimizer")
         for k, (shape, dtype) in trainer.optimizer_layout().items():
             og.create_dataset(k, shape=(N_SLOTS, *shape), dtype=dtype)
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file a writer of ``path`` holds: ``.NAME.lock`` beside it."""
+    return path.parent / f".{path.name}.lock"
+
+
+def _lock(path: Path) -> int:
+    """Lock ``path`` for writing: an exclusive ``flock`` on its lock file, created if
+    missing (a killed writer's is reused: the kernel drops a lock with its process).
+    Returns the lock file's descriptor; BlockingIOError if another writer holds it."""
+    lock = lock_path(path)
+    for _ in range(100):
+        try:  # never through a planted link, never blocking on a planted pipe; read-only
+            # suffices for flock, and opens another user's lock file too
+            fd = os.open(lock, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                         | os.O_CLOEXEC, 0o666)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.EISDIR):
+                raise PermissionError(f"lock file {str(lock)!r} of {str(path)!r} must be a "
+                                      "regular file, but it is a link or a folder.") from None
+            raise PermissionError(f"output folder {str(path.parent)!r} must be writable, but "
+                                  f"creating the lock file {lock.name!r} there failed: "
+                                  f"{exc.strerror}.") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise PermissionError(f"lock file {str(lock)!r} of {str(path)!r} must be a "
+                                      "regular file, but it is not.")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise BlockingIOError(f"another process is writing run file {str(path)!r} (it "
+                                      f"holds {str(lock)!r}); wait for it to finish or stop "
+                                      "it first.") from None
+            try:  # the one we locked may have been removed by its writer as it finished
+                if os.stat(lock, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                    return fd
+            except FileNotFoundError:
+                pass
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    raise BlockingIOError(f"the lock file {str(lock)!r} of run file {str(path)!r} keeps "
+                          "being replaced; another process is writing it.")
+
+
+def _unlock(fd: int, lock: Path, owner: int) -> None:
+    """Remove the lock file (while still holding it, so no one else's), then release. A
+    forked child that inherited the descriptor only closes its copy."""
+    try:
+        if os.getpid() == owner and os.stat(lock, follow_symlinks=False).st_ino == \
+                os.fstat(fd).st_ino:
+            os.unlink(lock)
+    except OSError:
+        pass
+    os.close(fd)
 
 
 class _Rows:
@@ -131,8 +193,14 @@ class _Slots:
 class TrajectoryWriter:
     """Trainer callback that records metrics every step and weights at checkpoints.
 
-    ``append=True`` continues an existing (recovered) file instead of creating one.
+    ``append=True`` continues an existing file instead of creating one: the steps the
+    file already holds (committed metric rows and checkpoints) are not recorded again,
+    so a trainer may resume from an earlier checkpoint than the file's newest.
     ``attrs`` are extra root attributes for a new file (``device``, ``source``, ...).
+
+    From construction to :meth:`close` the writer holds a lock on ``path`` (an exclusive
+    ``flock`` on ``.NAME.lock`` beside it): a second writer of the same file, in any
+    process, is refused with BlockingIOError before it creates or replaces anything.
 
     Each checkpoint follows the commit protocol of ``docs/trajectory-format.md`` with
     three flushes: (1) the checkpoint's arrays, the optimizer state (into a resume slot
@@ -147,16 +215,35 @@ class TrajectoryWriter:
     def __init__(self, path: str | os.PathLike, *, append: bool = False,
                  overwrite: bool = False, attrs: dict[str, str] | None = None) -> None:
         self.path, self.append, self.attrs = Path(path), append, attrs or {}
-        if not append and self.path.exists() and not overwrite:
-            raise FileExistsError(f"output {str(self.path)!r} already exists; "
-                                  "pass --overwrite (overwrite=True) to replace it.")
         self.file: h5py.File | None = None
         self._pending: list[tuple[int, torch.Tensor]] = []
+        self._done_metrics = self._done_checkpoints = -1  # steps the file already holds
+        self._check_target(overwrite)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PermissionError(f"output folder {str(self.path.parent)!r} must be writable, "
+                                  f"but creating it failed: {exc.strerror}.") from None
+        fd = _lock(self.path)
+        self._release = weakref.finalize(self, _unlock, fd, lock_path(self.path), os.getpid())
+        try:
+            self._check_target(overwrite)  # again, now that no other writer can change it
+        except BaseException:
+            self._release()
+            raise
+
+    def _check_target(self, overwrite: bool) -> None:
+        if self.append:
+            existing_file(self.path)
+        elif os.path.lexists(self.path) and not overwrite:
+            raise FileExistsError(f"output {str(self.path)!r} already exists; "
+                                  "pass --overwrite (overwrite=True) to replace it.")
 
     def on_start(self, trainer: Any) -> None:
         if not self.append:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             _create(self.path, trainer, self.attrs)
+        elif check_hdf5(self.path):  # a killed writer's mark: HDF5 will not open it r+
+            write_atomic_path(self.path, self._copy_committed)
         f = self.file = h5py.File(self.path, "r+", libver="latest")
         f.swmr_mode = True
         # handles cached once; rows are written after the committed ones
@@ -172,13 +259,35 @@ class TrajectoryWriter:
         g["optimizer"].visititems(
             lambda k, v: self._opt.__setitem__(k, _Slots(v)) if isinstance(v, h5py.Dataset)
             else None)
+        if self.append:
+            self._continue(f)
         # a file with three or more slots keeps the next one to overwrite invalid
         if len(self._slot_step) >= 3 and self._slot_step.min() != -1:
             self._set_slot(int(np.argmin(self._slot_step)), -1)
             f.flush()
 
+    def _continue(self, f: h5py.File) -> None:
+        """Appending: note the steps already held; invalidate slots of uncommitted steps
+        (a writer killed between a slot's and its checkpoint's commit)."""
+        steps = f["checkpoints/step"][: self._ck_step.n]
+        if len(steps):
+            self._done_checkpoints = int(steps[-1])
+        if self._m_step.n:
+            self._done_metrics = int(f["metrics/step"][self._m_step.n - 1])
+        for s, t in enumerate(self._slot_step):
+            if t != -1 and t not in steps:
+                self._set_slot(s, -1)
+        f.flush()
+
+    def _copy_committed(self, tmp: Path) -> None:
+        """Copy the committed part of the file at ``path`` to ``tmp``."""
+        with Run(self.path) as run, h5py.File(tmp, "w", libver="latest") as dst:
+            rows = {"checkpoints": len(run.steps), "metrics": len(run.metrics([])["step"])}
+            _copy_rows(run.file, dst, rows)
+
     def on_step(self, trainer: Any, step: int, values: torch.Tensor) -> None:
-        self._pending.append((step, values))
+        if step > self._done_metrics:
+            self._pending.append((step, values))
 
     def _set_slot(self, s: int, step: int) -> None:
         self._slot_step[s] = step
@@ -190,6 +299,8 @@ class TrajectoryWriter:
     def on_checkpoint(self, trainer: Any, step: int) -> None:
         f = self.file
         assert f is not None
+        if step <= self._done_checkpoints:  # the file holds it (and every metric row before)
+            return
         # the slot this checkpoint's optimizer state goes to: an invalid one, else the
         # oldest; with three slots it was invalidated by the previous checkpoint's commit
         s = int(np.argmin(self._slot_step))
@@ -203,17 +314,19 @@ class TrajectoryWriter:
         for k, v in state.items():
             self._opt[k].write(s, v)
         self._slot_filled_ds.write(s, np.array(1 if state else 0, np.int8))
-        steps = np.array([t for t, _ in self._pending], np.int64)
-        values = torch.stack([v for _, v in self._pending]).float().cpu().numpy().T
-        for rows, col in zip(self._m, values, strict=True):
-            rows.append(col, self.METRIC_BLOCK)
+        pending = self._pending
+        if pending:  # none when a resumed run's file already held these rows
+            values = torch.stack([v for _, v in pending]).float().cpu().numpy().T
+            for rows, col in zip(self._m, values, strict=True):
+                rows.append(col, self.METRIC_BLOCK)
         self._reached("data_written", step)
         f.flush()
         self._reached("data_flushed", step)
         # 2. commit the metrics
-        self._m_step.append(steps)  # a commit index: its extent is the commit
-        self._pending.clear()
-        f.flush()
+        if pending:
+            self._m_step.append(np.array([t for t, _ in pending], np.int64))  # the commit
+            self._pending = []
+            f.flush()
         self._reached("metrics_committed", step)
         # 3. commit the checkpoint and its optimizer state; invalidate the next slot
         self._ck_step.append(np.array([step], np.int64))
@@ -226,48 +339,19 @@ class TrajectoryWriter:
         self.close()
 
     def close(self) -> None:
-        if self.file is not None:
-            if self.file.id.valid:
-                for rows in (self._ck_step, *self._ck.values(), self._m_step, *self._m):
-                    rows.trim()
-            self.file.close()
-            self.file = None
+        """Close the file (trimming reserved rows) and release the lock."""
+        try:
+            if self.file is not None:
+                if self.file.id.valid:
+                    for rows in (self._ck_step, *self._ck.values(), self._m_step, *self._m):
+                        rows.trim()
+                self.file.close()
+                self.file = None
+        finally:
+            self._release()
 
 
-def recover(path: str | os.PathLike) -> tuple[int, dict[str, np.ndarray] | None,
-                                               dict[str, np.ndarray] | None]:
-    """Prepare an interrupted run for resuming; returns (step, weights, optimizer state).
-
-    Finds the newest committed checkpoint whose optimizer state was kept, rewrites the
-    file (atomically, via a temporary copy) so it holds checkpoints and metrics only
-    *before* that step, and returns that step's arrays: the trainer then redoes the step,
-    rewriting the same checkpoint. Step 0 with no weights means "start over".
-    """
-    path = Path(path)
-    with Run(path) as run:
-        step, weights, state = 0, None, None
-        for i in range(len(run.steps) - 1, -1, -1):
-            state = run.optimizer_state(int(run.steps[i]))
-            if state is not None:
-                step, weights = int(run.steps[i]), run.weights(int(run.steps[i]))
-                break
-        else:
-            state = None
-        n_ckpt = int(np.searchsorted(run.steps, step))
-        metric_steps = run.file["metrics/step"][()]
-        n_metrics = int(np.searchsorted(metric_steps, step))
-        valid_slots = np.where(np.isin(run.file["resume/slot_step"][()], run.steps[:n_ckpt]),
-                               run.file["resume/slot_step"][()], -1)
-
-        def copy(tmp: Path) -> None:
-            with h5py.File(tmp, "w", libver="latest") as dst:
-                _copy_truncated(run.file, dst, {"checkpoints": n_ckpt, "metrics": n_metrics})
-                dst["resume/slot_step"][...] = valid_slots
-        write_atomic_path(path, copy)
-    return step, weights, state
-
-
-def _copy_truncated(src: h5py.File, dst: h5py.File, rows: dict[str, int]) -> None:
+def _copy_rows(src: h5py.File, dst: h5py.File, rows: dict[str, int]) -> None:
     """Copy every attribute and dataset; growable ones under ``rows`` keys keep n rows."""
     dst.attrs.update(dict(src.attrs))
 

@@ -6,8 +6,9 @@ sweep is resumable by construction: a complete file is skipped, an incomplete on
 killed cell) is resumed, a missing or unreadable one is trained from scratch. Cells run
 in local worker processes or as tasks on a Dask cluster (:mod:`interp.sweeps.workers`);
 ``OUT/summary.csv`` and ``OUT/summary.json`` (one row per cell) are rewritten atomically
-as cells finish, and ``OUT/sweep.json`` holds the spec. The format is described in
-``docs/sweeps.md``.
+as cells finish, and ``OUT/sweep.json`` holds the spec. A killed sweep leaves no local
+worker running (they stop when the sweep's process dies), and the next run removes the
+temporary files its writers left. The format is described in ``docs/sweeps.md``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from interp.analysis.neurons import ipr_convention
-from interp.store.atomic import write_text_atomic
+from interp.store.atomic import remove_stale_temps, write_text_atomic
 from interp.sweeps.spec import SweepSpec, cells, is_int
 from interp.sweeps.summary import cell_files, cell_row, file_state, read_error, write_summary
 from interp.sweeps.workers import Task, available_cores, dask_client_class, outcomes
@@ -99,6 +100,8 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, *, workers: int | Non
         dask_client_class()  # fail before any work when dask is missing
     out = Path(out_dir).resolve()
     (out / "cells").mkdir(parents=True, exist_ok=True)
+    for folder in (out, out / "cells"):  # what a killed sweep's writers left
+        remove_stale_temps(folder)
     write_text_atomic(out / "sweep.json", spec.to_json() + "\n", if_changed=True)
     rows, tasks = _scan(spec, out)
     convention = ipr_convention(spec.base.model)

@@ -36,6 +36,10 @@ PAPER_VALUES = {"weight_decay": (0.0, 5.0, 15.0, 20.0), "dropout": (0.0, 0.3, 0.
 #: The paper's xi and alpha grid: linspace(0.1, 0.9, 17).
 PAPER_GRID = tuple(round(float(x), 10) for x in np.linspace(0.1, 0.9, 17))
 _SHORT = {"weight_decay": "wd", "dropout": "do", "batch_size": "bs"}
+#: The most points one grid may hold, and the most cells a sweep may have (checked
+#: before anything is built).
+MAX_GRID = 10_000
+MAX_CELLS = 100_000
 
 
 def _fmt(x: float) -> str:
@@ -43,13 +47,21 @@ def _fmt(x: float) -> str:
 
 
 def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+    """A finite real number (not a bool)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _grid(name: str, values: Any, ok: Callable[[Any], bool], expected: str,
           cast: Callable[[Any], Any] = float) -> tuple:
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
         raise ValueError(f"{name} must be a non-empty list of {expected}, got {values!r}.")
+    if len(values) > MAX_GRID:
+        raise ValueError(f"{name} must hold at most {MAX_GRID} values, got {len(values)}.")
     bad = [v for v in values if not ok(v)]
     if bad:
         raise ValueError(f"{name} must hold only {expected}, got {bad[0]!r}.")
@@ -68,16 +80,23 @@ def parse_grid(text: str) -> tuple[float, ...]:
     try:
         if ":" in text:
             start, stop, num = text.split(":")
-            return _linspace({"start": float(start), "stop": float(stop), "num": int(num)})
-        return tuple(float(v) for v in text.split(",") if v.strip())
+            table = {"start": float(start), "stop": float(stop), "num": int(num)}
+        else:
+            return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise ValueError(f"a grid must be 'a,b,c' or 'START:STOP:NUM', got {text!r}.") from None
+    return _linspace(table)
 
 
 def _linspace(table: dict[str, Any]) -> tuple[float, ...]:
-    if set(table) != {"start", "stop", "num"} or not isinstance(table["num"], int):
+    if set(table) != {"start", "stop", "num"} or not is_int(table["num"]):
         raise ValueError(f"a grid table must have keys start, stop and an integer num, "
                          f"got {table!r}.")
+    if not 1 <= table["num"] <= MAX_GRID:
+        raise ValueError(f"a grid's num must be between 1 and {MAX_GRID}, got {table['num']}.")
+    if not (_is_number(table["start"]) and _is_number(table["stop"])):
+        raise ValueError(f"a grid's start and stop must be finite numbers, got "
+                         f"{table['start']!r} and {table['stop']!r}.")
     # rounding turns 0.15000000000000002 into 0.15, so cell names and configs stay clean
     return tuple(round(float(x), 10) for x in np.linspace(table["start"], table["stop"],
                                                           table["num"]))
@@ -127,6 +146,10 @@ class SweepSpec:
         put(self, "values", values)
         put(self, "seeds", _grid("seeds", self.seeds, lambda v: _is_whole(v) and v >= 0,
                                  "integers >= 0", int))
+        if self.n_cells > MAX_CELLS:
+            raise ValueError(f"a sweep must have at most {MAX_CELLS} cells, got {self.n_cells} "
+                             f"({len(self.values)} values x {len(self.xi)} xi x "
+                             f"{len(self.alpha)} alpha x {len(self.seeds)} seeds).")
         if not isinstance(self.scale_minibatch, bool):
             raise ValueError(f"scale_minibatch must be true or false, "
                              f"got {self.scale_minibatch!r}.")
@@ -152,8 +175,10 @@ class SweepSpec:
     def from_dict(cls, d: dict[str, Any]) -> SweepSpec:
         """From a plain dict (the TOML layout). Grids may be lists, ``{start, stop, num}``
         tables or ``parse_grid`` strings; ``base`` holds ``data``/``model``/``train``."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a sweep config must be a table of keys, got {type(d).__name__}.")
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
+        unknown = sorted(map(str, set(d) - names))
         if unknown:
             raise ValueError(f"sweep config must use only the keys {', '.join(sorted(names))}, "
                              f"got unknown key {unknown[0]!r}.")
@@ -178,12 +203,30 @@ class SweepSpec:
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> SweepSpec:
         """Read a sweep config file; see ``analyses/sweep_example.toml``."""
-        with open(path, "rb") as f:
-            try:
-                d = tomllib.load(f)
-            except tomllib.TOMLDecodeError as exc:
-                raise ValueError(f"sweep config {str(path)!r} must be valid TOML: {exc}.") from None
-        return cls.from_dict(d)
+        text = _read_text(path, "sweep config", "TOML")
+        try:
+            d = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"sweep config {str(path)!r} must be valid TOML: {exc}.") from None
+        try:
+            return cls.from_dict(d)
+        except ValueError as exc:
+            raise ValueError(f"sweep config {str(path)!r}: {exc}") from None
+
+
+def _read_text(path: str | os.PathLike, what: str, kind: str) -> str:
+    """The UTF-8 text of ``path``, with one-sentence errors naming ``what`` it is."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {str(path)!r} must be a {kind} file, but it is a "
+                                "folder.")
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist.")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{what} {str(path)!r} must be a {kind} text file (UTF-8), but byte "
+                         f"{exc.start} is not text.") from None
 
 
 def is_int(x: Any) -> bool:
@@ -234,7 +277,17 @@ def value_of(cfg: RunConfig, regularizer: str) -> float | int | None:
 def load_spec(sweep_dir: str | os.PathLike) -> SweepSpec:
     """The spec stored in ``sweep_dir/sweep.json``."""
     path = Path(sweep_dir) / "sweep.json"
+    if not Path(sweep_dir).exists():
+        raise FileNotFoundError(f"sweep folder {str(sweep_dir)!r} does not exist.")
+    if not Path(sweep_dir).is_dir():
+        raise NotADirectoryError(f"sweep folder {str(sweep_dir)!r} must be a folder written "
+                                 "by interp sweep, but it is a file.")
     if not path.is_file():
         raise FileNotFoundError(f"sweep folder {str(sweep_dir)!r} must hold sweep.json "
                                 "(written by run_sweep), but it does not.")
-    return SweepSpec.from_json(path.read_text())
+    text = _read_text(path, "sweep spec", "JSON")
+    try:
+        return SweepSpec.from_json(text)
+    except ValueError as exc:  # also json.JSONDecodeError
+        raise ValueError(f"sweep spec {str(path)!r} must be the JSON spec written by interp "
+                         f"sweep, but it is not: {str(exc).rstrip('.')}.") from None

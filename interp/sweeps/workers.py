@@ -5,9 +5,14 @@ cell; cells that can share a batched stack train together."""
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import math
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,8 +111,39 @@ def _as_items(group: list[Task]) -> list[tuple[str, str, str]]:
     return [(cid, cfg.to_json(), str(path)) for cid, cfg, path in group]
 
 
-def _init_worker(threads: int) -> None:
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _init_worker(threads: int, parent: int) -> None:
+    die_with_parent(parent)
     torch.set_num_threads(threads)
+
+
+def die_with_parent(parent: int, poll: float = 0.5) -> None:
+    """Make this worker process stop when ``parent`` (the pid of the sweep that started
+    it) dies, SIGKILL included, so that no orphan goes on training and writing cells.
+
+    On Linux the kernel kills it (``prctl(PR_SET_PDEATHSIG, SIGKILL)``); everywhere a
+    daemon thread checks every ``poll`` seconds that the parent is still its parent and
+    ends the process (``os._exit``) when it is not. A parent that died before this call
+    ends the worker at once.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL))
+        except (OSError, AttributeError):  # no prctl here: the watchdog alone
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent, poll), daemon=True,
+                     name="interp-parent-watchdog").start()
+
+
+def _watch_parent(parent: int, poll: float) -> None:
+    while os.getppid() == parent:
+        time.sleep(poll)
+    os._exit(1)
 
 
 def available_cores() -> int:
@@ -135,7 +171,7 @@ def run_local(groups: list[list[Task]], regularizer: str, workers: int,
     while pending:
         broken: list[int] = []
         with cf.ProcessPoolExecutor(min(workers, len(pending)), initializer=_init_worker,
-                                    initargs=(threads,),
+                                    initargs=(threads, os.getpid()),
                                     mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(run_group, _as_items(groups[g]), regularizer): g
                        for g in pending}

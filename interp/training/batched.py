@@ -17,14 +17,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from interp.config import RunConfig
+from interp.config import RunConfig, check_memory
 from interp.data import make_dataset, predict
 from interp.models.base import activation
 from interp.models.fused import gather_pre, quadratic_logits
 from interp.models.mlp import MLP, MLPConfig
 from interp.training.trainer import (
     Callback,
-    checkpoint_steps,
+    CheckpointSchedule,
+    DivergenceCheck,
+    available_memory,
     optimizer_layout,
     resolve_device,
     tune_allocator,
@@ -78,6 +80,7 @@ class BatchTrainer:
                  callbacks: Sequence[Sequence[Callback]] = ()) -> None:
         check_batchable(cfgs)
         self.cfgs, self.device = list(cfgs), resolve_device(device)
+        check_memory(self.cfgs, available_memory(self.device), self.device.type)
         tune_allocator()
         self.callbacks = [list(c) for c in callbacks] or [[] for _ in cfgs]
         self.datasets = [make_dataset(c.data) for c in cfgs]
@@ -100,6 +103,10 @@ class BatchTrainer:
         self.decoupled = cfg0.train.optimizer == "adamw"
         self._setup_data()
         self.views = [ModelView(self, i) for i in range(len(cfgs))]
+        self.finite = DivergenceCheck(self.metric_names, self.device, [
+            f"run {i} of the stack (xi {c.data.corrupt:g}, alpha {c.data.train_frac:g}, "
+            f"lr {c.train.lr:g}, weight_decay {c.train.weight_decay:g}, seed {c.train.seed})"
+            for i, c in enumerate(cfgs)])
 
     def _setup_data(self) -> None:
         dev, p = self.device, self.p
@@ -194,16 +201,21 @@ class BatchTrainer:
                     fn(view, *args, *extra)
 
     def run(self) -> BatchTrainer:
-        ckpts = set(checkpoint_steps(self.cfgs[0].train).tolist())
+        """Train every model to the shared final step; a model whose loss or weights stop
+        being finite stops the stack with a ValueError naming it."""
+        schedule = CheckpointSchedule(self.cfgs[0].train, self.step)
         self._emit("on_start")
         while True:
             logits = self._logits(self.m_train, self.n_train)
             losses = self._loss(logits, self.y_train, self.onehot_train, self.train_loss_mask,
                                 self.n_train_f)
             values = self._metrics(logits.detach(), losses)
+            checkpoint = schedule.due(self.step)
+            self.finite.check(self.step, values, checkpoint)
             self._emit("on_step", self.step, values=values)
-            if self.step in ckpts:
+            if checkpoint:
                 self._emit("on_checkpoint", self.step)
+                self.finite.last_checkpoint = self.step
             if self.step >= self.steps:
                 break
             losses.sum().backward()  # models share no parameters: each gets its own gradient

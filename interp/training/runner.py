@@ -15,7 +15,7 @@ import numpy as np
 from interp.config import RunConfig
 from interp.store.foreign import foreign_run
 from interp.store.trajectory import Run
-from interp.store.writer import TrajectoryWriter, recover
+from interp.store.writer import TrajectoryWriter
 from interp.training.trainer import Trainer
 
 
@@ -23,13 +23,6 @@ def train_to_file(cfg: RunConfig, path: str | os.PathLike, *, device: str = "cpu
                   overwrite: bool = False, callbacks: Sequence[object] = ()) -> Path:
     """Train a run and record it to ``path``. Returns the path."""
     writer = TrajectoryWriter(path, overwrite=overwrite, attrs={"device": device})
-    folder = Path(path).parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as exc:
-        raise PermissionError(f"output folder {str(folder)!r} must be writable, but writing "
-                              f"there failed: {exc.strerror}.") from None
     with contextlib.closing(writer):
         Trainer(cfg, device, [writer, *callbacks]).run()
     return Path(path)
@@ -63,19 +56,25 @@ def write_trajectory(cfg: RunConfig, path: str | os.PathLike,
 
 def resume_file(path: str | os.PathLike, *, device: str = "cpu",
                 callbacks: Sequence[object] = ()) -> Path:
-    """Continue an interrupted run from its last checkpoint, to its configured final step."""
-    with Run(path) as run:
-        cfg = run.config
-        if run.complete:
-            raise ValueError(f"run file {str(path)!r} is already complete at step "
-                             f"{cfg.train.steps}; there is nothing to resume.")
-    step, weights, state = recover(path)
-    trainer = Trainer(cfg, device)
-    if weights is not None:
-        trainer.load_state(step, weights, state or {})
+    """Continue an interrupted run to its configured final step, from its newest committed
+    checkpoint whose optimizer state is kept (:meth:`Run.resume_point`).
+
+    Refused while another process writes the file. Nothing in the file changes until
+    training starts (the trainer is built first, which checks the device and memory),
+    and no committed checkpoint or metric row is dropped: steps the file already holds
+    are recomputed, not recorded again.
+    """
     writer = TrajectoryWriter(path, append=True)
-    trainer.callbacks = [writer, *callbacks]
     with contextlib.closing(writer):
+        with Run(path) as run:
+            cfg = run.config
+            if run.complete:
+                raise ValueError(f"run file {str(path)!r} is already complete at step "
+                                 f"{cfg.train.steps}; there is nothing to resume.")
+            step, weights, state = run.resume_point()
+        trainer = Trainer(cfg, device, [writer, *callbacks])
+        if weights is not None:
+            trainer.load_state(step, weights, state or {})
         trainer.run()
     return Path(path)
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from interp.config import RunConfig, TrainConfig
+from interp.config import RunConfig, TrainConfig, check_memory
 from interp.data import ACCURACY_NAMES, Dataset, make_dataset, predict
 from interp.losses import mean_loss
 from interp.models import make_model
@@ -41,6 +41,83 @@ def checkpoint_steps(cfg: TrainConfig) -> np.ndarray:
     else:
         steps = np.arange(0, cfg.steps + 1, cfg.save_every, dtype=np.int64)
     return np.union1d(steps, [0, cfg.steps])
+
+
+class CheckpointSchedule:
+    """Whether each step keeps a checkpoint, asked in increasing step order (a Python set
+    of the checkpoint steps would cost about 80 bytes per checkpoint)."""
+
+    def __init__(self, cfg: TrainConfig, start: int = 0) -> None:
+        self.steps = checkpoint_steps(cfg)
+        self.i = int(np.searchsorted(self.steps, start))
+
+    def due(self, step: int) -> bool:
+        while self.i < len(self.steps) and self.steps[self.i] < step:
+            self.i += 1
+        return self.i < len(self.steps) and int(self.steps[self.i]) == step
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Free bytes of ``device``: the GPU's free memory, or the host's MemAvailable
+    (Linux); None where it cannot be told."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+class DivergenceCheck:
+    """Raises ValueError when the loss or a weight norm of a step is NaN or infinite
+    (accuracies may be NaN: an empty subset), before that step's checkpoint is kept.
+
+    On the CPU each step is checked at once; on a GPU the first bad step is noted on the
+    device (no sync) and looked at before each checkpoint. ``values`` may have a leading
+    model axis (a stack); ``labels[i]`` then names model i in the message.
+    """
+
+    def __init__(self, metric_names: Sequence[str], device: torch.device,
+                 labels: Sequence[str] = ()) -> None:
+        watch = [i for i, k in enumerate(metric_names) if k == "loss" or k[:5] == "norm/"]
+        self.index = torch.tensor(watch, device=device)
+        self.names = [metric_names[i] for i in watch]
+        self.labels, self.sync_every_step = list(labels), device.type == "cpu"
+        self.first: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.last_checkpoint: int | None = None
+
+    def check(self, step: int, values: torch.Tensor, checkpoint: bool) -> None:
+        watched = values[..., self.index]
+        if self.sync_every_step:
+            if not bool(torch.isfinite(watched).all()):
+                raise self.error(step, watched)
+            return
+        ok = torch.isfinite(watched).all()
+        if self.first is None:
+            self.first = (torch.full((), -1, device=values.device), watched)
+        keep = ok | (self.first[0] >= 0)
+        self.first = (torch.where(keep, self.first[0], step),
+                      torch.where(keep, self.first[1], watched))
+        if checkpoint and int(self.first[0]) >= 0:
+            raise self.error(int(self.first[0]), self.first[1])
+
+    def error(self, step: int, watched: torch.Tensor) -> ValueError:
+        watched = watched.detach().cpu().double()
+        who = "training"
+        if watched.ndim == 2:
+            model = int((~torch.isfinite(watched)).any(1).nonzero()[0, 0])
+            watched, who = watched[model], f"training {self.labels[model]}"
+        bad = int((~torch.isfinite(watched)).nonzero()[0, 0])
+        name = self.names[bad]
+        what = "the loss" if name == "loss" else f"the {name.replace('/', ' of ')}"
+        kept = ("no checkpoint was kept" if self.last_checkpoint is None else "the run file "
+                f"keeps the last finite checkpoint (step {self.last_checkpoint})")
+        return ValueError(f"{who} diverged at step {step}: {what} is {watched[bad].item()}; "
+                          f"{kept}; a smaller lr or weight decay may help.")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -140,6 +217,7 @@ class Trainer:
                  callbacks: Sequence[Callback] = ()) -> None:
         self.cfg = cfg
         self.device = resolve_device(device)
+        check_memory([cfg], available_memory(self.device), self.device.type)
         tune_allocator()
         self.callbacks = list(callbacks)
         self.dataset: Dataset = make_dataset(cfg.data)
@@ -151,6 +229,7 @@ class Trainer:
         self.metric_names = (["loss", "test_loss"]
                              + [f"accuracy/{a}" for a in ACCURACY_NAMES]
                              + [f"norm/{k}" for k, _ in self.model.named_parameters()])
+        self.finite = DivergenceCheck(self.metric_names, self.device)
 
     # -- data on the device ------------------------------------------------------------
     def _setup_tensors(self) -> None:
@@ -257,14 +336,20 @@ class Trainer:
                 fn(self, *args)
 
     def run(self) -> Trainer:
-        """Train from the current step to ``cfg.train.steps``, reporting to callbacks."""
-        ckpts = set(checkpoint_steps(self.cfg.train).tolist())
+        """Train from the current step to ``cfg.train.steps``, reporting to callbacks.
+
+        Raises ValueError if the loss or the weights stop being finite (divergence),
+        before any callback sees that step's checkpoint."""
+        schedule = CheckpointSchedule(self.cfg.train, self.step)
         self._emit("on_start")
         while True:
             values, loss = self._measure(self.step)
+            checkpoint = schedule.due(self.step)
+            self.finite.check(self.step, values, checkpoint)
             self._emit("on_step", self.step, values)
-            if self.step in ckpts:
+            if checkpoint:
                 self._emit("on_checkpoint", self.step)
+                self.finite.last_checkpoint = self.step
             if self.step >= self.cfg.train.steps:
                 break
             self.optimizer.zero_grad(set_to_none=True)

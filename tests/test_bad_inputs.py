@@ -1,0 +1,574 @@
+"""Every command refuses bad input the same way: exit code 2, one sentence that names the
+offending input, no traceback, and every input file exactly as it was.
+
+The inputs are built once per module (a tiny run, broken copies of it, crafted foreign
+checkpoints, sweep configs and sweep folders); each case runs one command on them through
+Typer's test runner and hashes every input before and after.
+"""
+
+from __future__ import annotations
+
+import errno
+import fractions
+import hashlib
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import save_file
+from typer.testing import CliRunner
+
+from interp.cli import app
+from interp.cli.common import error_message
+from interp.config import DataConfig, RunConfig, TrainConfig, check_memory, memory_estimate
+from interp.models import DeepMLPConfig, MLPConfig, TransformerConfig
+from interp.store import writer as writer_module
+from interp.sweeps.spec import SweepSpec, parse_grid
+from interp.training import trainer as trainer_module
+from interp.training.trainer import CheckpointSchedule, checkpoint_steps
+
+runner = CliRunner()
+TINY = ["--p", "7", "--width", "8", "--steps", "10", "--save-every", "5", "--quiet"]
+TINY_T = ["--p", "7", "--model", "transformer", "--steps", "10", "--quiet"]
+TRAIN = ["train", *TINY, "--out", "{out}"]  # a later --out wins
+#: h5py's own text ("Unable to synchronously open object (component not found)") for a
+#: file with our format attribute but missing parts: interp.store.trajectory.Run must
+#: name the file (not in this change).
+RUN_NAMES = pytest.mark.xfail(strict=True, reason="Run must name the file of a hollow run file")
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+
+
+def _weights(p: int = 7, width: int = 8) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {"U": rng.normal(size=(width, p)).astype(np.float32),
+            "V": rng.normal(size=(width, p)).astype(np.float32),
+            "W": rng.normal(size=(p, width)).astype(np.float32)}
+
+
+def _foreign_files(d: Path) -> None:
+    w = _weights()
+    np.savez(d / "good.npz", **w)
+    np.savez(d / "nan.npz", **(w | {"W": np.full((7, 8), np.nan, np.float32)}))
+    np.savez(d / "inf.npz", **(w | {"U": np.full((8, 7), np.inf, np.float32)}))
+    np.savez(d / "huge.npz", **(w | {"U": np.full((8, 7), 1e300)}))
+    np.savez(d / "shapes.npz", **(w | {"W": np.zeros((5, 8), np.float32)}))
+    np.savez(d / "ints.npz", **(w | {"U": np.ones((8, 7), np.int64)}))
+    np.savez(d / "generic.npz", fc1=np.concatenate([w["U"], w["V"]], axis=1), fc2=w["W"])
+    torch.save([], d / "empty_list.pt")
+    torch.save({"U": torch.full((8, 7), 1e300, dtype=torch.float64)} | {
+        k: torch.from_numpy(v) for k, v in w.items() if k != "U"}, d / "huge.pt")
+    torch.save({"U": torch.from_numpy(w["U"]), "why": fractions.Fraction(1, 3)}, d / "pickled.pt")
+    torch.save({"checkpoints": [{k: torch.from_numpy(v) for k, v in w.items()}],
+                "steps": ["ten"]}, d / "bad_steps.pt")
+    torch.save({"U": torch.from_numpy(w["U"]).to_sparse(), "V": torch.from_numpy(w["V"]),
+                "W": torch.from_numpy(w["W"])}, d / "sparse.pt")
+    torch.save({"embed.W_E": torch.zeros(7, 4), "pos_embed.W_pos": torch.zeros(2, 4),
+                "ln_final.w": torch.ones(4)}, d / "layernorm.pt")
+    save_file({"U": np.zeros((3, 3), np.float32)}, str(d / "tiny.safetensors"))
+    for name in ("text.pt", "text.npz", "text.safetensors"):
+        (d / name).write_text("this is not a checkpoint\n")
+    (d / "folder.pt").mkdir()
+
+
+def _sweep_files(d: Path) -> None:
+    toml = {
+        "bad.toml": "xi = [0.1,\n",
+        "huge_num.toml": "xi = {start = 0.1, stop = 0.9, num = 100000000}\n",
+        "inf_values.toml": "values = [inf]\n",
+        "nan_xi.toml": "xi = [nan]\n",
+        "many_cells.toml": ("xi = {start = 0.0, stop = 0.9, num = 1000}\n"
+                            "alpha = {start = 0.1, stop = 0.9, num = 1000}\n"),
+        "unknown_key.toml": "colour = 'blue'\n",
+        "lr_inf.toml": "[base.train]\nlr = inf\n",
+        "eps_nan.toml": "[base.train]\neps = nan\n",
+        "init_inf.toml": "[base.model]\ninit_scale = inf\n",
+    }
+    for name, text in toml.items():
+        (d / name).write_text(text)
+    (d / "binary.toml").write_bytes(bytes(range(128, 256)) * 4)
+    (d / "folder.toml").mkdir()
+    spec = SweepSpec(base=RunConfig().replace(data={"p": 7}, model={"width": 8},
+                                              train={"steps": 10}),
+                     xi=(0.1,), alpha=(0.5,), values=(0.0,))
+    summaries = {"sweep_badjson": "{", "sweep_list": "[]", "sweep_rows": '{"rows": [{"xi": 0.1}]}',
+                 "sweep_binary": bytes(range(128, 256))}
+    for name, summary in summaries.items():
+        (d / name).mkdir()
+        (d / name / "sweep.json").write_text(spec.to_json())
+        target = d / name / "summary.json"
+        target.write_bytes(summary) if isinstance(summary, bytes) else target.write_text(summary)
+    (d / "sweep_badspec").mkdir()
+    (d / "sweep_badspec" / "sweep.json").write_text('{"xi": "nonsense"}')
+
+
+def _run_files(d: Path) -> None:
+    res = runner.invoke(app, ["train", *TINY, "--out", str(d / "run.h5")])
+    assert res.exit_code == 0, res.output
+    data = (d / "run.h5").read_bytes()
+    for n in (0, 512, len(data) // 2, len(data) - 64):
+        (d / f"trunc{n}.h5").write_bytes(data[:n])
+    nan_run = d / "nan_run.h5"
+    nan_run.write_bytes(data)
+    with h5py.File(nan_run, "r+") as f:
+        f["checkpoints/W"][-1] = np.nan
+    for name in ("no_u.h5", "bad_shape.h5"):
+        (d / name).write_bytes(data)
+    with h5py.File(d / "no_u.h5", "r+") as f:
+        del f["checkpoints/U"]
+    with h5py.File(d / "bad_shape.h5", "r+") as f:
+        del f["checkpoints/W"]
+        f["checkpoints"].create_dataset("W", data=np.zeros((3, 7, 5), np.float32))
+    with h5py.File(d / "other.h5", "w") as f:
+        f["x"] = np.zeros(3)
+    with h5py.File(d / "hollow.h5", "w") as f:
+        f.attrs.update(format="interp-trajectory", format_version=1, interp_version="0",
+                       created="now", config=RunConfig().to_json())
+    with h5py.File(d / "no_version.h5", "w") as f:
+        f.attrs["format"] = "interp-trajectory"
+    (d / "text.h5").write_text("not an HDF5 file\n")
+    (d / "folder.h5").mkdir()
+    (d / "victim.txt").write_text("precious\n")
+    os.symlink(d / "victim.txt", d / "link.h5")
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("inputs")
+    _run_files(d)
+    _foreign_files(d)
+    _sweep_files(d)
+    return d
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` (links followed), and each link's target."""
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        key = str(path.relative_to(folder))
+        if path.is_symlink():
+            out[key + " ->"] = os.readlink(path)
+        if path.is_file():
+            out[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+        elif path.is_dir():
+            out[key + "/"] = "folder"
+    return out
+
+
+C = pytest.param
+CASES = [
+    # interp train: every option with a bad value, wrong types, options of other models
+    C([*TRAIN, "--p", "1"], "--p must be an integer >= 2, got 1.", id="p-1"),
+    C([*TRAIN, "--p", "12", "--op", "div"], "--p must be a prime for op 'div'", id="p-div"),
+    C([*TRAIN, "--p", "3000000000"], "--p must be an integer in [2, 2147483647]",
+      id="p-huge"),
+    C([*TRAIN, "--p", "100003"], "run needs at least", id="p-memory"),
+    C([*TRAIN, "--p", "seven"], "Invalid value for '--p'", id="p-type"),
+    C([*TRAIN, "--op", "pow"], "--op must be one of add, sub, mul, div, sq_sum",
+      id="op"),
+    C([*TRAIN, "--train-frac", "0"], "--train-frac must be a number in (0, 1)",
+      id="alpha-0"),
+    C([*TRAIN, "--train-frac", "nan"], "--train-frac must be a number", id="alpha-nan"),
+    C([*TRAIN, "--corrupt", "-0.1"], "--corrupt must be a number in [0.0, 1.0)",
+      id="xi-negative"),
+    C([*TRAIN, "--corrupt", "inf"], "--corrupt must be a number in [0.0, 1.0), got inf",
+      id="xi-inf"),
+    C([*TRAIN, "--corrupt", "nan"], "--corrupt must be a number in [0.0, 1.0), got nan",
+      id="xi-nan"),
+    C([*TRAIN, "--corrupt-mode", "sometimes"], "--corrupt-mode must be one of",
+      id="corrupt-mode"),
+    C([*TRAIN, "--model", "resnet"], "--model must be one of mlp", id="model"),
+    C([*TRAIN, "--width", "0"], "--width must be an integer >= 1, got 0.", id="width-0"),
+    C([*TRAIN, "--p", "97", "--width", "100000000"], "run needs at least",
+      id="width-memory"),
+    C([*TRAIN, "--depth", "3"], "--depth must not be given for --model mlp",
+      id="depth-mlp"),
+    C([*TRAIN, "--model", "deep_mlp", "--depth", "1"], "--depth must be an integer >= 2",
+      id="depth-1"),
+    C([*TRAIN, "--model", "transformer", "--batchnorm"],
+      "--batchnorm must not be given for --model transformer", id="batchnorm-transformer"),
+    C([*TRAIN, "--model", "transformer"], "--width must not be given for --model "
+      "transformer", id="width-transformer"),
+    C(["train", *TINY_T, "--out", "{out}", "--d-model", "0"], "--d-model must be", id="d-model-0"),
+    C(["train", *TINY_T, "--out", "{out}", "--n-heads", "3"],
+      "--d-model must be a multiple of n_heads=3", id="n-heads"),
+    C([*TRAIN, "--act", "tanh"], "--act must be 'relu', 'gelu' or 'x^K'", id="act"),
+    C([*TRAIN, "--wd", "-1"], "--wd must be a finite number >= 0, got -1.0.",
+      id="wd-negative"),
+    C([*TRAIN, "--wd", "inf"], "--wd must be a finite number >= 0, got inf.", id="wd-inf"),
+    C([*TRAIN, "--wd", "nan"], "--wd must be a finite number >= 0, got nan.", id="wd-nan"),
+    C([*TRAIN, "--dropout", "1"], "--dropout must be a number in [0.0, 1.0)",
+      id="dropout-1"),
+    C([*TRAIN, "--dropout", "nan"], "--dropout must be a number", id="dropout-nan"),
+    C([*TRAIN, "--batch-size", "0"], "--batch-size must be an integer >= 1",
+      id="batch-0"),
+    C([*TRAIN, "--batch-size", "1000"], "--batch-size must be at most the training-set",
+      id="batch-big"),
+    C([*TRAIN, "--batchnorm", "--batch-size", "1"],
+      "--batch-size must be at least 2 with batchnorm", id="batchnorm-batch-1"),
+    C([*TRAIN, "--lr", "0"], "--lr must be a positive finite number, got 0.0.",
+      id="lr-0"),
+    C([*TRAIN, "--lr", "inf"], "--lr must be a positive finite number, got inf.",
+      id="lr-inf"),
+    C([*TRAIN, "--lr", "nan"], "--lr must be a positive finite number, got nan.",
+      id="lr-nan"),
+    C([*TRAIN, "--lr", "fast"], "Invalid value for '--lr'", id="lr-type"),
+    C([*TRAIN, "--optimizer", "lbfgs"], "--optimizer must be one of adamw, adam, sgd",
+      id="optimizer"),
+    C([*TRAIN, "--loss", "hinge"], "--loss must be one of", id="loss"),
+    C([*TRAIN, "--steps", "-1"], "--steps must be an integer >= 0, got -1.",
+      id="steps-negative"),
+    C([*TRAIN, "--steps", "1000000000000"],
+      "--save-every must be large enough to keep at most 10000000 checkpoints", id="steps-huge"),
+    C([*TRAIN, "--steps", "1000000000000", "--save-every", "1000000000"],
+      "run needs at least", id="steps-rows"),
+    C([*TRAIN, "--save-every", "0"], "--save-every must be an integer >= 1",
+      id="save-every-0"),
+    C([*TRAIN, "--save-log", "100000000"], "--save-log must be at most 10000000",
+      id="save-log"),
+    C([*TRAIN, "--precision", "fp16"], "--precision must be one of fp32, bf16",
+      id="precision"),
+    C([*TRAIN, "--seed", "-1"], "--seed must be an integer >= 0, got -1.", id="seed"),
+    C([*TRAIN, "--device", "tpu"], "device must be 'cpu' or 'cuda[:N]'", id="device"),
+    C([*TRAIN, "--device", "cuda"], "CUDA is not available", id="device-cuda",
+      marks=NO_CUDA),
+    C([*TRAIN, "--out", "{d}/folder.h5"], "--out must be a file path, got the folder",
+      id="out-folder"),
+    C([*TRAIN, "--out", "{d}/run.h5"], "already exists; pass --overwrite",
+      id="out-exists"),
+    C([*TRAIN, "--out", "{d}/link.h5"], "already exists; pass --overwrite",
+      id="out-link"),
+    C(["train", "--resume", "{d}/run.h5"], "already complete", id="resume-complete"),
+    C(["train", "--resume", "{d}/text.h5"], "not a readable HDF5 file", id="resume-text"),
+    C(["train", "--resume", "{d}/nope.h5"], "'{d}/nope.h5' does not exist", id="resume-missing"),
+    C(["train", "--resume", "{d}/folder.h5"], "is a folder", id="resume-folder"),
+    # interp inspect: missing, folder, not HDF5, not ours, truncated
+    C(["inspect", "{d}/nope.h5"], "'{d}/nope.h5' does not exist", id="inspect-missing"),
+    C(["inspect", "{d}/folder.h5"], "is a folder", id="inspect-folder"),
+    C(["inspect", "{d}/text.h5"], "'{d}/text.h5' must be an HDF5 trajectory", id="inspect-text"),
+    C(["inspect", "{d}/other.h5"], "must have format 'interp-trajectory'", id="inspect-other"),
+    C(["inspect", "{d}/hollow.h5"], "'{d}/hollow.h5'", id="inspect-hollow", marks=RUN_NAMES),
+    C(["inspect", "{d}/no_version.h5"], "'{d}/no_version.h5'", id="inspect-no-version",
+      marks=RUN_NAMES),
+    *[C(["inspect", f"{{d}}/trunc{n}.h5"], f"trunc{n}.h5", id=f"inspect-trunc{n}")
+      for n in ("0", "512")],
+    C(["inspect", "{d}/truncHALF.h5"], "truncHALF.h5", id="inspect-trunc-half"),
+    C(["inspect", "{d}/truncEND.h5"], "truncEND.h5", id="inspect-trunc-end"),
+    # interp import: files, formats, structures, layouts, --map, values
+    C(["import", "{d}/nope.pt", "--out", "{out}"], "'{d}/nope.pt' does not exist",
+      id="import-missing"),
+    C(["import", "{d}/folder.pt", "--out", "{out}"], "must be a file, but it is a folder",
+      id="import-folder"),
+    C(["import", "{d}/empty_list.pt", "--out", "{out}"], "must hold at least one checkpoint",
+      id="import-empty-list"),
+    C(["import", "{d}/pickled.pt", "--out", "{out}"], "--unsafe-pickle", id="import-pickle"),
+    C(["import", "{d}/nan.npz", "--out", "{out}"], "'{d}/nan.npz': array 'W' of shape (7, 8) "
+      "holds 56 NaN",
+      id="import-nan"),
+    C(["import", "{d}/inf.npz", "--out", "{out}"], "'U' of shape (8, 7) holds 56 NaN or infinite",
+      id="import-inf"),
+    C(["import", "{d}/huge.npz", "--out", "{out}"], "beyond the float32 range", id="import-huge"),
+    C(["import", "{d}/huge.pt", "--out", "{out}"], "beyond the float32 range",
+      id="import-huge-pt"),
+    C(["import", "{d}/shapes.npz", "--out", "{out}"], "'W' must have shape (p, N) = (7, 8)",
+      id="import-shapes"),
+    C(["import", "{d}/ints.npz", "--out", "{out}"], "'U' must hold floating-point weights",
+      id="import-ints"),
+    C(["import", "{d}/bad_steps.pt", "--out", "{out}"], "must be an integer >= 0, got 'ten'",
+      id="import-steps"),
+    C(["import", "{d}/sparse.pt", "--out", "{out}"], "'U' must be a dense tensor",
+      id="import-sparse"),
+    C(["import", "{d}/layernorm.pt", "--out", "{out}"], "has no LayerNorm",
+      id="import-layernorm"),
+    C(["import", "{d}/tiny.safetensors", "--out", "{out}", "--layout", "mlp"],
+      "the checkpoint has no key for 'V'",
+      id="import-safetensors-keys"),
+    C(["import", "{d}/text.pt", "--out", "{out}"], "must be a PyTorch checkpoint",
+      id="import-text-pt"),
+    C(["import", "{d}/text.npz", "--out", "{out}"], "not a zip archive", id="import-text-npz"),
+    C(["import", "{d}/text.safetensors", "--out", "{out}"], "must be a safetensors file",
+      id="import-text-safetensors"),
+    C(["import", "{d}/good.npz", "--out", "{out}", "--layout", "cnn"],
+      "layout must be one of auto, mlp", id="import-layout"),
+    C(["import", "{d}/good.npz", "--out", "{out}", "--map", "U"],
+      "--map entries must look like name=key, got 'U'", id="import-map-form"),
+    C(["import", "{d}/good.npz", "--out", "{out}", "--map", "X=U"],
+      "--map names must be arrays of the mlp layout", id="import-map-name"),
+    C(["import", "{d}/good.npz", "--out", "{out}", "--map", "U=nothere"],
+      "--map U=nothere names a key that is not in the checkpoint", id="import-map-key"),
+    C(["import", "{d}/good.npz", "--out", "{out}", "--map", "U=U", "--map", "U=V"],
+      "--map must name 'U' once", id="import-map-twice"),
+    C(["import", "{d}/generic.npz", "--out", "{out}", "--layout", "generic-mlp"],
+      "p is required for the generic-mlp layout", id="import-generic-p"),
+    C(["import", "{d}/good.npz", "--out", "{out}", "--p", "5"], "implies p = 7, but p = 5",
+      id="import-p"),
+    C(["import", "{d}/good.npz", "--out", "{out}", "--train-frac", "2"],
+      "--train-frac must be a number in [0.0, 1.0)", id="import-alpha"),
+    C(["import", "{d}/good.npz", "--out", "{d}/run.h5"], "already exists", id="import-exists"),
+    # interp analyze and compare
+    C(["analyze", "{d}/run.h5", "--out", "{out}", "--device", "cuda"], "CUDA is not available",
+      id="analyze-cuda", marks=NO_CUDA),
+    C(["analyze", "{d}/run.h5", "--out", "{out}", "--device", "tpu"],
+      "device must be 'cpu' or 'cuda[:N]'", id="analyze-device"),
+    C(["analyze", "{d}/run.h5", "--out", "{out}", "--seed", "-1"],
+      "seed must be an integer >= 0, got -1.", id="analyze-seed"),
+    C(["analyze", "{d}/run.h5", "--out", "{out}", "--threshold", "nan"],
+      "threshold must be a finite number or None, got nan.", id="analyze-threshold"),
+    C(["analyze", "{d}/run.h5", "--out", "{out}", "--step", "3"],
+      "step must be one of the stored checkpoints", id="analyze-step"),
+    C(["analyze", "{d}/nan_run.h5", "--out", "{out}"],
+      "weights at step 10 of '{d}/nan_run.h5' hold 56 NaN or infinite values in 'W'",
+      id="analyze-nan"),
+    C(["analyze", "{d}/no_u.h5", "--out", "{out}"],
+      "'{d}/no_u.h5' must hold the arrays U, V, W of its model, but it lacks 'U'",
+      id="analyze-missing-array"),
+    C(["analyze", "{d}/bad_shape.h5", "--out", "{out}"],
+      "'W' at step 10 of '{d}/bad_shape.h5' must have shape (7, 8) (from its config), got (7, 5)",
+      id="analyze-shape"),
+    C(["analyze", "{d}/empty_list.pt", "--out", "{out}"], "must hold at least one checkpoint",
+      id="analyze-empty-list"),
+    C(["analyze", "{d}/pickled.pt", "--out", "{out}"], "--unsafe-pickle", id="analyze-pickle"),
+    C(["analyze", "{d}/nan.npz", "--out", "{out}"], "NaN or infinite", id="analyze-nan-npz"),
+    C(["analyze", "{d}/text.h5", "--out", "{out}"], "not a readable HDF5 file",
+      id="analyze-text"),
+    C(["analyze", "{d}/folder.h5", "--out", "{out}"], "is a folder", id="analyze-folder"),
+    C(["compare", "{d}/run.h5", "{d}/nope.h5", "--out", "{out}"], "'{d}/nope.h5' does not exist",
+      id="compare-missing"),
+    C(["compare", "{d}/run.h5", "{d}/nan_run.h5", "--out", "{out}"], "NaN or infinite values",
+      id="compare-nan"),
+    C(["compare", "{d}/run.h5", "{d}/text.h5", "--out", "{out}"], "not a readable HDF5 file",
+      id="compare-text"),
+    # interp solution
+    C(["solution", "--p", "1", "--out", "{out}"], "--p must be an integer >= 2", id="solution-p"),
+    C(["solution", "--width", "0", "--out", "{out}"], "--width must be an integer >= 1",
+      id="solution-width"),
+    C(["solution", "--p", "97", "--width", "100000000", "--out", "{out}"], "run needs at least",
+      id="solution-memory"),
+    C(["solution", "--out", "{d}/run.h5"], "already exists", id="solution-exists"),
+    # interp sweep: configs, grids, values, scheduler
+    C(["sweep", "--config", "{d}/nope.toml", "--out", "{out}"], "'{d}/nope.toml' does not exist",
+      id="sweep-missing"),
+    C(["sweep", "--config", "{d}/folder.toml", "--out", "{out}"], "is a folder",
+      id="sweep-folder"),
+    C(["sweep", "--config", "{d}/binary.toml", "--out", "{out}"],
+      "'{d}/binary.toml' must be a TOML text file (UTF-8)", id="sweep-binary"),
+    C(["sweep", "--config", "{d}/bad.toml", "--out", "{out}"], "must be valid TOML",
+      id="sweep-bad-toml"),
+    C(["sweep", "--config", "{d}/huge_num.toml", "--out", "{out}"],
+      "a grid's num must be between 1 and 10000, got 100000000", id="sweep-num"),
+    C(["sweep", "--config", "{d}/inf_values.toml", "--out", "{out}"],
+      "sweep config '{d}/inf_values.toml': values must hold only weight decays >= 0, got inf",
+      id="sweep-inf"),
+    C(["sweep", "--config", "{d}/nan_xi.toml", "--out", "{out}"],
+      "xi must hold only numbers in [0, 1), got nan", id="sweep-nan"),
+    C(["sweep", "--config", "{d}/many_cells.toml", "--out", "{out}"],
+      "a sweep must have at most 100000 cells, got 4000000", id="sweep-cells"),
+    C(["sweep", "--config", "{d}/unknown_key.toml", "--out", "{out}"],
+      "got unknown key 'colour'", id="sweep-key"),
+    C(["sweep", "--config", "{d}/lr_inf.toml", "--out", "{out}"],
+      "lr must be a positive finite number, got inf", id="sweep-lr-inf"),
+    C(["sweep", "--config", "{d}/eps_nan.toml", "--out", "{out}"],
+      "eps must be a positive finite number, got nan", id="sweep-eps-nan"),
+    C(["sweep", "--config", "{d}/init_inf.toml", "--out", "{out}"],
+      "init_scale must be a positive finite number, got inf", id="sweep-init-inf"),
+    C(["sweep", "--xi", "0.1:0.9", "--out", "{out}"], "a grid must be 'a,b,c' or 'START:STOP:NUM'",
+      id="sweep-grid"),
+    C(["sweep", "--xi", "0.1:0.9:100000000", "--out", "{out}"], "num must be between 1 and",
+      id="sweep-grid-num"),
+    C(["sweep", "--xi", "1.5", "--out", "{out}"], "xi must hold only numbers in [0, 1), got 1.5",
+      id="sweep-xi"),
+    C(["sweep", "--values", "inf", "--out", "{out}"], "got inf", id="sweep-values-inf"),
+    C(["sweep", "--regularizer", "l1", "--out", "{out}"], "regularizer must be one of",
+      id="sweep-regularizer"),
+    C(["sweep", "--seeds", "-1", "--out", "{out}"], "seeds must hold only integers >= 0",
+      id="sweep-seeds"),
+    C(["sweep", "--lr", "inf", "--out", "{out}"], "lr must be a positive finite number",
+      id="sweep-base-lr"),
+    C(["sweep", "--scheduler", "tcp://127.0.0.1:1", "--xi", "0.1", "--alpha", "0.5", "--out",
+       "{out}"], "--scheduler 'tcp://127.0.0.1:1' cannot be reached", id="sweep-scheduler"),
+    C(["sweep", "--scheduler", "tcp://:99999", "--out", "{out}"],
+      "--scheduler must be a Dask scheduler address", id="sweep-scheduler-form"),
+    # interp phase-diagram: not a sweep folder, broken spec or summary
+    C(["phase-diagram", "{d}/nope"], "sweep folder '{d}/nope' does not exist",
+      id="phase-missing"),
+    C(["phase-diagram", "{d}/run.h5"], "'{d}/run.h5' must be a folder written by interp sweep, "
+      "but it is a file",
+      id="phase-file"),
+    C(["phase-diagram", "{d}/sweep_badspec"], "sweep spec '{d}/sweep_badspec/sweep.json' must be",
+      id="phase-spec"),
+    C(["phase-diagram", "{d}/sweep_badjson"], "is not valid JSON", id="phase-json"),
+    C(["phase-diagram", "{d}/sweep_list"], "has no list of rows", id="phase-list"),
+    C(["phase-diagram", "{d}/sweep_rows"], "row 0 lacks 'cell_id'", id="phase-rows"),
+    C(["phase-diagram", "{d}/sweep_binary"], "is not valid JSON", id="phase-binary"),
+]
+
+
+def _fill(arg: str, d: Path, out: Path) -> str:
+    size = (d / "run.h5").stat().st_size
+    arg = arg.replace("truncHALF", f"trunc{size // 2}").replace("truncEND", f"trunc{size - 64}")
+    return arg.replace("{d}", str(d)).replace("{out}", str(out))
+
+
+@pytest.mark.parametrize("args, message", CASES)
+def test_bad_input_gives_one_sentence_exit_2_and_leaves_inputs(inputs, tmp_path, args, message,
+                                                                request):
+    out = tmp_path / "out" / "result.h5"
+    out.parent.mkdir()
+    for planted in (".result.h5.tmp", "result.h5.tmp", "result.h5~"):  # links to a victim
+        os.symlink(inputs / "victim.txt", out.parent / planted)
+    before, planted_before = _hashes(inputs), _hashes(out.parent)
+    start = time.perf_counter()
+    res = runner.invoke(app, [_fill(a, inputs, out) for a in args])
+    took = time.perf_counter() - start
+    text = res.output
+    assert res.exit_code == 2, text
+    assert "Traceback" not in text and res.exception is None or isinstance(
+        res.exception, SystemExit), text
+    assert _fill(message, inputs, out) in text, text
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+    if errors:  # our own message (click's usage errors have their own panel)
+        assert len(errors) == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        sentence = errors[0]
+        assert sentence.endswith("."), sentence
+        assert not re.search(r"\.\s+[A-Z]", sentence), f"more than one sentence: {sentence}"
+    assert _hashes(inputs) == before
+    assert _hashes(out.parent) == planted_before  # nothing written, no link followed
+    assert took < 10, f"took {took:.1f} s"
+
+
+
+# -- interruptions and the machine's limits during `interp train` ----------------------
+
+def _fail_at_step_5(monkeypatch, exc: BaseException) -> None:
+    original = writer_module.TrajectoryWriter.on_checkpoint
+
+    def on_checkpoint(self, trainer, step):
+        original(self, trainer, step)
+        if step == 5:
+            raise exc
+    monkeypatch.setattr(writer_module.TrajectoryWriter, "on_checkpoint", on_checkpoint)
+
+
+def test_ctrl_c_during_train_exits_130_with_the_resume_command(tmp_path, monkeypatch):
+    path = tmp_path / "run.h5"
+    _fail_at_step_5(monkeypatch, KeyboardInterrupt())
+    res = runner.invoke(app, ["train", *TINY, "--out", str(path)])
+    assert res.exit_code == 130, res.output
+    assert f"interrupted; continue it with `interp train --resume {path}`." in res.stderr
+    assert "Traceback" not in res.output and "Aborted" not in res.output
+    monkeypatch.undo()
+    res = runner.invoke(app, ["train", "--resume", str(path), "--quiet"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["inspect", str(path), "--json"])
+    assert json.loads(res.stdout)["complete"] is True
+
+
+def test_a_full_disk_during_train_is_one_sentence_with_the_resume_command(tmp_path,
+                                                                          monkeypatch):
+    path = tmp_path / "run.h5"
+    _fail_at_step_5(monkeypatch, OSError(errno.ENOSPC, "No space left on device"))
+    res = runner.invoke(app, ["train", *TINY, "--out", str(path)])
+    assert res.exit_code == 2, res.output
+    assert res.stderr == (f"error: no space left on the device writing {str(path)!r}; free some "
+                          f"space, then continue with `interp train --resume {path}`.\n")
+
+
+def test_running_out_of_memory_is_one_sentence(tmp_path, monkeypatch):
+    def no_memory(cfg):
+        raise MemoryError()
+    monkeypatch.setattr(trainer_module, "make_dataset", no_memory)
+    res = runner.invoke(app, ["train", *TINY, "--out", str(tmp_path / "run.h5")])
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert res.stderr.startswith("error: out of memory: the command needs more memory")
+    assert not (tmp_path / "run.h5").exists()
+
+
+@pytest.mark.parametrize("exc, expected", [
+    (KeyError("U"), "error: an input lacks the entry 'U' it must hold."),
+    (KeyError("metric 'x' is not in 'r.h5'; stored: loss."),
+     "error: metric 'x' is not in 'r.h5'; stored: loss."),
+    (UnicodeDecodeError("utf-8", b"\x80", 0, 1, "bad"),
+     "error: an input must be UTF-8 text, but byte 0 is not (bad)."),
+    (OSError(errno.ENOSPC, "No space left on device", "out.h5"),
+     "error: no space left on the device writing 'out.h5'; free some space and try again."),
+    (OSError("Timed out trying to connect to tcp://127.0.0.1:1 after 30 s"),
+     "error: Timed out trying to connect to tcp://127.0.0.1:1 after 30 s."),
+])
+def test_error_messages_are_sentences_whatever_raised(exc, expected):
+    assert f"error: {error_message(exc)}" == expected
+
+
+# -- NaN, infinity and sizes in the configs ----------------------------------------------
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("make, field", [
+    *[(lambda v, f=f: TrainConfig(**{f: v}), f)
+      for f in ("lr", "eps", "weight_decay", "momentum")],
+    (lambda v: TrainConfig(betas=(0.9, v)), "betas"),
+    (lambda v: DataConfig(train_frac=v), "train_frac"),
+    (lambda v: DataConfig(corrupt=v), "corrupt"),
+    (lambda v: MLPConfig(init_scale=v), "init_scale"),
+    (lambda v: MLPConfig(dropout=v), "dropout"),
+    (lambda v: DeepMLPConfig(init_scale=v), "init_scale"),
+    (lambda v: TransformerConfig(init_scale=v), "init_scale"),
+    (lambda v: TransformerConfig(dropout=v), "dropout"),
+])
+@pytest.mark.parametrize("value", [NAN, INF, -INF, 10**400, "1"])
+def test_configs_refuse_nan_infinity_and_non_numbers(make, field, value):
+    with pytest.raises(ValueError, match=rf"^{field} must be .*, got "):
+        make(value)
+
+
+def test_batchnorm_needs_batches_of_two():
+    base = RunConfig().replace(data={"p": 7}, model={"width": 8, "batchnorm": True})
+    with pytest.raises(ValueError, match=r"^batch_size must be at least 2 with batchnorm "
+                                         r"\(BatchNorm needs two examples to normalize\), "
+                                         r"got 1\.$"):
+        base.replace(train={"batch_size": 1})
+    base.replace(train={"batch_size": 2})  # fine
+
+
+def test_schedules_are_checked_before_anything_is_built():
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="^save_every must be large enough"):
+        TrainConfig(steps=10**12)
+    with pytest.raises(ValueError, match="^save_log must be at most 10000000"):
+        TrainConfig(save_log=10**9)
+    with pytest.raises(ValueError, match="^a grid's num must be between 1 and 10000"):
+        parse_grid("0.1:0.9:100000000")
+    with pytest.raises(ValueError, match="^a sweep must have at most 100000 cells"):
+        SweepSpec(xi=parse_grid("0:0.9:1000"), alpha=parse_grid("0.1:0.9:1000"))
+    assert time.perf_counter() - start < 2
+    cfg = TrainConfig(steps=10**12, save_every=10**9)  # a long run that keeps few checkpoints
+    assert len(checkpoint_steps(cfg)) == 1001
+
+
+@pytest.mark.parametrize("train", [{"steps": 37, "save_every": 5}, {"steps": 1000, "save_log": 9},
+                                   {"steps": 0}, {"steps": 8, "save_every": 100}])
+def test_the_checkpoint_schedule_agrees_with_checkpoint_steps(train):
+    cfg = TrainConfig(**train)
+    expected = set(checkpoint_steps(cfg).tolist())
+    for start in (0, 5):
+        schedule = CheckpointSchedule(cfg, start)
+        assert [s for s in range(start, cfg.steps + 1) if schedule.due(s)] == sorted(
+            s for s in expected if s >= start)
+
+
+def test_memory_is_checked_against_what_is_free():
+    cfg = RunConfig().replace(data={"p": 100003})
+    need, what = memory_estimate(cfg)
+    assert need > 4 * 100003**3 and what.endswith("pairs x p 100003")
+    with pytest.raises(ValueError, match=r"^run needs at least \d+\.\d TiB \(mostly the .* "
+                                         r"pairs x p 100003\), more than the 1\.0 GiB "
+                                         r"available on the cpu\.$"):
+        check_memory([cfg], 2**30)
+    check_memory([cfg], None)  # unknown: not checked
+    small = RunConfig().replace(data={"p": 7}, model={"width": 8})
+    check_memory([small], 2**30)
