@@ -10,8 +10,11 @@ from pathlib import Path
 import typer
 
 from interp.cli.common import (
+    FOREIGN_OPTIONS,
+    FOREIGN_RENAMED,
     LAYOUT_HELP,
     MAP_HELP,
+    as_options,
     foreign_options,
     friendly,
     out,
@@ -81,7 +84,7 @@ def analyze(
         return
     opts = foreign_options(layout, p, op, mapping, act, train_frac, corrupt, split_seed,
                            unsafe_pickle)
-    with imported(run_path, **opts) as tmp:
+    with as_options(FOREIGN_OPTIONS, FOREIGN_RENAMED), imported(run_path, **opts) as tmp:
         _analyze_file(tmp, *args)
 
 

@@ -76,6 +76,11 @@ def friendly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+#: Config fields of a foreign import named after their option, and the renamed ones.
+FOREIGN_OPTIONS = ("layout", "p", "op", "act", "loss", "train_frac", "corrupt")
+FOREIGN_RENAMED = {"split_seed": "--split-seed", "corrupt_seed": "--split-seed"}
+
+
 @contextlib.contextmanager
 def as_options(options: Iterable[str], renamed: Mapping[str, str] | None = None
                ) -> Iterator[None]:

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 from interp.cli.common import (
+    FOREIGN_OPTIONS,
+    FOREIGN_RENAMED,
     LAYOUT_HELP,
     MAP_HELP,
     as_options,
@@ -15,10 +17,6 @@ from interp.cli.common import (
     out,
     summary_table,
 )
-
-#: The options of foreign checkpoints named as the config fields they set.
-FOREIGN_OPTIONS = ("layout", "p", "op", "act", "loss", "train_frac", "corrupt")
-FOREIGN_RENAMED = {"split_seed": "--split-seed", "corrupt_seed": "--split-seed"}
 
 
 @friendly

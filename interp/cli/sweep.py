@@ -95,10 +95,8 @@ def phase_diagram(
     """
     from interp.plots.phase_diagram import write_phase_diagram
 
-    check_summary(sweep_dir)
     for path in write_phase_diagram(sweep_dir, out_dir):
         out.print(f"wrote {path}")
-
 
 
 def check_scheduler(address: str, timeout: float = 5.0) -> None:
@@ -125,50 +123,3 @@ def check_scheduler(address: str, timeout: float = 5.0) -> None:
                          "start the scheduler or check the address.") from None
 
 
-def check_summary(sweep_dir: Path) -> None:
-    """Refuse, in one sentence, a ``summary.json`` that is not the table interp sweep
-    writes (read_summary would fail on it with a bare KeyError or TypeError)."""
-    import json
-
-    from interp.sweeps.summary import COLUMNS
-
-    path = sweep_dir / "summary.json"
-    if not path.is_file():
-        return
-    what = f"sweep summary {str(path)!r} must be the JSON table written by interp sweep"
-    try:
-        doc = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{what}, but it is not valid JSON ({exc}).") from None
-    rows = doc.get("rows") if isinstance(doc, dict) else None
-    if not isinstance(rows, list):
-        raise ValueError(f"{what}, but it has no list of rows.")
-    for i, row in enumerate(rows):
-        problem = _row_problem(row, COLUMNS)
-        if problem:
-            raise ValueError(f"{what}, but row {i} {problem}.")
-
-
-def _row_problem(row: Any, columns: tuple[str, ...]) -> str | None:
-    """What is wrong with one summary row, or None."""
-    import math
-
-    from interp.analysis.phase import PHASES
-    from interp.sweeps.summary import STATUSES
-
-    def number(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    if not isinstance(row, dict):
-        return f"is a {type(row).__name__}, not a table"
-    missing = [c for c in columns if c not in row]
-    if missing:
-        return f"lacks {missing[0]!r}"
-    bad = [c for c in ("value", "xi", "alpha") if not number(row[c])]
-    bad += [c for c in ("acc_test", "acc_train") if row[c] is not None and not number(row[c])]
-    if bad:
-        return f"has {bad[0]} {row[bad[0]]!r}, not a finite number"
-    if row["status"] not in STATUSES:
-        return f"has status {row['status']!r}, not one of {', '.join(STATUSES)}"
-    if row["status"] == "complete" and row["phase"] not in PHASES:
-        return f"has phase {row['phase']!r}, not one of {', '.join(PHASES)}"
-    return None

@@ -35,6 +35,9 @@ FORMAT_VERSION = 3
 DATASET_FIELDS = ("pairs", "true_labels", "train_idx", "test_idx", "train_labels", "corrupted")
 
 
+#: What every trajectory holds, checked when it is opened (a file lacking one is refused).
+REQUIRED_ATTRS = ("format_version", "config")
+REQUIRED_PATHS = ("checkpoints/step", "metrics/step", "dataset", "resume/slot_step")
 #: The 8 bytes that start an HDF5 superblock (at offset 0, 512, 1024, 2048, ...).
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 #: Superblock consistency flags (version 3) set while a writer has the file open, and left
@@ -158,15 +161,27 @@ class Run:
             self.file.close()
             raise ValueError(f"run file {str(self.path)!r} must have format {FORMAT_NAME!r}, "
                              f"found {fmt!r}.")
-        version = int(self.file.attrs["format_version"])
-        if version > FORMAT_VERSION:
+        try:
+            missing = [k for k in REQUIRED_ATTRS if k not in self.file.attrs] + \
+                [k for k in REQUIRED_PATHS if k not in self.file]
+            if missing:
+                raise ValueError(f"run file {str(self.path)!r} must hold what every interp "
+                                 f"trajectory holds, but it lacks {', '.join(missing)}.")
+            version = int(self.file.attrs["format_version"])
+            if version > FORMAT_VERSION:
+                raise ValueError(f"run file {str(self.path)!r} has format version {version}; "
+                                 f"this interp reads versions up to {FORMAT_VERSION}.")
+            try:
+                self.config = RunConfig.from_json(self.file.attrs["config"])
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                raise ValueError(f"run file {str(self.path)!r} must hold a valid interp config, "
+                                 f"but its config attribute does not parse: {exc}") from None
+            self.family = family_of(self.config.model)
+            self.steps: np.ndarray = self._take(self.file["checkpoints/step"])
+            self._n_metrics = len(self.file["metrics/step"])
+        except BaseException:
             self.file.close()
-            raise ValueError(f"run file {str(self.path)!r} has format version {version}; this "
-                             f"interp reads versions up to {FORMAT_VERSION}.")
-        self.config = RunConfig.from_json(self.file.attrs["config"])
-        self.family = family_of(self.config.model)
-        self.steps: np.ndarray = self._take(self.file["checkpoints/step"])
-        self._n_metrics = len(self.file["metrics/step"])
+            raise
 
     def __enter__(self) -> Run:
         return self

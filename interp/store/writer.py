@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from interp.models import family_of
-from interp.store.atomic import write_atomic_path
+from interp.store.atomic import remove_stale_temps, write_atomic_path
 from interp.store.trajectory import DATASET_FIELDS, FORMAT_NAME, Run, check_hdf5, existing_file
 from interp.version import __version__
 
@@ -228,6 +228,7 @@ class TrajectoryWriter:
         self._release = weakref.finalize(self, _unlock, fd, lock_path(self.path), os.getpid())
         try:
             self._check_target(overwrite)  # again, now that no other writer can change it
+            remove_stale_temps(self.path.parent, self.path.name)  # a killed writer's copy
         except BaseException:
             self._release()
             raise

@@ -6,13 +6,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from interp.analysis.neurons import ipr_convention, neuron_ipr
-from interp.analysis.phase import run_phase, total_norm
+from interp.analysis.phase import PHASES, run_phase, total_norm
 from interp.config import RunConfig
 from interp.data import ACCURACY_NAMES
 from interp.jsonable import to_jsonable
@@ -106,4 +107,36 @@ def read_summary(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:
     path = Path(sweep_dir) / "summary.json"
     if not path.is_file():
         return summary(sweep_dir)
-    return json.loads(path.read_text())["rows"]
+    what = f"sweep summary {str(path)!r} must be the JSON table written by interp sweep"
+    try:
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{what}, but it is not valid JSON ({exc}).") from None
+    rows = doc.get("rows") if isinstance(doc, dict) else None
+    if not isinstance(rows, list):
+        raise ValueError(f"{what}, but it has no list of rows.")
+    for i, row in enumerate(rows):
+        problem = _row_problem(row)
+        if problem:
+            raise ValueError(f"{what}, but row {i} {problem}.")
+    return rows
+
+
+def _row_problem(row: Any) -> str | None:
+    """What is wrong with one summary row, or None."""
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if not isinstance(row, dict):
+        return f"is a {type(row).__name__}, not a table"
+    missing = [c for c in COLUMNS if c not in row]
+    if missing:
+        return f"lacks {missing[0]!r}"
+    bad = [c for c in ("value", "xi", "alpha") if not number(row[c])]
+    bad += [c for c in ("acc_test", "acc_train") if row[c] is not None and not number(row[c])]
+    if bad:
+        return f"has {bad[0]} {row[bad[0]]!r}, not a finite number"
+    if row["status"] not in STATUSES:
+        return f"has status {row['status']!r}, not one of {', '.join(STATUSES)}"
+    if row["status"] == "complete" and row["phase"] not in PHASES:
+        return f"has phase {row['phase']!r}, not one of {', '.join(PHASES)}"
+    return None

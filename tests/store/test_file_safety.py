@@ -160,6 +160,21 @@ def test_a_truncated_file_is_not_resumed_or_changed(tiny_cfg, tmp_path):
     assert sha(half) == before and not lock_path(half).exists()
 
 
+def test_a_resume_removes_the_copy_a_killed_resume_left(tiny_cfg, tmp_path):
+    """A resume killed while it copied a killed writer's file left a hidden temporary
+    copy; the next writer of the file removes it, and keeps other files' temporaries."""
+    reference, killed = killed_copy(tiny_cfg, tmp_path, 10)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".{killed.name}.tmp-{dead.pid}-abcdefgh"
+    other = tmp_path / f".other.h5.tmp-{dead.pid}-abcdefgh"
+    stale.write_bytes(b"half a copy")
+    other.write_bytes(b"another output's")
+    resume_file(killed)
+    assert not stale.exists() and other.exists()
+    assert_same_run(killed, reference)
+
+
 # -- 4. one writer per file --------------------------------------------------------------
 
 
