@@ -7,8 +7,9 @@ import math
 import re
 from typing import Any
 
-#: Activation names: ``relu``, ``gelu`` or ``x^K`` with K a positive integer.
-ACT_RE = re.compile(r"^(relu|gelu|x\^([1-9][0-9]*))$")
+#: Activation names: ``relu``, ``gelu`` (exact, erf), ``gelu_new`` (tanh approximation, as
+#: TransformerLens names it), ``silu``, ``tanh`` or ``x^K`` with K a positive integer.
+ACT_RE = re.compile(r"^(relu|gelu|gelu_new|silu|tanh|x\^([1-9][0-9]*))$")
 
 
 def fail(name: str, expected: str, found: Any) -> None:
@@ -58,7 +59,8 @@ def check_nonnegative(name: str, value: Any) -> None:
 
 def check_act(value: Any) -> None:
     if not isinstance(value, str) or not ACT_RE.match(value):
-        fail("act", "'relu', 'gelu' or 'x^K' with K a positive integer", value)
+        fail("act", "'relu', 'gelu', 'gelu_new', 'silu', 'tanh' or 'x^K' with K a positive "
+             "integer", value)
 
 
 def act_power(act: str) -> int | None:

@@ -139,6 +139,24 @@ class Family:
         """A token embedding shape=(d_vocab, d), rows 0..p-1 the residues, or None."""
         return None
 
+    def input_embedding(self, weights: Mapping[str, Any], p: int) -> np.ndarray | None:
+        """How the input layer embeds each residue, shape=(..., p, d) (row i: residue i;
+        leading checkpoint axes broadcast), whose Fourier norms give the key frequencies
+        of the progress measures; None where the family has none. By default the rows
+        0..p-1 of :meth:`embedding`."""
+        e = self.embedding(weights, p)
+        return None if e is None else np.asarray(e)[..., :p, :]
+
+    def hidden_layers(self, weights: Mapping[str, Any], cfg: Any, pairs: np.ndarray,
+                      masks: Mapping[int, np.ndarray] | None = None
+                      ) -> tuple[list[np.ndarray], np.ndarray] | None:
+        """Every hidden layer's activations on ``pairs`` shape=(P, 2) (a list of
+        shape=(P, N_i) float64, layers 1..L in order) and the logits shape=(P, p), in eval
+        mode, with layer i's activations multiplied by ``masks[i]`` shape=(N_i,) where
+        given (pruning inside the network); None for a family that offers no per-layer
+        view (one hidden layer: use :meth:`terms`)."""
+        return None
+
 
 class Network(nn.Module):
     """Base of the families' modules: ``arrays()`` and ``load_arrays()`` in storage order
@@ -175,12 +193,25 @@ def grid_view(weights: Mapping[str, Any], p: int,
     return FourierView((out.reshape(*lead, *out.shape[1:]),), ndim=2)
 
 
+def operand_embedding(weights: Mapping[str, Any]) -> np.ndarray:
+    """The two operand embeddings ``U``, ``V`` shape=(..., N, p) side by side as rows per
+    residue: shape=(..., p, 2N)."""
+    U, V = np.asarray(weights["U"]), np.asarray(weights["V"])
+    return np.concatenate([np.swapaxes(U, -1, -2), np.swapaxes(V, -1, -2)], axis=-1)
+
+
 def activation(name: str, z: torch.Tensor) -> torch.Tensor:
     """Apply the activation named in a model config's ``act`` elementwise."""
     if name == "relu":
         return F.relu(z)
     if name == "gelu":
         return F.gelu(z)
+    if name == "gelu_new":
+        return F.gelu(z, approximate="tanh")
+    if name == "silu":
+        return F.silu(z)
+    if name == "tanh":
+        return torch.tanh(z)
     power = int(name.removeprefix("x^"))
     if power == 2:
         return z * z

@@ -51,24 +51,29 @@ class _QuadraticMLP(torch.autograd.Function):
     Autograd's version of the same computation spends as long in elementwise passes over
     the (B, N) hidden layer as in the matrix products; here the forward gathers in one
     pass, and the backward makes one elementwise pass (``gz = (2 g W) * z``, in place)
-    and two index_adds into the p rows (per model) of the first layer.
+    and two index_adds into the p rows (per model) of the first layer. With ``dtype``
+    (bfloat16) the three matrix products take their operands in that type (float32
+    accumulation, as autocast does) and everything else stays float32.
     """
 
     @staticmethod
     def forward(ctx, U: torch.Tensor, V: torch.Tensor, W: torch.Tensor,
-                m: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+                m: torch.Tensor, n: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
         z, rows_m, rows_n = _fused_pre(U, V, m, n)
         h = z * z
+        if dtype is not None:
+            h, W = h.to(dtype), W.to(dtype)
         ctx.save_for_backward(W, rows_m, rows_n, z, h)
         return h @ W.mT
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         W, rows_m, rows_n, z, h = ctx.saved_tensors
-        gW = (h.mT @ g).mT if ctx.needs_input_grad[2] else None
+        g = g.to(h.dtype)
+        gW = (h.mT @ g).mT.float() if ctx.needs_input_grad[2] else None
         gU = gV = None
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-            gz = (g * 2) @ W
+            gz = ((g * 2) @ W).float()
             gz.mul_(z)
             p, width = W.shape[-2:]
             flat = gz.view(-1, width)
@@ -77,19 +82,22 @@ class _QuadraticMLP(torch.autograd.Function):
                 out = gz.new_zeros(W.numel() // width, width).index_add_(0, rows, flat)
                 return out.view(*W.shape[:-2], p, width).mT
             gU, gV = scatter(rows_m), scatter(rows_n)
-        return gU, gV, gW, None, None
+        return gU, gV, gW, None, None, None
 
 
 def quadratic_logits(U: torch.Tensor, V: torch.Tensor, W: torch.Tensor, m: torch.Tensor,
-                     n: torch.Tensor) -> torch.Tensor:
+                     n: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Logits of the quadratic MLP without dropout or BatchNorm, fused.
 
     One model: U, V shape=(N, p), W shape=(p, N), m, n shape=(B,) -> shape=(B, p). A
     stack of M models: a leading axis M on every argument -> shape=(M, B, p). Equal (to
     float rounding) to ``(gather_pre(U, V, m, n) ** 2) @ W.T``, the plain autograd path,
     in value and gradient; without gradients it saves nothing for a backward.
+    ``dtype=torch.bfloat16``: the matrix products in bfloat16 (the weights, the gather
+    and the square stay float32); the logits are then bfloat16, as under autocast.
     """
     if torch.is_grad_enabled() and (U.requires_grad or V.requires_grad or W.requires_grad):
-        return _QuadraticMLP.apply(U, V, W, m, n)
+        return _QuadraticMLP.apply(U, V, W, m, n, dtype)
     z = _fused_pre(U, V, m, n)[0]
-    return z.mul_(z) @ W.mT
+    h = z.mul_(z)
+    return h @ W.mT if dtype is None else h.to(dtype) @ W.to(dtype).mT

@@ -1,9 +1,11 @@
 """The paper's two-layer MLP family.
 
-``f(m, n) = W BN(act(drop(U[:, m] + V[:, n])))`` with U, V of shape (N, p) and W of
-shape (p, N); dropout (optional) acts on the pre-activation and BatchNorm (optional,
-scale ``gamma`` and shift ``beta``) after the activation. The first layer is a gather
-of two embedding columns, never a matmul with one-hot vectors (:mod:`interp.models.fused`).
+``f(m, n) = W BN(act(drop(U[:, m] + V[:, n] (+ b1)))) (+ bW)`` with U, V of shape (N, p) and
+W of shape (p, N); dropout (optional) acts on the pre-activation and BatchNorm (optional,
+scale ``gamma`` and shift ``beta``) after the activation. The biases ``b1`` (N,) and ``bW``
+(p,) exist only with ``bias`` (foreign networks, e.g. ``nn.Linear``'s default). The first
+layer is a gather of two embedding columns, never a matmul with one-hot vectors
+(:mod:`interp.models.fused`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from interp.models.base import (
     NeuronTerms,
     activation,
     float64,
+    operand_embedding,
 )
 from interp.models.fused import gather_pre, quadratic_logits
 from interp.validate import check_act, check_bool, check_int, check_positive, check_range
@@ -33,7 +36,9 @@ BN_EPS = 1e-5
 BN_MOMENTUM = 0.1
 
 #: Parameter and buffer names, in the order they are stored in a run file.
-PARAM_NAMES = ("U", "V", "W", "gamma", "beta")
+PARAM_NAMES = ("U", "V", "W", "b1", "bW", "gamma", "beta")
+#: The biases (present only with ``MLPConfig.bias``).
+BIAS_NAMES = ("b1", "bW")
 BUFFER_NAMES = ("running_mean", "running_var")
 #: BatchNorm's arrays, in the order F.batch_norm takes them.
 BN_NAMES = ("running_mean", "running_var", "gamma", "beta")
@@ -41,12 +46,14 @@ BN_NAMES = ("running_mean", "running_var", "gamma", "beta")
 
 @dataclass(frozen=True)
 class MLPConfig(ModelConfig):
-    """The paper's two-layer MLP, no biases.
+    """The paper's two-layer MLP (no biases unless ``bias``).
 
-    ``act`` is ``"x^K"`` (K a positive integer; ``"x^2"`` is the paper's default),
-    ``"relu"`` or ``"gelu"``. Dropout acts on the pre-activation; BatchNorm (with scale
-    ``gamma`` and shift ``beta``) acts after the activation. Weights are drawn from a
-    normal distribution with std ``init_scale / (2 * width) ** (1/3)``.
+    ``act`` is ``"x^K"`` (K a positive integer; ``"x^2"`` is the paper's default) or a
+    named activation (:data:`interp.validate.ACT_RE`). Dropout acts on the pre-activation;
+    BatchNorm (with scale ``gamma`` and shift ``beta``) acts after the activation; with
+    ``bias``, ``b1`` (N,) is added to the pre-activation and ``bW`` (p,) to the logits.
+    Weights are drawn from a normal distribution with std ``init_scale / (2 * width) **
+    (1/3)``; biases start at 0.
     """
 
     kind: ClassVar[str] = "mlp"
@@ -56,9 +63,11 @@ class MLPConfig(ModelConfig):
     batchnorm: bool = False
     init_scale: float = 0.5
     init_seed: int = 0
+    bias: bool = False
 
     def __post_init__(self) -> None:
         check_int("width", self.width, 1)
+        check_bool("bias", self.bias)
         check_act(self.act)
         check_range("dropout", self.dropout, 0.0, 1.0, hi_open=True)
         check_bool("batchnorm", self.batchnorm)
@@ -66,8 +75,10 @@ class MLPConfig(ModelConfig):
         check_int("init_seed", self.init_seed, 0)
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields without ``kind``: an MLP's config reads as in format version 1."""
-        return {k: v for k, v in super().to_dict().items() if k != "kind"}
+        """The fields without ``kind``, and without ``bias`` when it is false: an MLP's
+        config reads as in format version 1."""
+        return {k: v for k, v in super().to_dict().items()
+                if k != "kind" and not (k == "bias" and not v)}
 
 
     @property
@@ -83,13 +94,17 @@ class MLPConfig(ModelConfig):
 
 def hidden(U: torch.Tensor, V: torch.Tensor, m: torch.Tensor, n: torch.Tensor, act: str,
            bn: tuple[torch.Tensor, ...] | None = None, *, training: bool = False,
-           dropout: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The MLP's hidden layer, ``BN(act(drop(U[:, m] + V[:, n])))``. shape=(B, N).
+           dropout: float = 0.0, generator: torch.Generator | None = None,
+           b1: torch.Tensor | None = None) -> torch.Tensor:
+    """The MLP's hidden layer, ``BN(act(drop(U[:, m] + V[:, n] (+ b1))))``. shape=(B, N).
 
     U, V shape=(N, p); m, n shape=(B,); ``bn``: running_mean, running_var, gamma, beta
-    shape=(N,) each, or None. Eval mode unless ``training`` (dropout, batch statistics).
+    shape=(N,) each, or None; ``b1`` shape=(N,) or None. Eval mode unless ``training``
+    (dropout, batch statistics).
     """
     z = gather_pre(U, V, m, n)
+    if b1 is not None:
+        z = z + b1
     if training and dropout > 0:
         keep = 1.0 - dropout
         mask = torch.rand(z.shape, generator=generator, device=z.device) < keep
@@ -118,6 +133,9 @@ class MLP(Network):
         self.U = nn.Parameter((torch.randn(n, p, generator=gen) * std).to(device))
         self.V = nn.Parameter((torch.randn(n, p, generator=gen) * std).to(device))
         self.W = nn.Parameter((torch.randn(p, n, generator=gen) * std).to(device))
+        if cfg.bias:
+            self.b1 = nn.Parameter(torch.zeros(n, device=device))
+            self.bW = nn.Parameter(torch.zeros(p, device=device))
         if cfg.batchnorm:
             self.gamma = nn.Parameter(torch.ones(n, device=device))
             self.beta = nn.Parameter(torch.zeros(n, device=device))
@@ -127,7 +145,7 @@ class MLP(Network):
     def fused(self) -> bool:
         """Whether this forward takes the fused path: quadratic activation, no dropout
         in training, no BatchNorm (the paper's main setting)."""
-        return (self.cfg.act == "x^2" and not self.cfg.batchnorm
+        return (self.cfg.act == "x^2" and not self.cfg.batchnorm and not self.cfg.bias
                 and not (self.training and self.cfg.dropout > 0))
 
     def hidden(self, m: torch.Tensor, n: torch.Tensor,
@@ -135,14 +153,16 @@ class MLP(Network):
         """Hidden activations after activation and BatchNorm. shape=(B, N)."""
         bn = tuple(getattr(self, k) for k in BN_NAMES) if self.cfg.batchnorm else None
         return hidden(self.U, self.V, m, n, self.cfg.act, bn, training=self.training,
-                      dropout=self.cfg.dropout, generator=generator)
+                      dropout=self.cfg.dropout, generator=generator,
+                      b1=self.b1 if self.cfg.bias else None)
 
     def forward(self, m: torch.Tensor, n: torch.Tensor,
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """Logits for operand index tensors ``m``, ``n`` of shape=(B,). shape=(B, p)."""
         if self.fused() and not torch.is_autocast_enabled(m.device.type):
             return quadratic_logits(self.U, self.V, self.W, m, n)
-        return self.hidden(m, n, generator) @ self.W.t()
+        out = self.hidden(m, n, generator) @ self.W.t()
+        return out + self.bW if self.cfg.bias else out
 
     def arrays(self) -> dict[str, torch.Tensor]:
         """Parameters and buffers by name (detached), in :data:`PARAM_NAMES` order."""
@@ -163,11 +183,13 @@ def _first_layer(weights: Mapping[str, Any],
 
 
 def eval_hidden(weights: Mapping[str, Any], act: str, batchnorm: bool, pairs: np.ndarray,
-                device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+                device: torch.device | str = "cpu",
+                bias: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Eval-mode hidden activations shape=(P, N) and W shape=(p, N), float64 tensors.
 
     pairs : shape=(P, 2) int, operands (m, n). BatchNorm's arrays are read when
-    ``batchnorm``; other arrays in ``weights`` are ignored.
+    ``batchnorm``, the hidden bias ``b1`` when ``bias``; other arrays in ``weights`` are
+    ignored.
     """
     U, V, W = _first_layer(weights, device)
     pairs = torch.as_tensor(np.ascontiguousarray(pairs, dtype=np.int64), device=device)
@@ -175,7 +197,8 @@ def eval_hidden(weights: Mapping[str, Any], act: str, batchnorm: bool, pairs: np
         raise ValueError(f"pairs must have shape (P, 2), got {tuple(pairs.shape)}.")
     bn = (tuple(float64(weights, k, (U.shape[0],), device) for k in BN_NAMES)
           if batchnorm else None)
-    return hidden(U, V, pairs[:, 0], pairs[:, 1], act, bn), W
+    b1 = float64(weights, "b1", (U.shape[0],), device) if bias else None
+    return hidden(U, V, pairs[:, 0], pairs[:, 1], act, bn, b1=b1), W
 
 
 class MLPFamily(Family):
@@ -193,20 +216,29 @@ class MLPFamily(Family):
     def array_shapes(self, p: int, cfg: MLPConfig) -> dict[str, tuple[int, ...]]:
         n = cfg.width
         shapes = {"U": (n, p), "V": (n, p), "W": (p, n)}
+        if cfg.bias:
+            shapes |= {"b1": (n,), "bW": (p,)}
         if cfg.batchnorm:
-            shapes |= {k: (n,) for k in PARAM_NAMES[3:] + BUFFER_NAMES}
+            shapes |= {k: (n,) for k in BN_NAMES[2:] + BUFFER_NAMES}
         return shapes
 
     def neuron_axes(self, cfg: MLPConfig) -> dict[str, int]:
-        return {"U": 0, "V": 0, "W": 1} | {k: 0 for k in PARAM_NAMES[3:] + BUFFER_NAMES}
+        return ({"U": 0, "V": 0, "W": 1} | ({"b1": 0} if cfg.bias else {})
+                | {k: 0 for k in BN_NAMES[2:] + BUFFER_NAMES})
 
     def terms(self, weights: Mapping[str, Any], cfg: MLPConfig,
               pairs: np.ndarray) -> NeuronTerms:
-        h, W = eval_hidden(weights, cfg.act, cfg.batchnorm, pairs)
-        return NeuronTerms(h.numpy(), W.numpy())
+        h, W = eval_hidden(weights, cfg.act, cfg.batchnorm, pairs, bias=cfg.bias)
+        if not cfg.bias:
+            return NeuronTerms(h.numpy(), W.numpy())
+        bW = float64(weights, "bW", (W.shape[0],)).numpy()
+        return NeuronTerms(h.numpy(), W.numpy(), np.broadcast_to(bW, (len(h), len(bW))).copy())
 
     def view_names(self, cfg: MLPConfig) -> tuple[str, ...]:
         return ("U", "V", "W")
+
+    def input_embedding(self, weights: Mapping[str, Any], p: int) -> np.ndarray:
+        return operand_embedding(weights)
 
     def fourier_view(self, weights: Mapping[str, Any], cfg: MLPConfig, p: int) -> FourierView:
         U, V, W = (np.asarray(weights[k]) for k in ("U", "V", "W"))

@@ -1,4 +1,6 @@
-"""The Transformer family: the paper's one-layer Transformer, as one functional forward.
+"""The Transformer family: the paper's one-layer Transformer, as one functional forward,
+and TransformerLens's ``HookedTransformer`` in general (n layers, attention-only,
+LayerNorm; :mod:`interp.models.blocks`).
 
 Tokens are ``(m, n)``, or ``(m, n, p)`` when ``n_ctx == 3`` (token ``p`` is "=", the first
 extra vocabulary entry, as in TransformerLens grokking models). With ``x_i = W_E[t_i] +
@@ -10,9 +12,11 @@ W_pos[i]`` at positions i and the last position ``L``::
     post  = act(mid W_in (+ b_in))                       # the MLP neurons, shape (d_mlp,)
     logit = (mid + post W_out (+ b_out)) W_U (+ b_U)     # p classes
 
-No LayerNorm; no causal mask (in one layer read at the last position a causal mask
-changes nothing: the last query may see every position either way), so only the last
-position's query is computed. Weight names and shapes follow TransformerLens:
+By default no LayerNorm and one layer; no causal mask (in one layer read at the last
+position a causal mask changes nothing: the last query may see every position either way),
+so only the last position's query is computed. ``n_layers``, ``attn_only`` and
+``normalization`` select the general forward of :mod:`interp.models.blocks`. Weight names
+and shapes follow TransformerLens:
 ``W_E`` (d_vocab, d_model), ``W_pos`` (n_ctx, d_model), ``W_Q``/``W_K``/``W_V``
 (n_heads, d_model, d_head), ``W_O`` (n_heads, d_head, d_model), ``W_in`` (d_model, d_mlp),
 ``W_out`` (d_mlp, d_model), ``W_U`` (d_model, p); biases ``b_Q``/``b_K``/``b_V`` (n_heads,
@@ -43,6 +47,13 @@ from interp.models.base import (
     activation,
     grid_view,
 )
+from interp.models.blocks import (
+    NORMALIZATIONS,
+    direct_readout,
+    full_forward,
+    layer_name,
+    split_name,
+)
 from interp.validate import (
     check_act,
     check_bool,
@@ -69,6 +80,10 @@ class TransformerConfig(ModelConfig):
     acts on the MLP pre-activation. Each weight matrix is drawn with std ``init_scale /
     sqrt(fan_in)``. The defaults are the paper's Transformer (ReLU, d_model 128, 4 heads,
     MLP width 512, no biases, ``init_scale`` 1).
+
+    TransformerLens's other models: ``n_layers`` blocks (causal attention), ``attn_only``
+    (no MLPs), ``normalization`` ``"LN"`` or ``"LNPre"`` (with ``ln_eps``), see
+    :mod:`interp.models.blocks`.
     """
 
     kind: ClassVar[str] = "transformer"
@@ -83,6 +98,10 @@ class TransformerConfig(ModelConfig):
     n_ctx: int = 2
     extra_tokens: int = 0
     bias: bool = False
+    n_layers: int = 1
+    attn_only: bool = False
+    normalization: str = ""
+    ln_eps: float = 1e-5
 
     def __post_init__(self) -> None:
         check_act(self.act)
@@ -93,6 +112,10 @@ class TransformerConfig(ModelConfig):
             check_int(name, getattr(self, name), minimum)
         check_choice("n_ctx", self.n_ctx, (2, 3))
         check_bool("bias", self.bias)
+        check_int("n_layers", self.n_layers, 1)
+        check_bool("attn_only", self.attn_only)
+        check_choice("normalization", self.normalization, NORMALIZATIONS)
+        check_positive("ln_eps", self.ln_eps)
         if self.d_head == 0 and self.d_model % self.n_heads:
             fail("d_model", f"a multiple of n_heads={self.n_heads} when d_head is 0",
                  self.d_model)
@@ -108,6 +131,18 @@ class TransformerConfig(ModelConfig):
             del d["batchnorm"]
         return cls(**d)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fields; those added for TransformerLens models only when they differ from
+        the paper's (a config without them reads as before they existed)."""
+        return {k: v for k, v in super().to_dict().items()
+                if k not in GENERAL_DEFAULTS or v != GENERAL_DEFAULTS[k]}
+
+    @property
+    def general(self) -> bool:
+        """Whether the forward is the general one (:mod:`interp.models.blocks`) rather than
+        the one-layer path without LayerNorm."""
+        return self.n_layers > 1 or self.attn_only or bool(self.normalization)
+
 
     @property
     def head_dim(self) -> int:
@@ -121,22 +156,42 @@ class TransformerConfig(ModelConfig):
 
     @property
     def n_neurons(self) -> int:
-        return self.mlp_width
+        """The MLP's width, or d_model when attention-only (the residual coordinates)."""
+        return self.d_model if self.attn_only else self.mlp_width
 
     def tag(self) -> str:
-        return f"T{self.d_model}h{self.n_heads}"
+        layers = f"L{self.n_layers}" if self.n_layers > 1 else ""
+        return f"T{self.d_model}h{self.n_heads}{layers}{'A' if self.attn_only else ''}"
+
+
+#: The fields of TransformerLens models and the values that leave them out.
+GENERAL_DEFAULTS = {"n_layers": 1, "attn_only": False, "normalization": "", "ln_eps": 1e-5}
 
 
 
 def param_shapes(p: int, cfg: TransformerConfig) -> dict[str, tuple[int, ...]]:
     """Shape of every array of the Transformer ``cfg`` for modulus ``p``, in storage order."""
     d, h, e, f = cfg.d_model, cfg.n_heads, cfg.head_dim, cfg.mlp_width
-    shapes = {"W_E": (p + cfg.extra_tokens, d), "W_pos": (cfg.n_ctx, d),
-              "W_Q": (h, d, e), "W_K": (h, d, e), "W_V": (h, d, e), "W_O": (h, e, d),
-              "W_in": (d, f), "W_out": (f, d), "W_U": (d, p)}
+    layers = range(cfg.n_layers)
+    mlp = not cfg.attn_only
+    shapes: dict[str, tuple[int, ...]] = {"W_E": (p + cfg.extra_tokens, d),
+                                          "W_pos": (cfg.n_ctx, d)}
+    for i in layers:
+        shapes |= {layer_name(k, i): s for k, s in (
+            ("W_Q", (h, d, e)), ("W_K", (h, d, e)), ("W_V", (h, d, e)), ("W_O", (h, e, d)),
+            *((("W_in", (d, f)), ("W_out", (f, d))) if mlp else ()))}
+    shapes["W_U"] = (d, p)
     if cfg.bias:
-        shapes |= {"b_Q": (h, e), "b_K": (h, e), "b_V": (h, e), "b_O": (d,), "b_in": (f,),
-                   "b_out": (d,), "b_U": (p,)}
+        for i in layers:
+            shapes |= {layer_name(k, i): s for k, s in (
+                ("b_Q", (h, e)), ("b_K", (h, e)), ("b_V", (h, e)), ("b_O", (d,)),
+                *((("b_in", (f,)), ("b_out", (d,))) if mlp else ()))}
+        shapes["b_U"] = (p,)
+    if cfg.normalization == "LN":
+        for i in layers:
+            for ln in ("ln1", "ln2") if mlp else ("ln1",):
+                shapes |= {layer_name(f"{ln}_{k}", i): (d,) for k in ("w", "b")}
+        shapes |= {"lnf_w": (d,), "lnf_b": (d,)}
     return shapes
 
 
@@ -213,10 +268,13 @@ class Transformer(Network):
         self.p, self.cfg = p, cfg
         gen = torch.Generator().manual_seed(cfg.init_seed)
         for name, shape in param_shapes(p, cfg).items():
-            if name.startswith("b_"):
+            base = split_name(name)[0]
+            if base.startswith("ln"):  # LayerNorm: gain 1, shift 0
+                value = torch.ones(shape) if base.endswith("_w") else torch.zeros(shape)
+            elif name.startswith("b_"):
                 value = torch.zeros(shape)
             else:
-                fan_in = cfg.mlp_width if name == "W_out" else cfg.d_model
+                fan_in = cfg.mlp_width if base == "W_out" else cfg.d_model
                 value = torch.randn(shape, generator=gen) * (cfg.init_scale / fan_in**0.5)
             # Drawn on the CPU so that the same seed gives the same weights on every device.
             setattr(self, name, nn.Parameter(value.to(device)))
@@ -236,6 +294,8 @@ class Transformer(Network):
                 mask = torch.rand(pre.shape, generator=generator, device=pre.device) < keep
                 return pre * mask / keep
         tok = tokens(m, n, self.p, self.cfg.n_ctx)
+        if self.cfg.general:
+            return full_forward(self.params(), tok, self.cfg, hook)[0]
         return forward(self.params(), tok, self.cfg.act, hook)[0]
 
 
@@ -250,12 +310,45 @@ def logit_terms(arrays: Mapping[str, Any], cfg: TransformerConfig, p: int,
     """
     params = {k: torch.as_tensor(np.asarray(v, dtype=np.float64)) for k, v in arrays.items()}
     pairs = torch.as_tensor(np.asarray(pairs, dtype=np.int64))
+    if cfg.general:
+        return _general_terms(params, cfg, p, pairs)
     with torch.no_grad():
         _, post, mid = forward(params, tokens(pairs[:, 0], pairs[:, 1], p, cfg.n_ctx), cfg.act)
         out = mid + params["b_out"] if "b_out" in params else mid
         base = out @ params["W_U"] + (params["b_U"] if "b_U" in params else 0.0)
         readout = (params["W_out"] @ params["W_U"]).t()
     return NeuronTerms(post.numpy(), readout.numpy(), base.numpy())
+
+
+def _general_terms(params: Mapping[str, torch.Tensor], cfg: TransformerConfig, p: int,
+                   pairs: torch.Tensor) -> NeuronTerms:
+    """:func:`logit_terms` of the general forward: each neuron's direct path to the logits,
+    the final normalization's scale held at its value (``hidden`` is the activation divided
+    by it); ``base`` is the rest, so ``logits()`` is the network's exact output."""
+    with torch.no_grad():
+        logits, post, resid, scale = full_forward(
+            params, tokens(pairs[:, 0], pairs[:, 1], p, cfg.n_ctx), cfg)
+        hidden = resid if post is None else post
+        if scale is not None:
+            hidden = hidden / scale
+        readout = direct_readout(params, cfg)
+        base = logits - hidden @ readout.t()
+    return NeuronTerms(hidden.numpy(), readout.numpy(), base.numpy())
+
+
+def neuron_activations(arrays: Mapping[str, Any], cfg: TransformerConfig, p: int,
+                       pairs: np.ndarray) -> np.ndarray:
+    """The neurons on ``pairs`` shape=(P, 2): layer 0's MLP neurons after the activation
+    (the residual stream's coordinates before the final normalization when attention-only)
+    at the last position. shape=(P, N), float64."""
+    if not cfg.general:
+        return logit_terms(arrays, cfg, p, pairs).hidden
+    params = {k: torch.as_tensor(np.asarray(v, dtype=np.float64)) for k, v in arrays.items()}
+    pairs_t = torch.as_tensor(np.asarray(pairs, dtype=np.int64))
+    with torch.no_grad():
+        _, post, resid, _ = full_forward(
+            params, tokens(pairs_t[:, 0], pairs_t[:, 1], p, cfg.n_ctx), cfg)
+    return (resid if post is None else post).numpy()
 
 
 class TransformerFamily(Family):
@@ -275,7 +368,9 @@ class TransformerFamily(Family):
         return param_shapes(p, cfg)
 
     def neuron_axes(self, cfg: TransformerConfig) -> dict[str, int]:
-        return {"W_in": 1, "W_out": 0, "b_in": 0}
+        if cfg.attn_only:
+            return {"W_E": 1, "W_pos": 1, "W_U": 0}
+        return {"W_in": 1, "W_out": 0} | ({"b_in": 0} if cfg.bias else {})
 
     def terms(self, weights: Mapping[str, Any], cfg: TransformerConfig,
               pairs: np.ndarray) -> NeuronTerms:
@@ -283,9 +378,9 @@ class TransformerFamily(Family):
 
     def fourier_view(self, weights: Mapping[str, Any], cfg: TransformerConfig,
                      p: int) -> FourierView:
-        """Each MLP neuron's activation on the p x p grid; leading (checkpoint) axes of the
-        weights are looped over."""
-        return grid_view(weights, p, lambda w, pairs: logit_terms(w, cfg, p, pairs).hidden,
+        """Each neuron's activation on the p x p grid (:func:`neuron_activations`); leading
+        (checkpoint) axes of the weights are looped over."""
+        return grid_view(weights, p, lambda w, pairs: neuron_activations(w, cfg, p, pairs),
                          "W_E", 2)
 
     def embedding(self, weights: Mapping[str, Any], p: int) -> np.ndarray:

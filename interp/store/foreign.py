@@ -3,28 +3,34 @@
 Formats, by file suffix: ``.safetensors`` (read with the ``safetensors`` package, which
 never executes code), ``.npz`` (``numpy.load`` with ``allow_pickle=False``), anything
 else as a PyTorch file (``.pt``, ``.pth``, ``.bin``, ``.ckpt``) read with
-``torch.load(weights_only=True)``, which refuses pickled objects other than tensors and
-plain containers. ``allow_pickle=True`` (``--unsafe-pickle``) lifts that refusal for
-files you trust: unpickling can run arbitrary code.
+``torch.load(weights_only=True)``; a file that holds other objects (a config object such
+as TransformerLens's ``HookedTransformerConfig``, a pickled module) is read again by the
+restricted unpickler of :mod:`interp.store.unpickle`, which turns unknown classes into
+inert records and refuses to call anything. ``allow_pickle=True`` (``--unsafe-pickle``)
+unpickles arbitrary objects for files you trust: unpickling can run arbitrary code.
 
 Structures a PyTorch file may hold:
 
-- a state dict ``{key: tensor}`` (nested dicts are joined with ".");
+- a state dict ``{key: tensor}`` (nested dicts are joined with "."), or a pickled
+  ``nn.Module`` (its state dict is taken);
 - a dict nesting one under ``state_dict``, ``model_state_dict``, ``model``, ``module``,
-  ``params`` or ``weights``, with an optional ``step``/``epoch``/``iteration`` beside it;
+  ``params`` or ``weights``, with an optional ``step``/``global_step``/``iteration``/
+  ``epoch`` beside it (a Lightning ``.ckpt`` is one);
 - a trajectory: a list of either of the above (steps from their ``step``/``epoch`` keys,
   else 0, 1, 2, ...), or a dict with such a list under ``checkpoints`` and optionally
-  the steps under ``checkpoint_steps``/``checkpoint_epochs``/``steps``/``epochs``.
+  the steps under ``checkpoint_steps``/``checkpoint_epochs``/``steps``/``epochs`` (the
+  progress-measures full-run file).
 
-:func:`foreign_run` maps the arrays with a layout (:mod:`interp.store.layouts`);
-:func:`interp.training.runner.import_checkpoint` writes them as a trajectory file. The data
-split, corruption and loss are ours to choose (the foreign run's own split is unknown), so
-``accuracy/all_true`` is the split-free number.
+Beside the weights, a dict may hold the run's facts
+(:class:`interp.store.run_facts.Facts`): its split (``train_indices``, ``test_indices``)
+and its config (``config``, ``cfg``, ``hyper_parameters``, ``hparams``, ``args``).
+:func:`foreign_run` maps the arrays with a layout (:mod:`interp.store.layouts`) and builds
+the run's config from the facts, the options, and, for what neither says, assumptions it
+lists (:mod:`interp.store.run_facts`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import pickletools
 import warnings
@@ -37,25 +43,37 @@ from typing import Any
 import numpy as np
 import torch
 
-from interp.config import DataConfig, RunConfig, TrainConfig
-from interp.models import model_config_from_dict
-from interp.store.layouts import convert, parse_map
+from interp.store.layout_base import parse_map
+from interp.store.layouts import convert
+from interp.store.run_facts import (
+    Facts,
+    ForeignRun,
+    build_run,
+    config_p,
+    module_act,
+    read_facts,
+    tl_hints,
+)
 from interp.store.trajectory import Run
+from interp.store.unpickle import RefusedGlobal, load_restricted, module_state
 
 FOREIGN_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".npz")
 NEST_KEYS = ("state_dict", "model_state_dict", "model", "module", "params", "weights")
-STEP_KEYS = ("step", "steps", "epoch", "iteration", "global_step")
+STEP_KEYS = ("step", "global_step", "iteration", "epoch")
 LIST_STEP_KEYS = ("checkpoint_steps", "checkpoint_epochs", "steps", "epochs")
-
 Checkpoints = list[tuple[int, dict[str, np.ndarray]]]
 
 
 def _flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
-    """Arrays of a (nested) dict under dotted keys; other values are left out."""
+    """Arrays of a (nested) dict under dotted keys, a pickled module's by its state dict;
+    other values are left out."""
     out: dict[str, np.ndarray] = {}
     for key, value in obj.items():
         name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
+        module = module_state(value)
+        if module is not None:
+            out |= _flatten(module, name + ".")
+        elif isinstance(value, Mapping):
             out |= _flatten(value, name + ".")
         elif isinstance(value, torch.Tensor):
             out[name] = _tensor_array(name, value)
@@ -90,29 +108,40 @@ def _as_step(value: Any, where: str) -> int:
     return int(value)
 
 
-def _step_of(obj: Mapping[str, Any], default: int) -> int:
+def _step_of(obj: Any, default: int) -> int | None:
+    """The step a checkpoint dict records (None: none recorded)."""
+    if not isinstance(obj, Mapping):
+        return None
     for key in STEP_KEYS:
         value = obj.get(key)
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
             return _as_step(value, f"its {key!r}")
         if isinstance(value, (torch.Tensor, np.ndarray)) and np.size(value) == 1:
             return _as_step(value, f"its {key!r}")
-    return default
+    return None
 
 
-def _state_of(obj: Any, where: str) -> dict[str, np.ndarray]:
+def _state_of(obj: Any, where: str, facts: Facts | None = None) -> dict[str, np.ndarray]:
+    module = module_state(obj)
+    if module is not None:
+        if facts is not None:
+            facts.act = facts.act or module_act(obj)
+        return _flatten(module)
     if not isinstance(obj, Mapping):
-        raise ValueError(f"{where} must be a dict of arrays (a state dict), got "
-                         f"{type(obj).__name__}.")
+        raise ValueError(f"{where} must be a dict of arrays (a state dict) or a module, got "
+                         f"{getattr(obj, 'qualname', type(obj).__name__)}.")
     for key in NEST_KEYS:
+        if module_state(obj.get(key)) is not None:
+            return _state_of(obj[key], where, facts)
         if isinstance(obj.get(key), Mapping):
             return _flatten(obj[key])
     return _flatten(obj)
 
 
-def _structure(obj: Any, path: Path) -> Checkpoints:
+def _structure(obj: Any, path: Path, facts: Facts) -> Checkpoints:
     """(step, flat state) of each checkpoint in a loaded PyTorch object."""
     steps: Sequence[Any] | None = None
+    read_facts(obj, facts)
     if isinstance(obj, Mapping) and isinstance(obj.get("checkpoints"), (list, tuple)):
         steps = next((obj[k] for k in LIST_STEP_KEYS if k in obj), None)
         obj = obj["checkpoints"]
@@ -124,14 +153,20 @@ def _structure(obj: Any, path: Path) -> Checkpoints:
             raise ValueError(f"file {str(path)!r} lists {len(steps)} steps for {len(obj)} "
                              "checkpoints.")
         out = []
+        found = []
         for i, item in enumerate(obj):
-            state = _state_of(item, f"checkpoint {i} of {str(path)!r}")
             where = f"checkpoint {i} of {str(path)!r}"
+            state = _state_of(item, where, facts)
             step = _as_step(steps[i], where) if steps is not None else _step_of(item, i)
-            out.append((step, state))
+            found.append(step)
+            out.append((i if step is None else step, state))
+        facts.steps_known = steps is not None or all(s is not None for s in found)
+        if not facts.steps_known:
+            out = [(i, state) for i, (_, state) in enumerate(out)]
         return out
-    return [(_step_of(obj, 0) if isinstance(obj, Mapping) else 0,
-             _state_of(obj, f"the content of {str(path)!r}"))]
+    step = _step_of(obj, 0)
+    facts.steps_known = step is not None
+    return [(step or 0, _state_of(obj, f"the content of {str(path)!r}", facts))]
 
 
 def _is_pickle(path: Path) -> bool:
@@ -151,15 +186,28 @@ def _is_pickle(path: Path) -> bool:
 def _load_torch(path: Path, allow_pickle: bool) -> Any:
     try:
         with warnings.catch_warnings():  # e.g. "pickle protocol 4": the error says enough
-            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore")
             return torch.load(path, map_location="cpu", weights_only=not allow_pickle)
     except Exception as exc:  # torch raises many kinds for a file that is not its own
         if "Weights only load failed" in str(exc) and _is_pickle(path):
-            raise ValueError(f"file {str(path)!r} holds pickled Python objects that safe "
-                             "loading refuses (they could run code); if you trust it, pass "
-                             "--unsafe-pickle (allow_pickle=True).") from None
+            return _load_restricted(path)
+        if _is_pickle(path) and not zipfile.is_zipfile(path):  # a plain pickle stream
+            return _load_restricted(path)
         raise ValueError(f"file {str(path)!r} must be a PyTorch checkpoint, but torch.load "
                          f"could not read it ({type(exc).__name__}).") from None
+
+
+def _load_restricted(path: Path) -> Any:
+    """The file read by the restricted unpickler (nothing in it is executed)."""
+    try:
+        return load_restricted(path)
+    except RefusedGlobal as exc:
+        raise ValueError(f"file {str(path)!r} holds pickled Python objects that safe "
+                         f"loading refuses (it {exc.action}, which could run code); if "
+                         "you trust it, pass --unsafe-pickle (allow_pickle=True).") from None
+    except Exception as exc:
+        raise ValueError(f"file {str(path)!r} must be a PyTorch checkpoint, but reading it "
+                         f"failed ({type(exc).__name__}: {exc}).") from None
 
 
 def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
@@ -190,47 +238,64 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
             from None
 
 
-def load_checkpoints(path: str | os.PathLike, *, allow_pickle: bool = False) -> Checkpoints:
-    """Read a foreign checkpoint or trajectory as ``[(step, {key: array}), ...]``.
+def read_foreign(source: Any, *, allow_pickle: bool = False) -> tuple[Checkpoints, Facts]:
+    """Read a foreign checkpoint or trajectory, and the run's facts beside it.
 
     Parameters
     ----------
-    path : a PyTorch, safetensors or ``.npz`` file (see the module docstring).
+    source : a PyTorch, safetensors or ``.npz`` file (see the module docstring), or in
+        memory: an ``nn.Module``, a state dict, or any structure a PyTorch file may hold.
     allow_pickle : let ``torch.load`` unpickle arbitrary objects. Only for trusted files:
         unpickling can execute code.
 
     Returns
     -------
-    list of (step, state), steps increasing; each state maps dotted keys to arrays.
+    ([(step, state), ...] with steps increasing, each state mapping dotted keys to
+    arrays; the file's :class:`Facts`).
     """
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"checkpoint {str(path)!r} must be a file, but it is a folder.")
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist.")
-    if path.suffix == ".safetensors":
-        found = [(0, _load_safetensors(path))]
-    elif path.suffix == ".npz":
-        found = [(0, _load_npz(path))]
+    facts = Facts()
+    if isinstance(source, (torch.nn.Module, Mapping, list, tuple)):
+        name = f"the in-memory {type(source).__name__}"
+        found = _structure(source, Path(name), facts)
+        label = name
     else:
-        found = _structure(_load_torch(path, allow_pickle), path)
+        path = Path(source)
+        label = str(path)
+        if path.is_dir():
+            raise IsADirectoryError(f"checkpoint {label!r} must be a file, but it is a folder.")
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {label!r} does not exist.")
+        if path.suffix == ".safetensors":
+            found = [(0, _load_safetensors(path))]
+        elif path.suffix == ".npz":
+            found = [(0, _load_npz(path))]
+        else:
+            found = _structure(_load_torch(path, allow_pickle), path, facts)
     if not found:
-        raise ValueError(f"file {str(path)!r} must hold at least one checkpoint, but it holds "
+        raise ValueError(f"file {label!r} must hold at least one checkpoint, but it holds "
                          "an empty list.")
     for i, (step, state) in enumerate(found):
         if not state:
-            raise ValueError(f"checkpoint {i} of {str(path)!r} holds no arrays.")
+            raise ValueError(f"checkpoint {i} of {label!r} holds no arrays.")
         if i and step <= found[i - 1][0]:
-            raise ValueError(f"checkpoint steps in {str(path)!r} must increase, got {step} "
+            raise ValueError(f"checkpoint steps in {label!r} must increase, got {step} "
                              f"after {found[i - 1][0]}.")
-    return found
+    return found, facts
+
+
+def load_checkpoints(path: Any, *, allow_pickle: bool = False) -> Checkpoints:
+    """Read a foreign checkpoint or trajectory as ``[(step, {key: array}), ...]``
+    (:func:`read_foreign` without the facts)."""
+    return read_foreign(path, allow_pickle=allow_pickle)[0]
 
 
 def convert_checkpoints(found: Checkpoints, layout: str = "auto", p: int | None = None,
-                        mapping: Mapping[str, str] | None = None, source: str | None = None
+                        mapping: Mapping[str, str] | None = None, source: str | None = None,
+                        hints: Mapping[str, Any] | None = None
                         ) -> tuple[int, dict[str, Any], Checkpoints, dict[str, str]]:
     """Apply a layout to every checkpoint; all must agree on p and the model's shape.
-    ``source`` (the file's name) starts the message of an error.
+    ``source`` (the file's name) starts the message of an error; ``hints`` are the file's
+    config fields (:func:`interp.store.layouts.convert`).
 
     Returns (p, model config fields, [(step, our arrays)], {our name: foreign key}).
     """
@@ -239,7 +304,7 @@ def convert_checkpoints(found: Checkpoints, layout: str = "auto", p: int | None 
     keys: dict[str, str] = {}
     for i, (step, state) in enumerate(found):
         try:
-            p_i, fields, arrays, keys = convert(state, layout, p, mapping)
+            p_i, fields, arrays, keys = convert(state, layout, p, mapping, hints)
         except ValueError as exc:
             where = f"checkpoint {i} (step {step})" if len(found) > 1 else ""
             if source is not None:
@@ -256,39 +321,40 @@ def convert_checkpoints(found: Checkpoints, layout: str = "auto", p: int | None 
     return first[0], first[1], out, keys
 
 
-def foreign_run(path: str | os.PathLike, *, layout: str = "auto", p: int | None = None,
-                op: str = "add", mapping: Mapping[str, str] | Sequence[str] | None = None,
-                act: str | None = None, loss: str = "mse", train_frac: float = 0.5,
-                corrupt: float = 0.0, seed: int = 0, allow_pickle: bool = False
-                ) -> tuple[RunConfig, Checkpoints, str]:
-    """Read a foreign checkpoint or trajectory as (config, checkpoints, source text).
+def foreign_run(source: Any, *, layout: str = "auto", p: int | None = None,
+                mapping: Mapping[str, str] | Sequence[str] | None = None,
+                allow_pickle: bool = False, **options: Any) -> ForeignRun:
+    """Read a foreign checkpoint or trajectory as a run: config, checkpoints, split, and
+    what was assumed.
 
     Parameters
     ----------
+    source : a file, an ``nn.Module`` or a state dict (:func:`read_foreign`).
     layout : ``auto``, ``mlp``, ``generic-mlp`` or ``transformer`` (:mod:`interp.store.layouts`).
-    p : the modulus; inferred from the weights where the layout allows.
+    p : the modulus; inferred from the weights or the file's config where they tell.
     mapping : ``{our name: foreign key}`` or ``["name=key", ...]``.
-    act : the network's activation (default: its family's, ``x^2`` for MLPs, ``relu``
-        for Transformers).
-    op, loss, train_frac, corrupt, seed : the dataset and loss the metrics are measured on.
-    allow_pickle : see :func:`load_checkpoints`.
+    allow_pickle : see :func:`read_foreign`.
+    options : the run's facts the file may lack (:func:`interp.store.run_facts.build_run`):
+        ``op``, ``act``, ``loss``, ``train_indices``/``test_indices`` (its split, flat
+        indices ``m * p + n``), ``steps``, or our split (``train_frac``, ``corrupt``,
+        ``seed``) when the run's own is unknown.
     """
     if not isinstance(mapping, Mapping):
         mapping = parse_map(mapping)
-    found = load_checkpoints(path, allow_pickle=allow_pickle)
-    p, fields, checkpoints, keys = convert_checkpoints(found, layout, p, mapping, str(path))
-    model = model_config_from_dict(fields | ({"act": act} if act else {}))
-    cfg = RunConfig(DataConfig(p=p, op=op, train_frac=train_frac, corrupt=corrupt,
-                               split_seed=seed, corrupt_seed=seed),
-                    model, TrainConfig(steps=checkpoints[-1][0], loss=loss))
-    source = (f"imported from {Path(path).name} (layout {layout}, model {model.kind}, "
-              f"keys {json.dumps(keys)})")
-    return cfg, checkpoints, source
+    found, facts = read_foreign(source, allow_pickle=allow_pickle)
+    label = str(source) if isinstance(source, (str, os.PathLike)) else None
+    hints = tl_hints(facts.config)
+    p = p if p is not None else config_p(facts.config)
+    p, fields, checkpoints, keys = convert_checkpoints(found, layout, p, mapping, label, hints)
+    return build_run(source, layout, p, fields, checkpoints, keys, facts, options)
 
 
-def is_foreign(path: str | os.PathLike) -> bool:
-    """Whether ``path`` has a foreign checkpoint suffix (:data:`FOREIGN_SUFFIXES`)."""
-    return Path(path).suffix in FOREIGN_SUFFIXES
+def is_foreign(path: Any) -> bool:
+    """Whether ``path`` is a foreign checkpoint: a path with a foreign suffix
+    (:data:`FOREIGN_SUFFIXES`), or an ``nn.Module`` or state dict in memory."""
+    if isinstance(path, (torch.nn.Module, Mapping, list, tuple)):
+        return True
+    return isinstance(path, (str, os.PathLike)) and Path(path).suffix in FOREIGN_SUFFIXES
 
 
 def to_state_dicts(run_path: str | os.PathLike) -> list[dict[str, Any]]:

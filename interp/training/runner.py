@@ -4,17 +4,20 @@ the writer never imports the trainer)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from interp.config import RunConfig
-from interp.store.foreign import foreign_run
-from interp.store.trajectory import Run
+from interp.data import Dataset
+from interp.store.foreign import foreign_run, is_foreign
+from interp.store.trajectory import Run as TrajectoryRun
 from interp.store.writer import TrajectoryWriter
 from interp.training.trainer import Trainer
 
@@ -28,19 +31,31 @@ def train_to_file(cfg: RunConfig, path: str | os.PathLike, *, device: str = "cpu
     return Path(path)
 
 
+class AssumedWarning(UserWarning):
+    """A foreign run was imported with settings neither its file nor the options gave."""
+
+
 def write_trajectory(cfg: RunConfig, path: str | os.PathLike,
                      checkpoints: Iterable[tuple[int, dict[str, np.ndarray]]], *,
-                     overwrite: bool = False, source: str | None = None) -> Path:
+                     overwrite: bool = False, source: str | None = None,
+                     dataset: Dataset | None = None,
+                     assumed: dict[str, str] | None = None) -> Path:
     """Write given weights as a trajectory file (no training), e.g. an analytic solution.
 
     ``checkpoints`` yields ``(step, arrays)`` in increasing step order, ``arrays`` named
-    as the parameters and buffers of ``cfg``'s model (MLP or Transformer). Each
-    checkpoint gets one metrics row, measured in eval mode on ``cfg``'s dataset.
-    ``source`` is recorded as the root attribute ``source`` (where the weights came from).
+    as the parameters and buffers of ``cfg``'s model (any family). Each checkpoint gets
+    one metrics row, measured in eval mode on ``dataset`` (None: ``cfg``'s, made from its
+    data section), which the file stores. ``source`` is recorded as the root attribute
+    ``source`` (where the weights came from), ``assumed`` (settings nobody gave, with the
+    value used) as the root attribute ``assumed`` (JSON).
     """
     trainer = Trainer(cfg)
-    writer = TrajectoryWriter(path, overwrite=overwrite,
-                              attrs={"device": "cpu"} | ({"source": source} if source else {}))
+    if dataset is not None:  # a foreign run's own split: scored and stored instead of ours
+        trainer.dataset = dataset
+        trainer._setup_tensors()
+    attrs = ({"device": "cpu"} | ({"source": source} if source else {})
+             | ({"assumed": json.dumps(assumed)} if assumed else {}))
+    writer = TrajectoryWriter(path, overwrite=overwrite, attrs=attrs)
     with contextlib.closing(writer):
         writer.on_start(trainer)
         last = -1
@@ -66,7 +81,7 @@ def resume_file(path: str | os.PathLike, *, device: str = "cpu",
     """
     writer = TrajectoryWriter(path, append=True)
     with contextlib.closing(writer):
-        with Run(path) as run:
+        with TrajectoryRun(path) as run:
             cfg = run.config
             if run.complete:
                 raise ValueError(f"run file {str(path)!r} is already complete at step "
@@ -79,20 +94,62 @@ def resume_file(path: str | os.PathLike, *, device: str = "cpu",
     return Path(path)
 
 
-def import_checkpoint(path: str | os.PathLike, out: str | os.PathLike, *,
-                      overwrite: bool = False, **options: Any) -> Path:
+def import_checkpoint(path: Any, out: str | os.PathLike, *, overwrite: bool = False,
+                      warn: Callable[[str], None] | None = None, **options: Any) -> Path:
     """Convert a foreign checkpoint or trajectory into a trajectory file at ``out``.
 
+    ``path`` is a file, or an ``nn.Module`` or state dict in memory; a file is only read.
     ``options`` are those of :func:`interp.store.foreign.foreign_run` (``layout``, ``p``,
-    ``op``, ``mapping``, ``act``, ``loss``, ``train_frac``, ``corrupt``, ``seed``,
-    ``allow_pickle``). Returns the path of the written trajectory; ``path`` is only read.
+    ``mapping``, ``allow_pickle``, ``op``, ``act``, ``loss``, ``train_indices``,
+    ``test_indices``, ``steps``, ``train_frac``, ``corrupt``, ``seed``). What neither the
+    file nor the options say is assumed, recorded (root attribute ``assumed``) and
+    reported once: to ``warn`` when given, else as an :class:`AssumedWarning`. Returns the
+    path of the written trajectory.
     """
-    cfg, checkpoints, source = foreign_run(path, **options)
-    return write_trajectory(cfg, out, checkpoints, overwrite=overwrite, source=source)
+    run = foreign_run(path, **options)
+    written = write_trajectory(run.config, out, run.checkpoints, overwrite=overwrite,
+                               source=run.source, dataset=run.dataset, assumed=run.assumed)
+    message = run.warning()
+    if message is not None:
+        if warn is not None:
+            warn(message)
+        else:
+            warnings.warn(message, AssumedWarning, stacklevel=2)
+    return written
+
+
+class Run(TrajectoryRun):
+    """``interp.Run``: a trajectory file, or a foreign checkpoint (a file with a foreign
+    suffix, an ``nn.Module`` or a state dict) converted on opening into a temporary
+    trajectory, with the options of :func:`import_checkpoint`; :meth:`close` removes it.
+
+    >>> with Run("model.pt", p=97, act="relu") as run:            # doctest: +SKIP
+    ...     run.assumed
+    """
+
+    def __init__(self, source: Any, **foreign: Any) -> None:
+        self._imported: contextlib.ExitStack | None = None
+        if foreign or is_foreign(source):
+            self._imported = contextlib.ExitStack()
+            source = self._imported.enter_context(imported(source, **foreign))
+        try:
+            super().__init__(source)
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        if self._imported is not None:
+            self._imported, stack = None, self._imported
+            stack.close()
+
+    def close(self) -> None:
+        super().close()
+        self._release()
 
 
 @contextlib.contextmanager
-def imported(path: str | os.PathLike, **options: Any) -> Iterator[Path]:
+def imported(path: Any, **options: Any) -> Iterator[Path]:
     """A temporary trajectory converted from ``path`` (options as for
     :func:`import_checkpoint`), removed on exit."""
     with tempfile.TemporaryDirectory(prefix="interp-import-") as tmp:

@@ -222,8 +222,9 @@ def test_analyze_and_cli_on_a_transformer_run(tmp_path):
     assert res.exit_code == 0, res.output
     assert "token embedding spectrum" in res.output
     s = json.loads((tmp_path / "s.json").read_text())
-    assert set(s) == {"step", "p", "width", "accuracy", "ipr", "classes", "prune", "ablate",
-                      "generalizing_since", "fit", "phase", "embedding"}
+    assert {"step", "p", "width", "accuracy", "ipr", "classes", "prune", "ablate",
+            "generalizing_since", "fit", "phase", "embedding", "assumed"} <= set(s)
+    assert s["assumed"] == {}  # a trained run assumes nothing
     assert s["width"] == 16 and s["fit"] is None and "2D DFT" in s["ipr"]["convention"]
     assert len(s["prune"]["ascending"]["test"]) == 17 and len(s["ipr"]["top_frequency"]) == 16
     assert s == analyze(path)
@@ -241,7 +242,10 @@ def test_transformer_trajectory_round_trips_through_state_dicts(tmp_path):
 
     path = train_to_file(tiny(), tmp_path / "run.h5")
     torch.save(to_state_dicts(path), tmp_path / "sd.pt")
-    back = import_checkpoint(tmp_path / "sd.pt", tmp_path / "back.h5", corrupt=0.2, loss="ce")
+    cfg = tiny()
+    back = import_checkpoint(tmp_path / "sd.pt", tmp_path / "back.h5", corrupt=0.2, loss="ce",
+                             act=cfg.model.act, op=cfg.data.op, train_frac=cfg.data.train_frac,
+                             seed=cfg.data.split_seed, normalization="none")
     with Run(path) as a, Run(back) as b:
         np.testing.assert_array_equal(a.steps, b.steps)
         assert set(a.names) == set(b.names) and b.config.model.mlp_width == 16

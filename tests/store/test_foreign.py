@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -22,6 +23,8 @@ from interp.training.runner import import_checkpoint, train_to_file
 
 SAME = ("accuracy", "ipr", "classes", "prune", "ablate")
 runner = CliRunner()
+# These files say nothing of their runs: the import assumes, and warns (tested on its own).
+pytestmark = pytest.mark.filterwarnings("ignore::interp.training.runner.AssumedWarning")
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +174,8 @@ def test_transformerlens_checkpoint_loads_and_analyzes(tmp_path):
     p, fields, arrays, keys = convert(state, "auto", None)
     assert p == 113 and keys["W_in"] == "blocks.0.mlp.W_in"
     assert fields == {"kind": "transformer", "d_model": 128, "n_heads": 4, "d_head": 32,
-                      "d_mlp": 512, "n_ctx": 3, "extra_tokens": 1, "bias": True}
+                      "d_mlp": 512, "n_ctx": 3, "extra_tokens": 1, "bias": True,
+                      "n_layers": 1, "attn_only": False, "normalization": ""}
     assert arrays["W_U"].shape == (128, 113) and arrays["b_U"].shape == (113,)
     pairs = np.array([[0, 0], [5, 17], [112, 3]])
     model = TransformerConfig(**{k: v for k, v in fields.items() if k != "kind"})
@@ -222,12 +226,45 @@ def test_malicious_pickles_are_refused_by_default(tmp_path):
     with pytest.raises(ValueError, match="holds pickled objects, which are refused"):
         load_checkpoints(tmp_path / "obj.npz")
     assert not marker.exists()
-    # the explicit opt-in reads a trusted file with a custom class
+    # a custom dict class is data: read as an inert record of its items without the opt-in
     torch.save(Box(U=torch.ones(2, 3)), tmp_path / "box.pt")
-    with pytest.raises(ValueError, match="pickled Python objects"):
-        load_checkpoints(tmp_path / "box.pt")
-    (step, state), = load_checkpoints(tmp_path / "box.pt", allow_pickle=True)
-    np.testing.assert_array_equal(state["U"], np.ones((2, 3), np.float32))
+    for trusted in (False, True):
+        (step, state), = load_checkpoints(tmp_path / "box.pt", allow_pickle=trusted)
+        np.testing.assert_array_equal(state["U"], np.ones((2, 3), np.float32))
+
+
+@dataclasses.dataclass
+class HookedTransformerConfig:
+    """A stand-in for TransformerLens's config class (pickled by reference, as it is)."""
+
+    act_fn: str = "gelu"
+    n_layers: int = 1
+
+
+def test_restricted_unpickler_keeps_configs_as_data_and_patches_nothing(tmp_path):
+    """A config object is read as an inert record of its fields; a pickle that would set
+    the state of a class (patch torch.Tensor) is refused, and nothing is patched."""
+    import argparse
+
+    from interp.store.foreign import read_foreign
+
+    sd = {"U": torch.zeros(3, 5)}
+    torch.save({"model": sd, "config": HookedTransformerConfig(), "step": np.int64(7),
+                "args": argparse.Namespace(lr=0.1, op="add"),  # NumPy data is data too
+                "train_indices": np.arange(4)}, tmp_path / "cfg.pt")
+    [(step, state)], facts = read_foreign(tmp_path / "cfg.pt")
+    assert step == 7 and list(state) == ["U"] and facts.steps_known
+    np.testing.assert_array_equal(facts.train, np.arange(4))
+    assert facts.config == {"act_fn": "gelu", "n_layers": 1, "lr": 0.1, "op": "add"}
+    # PROTO 2, GLOBAL torch.Tensor, state (None, {"__repr__": _codecs.encode}), BUILD, STOP
+    patch = (b"\x80\x02ctorch\nTensor\nN}X\x08\x00\x00\x00__repr__c_codecs\nencode\ns"
+             b"\x86b.")
+    (tmp_path / "patch.pt").write_bytes(patch)
+    before = torch.Tensor.__repr__
+    with pytest.raises(ValueError, match=r"refuses \(it sets the state of the class "
+                                         r"torch.Tensor, which could run code\)"):
+        load_checkpoints(tmp_path / "patch.pt")
+    assert torch.Tensor.__repr__ is before
 
 
 def test_bad_inputs_get_clear_errors(trained, tmp_path):
@@ -252,20 +289,30 @@ def test_bad_inputs_get_clear_errors(trained, tmp_path):
           r"got \(11, 5\)")
     fails(ours | {"V": np.where(np.eye(12, 11) > 0, np.nan, ours["V"])},
           r"array 'V' of shape \(12, 11\) holds 11 NaN or infinite values")
-    fails({"a": ours["U"], "b": ours["W"]}, r"cannot tell the generic MLP's weights .*--map",
+    fails({"a": ours["U"], "b": ours["W"]}, r"cannot read the first layer of the generic MLP "
+          r"from its first matrices \{'a': \(12, 11\), 'b': \(11, 12\)\} at p = 11.*--map",
           layout="generic-mlp", p=11)
+    fails({"a": ours["U"], "b": ours["V"], "c": ours["W"], "d": ours["W"]},
+          r"cannot tell the generic MLP's weights \['W'\] apart .*--map", layout="generic-mlp",
+          p=11, mapping={"U": "a", "V": "b"})
     fails({"a": ours["U"], "b": ours["W"]}, "p is required for the generic-mlp layout",
           layout="generic-mlp")
-    fails({"fc1.weight": np.concatenate([ours["U"], ours["V"]], 1), "fc1.bias": np.ones(12),
-           "fc2.weight": ours["W"]}, r"no biases .* 'fc1.bias' of shape \(12,\) is nonzero",
-          p=11)
+    fails({"fc1.weight": np.concatenate([ours["U"], ours["V"]], 1), "fc1.bias": np.ones(5),
+           "fc2.weight": ours["W"]}, r"array 'fc1.bias' must have shape \(12,\), the bias of "
+          r"'fc1.weight', got \(5,\)", p=11)
+    fails(ours | {"extra.weight": np.ones((3, 3))}, r"takes no role for the weights "
+          r"'extra.weight' \(3, 3\) .*never read with weights left out")
     fails(ours, r"--map W=nope names a key that is not in the checkpoint", mapping={"W": "nope"})
     with pytest.raises(ValueError, match="--map entries must look like name=key"):
         parse_map(["W"])
     sd = {k: v.numpy() for k, v in tl_checkpoint(p=7, d_model=8, d_mlp=16, n_heads=2,
                                                  d_vocab=8).items()}
-    fails(sd | {"blocks.0.ln1.w": np.ones(8)}, r"no LayerNorm, .* 'blocks.0.ln1.w' of shape")
-    fails(sd | {"blocks.1.mlp.W_in": sd["blocks.0.mlp.W_in"]}, "has one layer")
+    fails(sd | {"blocks.0.ln1.w": np.ones(8)}, r"has LayerNorm scales but not 'ln1_b' "
+          r"\(TransformerLens: 'blocks.0.ln1.b'\)")
+    fails(sd | {"blocks.1.mlp.W_in": sd["blocks.0.mlp.W_in"]}, r"no key for 'W_Q_L1' \(looked "
+          r"for 'blocks.1.attn.W_Q'")
+    fails(sd | {"blocks.0.attn.W_rot": np.ones((2, 8))}, r"takes no role for the weights "
+          r"'blocks.0.attn.W_rot'")
     fails(sd | {"blocks.0.mlp.W_out": np.zeros((15, 8))},
           r"'blocks.0.mlp.W_out' must have shape \(16, 8\)")
     fails({k: v for k, v in sd.items() if k != "embed.W_E"}, "no key for 'W_E'",
