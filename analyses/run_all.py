@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 
 #: Claim scripts in run order (runs shared by neighbours are trained once).
 CLAIMS = ("coexistence", "pruning", "regularization", "two_stages", "analytic_fit",
-          "forgetting", "batchnorm", "phase_diagram", "transformer")
+          "forgetting", "batchnorm", "phase_diagram", "transformer", "classic_grokking")
 
 
 def load(name: str) -> object:

@@ -27,7 +27,10 @@ from interp.validate import (
     is_finite_number,
 )
 
-OPERATIONS = ("add", "sub", "mul", "div", "sq_sum")
+OPERATIONS = ("add", "sub", "mul", "div", "sq_sum", "m2_mn_n2", "m2_mn_n2_m", "m3_mn",
+              "m3_mn2_n", "div_odd_sub")
+#: Operations that divide: p must be prime (every nonzero residue has an inverse).
+DIVIDING_OPERATIONS = ("div", "div_odd_sub")
 CORRUPT_MODES = ("different", "uniform")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 PRECISIONS = ("fp32", "bf16")
@@ -61,8 +64,8 @@ class DataConfig:
             fail("p", f"an integer in [2, {MAX_P}] (products of residues must fit in 64 "
                  "bits)", self.p)
         check_choice("op", self.op, OPERATIONS)
-        if self.op == "div" and not is_prime(self.p):
-            fail("p", "a prime for op 'div' (division needs inverses)", self.p)
+        if self.op in DIVIDING_OPERATIONS and not is_prime(self.p):
+            fail("p", f"a prime for op {self.op!r} (division needs inverses)", self.p)
         check_range("train_frac", self.train_frac, 0.0, 1.0, hi_open=True)
         if self.train_frac <= 0:
             fail("train_frac", "a number in (0, 1)", self.train_frac)

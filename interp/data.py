@@ -28,24 +28,53 @@ ACCURACY_NAMES = ("train", "train_clean", "train_corrupted", "train_corrupted_tr
                   "all_true")
 
 
+#: Each operation as a formula (the binary operations of Power et al. 2022 on Z_p).
+OP_FORMULAS = {
+    "add": "m + n", "sub": "m - n", "mul": "m n", "div": "m / n (n != 0)",
+    "sq_sum": "m^2 + n^2", "m2_mn_n2": "m^2 + m n + n^2", "m2_mn_n2_m": "m^2 + m n + n^2 + m",
+    "m3_mn": "m^3 + m n", "m3_mn2_n": "m^3 + m n^2 + n",
+    "div_odd_sub": "m / n if n is odd, else m - n",
+}
+
+
+def _inverse(n: np.ndarray, p: int, op: str) -> np.ndarray:
+    """The inverse mod p of each n (all nonzero mod p)."""
+    if np.any(n % p == 0):
+        raise ValueError(f"n must be nonzero mod p for op {op!r}, got a zero divisor.")
+    inverse = np.array([pow(int(k), -1, p) for k in range(1, p)], dtype=np.int64)
+    return inverse[(n % p) - 1]
+
+
 def apply_op(op: str, m: np.ndarray, n: np.ndarray, p: int) -> np.ndarray:
-    """Result of the modular operation ``op`` on operand arrays ``m``, ``n`` (same shape)."""
-    m = np.asarray(m, dtype=np.int64)
-    n = np.asarray(n, dtype=np.int64)
+    """Result of the modular operation ``op`` (:data:`OP_FORMULAS`) on operand arrays
+    ``m``, ``n`` (same shape), residues in [0, p). Products are reduced mod p as they are
+    formed, so that no intermediate exceeds p^2."""
+    m = np.asarray(m, dtype=np.int64) % p
+    n = np.asarray(n, dtype=np.int64) % p
+    sq_m, sq_n, mn = m * m % p, n * n % p, m * n % p
     if op == "add":
         return (m + n) % p
     if op == "sub":
         return (m - n) % p
     if op == "mul":
-        return (m * n) % p
+        return mn
     if op == "sq_sum":
-        return (m * m + n * n) % p
+        return (sq_m + sq_n) % p
+    if op == "m2_mn_n2":
+        return (sq_m + mn + sq_n) % p
+    if op == "m2_mn_n2_m":
+        return (sq_m + mn + sq_n + m) % p
+    if op == "m3_mn":
+        return (sq_m * m % p + mn) % p
+    if op == "m3_mn2_n":
+        return (sq_m * m % p + m * sq_n % p + n) % p
     if op == "div":
-        if np.any(n % p == 0):
-            raise ValueError("n must be nonzero mod p for op 'div', got a zero divisor.")
-        inverse = np.array([pow(int(k), -1, p) for k in range(1, p)], dtype=np.int64)
-        return (m * inverse[(n % p) - 1]) % p
-    raise ValueError(f"op must be one of add, sub, mul, div, sq_sum, got {op!r}.")
+        return (m * _inverse(n, p, op)) % p
+    if op == "div_odd_sub":
+        odd = n % 2 == 1
+        quotient = (m * _inverse(np.where(odd, n, 1), p, op)) % p
+        return np.where(odd, quotient, (m - n) % p)
+    raise ValueError(f"op must be one of {', '.join(OP_FORMULAS)}, got {op!r}.")
 
 
 def all_pairs(op: str, p: int) -> np.ndarray:

@@ -79,3 +79,43 @@ def test_no_corruption_gives_nan_for_empty_subsets():
     assert np.isnan(acc["train_corrupted"]) and acc["train"] == 1.0
     with pytest.raises(ValueError, match="last axis 49"):
         accuracies(np.zeros(48), ds)
+
+
+# ----------------------------------------------------------------------------- Power et al.'s ops
+def power_reference(op: str, m: int, n: int, p: int) -> int:
+    """Each operation in plain Python integers (a slow reference, formula by formula)."""
+    inv = pow(n, -1, p) if n % p else None
+    return {"m2_mn_n2": m**2 + m * n + n**2, "m2_mn_n2_m": m**2 + m * n + n**2 + m,
+            "m3_mn": m**3 + m * n, "m3_mn2_n": m**3 + m * n**2 + n,
+            "div_odd_sub": (m * inv if n % 2 == 1 else m - n)}[op] % p
+
+
+NEW_OPS = ("m2_mn_n2", "m2_mn_n2_m", "m3_mn", "m3_mn2_n", "div_odd_sub")
+
+
+@pytest.mark.parametrize("op", NEW_OPS)
+def test_power_operations_true_label_tables(op):
+    p = 7
+    ds = make_dataset(DataConfig(p=p, op=op, train_frac=0.5, corrupt=0.3))
+    assert len(ds.pairs) == p * p  # every pair is defined (an odd n is never 0)
+    table = [power_reference(op, int(m), int(n), p) for m, n in ds.pairs]
+    np.testing.assert_array_equal(ds.true_labels, table)
+    true = ds.true_labels[ds.train_idx]
+    assert ds.corrupted.sum() == int(0.3 * len(ds.train_idx))
+    assert np.all(ds.train_labels[ds.corrupted] != true[ds.corrupted])
+    pred = ds.true_labels[ds.eval_idx]  # the true operation: inversion, test perfect
+    acc = accuracies(pred, ds)
+    assert acc["test"] == acc["train_clean"] == acc["train_corrupted_true"] == 1.0
+    assert acc["train_corrupted"] == 0.0
+
+
+def test_power_operations_by_hand_and_large_p():
+    # 3/5 mod 7 = 3 * 3 = 2 (5 is odd); 3 - 4 = -1 = 6 (4 is even)
+    assert apply_op("div_odd_sub", np.array([3, 3]), np.array([5, 4]), 7).tolist() == [2, 6]
+    assert int(apply_op("m3_mn2_n", 2, 3, 7)) == (8 + 18 + 3) % 7
+    big = 2**31 - 1  # products are reduced as they are formed: no int64 overflow
+    m, n = big - 1, big - 2  # -1 and -2 mod p
+    assert int(apply_op("m3_mn2_n", m, n, big)) == (-1 - 4 - 2) % big
+    assert int(apply_op("m2_mn_n2_m", m, n, big)) == (1 + 2 + 4 - 1) % big
+    with pytest.raises(ValueError, match="p must be a prime for op 'div_odd_sub'"):
+        DataConfig(p=9, op="div_odd_sub")

@@ -20,9 +20,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 ANALYSES = ROOT / "analyses"
 CLAIMS = ("coexistence", "pruning", "regularization", "two_stages", "analytic_fit",
-          "forgetting", "batchnorm", "phase_diagram", "transformer")
+          "forgetting", "batchnorm", "phase_diagram", "transformer", "classic_grokking")
 #: Quick-mode claims whose verdict is robust at the small size (the others are reported).
-ROBUST = ("coexistence", "pruning", "two_stages", "analytic_fit", "forgetting", "transformer")
+ROBUST = ("coexistence", "pruning", "two_stages", "analytic_fit", "forgetting", "transformer",
+          "classic_grokking")
 
 
 def run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -81,6 +82,21 @@ def test_two_scripts_share_one_run_at_p11(tmp_path):
     assert len(list((tmp_path / "runs").glob("*.h5"))) == 1
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert [r["claim"] for r in summary["claims"]] == ["coexistence", "pruning"]
+
+
+def test_classic_grokking_script_at_p11(tmp_path):
+    """The beyond-the-paper script runs end to end at p 11 (its verdict at this size is
+    not judged) and reports the classic phase and the progress measures."""
+    run(str(ANALYSES / "run_all.py"), "--quick", "--p", "11", "--steps", "60",
+        "--only", "classic_grokking", "--out", str(tmp_path))
+    result = check_result(tmp_path / "classic_grokking", "classic_grokking")
+    nums = result["numbers"]
+    assert nums["phase"] in ("comprehension", "grokking", "memorization", "forgetting",
+                             "confusion")
+    assert set(nums["boundaries"]) == {"memorization_end", "circuit_formation_end",
+                                       "cleanup_end"}
+    config = result["runs"]["run"]["config"]
+    assert config["data"]["corrupt"] == 0.0 and config["train"]["loss"] == "ce"
 
 
 @pytest.mark.slow

@@ -12,6 +12,19 @@ and thresholds from :class:`PhaseThresholds` (paper values by default):
 
 Every verdict comes with its evidence: final accuracies, peak test accuracy and its step,
 and the weight-norm trend (total norm at the peak over the final one).
+
+A clean run (xi = 0) gets the vocabulary of classic grokking instead (Power et al. 2022;
+Liu et al. 2022), from the first step train accuracy reaches ``train`` (the memorization
+step t_m) and the first step test accuracy reaches ``test`` (the generalization step
+t_g); the grokking delay is t_g - t_m:
+
+- final test >= ``test``: grokking if t_g >= ``delay_ratio`` x max(t_m, 1) (test lags
+  train by at least as long again as train took), else comprehension;
+- final test < ``test``: memorization if final train >= ``train``; otherwise forgetting
+  if the run had generalized earlier, else confusion.
+
+:func:`progress_boundaries` places Nanda et al.'s three phases (memorization, circuit
+formation, cleanup) on the same curves.
 """
 
 from __future__ import annotations
@@ -20,8 +33,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-PHASES = ("coexistence", "partial_inversion", "full_inversion", "memorization", "forgetting",
-          "confusion")
+#: The phases of a run with corrupted labels (xi > 0).
+CORRUPTION_PHASES = ("coexistence", "partial_inversion", "full_inversion", "memorization",
+                     "forgetting", "confusion")
+#: The phases of a clean run (xi = 0): classic grokking's vocabulary.
+CLASSIC_PHASES = ("comprehension", "grokking", "memorization", "forgetting", "confusion")
+#: Every phase name, each once (the corruption phases first).
+PHASES = CORRUPTION_PHASES + ("comprehension", "grokking")
 
 
 @dataclass(frozen=True)
@@ -32,6 +50,10 @@ class PhaseThresholds:
     train: float = 0.9
     margin: float = 0.05
     unlearn_tol: float = 0.02
+    #: classic runs: grokking when t_g >= delay_ratio * max(t_m, 1)
+    delay_ratio: float = 2.0
+    #: the cleanup phase starts when test accuracy first reaches this after t_m
+    cleanup: float = 0.2
 
 
 def classify_phase(steps: np.ndarray, train: np.ndarray, test: np.ndarray,
@@ -50,7 +72,10 @@ def classify_phase(steps: np.ndarray, train: np.ndarray, test: np.ndarray,
     t = thresholds
     final_train, final_test = float(train[-1]), float(test[-1])
     peak = int(np.nanargmax(test))
-    if final_test >= t.test:
+    classic = xi == 0
+    if classic:
+        phase, grok = classic_phase(steps, train, test, t)
+    elif final_test >= t.test:
         if final_train >= t.train:
             phase = "coexistence"
         elif final_train >= 1 + t.margin - xi - 1e-9:  # float slack: 1.05 - 0.35 > 0.7
@@ -63,8 +88,9 @@ def classify_phase(steps: np.ndarray, train: np.ndarray, test: np.ndarray,
         phase = "forgetting"
     else:
         phase = "confusion"
-    return {
+    out = {
         "phase": phase,
+        "vocabulary": "classic" if classic else "corruption",
         "xi": float(xi),
         "final_train": final_train,
         "final_test": final_test,
@@ -76,6 +102,63 @@ def classify_phase(steps: np.ndarray, train: np.ndarray, test: np.ndarray,
         "stages": two_stages(steps, train, test, xi, t),
         "thresholds": asdict(t),
     }
+    if classic:
+        out["classic"] = grok
+    return out
+
+
+def _first(steps: np.ndarray, hit: np.ndarray) -> int | None:
+    idx = np.flatnonzero(hit)
+    return int(steps[idx[0]]) if len(idx) else None
+
+
+def classic_phase(steps: np.ndarray, train: np.ndarray, test: np.ndarray,
+                  thresholds: PhaseThresholds = PhaseThresholds()) -> tuple[str, dict]:
+    """Classic-grokking phase of a clean run and its evidence, from histories shape=(T,).
+
+    Returns the phase (one of :data:`CLASSIC_PHASES`, rules in the module docstring) and
+    ``memorization_step`` (t_m), ``generalization_step`` (t_g), ``grokking_delay``
+    (t_g - t_m) and ``boundaries`` (:func:`progress_boundaries`); a step that never
+    happens is None.
+    """
+    steps, train, test = (np.asarray(a, dtype=np.float64) for a in (steps, train, test))
+    if not (len(steps) == len(train) == len(test)) or len(steps) == 0:
+        raise ValueError(f"histories must be non-empty and of equal length, got lengths "
+                         f"{len(steps)}, {len(train)}, {len(test)}.")
+    t = thresholds
+    t_m, t_g = _first(steps, train >= t.train), _first(steps, test >= t.test)
+    if test[-1] >= t.test:
+        late = t_m is not None and t_g is not None and t_g >= t.delay_ratio * max(t_m, 1)
+        phase = "grokking" if late else "comprehension"
+    elif train[-1] >= t.train:
+        phase = "memorization"
+    elif np.nanmax(test) >= t.test:
+        phase = "forgetting"
+    else:
+        phase = "confusion"
+    delay = t_g - t_m if t_m is not None and t_g is not None else None
+    return phase, {"memorization_step": t_m, "generalization_step": t_g,
+                   "grokking_delay": delay,
+                   "boundaries": progress_boundaries(steps, train, test, t)}
+
+
+def progress_boundaries(steps: np.ndarray, train: np.ndarray, test: np.ndarray,
+                        thresholds: PhaseThresholds = PhaseThresholds()
+                        ) -> dict[str, int | None]:
+    """Where Nanda et al.'s three phases end, from accuracy histories shape=(T,).
+
+    ``memorization_end``: the first step train accuracy reaches ``train`` (t_m);
+    ``circuit_formation_end``: the first step from t_m on at which test accuracy reaches
+    ``cleanup`` (the test accuracy starts its rise: cleanup begins);
+    ``cleanup_end``: the first step test accuracy reaches ``test`` (t_g). Each is None
+    where it does not happen (and so is every later one).
+    """
+    steps, train, test = (np.asarray(a, dtype=np.float64) for a in (steps, train, test))
+    t = thresholds
+    t_m = _first(steps, train >= t.train)
+    t_c = None if t_m is None else _first(steps, (steps >= t_m) & (test >= t.cleanup))
+    t_g = None if t_c is None else _first(steps, (steps >= t_c) & (test >= t.test))
+    return {"memorization_end": t_m, "circuit_formation_end": t_c, "cleanup_end": t_g}
 
 
 def two_stages(steps: np.ndarray, train: np.ndarray, test: np.ndarray, xi: float,

@@ -59,3 +59,75 @@ def test_total_norm_and_bad_lengths():
     np.testing.assert_allclose(total_norm(m), [5.0])
     with pytest.raises(ValueError, match="equal length"):
         classify_phase(STEPS, np.ones(5), np.ones(6), FLAT_NORM, 0.1)
+
+
+# ----------------------------------------------------------------------------- clean runs
+def step_curve(steps, at, lo=0.0, hi=1.0):
+    """An accuracy that jumps from ``lo`` to ``hi`` at step ``at`` (never when None)."""
+    return np.where(steps >= at, hi, lo) if at is not None else np.full(len(steps), lo)
+
+
+LONG = np.arange(0, 1000, 5)
+
+
+@pytest.mark.parametrize("t_train, t_test, expected", [
+    (100, 500, "grokking"),        # test 5x later than train
+    (100, 200, "grokking"),        # delay_ratio 2 is inclusive
+    (100, 195, "comprehension"),
+    (100, 100, "comprehension"),
+    (100, None, "memorization"),
+    (None, None, "confusion"),
+])
+def test_classic_phase_on_curves_with_known_steps(t_train, t_test, expected):
+    train, test = step_curve(LONG, t_train), step_curve(LONG, t_test)
+    verdict = classify_phase(LONG, train, test, np.ones(len(LONG)), xi=0.0)
+    assert verdict["phase"] == expected and verdict["vocabulary"] == "classic"
+    classic = verdict["classic"]
+    assert classic["memorization_step"] == t_train
+    assert classic["generalization_step"] == t_test
+    assert classic["grokking_delay"] == (t_test - t_train if t_test and t_train else None)
+
+
+def test_classic_forgetting_and_the_corrupted_vocabulary_unchanged():
+    train = np.where(LONG < 600, step_curve(LONG, 100), 0.2)
+    test = np.where(LONG < 600, step_curve(LONG, 300), 0.05)
+    verdict = classify_phase(LONG, train, test, np.ones(len(LONG)), xi=0.0)
+    assert verdict["phase"] == "forgetting"
+    corrupted = classify_phase(LONG, step_curve(LONG, 100), step_curve(LONG, 500),
+                               np.ones(len(LONG)), xi=0.2)
+    assert corrupted["phase"] == "coexistence" and "classic" not in corrupted
+
+
+def test_progress_boundaries_on_a_ramp():
+    from interp.analysis.phase import progress_boundaries
+
+    steps = np.arange(0, 101)
+    train = step_curve(steps, 10)
+    test = np.clip((steps - 40) / 40, 0, 1)  # 0.2 at step 48, 0.9 at step 76
+    assert progress_boundaries(steps, train, test) == {
+        "memorization_end": 10, "circuit_formation_end": 48, "cleanup_end": 76}
+    never = progress_boundaries(steps, np.zeros(101), test)
+    assert never == dict.fromkeys(never, None)  # no memorization: no later phase either
+    custom = progress_boundaries(steps, train, test, PhaseThresholds(cleanup=0.5, test=0.95))
+    assert custom == {"memorization_end": 10, "circuit_formation_end": 60, "cleanup_end": 78}
+
+
+def test_a_clean_sweep_over_train_fraction_and_weight_decay_draws_its_phase_diagram(tmp_path):
+    import interp
+    from interp.analysis.phase import CLASSIC_PHASES, PHASES
+    from interp.plots.phase_diagram import PHASE_COLORS, phase_grid
+
+    base = interp.RunConfig().replace(data={"p": 7, "corrupt": 0.0}, model={"width": 8},
+                                      train={"steps": 30, "save_every": 10, "lr": 0.05})
+    spec = interp.SweepSpec(base=base, xi=(0.0,), alpha=(0.4, 0.7),
+                            regularizer="weight_decay", values=(0.0, 1.0))
+    interp.run_sweep(spec, tmp_path / "sweep", workers=0)
+    rows = interp.summary(tmp_path / "sweep")
+    assert len(rows) == 4 and all(r["phase"] in CLASSIC_PHASES for r in rows)
+    assert len(PHASE_COLORS) == len(PHASES)  # every phase has its colour
+    synthetic = [{"xi": 0.0, "alpha": a, "seed": 0, "status": "complete", "phase": ph}
+                 for a, ph in ((0.3, "grokking"), (0.6, "comprehension"))]
+    assert phase_grid(synthetic)[2].ravel().tolist() == [PHASES.index("grokking"),
+                                                         PHASES.index("comprehension")]
+    paths = interp.write_phase_diagram(tmp_path / "sweep")
+    assert all(path.stat().st_size > 1000 for path in paths)
