@@ -24,7 +24,8 @@ from interp.analysis.neurons import ipr_convention
 from interp.store.atomic import remove_stale_temps, write_text_atomic
 from interp.sweeps.spec import SweepSpec, cells, is_int
 from interp.sweeps.summary import cell_files, cell_row, file_state, read_error, write_summary
-from interp.sweeps.workers import Task, available_cores, dask_client_class, outcomes
+from interp.sweeps.workers import Plan, Task, available_cores, dask_client_class, outcomes
+from interp.training.trainer import resolve_device
 
 
 @dataclass(frozen=True)
@@ -72,30 +73,40 @@ def _scan(spec: SweepSpec, out: Path) -> tuple[dict[str, dict[str, Any]], list[T
 
 def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, *, workers: int | None = None,
               scheduler: Any = None, progress: Callable[[CellEvent], None] | None = None,
-              retries: int = 2, batch: int = 8) -> SweepReport:
+              retries: int = 2, batch: int | None = None, threads: int = 1,
+              device: str = "cpu") -> SweepReport:
     """Bring every cell of ``spec`` to completion under ``out_dir``; see the module doc.
 
-    ``workers``: local worker processes (default: one per available core, at most one per
-    cell to run); each uses ``cores // workers`` torch threads; 0 runs the cells one after
-    another in this process, leaving its torch threads alone. ``scheduler``: a Dask
-    scheduler address (``"tcp://host:8786"``) or a ``distributed.Client``; cells then run
-    as cluster tasks (one torch thread each) writing to ``out_dir``, which the workers must
-    see at the same path. ``retries``: extra attempts for a cell whose worker died or
-    that raised. A failing cell is recorded (status ``failed``, ``cells/<id>.error``) and
-    the others go on (cells batched together fail together). ``batch``: cells that can
-    share a stack (MLP, full batch, no dropout or BatchNorm, Adam(W), same p, width and
-    steps) train up to this many at a time as one :class:`interp.BatchTrainer`;
-    1 trains every cell alone. ``progress`` receives a :class:`CellEvent` per cell, skipped ones
-    first.
+    ``threads``: torch threads per cell (default 1). On the CPU a cell's weights are
+    bit-identical whatever ``workers``, ``batch``, the scheduler or a kill and resume,
+    for a given ``threads``. ``workers``: local worker processes (default: on the CPU
+    ``cores // threads``, on CUDA one; at most one per cell to run); 0 runs the cells one
+    after another in this process (with ``threads`` torch threads, restored after).
+    ``scheduler``: a Dask scheduler address (``"tcp://host:8786"``) or a
+    ``distributed.Client``; cells then run as cluster tasks (groups small enough that
+    every worker gets one) writing to ``out_dir``, which the workers must see at the same
+    path. ``retries``: extra attempts for a cell whose worker died or that raised. A
+    failing cell is recorded (status ``failed``, ``cells/<id>.error``) and the others go
+    on (cells grouped together fail together). ``batch``: cells a BatchTrainer can take
+    (MLP, full batch, no dropout or BatchNorm, Adam(W), same p, width and steps) train up
+    to this many at a time in one :class:`interp.BatchTrainer` (default: 1 on the CPU,
+    where a group gains nothing, 64 on CUDA, where cells of equal training-set size share
+    one stacked kernel). ``device``: ``"cpu"`` or ``"cuda[:N]"``. ``progress`` receives a
+    :class:`CellEvent` per cell, skipped ones first.
     """
     cores = available_cores()
     if workers is not None and (not is_int(workers) or not 0 <= workers <= cores):
         raise ValueError(f"workers must be an integer from 0 to the {cores} cores available "
                          f"here, got {workers!r}.")
+    if not is_int(threads) or not 1 <= threads <= cores:
+        raise ValueError(f"threads must be an integer from 1 to the {cores} cores available "
+                         f"here, got {threads!r}.")
     if not is_int(retries) or retries < 0:
         raise ValueError(f"retries must be an integer >= 0, got {retries!r}.")
-    if not is_int(batch) or batch < 1:
+    if batch is not None and (not is_int(batch) or batch < 1):
         raise ValueError(f"batch must be an integer >= 1, got {batch!r}.")
+    dev = resolve_device(device)
+    plan = Plan(threads, str(dev), spec.metrics_every, dev.type == "cuda")
     if scheduler is not None:
         dask_client_class()  # fail before any work when dask is missing
     out = Path(out_dir).resolve()
@@ -111,7 +122,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, *, workers: int | Non
     counts = dict.fromkeys(("trained", "resumed", "skipped", "failed"), 0)
     failed = []
     stream = itertools.chain(skipped, outcomes(tasks, spec.regularizer, workers, scheduler,
-                                               retries, batch))
+                                               retries, batch, plan))
     for done, (cid, action, row, exc) in enumerate(stream, 1):
         if cid in configs:
             path, err = cell_files(out, cid)

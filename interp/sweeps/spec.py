@@ -112,6 +112,10 @@ class SweepSpec:
     ``save_every`` times ``256 / bs``. A seed sets the init and training seeds
     (``model.init_seed``, ``train.seed``); the data split and corruption seeds stay those
     of ``base``. ``values=None`` means the paper's settings for the regularizer.
+    ``metrics_every``: cells that train in a :class:`interp.BatchTrainer` (MLP, full
+    batch, no dropout or BatchNorm, Adam(W)) record their metrics every this many steps,
+    at every checkpoint and at the final step (1: every step); the others every step.
+    It never changes the weights.
     """
 
     base: RunConfig = field(default_factory=RunConfig)
@@ -121,6 +125,7 @@ class SweepSpec:
     values: tuple[float, ...] | None = None
     seeds: tuple[int, ...] = (0,)
     scale_minibatch: bool = True
+    metrics_every: int = 10
 
     def __post_init__(self) -> None:
         if not isinstance(self.base, RunConfig):
@@ -150,6 +155,10 @@ class SweepSpec:
             raise ValueError(f"a sweep must have at most {MAX_CELLS} cells, got {self.n_cells} "
                              f"({len(self.values)} values x {len(self.xi)} xi x "
                              f"{len(self.alpha)} alpha x {len(self.seeds)} seeds).")
+        if not is_int(self.metrics_every) or self.metrics_every < 1:
+            raise ValueError(f"metrics_every must be an integer >= 1, "
+                             f"got {self.metrics_every!r}.")
+        put(self, "metrics_every", int(self.metrics_every))
         if not isinstance(self.scale_minibatch, bool):
             raise ValueError(f"scale_minibatch must be true or false, "
                              f"got {self.scale_minibatch!r}.")

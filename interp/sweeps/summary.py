@@ -67,6 +67,17 @@ def file_state(path: Path, cfg: RunConfig) -> str:
     return "complete" if complete else "incomplete"
 
 
+def csv_value(value: Any) -> Any:
+    """A summary value as the CSV shows it: None empty, a float to 6 significant digits,
+    all of which float32 (the metrics' dtype) holds: 0.9666666388511658 (29/30 in
+    float32) is 0.966667, 5.0 is 5. summary.json keeps every digit."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value
+
+
 def write_summary(out_dir: str | os.PathLike, rows: Sequence[dict[str, Any]],
                   convention: str) -> None:
     """Write ``summary.csv`` and ``summary.json`` (rows in :data:`COLUMNS` order);
@@ -75,7 +86,7 @@ def write_summary(out_dir: str | os.PathLike, rows: Sequence[dict[str, Any]],
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows([{k: "" if row[k] is None else row[k] for k in COLUMNS} for row in rows])
+    writer.writerows([{k: csv_value(row[k]) for k in COLUMNS} for row in rows])
     write_text_atomic(out_dir / "summary.csv", buf.getvalue(), if_changed=True)
     doc = {"columns": list(COLUMNS), "ipr_convention": convention, "rows": list(rows)}
     write_text_atomic(out_dir / "summary.json", json.dumps(doc, indent=1) + "\n", if_changed=True)

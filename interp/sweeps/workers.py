@@ -1,10 +1,19 @@
 """Where a sweep's cells run: spawned local worker processes, this process, or a Dask
 cluster. Each runs groups of cells (:func:`run_group`) and yields an :data:`Outcome` per
-cell; cells that can share a batched stack train together."""
+cell.
+
+Every cell that a :class:`interp.BatchTrainer` can train (MLP, full batch, no dropout or
+BatchNorm, Adam(W)) goes through it, alone or in a group, fresh or resumed; on the CPU
+each of its runs steps exactly as it would alone, so a cell's weights do not depend on
+its group, the worker count or a kill and resume (for the sweep's torch thread count
+per cell). On CUDA the cells of a group with the same training-set size share one
+stacked kernel. The other cells train alone with :class:`interp.Trainer`.
+"""
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import ctypes
 import math
 import multiprocessing
@@ -15,39 +24,56 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from interp.config import RunConfig
+from interp.store.trajectory import Run
 from interp.store.writer import TrajectoryWriter
 from interp.sweeps.summary import cell_row, file_state
 from interp.training.batched import SHARED as BATCH_SHARED
-from interp.training.batched import BatchTrainer, check_batchable
+from interp.training.batched import BatchTrainer, check_batchable, stack_key
 from interp.training.runner import resume_file, train_to_file
 
+#: Cells per group when ``batch`` is not given: one task per cell on the CPU (a group
+#: gains nothing there, every run computing alone), stacks of up to 64 on CUDA.
+DEFAULT_BATCH = {"cpu": 1, "cuda": 64}
 
-def _start_cell(cfg: RunConfig, file: Path) -> str | None:
-    """Resume an incomplete cell; returns "skipped"/"resumed", or None: train it afresh."""
-    state = file_state(file, cfg)
-    if state == "complete":
-        return "skipped"
-    if state == "incomplete":
-        try:
-            resume_file(file)
-            return "resumed"
-        except (OSError, ValueError, KeyError):  # not resumable: redo from scratch
-            pass
-    return None
+
+def _resume(cfg: RunConfig, file: Path, device: str, metrics_every: int,
+            stacked: bool | None) -> bool:
+    """Continue an incomplete cell file from its newest resumable checkpoint, through the
+    trainer a fresh cell of this config would use; False: it cannot be resumed."""
+    try:
+        if batch_key(cfg) is None:
+            resume_file(file, device=device)
+            return True
+        writer = TrajectoryWriter(file, append=True)
+        with contextlib.closing(writer):
+            with Run(file) as run:
+                step, weights, state = run.resume_point()
+            bt = BatchTrainer([cfg], device, [[writer]], metrics_every=metrics_every,
+                              stacked=stacked)
+            if weights is not None:
+                bt.load_state(step, [(weights, state or {})])
+            bt.run()
+        return True
+    except (OSError, ValueError, KeyError):  # not resumable: redo from scratch
+        return False
 
 
 def run_group(items: list[tuple[str, str, str]], regularizer: str,
-               threads: int | None = None) -> list[Outcome]:
+              threads: int | None = None, device: str = "cpu", metrics_every: int = 1,
+              stacked: bool | None = None) -> list[Outcome]:
     """Bring cells ``(cell_id, config JSON, path)`` to completion (in a worker); returns
-    an :data:`Outcome` per cell. Cells trained afresh whose configs can share a stack
-    train together with :class:`interp.BatchTrainer` (each model as it would
-    train alone, to float tolerance; they succeed or fail together), the others alone."""
+    an :data:`Outcome` per cell. ``threads``: torch threads for these cells (None: as
+    they are). Complete cells are skipped, incomplete ones resumed, the rest trained:
+    those a :class:`interp.BatchTrainer` takes together in one (they succeed or fail
+    together; ``stacked`` as there, ``metrics_every`` its metrics cadence), the others
+    alone with :class:`interp.Trainer`."""
     if threads:
         torch.set_num_threads(threads)
     out: list[Outcome] = []
@@ -55,22 +81,26 @@ def run_group(items: list[tuple[str, str, str]], regularizer: str,
     for cid, cfg_json, path in items:
         cfg, file = RunConfig.from_json(cfg_json), Path(path)
         try:
-            action = _start_cell(cfg, file)
+            state = file_state(file, cfg)
+            if state == "incomplete" and _resume(cfg, file, device, metrics_every, stacked):
+                state = "resumed"
         except Exception as exc:  # the cell's own error: record it, go on
             out.append((cid, None, None, exc))
             continue
-        if action is None:
-            fresh.append((cid, cfg, file))
-        else:
+        if state in ("complete", "resumed"):
+            action = "skipped" if state == "complete" else "resumed"
             out.append((cid, action, cell_row(cid, cfg, regularizer, file), None))
-    stacks = [fresh] if len(fresh) > 1 and batch_key(fresh[0][1]) is not None else [
+        else:
+            fresh.append((cid, cfg, file))
+    stacks = [fresh] if fresh and all(batch_key(c[1]) is not None for c in fresh) else [
         [cell] for cell in fresh]
     for stack in stacks:
         try:
-            if len(stack) == 1:
-                train_to_file(stack[0][1], stack[0][2], overwrite=True)
+            if batch_key(stack[0][1]) is None:
+                train_to_file(stack[0][1], stack[0][2], device=device, overwrite=True)
             else:
-                _train_stack([cfg for _, cfg, _ in stack], [file for _, _, file in stack])
+                _train_stack([cfg for _, cfg, _ in stack], [file for _, _, file in stack],
+                             device, metrics_every, stacked)
         except Exception as exc:  # the cells' own error: record it, go on
             out += [(cid, None, None, exc) for cid, _, _ in stack]
         else:
@@ -79,17 +109,21 @@ def run_group(items: list[tuple[str, str, str]], regularizer: str,
     return out
 
 
-def _train_stack(cfgs: list[RunConfig], files: list[Path]) -> None:
-    writers = [TrajectoryWriter(file, overwrite=True) for file in files]
+def _train_stack(cfgs: list[RunConfig], files: list[Path], device: str, metrics_every: int,
+                 stacked: bool | None) -> None:
+    writers: list[TrajectoryWriter] = []
     try:
-        BatchTrainer(cfgs, callbacks=[[w] for w in writers]).run()
+        for file in files:
+            writers.append(TrajectoryWriter(file, overwrite=True, attrs={"device": device}))
+        BatchTrainer(cfgs, device, callbacks=[[w] for w in writers],
+                     metrics_every=metrics_every, stacked=stacked).run()
     finally:
         for w in writers:
             w.close()
 
 
 def batch_key(cfg: RunConfig) -> tuple | None:
-    """Cells with equal keys can train as one stack; None: this cell trains alone."""
+    """Cells with equal keys can train in one BatchTrainer; None: this cell trains alone."""
     try:
         check_batchable([cfg])
     except ValueError:
@@ -98,11 +132,12 @@ def batch_key(cfg: RunConfig) -> tuple | None:
                  for section, fields in BATCH_SHARED.items() for f in fields)
 
 
-def groups(tasks: list[Task], size: int) -> list[list[Task]]:
-    """Tasks in groups of at most ``size`` cells that can share a stack (order kept)."""
+def groups(tasks: list[Task], size: int, stacked: bool = False) -> list[list[Task]]:
+    """Tasks in groups of at most ``size`` cells that can train together (order kept);
+    ``stacked``: only cells that share a stacked kernel (same training-set size too)."""
     by_key: dict[Any, list[Task]] = {}
     for i, task in enumerate(tasks):
-        key = batch_key(task[1])
+        key = stack_key(task[1]) if stacked else batch_key(task[1])
         by_key.setdefault(("alone", i) if key is None else key, []).append(task)
     return [group[i:i + size] for group in by_key.values() for i in range(0, len(group), size)]
 
@@ -157,24 +192,37 @@ Task = tuple[str, RunConfig, Path]
 Outcome = tuple[str, str | None, dict[str, Any] | None, BaseException | None]
 
 
-def run_local(groups: list[list[Task]], regularizer: str, workers: int,
-               retries: int) -> Iterator[Outcome]:
-    """Run groups of cells in spawned worker processes; yields (cell_id, action, row,
-    error) per cell.
+@dataclass(frozen=True)
+class Plan:
+    """How a sweep's cells train: torch ``threads`` per cell, ``device``, the metrics
+    cadence of BatchTrainer cells and whether groups share a stacked kernel."""
+
+    threads: int = 1
+    device: str = "cpu"
+    metrics_every: int = 1
+    stacked: bool = False
+
+    def args(self) -> tuple[int, str, int, bool]:
+        return self.threads, self.device, self.metrics_every, self.stacked
+
+
+def run_local(groups: list[list[Task]], regularizer: str, workers: int, retries: int,
+              plan: Plan = Plan()) -> Iterator[Outcome]:
+    """Run groups of cells in spawned worker processes (``plan.threads`` torch threads
+    each); yields (cell_id, action, row, error) per cell.
 
     A worker that dies (killed, out of memory) breaks the pool: its unfinished groups are
     retried in a fresh pool, each at most ``retries`` times.
     """
-    threads = max(1, available_cores() // workers)
     attempts = [0] * len(groups)
     pending = list(range(len(groups)))
     while pending:
         broken: list[int] = []
         with cf.ProcessPoolExecutor(min(workers, len(pending)), initializer=_init_worker,
-                                    initargs=(threads, os.getpid()),
+                                    initargs=(plan.threads, os.getpid()),
                                     mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(run_group, _as_items(groups[g]), regularizer): g
-                       for g in pending}
+            futures = {pool.submit(run_group, _as_items(groups[g]), regularizer,
+                                   *plan.args()): g for g in pending}
             for fut in cf.as_completed(futures):
                 g = futures[fut]
                 try:
@@ -194,10 +242,16 @@ def run_local(groups: list[list[Task]], regularizer: str, workers: int,
                 pending.append(g)
 
 
-def run_serial(groups: list[list[Task]], regularizer: str) -> Iterator[Outcome]:
-    """Run groups one after another in this process (``workers=0``: debugging, notebooks)."""
-    for group in groups:
-        yield from run_group(_as_items(group), regularizer)
+def run_serial(groups: list[list[Task]], regularizer: str,
+               plan: Plan = Plan()) -> Iterator[Outcome]:
+    """Run groups one after another in this process (``workers=0``: debugging,
+    notebooks), with ``plan.threads`` torch threads, restored afterwards."""
+    before = torch.get_num_threads()
+    try:
+        for group in groups:
+            yield from run_group(_as_items(group), regularizer, *plan.args())
+    finally:
+        torch.set_num_threads(before)
 
 
 def dask_client_class() -> type:
@@ -209,21 +263,24 @@ def dask_client_class() -> type:
     return Client
 
 
-def run_dask(groups: list[list[Task]], regularizer: str, scheduler: Any,
-              retries: int) -> Iterator[Outcome]:
-    """One Dask task per group of cells; a task whose worker dies is rescheduled by the
-    scheduler (up to ``distributed.scheduler.allowed-failures``), a failed one retried
-    ``retries`` times."""
+def run_dask(tasks: list[Task], regularizer: str, scheduler: Any, retries: int, batch: int,
+             plan: Plan = Plan()) -> Iterator[Outcome]:
+    """One Dask task per group of cells, groups small enough that every worker of the
+    cluster gets work; a task whose worker dies is rescheduled by the scheduler (up to
+    ``distributed.scheduler.allowed-failures``), a failed one retried ``retries`` times."""
     client_class = dask_client_class()
     from distributed import as_completed
 
     own = not isinstance(scheduler, client_class)
     client = client_class(scheduler) if own else scheduler
     try:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        size = max(1, min(batch, math.ceil(len(tasks) / n_workers)))
         tag = uuid.uuid4().hex[:8]
-        futures = {client.submit(run_group, _as_items(group), regularizer, 1,
+        futures = {client.submit(run_group, _as_items(group), regularizer, *plan.args(),
                                  key=f"interp-cells-{group[0][0]}-{tag}", pure=False,
-                                 retries=retries): group for group in groups}
+                                 retries=retries): group
+                   for group in groups(tasks, size, plan.stacked)}
         for fut in as_completed(list(futures)):
             try:
                 yield from fut.result()
@@ -236,16 +293,18 @@ def run_dask(groups: list[list[Task]], regularizer: str, scheduler: Any,
 
 
 def outcomes(tasks: list[Task], regularizer: str, workers: int | None, scheduler: Any,
-              retries: int, batch: int) -> Iterator[Outcome]:
+             retries: int, batch: int | None, plan: Plan = Plan()) -> Iterator[Outcome]:
     if not tasks:
         return iter(())
+    device_type = plan.device.split(":")[0]
+    batch = batch or DEFAULT_BATCH[device_type]
     if scheduler is not None:
-        return run_dask(groups(tasks, batch), regularizer, scheduler, retries)
+        return run_dask(tasks, regularizer, scheduler, retries, batch, plan)
     if workers == 0:
-        return run_serial(groups(tasks, batch), regularizer)
-    workers = workers or min(available_cores(), len(tasks))
-    # enough groups to keep every worker busy, each at most `batch` models
+        return run_serial(groups(tasks, batch, plan.stacked), regularizer, plan)
+    if workers is None:  # one process drives a GPU; on the CPU one per `threads` cores
+        workers = 1 if device_type == "cuda" else max(1, available_cores() // plan.threads)
+        workers = min(workers, len(tasks))
+    # enough groups to keep every worker busy, each at most `batch` cells
     size = max(1, min(batch, math.ceil(len(tasks) / workers)))
-    return run_local(groups(tasks, size), regularizer, workers, retries)
-
-
+    return run_local(groups(tasks, size, plan.stacked), regularizer, workers, retries, plan)

@@ -1,33 +1,47 @@
-"""Train many MLPs at once with batched matrix products.
+"""Train several MLP runs in lockstep in one process, each reported to its own callbacks.
 
-Models that share p, the operation, width, activation, loss and step count but differ in
-seeds, corruption, train fraction, learning rate or weight decay train as one stack:
-``U``, ``V`` of shape (M, N, p), ``W`` of shape (M, p, N). Each model follows exactly
-the update it would get alone (AdamW/Adam written out per model, same formulas as
-torch's), so results agree with :class:`interp.Trainer` to float tolerance, and
-each model is recorded by its own callbacks (e.g. a :class:`TrajectoryWriter`).
-Full batch only, without dropout or BatchNorm.
+Runs that share p, the operation, width, activation, loss, optimizer and step count but
+differ in seeds, corruption, train fraction, learning rate or weight decay train
+together. How each run computes its step:
+
+* **alone** (the default on the CPU): every run is a :class:`interp.Trainer` stepped
+  exactly as :meth:`Trainer.run` steps it, with its own tensors, shapes, kernels and
+  fused optimizer; nothing is shared with the other runs of the stack. So a run's
+  weights are bit-identical whether it trains alone, in any stack, or resumed from a
+  checkpoint (on the CPU, for a fixed number of torch threads).
+* **stacked** (:mod:`interp.training.stacked`; the default on CUDA, where many small
+  products in one kernel pay):
+  runs that also have the same precision, no biases and the same training-set size (so
+  no run is padded to another's size) train as one stack, ``U``, ``V`` of shape
+  (M, N, p) and ``W`` of shape (M, p, N), with batched products and one hand-written
+  Adam(W) update (torch's formulas, per-model lr and weight decay): equal to training
+  alone to float tolerance, not bit for bit. With ``precision="bf16"`` the products take
+  bfloat16 operands (the fused quadratic kernel carries them; weights, optimizer state
+  and everything else stay float32).
+
+Metrics (losses, the six accuracies, norms) are recorded every ``metrics_every`` steps,
+at every checkpoint step of the run and at the final step (``metrics_every=1``: every
+step, as :class:`Trainer` records them). They never change the weights. Full batch only,
+without dropout or BatchNorm.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from interp.config import RunConfig, check_memory
-from interp.data import make_dataset, predict
-from interp.models.base import activation
-from interp.models.fused import gather_pre, quadratic_logits
-from interp.models.mlp import MLP, MLPConfig
+from interp.models.mlp import MLPConfig
+from interp.training.stacked import Stack
 from interp.training.trainer import (
     Callback,
     CheckpointSchedule,
     DivergenceCheck,
+    Trainer,
     available_memory,
-    optimizer_layout,
     resolve_device,
     tune_allocator,
 )
@@ -51,210 +65,171 @@ def check_batchable(cfgs: Sequence[RunConfig]) -> None:
                 if a != b:
                     raise ValueError(f"{section}.{f} must be the same for every batched run, "
                                      f"got {a!r} (run 0) and {b!r} (run {i}).")
-        if cfg.model.dropout or cfg.model.batchnorm or cfg.train.batch_size is not None:
-            raise ValueError(f"batched runs must be full batch without dropout or BatchNorm; "
-                             f"run {i} has dropout={cfg.model.dropout}, batchnorm="
-                             f"{cfg.model.batchnorm}, batch_size={cfg.train.batch_size}.")
+        if cfg.model.dropout or cfg.model.batchnorm or cfg.model.bias or cfg.train.batch_size:
+            raise ValueError(f"batched runs must be full batch without dropout, BatchNorm or "
+                             f"biases; run {i} has dropout={cfg.model.dropout}, batchnorm="
+                             f"{cfg.model.batchnorm}, bias={cfg.model.bias}, batch_size="
+                             f"{cfg.train.batch_size}.")
         if cfg.train.optimizer not in ("adamw", "adam"):
             raise ValueError(f"batched runs must use adamw or adam, got "
                              f"{cfg.train.optimizer!r} (run {i}).")
 
 
-def _pad(rows: list[np.ndarray], fill: int = 0) -> torch.Tensor:
-    width = max(len(r) for r in rows)
-    out = np.full((len(rows), width), fill, dtype=np.int64)
-    for i, r in enumerate(rows):
-        out[i, :len(r)] = r
-    return torch.as_tensor(out)
+def stack_key(cfg: RunConfig) -> tuple | None:
+    """Runs with equal keys can share one stacked kernel (same shapes throughout, the
+    training-set size included); None: the run cannot be stacked and trains alone."""
+    try:
+        check_batchable([cfg])
+    except ValueError:
+        return None
+    shared = tuple(getattr(getattr(cfg, section), f)
+                   for section, fields in SHARED.items() for f in fields)
+    return (*shared, cfg.train.precision, cfg.data.train_frac)
+
+
+def _label(i: int, cfg: RunConfig) -> str:
+    return (f"run {i} of the stack (xi {cfg.data.corrupt:g}, alpha {cfg.data.train_frac:g}, "
+            f"lr {cfg.train.lr:g}, weight_decay {cfg.train.weight_decay:g}, "
+            f"seed {cfg.train.seed})")
 
 
 class BatchTrainer:
-    """Trains M models as one stack; ``callbacks[i]`` receive model i's events.
+    """Trains M runs in lockstep; ``callbacks[i]`` receive run i's events.
 
-    Callbacks get a :class:`ModelView`, which offers what a callback reads from a
-    :class:`Trainer` (``cfg``, ``dataset``, ``step``, ``metric_names``,
-    ``state_arrays()``, ``optimizer_arrays()``), so a :class:`TrajectoryWriter` works as is.
+    Callbacks get an object that offers what a callback reads from a :class:`Trainer`
+    (``cfg``, ``dataset``, ``step``, ``metric_names``, ``model``, ``state_arrays()``,
+    ``optimizer_arrays()``, ``optimizer_layout()``): for a run trained alone, its own
+    Trainer; in a stack, a :class:`interp.training.stacked.ModelView`. So a
+    :class:`TrajectoryWriter` works as is.
+
+    ``stacked``: None chooses stacks on CUDA and every run alone on the CPU (see the
+    module doc). ``metrics_every``: the cadence of the metrics (>= 1).
     """
 
     def __init__(self, cfgs: Sequence[RunConfig], device: str = "cpu",
-                 callbacks: Sequence[Sequence[Callback]] = ()) -> None:
+                 callbacks: Sequence[Sequence[Callback]] = (), *, metrics_every: int = 1,
+                 stacked: bool | None = None) -> None:
         check_batchable(cfgs)
+        if isinstance(metrics_every, bool) or not isinstance(metrics_every, int) \
+                or metrics_every < 1:
+            raise ValueError(f"metrics_every must be an integer >= 1, got {metrics_every!r}.")
+        if callbacks and len(callbacks) != len(cfgs):
+            raise ValueError(f"callbacks must hold one list per run ({len(cfgs)}), got "
+                             f"{len(callbacks)}.")
         self.cfgs, self.device = list(cfgs), resolve_device(device)
         check_memory(self.cfgs, available_memory(self.device), self.device.type)
         tune_allocator()
         self.callbacks = [list(c) for c in callbacks] or [[] for _ in cfgs]
-        self.datasets = [make_dataset(c.data) for c in cfgs]
-        cfg0 = cfgs[0]
-        self.p, self.act, self.steps = cfg0.data.p, cfg0.model.act, cfg0.train.steps
-        self.step = 0
-        models = [MLP(self.p, c.model) for c in cfgs]
-        self.metric_names = (["loss", "test_loss"]
-                             + [f"accuracy/{a}" for a in _SUBSETS]
-                             + ["norm/U", "norm/V", "norm/W"])
-        self.params = {k: torch.stack([m.arrays()[k] for m in models]).to(self.device)
-                       .requires_grad_() for k in ("U", "V", "W")}
-        self.exp_avg = {k: torch.zeros_like(v) for k, v in self.params.items()}
-        self.exp_avg_sq = {k: torch.zeros_like(v) for k, v in self.params.items()}
+        self.metrics_every, self.step = metrics_every, 0
+        self.steps = self.cfgs[0].train.steps
+        if stacked is None:
+            stacked = self.device.type == "cuda"
+        groups: dict[object, list[int]] = {}
+        for i, cfg in enumerate(self.cfgs):
+            key = stack_key(cfg) if stacked else None
+            groups.setdefault(("alone", i) if key is None else key, []).append(i)
+        self.blocks: list[_Alone | Stack] = [
+            Stack(idx, [self.cfgs[i] for i in idx], self.device,
+                  [_label(i, self.cfgs[i]) for i in idx])
+            if len(idx) > 1 or key[0] != "alone" else _Alone(self, idx[0])
+            for key, idx in groups.items()]
+        self.views: list = [None] * len(self.cfgs)
+        for block in self.blocks:
+            for i, view in zip(block.runs, block.views()):
+                self.views[i] = view
 
-        def col(values: list[float]) -> torch.Tensor:
-            return torch.tensor(values, dtype=torch.float32, device=self.device)[:, None, None]
-        self.lr = col([c.train.lr for c in cfgs])
-        self.wd = col([c.train.weight_decay for c in cfgs])
-        self.decoupled = cfg0.train.optimizer == "adamw"
-        self._setup_data()
-        self.views = [ModelView(self, i) for i in range(len(cfgs))]
-        self.finite = DivergenceCheck(self.metric_names, self.device, [
-            f"run {i} of the stack (xi {c.data.corrupt:g}, alpha {c.data.train_frac:g}, "
-            f"lr {c.train.lr:g}, weight_decay {c.train.weight_decay:g}, seed {c.train.seed})"
-            for i, c in enumerate(cfgs)])
+    def state_arrays(self, i: int) -> dict[str, torch.Tensor]:
+        """The weights of run i at the current step."""
+        return self.views[i].state_arrays()
 
-    def _setup_data(self) -> None:
-        dev, p = self.device, self.p
-        ds = self.datasets
-        train = [d.pairs[d.train_idx] for d in ds]
-        test = [d.pairs[d.test_idx] for d in ds]
-        self.m_train, self.n_train = (_pad([t[:, j] for t in train]).to(dev) for j in (0, 1))
-        self.m_test, self.n_test = (_pad([t[:, j] for t in test]).to(dev) for j in (0, 1))
-        n_tr = torch.tensor([len(d.train_idx) for d in ds], device=dev)
-        n_te = torch.tensor([len(d.test_idx) for d in ds], device=dev)
-        self.train_mask = (torch.arange(self.m_train.shape[1], device=dev) < n_tr[:, None])
-        self.test_mask = (torch.arange(self.m_test.shape[1], device=dev) < n_te[:, None])
-        # the masks the losses apply: None where no model has padded rows (checked once
-        # here, not with a device sync every step)
-        self.train_loss_mask = None if bool(self.train_mask.all()) else self.train_mask
-        self.test_loss_mask = None if bool(self.test_mask.all()) else self.test_mask
-        self.y_train = _pad([d.train_labels for d in ds]).to(dev)
-        self.true_train = _pad([d.true_labels[d.train_idx] for d in ds]).to(dev)
-        self.y_test = _pad([d.true_labels[d.test_idx] for d in ds]).to(dev)
-        self.corrupted = _pad([d.corrupted.astype(np.int64) for d in ds]).to(dev).bool()
-        self.onehot_train = F.one_hot(self.y_train, p).float() * self.train_mask[..., None]
-        self.onehot_test = F.one_hot(self.y_test, p).float() * self.test_mask[..., None]
-        self.n_train_f = n_tr.float()
-        self.n_test_f = n_te.float()
+    def load_state(self, step: int, states: Sequence[tuple[dict[str, np.ndarray],
+                                                           dict[str, np.ndarray]]]) -> None:
+        """Continue every run from checkpoint ``step``: ``states[i]`` = (weights, optimizer
+        state) of run i, as :meth:`interp.Run.resume_point` gives them."""
+        if len(states) != len(self.cfgs):
+            raise ValueError(f"states must hold one (weights, optimizer) pair per run "
+                             f"({len(self.cfgs)}), got {len(states)}.")
+        for block in self.blocks:
+            block.load_state(step, [states[i] for i in block.runs])
+        self.step = step
 
-    def _logits(self, m: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-        """Logits of every model on its own index rows. m, n shape=(M, B) -> (M, B, p)."""
-        U, V, W = (self.params[k] for k in ("U", "V", "W"))
-        if self.act == "x^2":
-            return quadratic_logits(U, V, W, m, n)
-        h = activation(self.act, gather_pre(U, V, m, n))
-        return torch.bmm(h, W.transpose(1, 2))
-
-    def _loss(self, logits: torch.Tensor, labels: torch.Tensor, onehot: torch.Tensor,
-              mask: torch.Tensor | None, count: torch.Tensor) -> torch.Tensor:
-        """Per-model loss (M,), the mean over each model's own valid examples (``mask``;
-        None: every row is valid)."""
-        if self.cfgs[0].train.loss == "mse":
-            diff = logits - onehot
-            if mask is not None:
-                diff = diff * mask[..., None]
-            return torch.linalg.vector_norm(diff, dim=(1, 2)).square() / (count * self.p)
-        ce = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none")
-        return (ce if mask is None else ce * mask).sum(-1) / count
-
-    @torch.no_grad()
-    def _metrics(self, train_logits: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
-        test_logits = self._logits(self.m_test, self.n_test)
-        test_loss = self._loss(test_logits, self.y_test, self.onehot_test, self.test_loss_mask,
-                               self.n_test_f)
-        pred_tr, pred_te = predict(train_logits), predict(test_logits)
-        given = (pred_tr == self.y_train).float()
-        true = (pred_tr == self.true_train).float()
-        test_ok = (pred_te == self.y_test).float() * self.test_mask
-        valid, bad = self.train_mask.float(), (self.corrupted & self.train_mask).float()
-        clean = valid - bad
-
-        def frac(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-            return (x * w).sum(-1) / w.sum(-1)  # 0/0 = NaN for an empty subset, as alone
-        accs = [frac(given, valid), frac(given, clean), frac(given, bad), frac(true, bad),
-                test_ok.sum(-1) / self.n_test_f,
-                ((true * valid).sum(-1) + test_ok.sum(-1)) / (self.n_train_f + self.n_test_f)]
-        norms = [torch.linalg.vector_norm(self.params[k].detach(), dim=(1, 2))
-                 for k in ("U", "V", "W")]
-        return torch.stack([loss.detach(), test_loss, *accs, *norms], dim=1)
-
-    @torch.no_grad()
-    def _update(self) -> None:
-        """AdamW/Adam for every model at once, torch's formulas with per-model lr and wd."""
-        beta1, beta2 = self.cfgs[0].train.betas
-        eps, t = self.cfgs[0].train.eps, self.step + 1
-        for k, param in self.params.items():
-            grad = param.grad
-            if self.decoupled:
-                param.mul_(1 - self.lr * self.wd)
-            else:
-                grad = grad + self.wd * param
-            self.exp_avg[k].lerp_(grad, 1 - beta1)
-            self.exp_avg_sq[k].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            step_size = self.lr / (1 - beta1**t)
-            denom = (self.exp_avg_sq[k].sqrt() / (1 - beta2**t) ** 0.5).add_(eps)
-            param.sub_(step_size * self.exp_avg[k] / denom)
-            param.grad = None
-
-    def _emit(self, event: str, *args: object, values: torch.Tensor | None = None) -> None:
-        """Call ``event`` on every model's callbacks; ``values`` rows go to their models."""
-        for view, cbs in zip(self.views, self.callbacks):
-            extra = () if values is None else (values[view.i],)
-            for cb in cbs:
+    def _emit(self, event: str, runs: Sequence[int], *args: object) -> None:
+        for i in runs:
+            for cb in self.callbacks[i]:
                 fn = getattr(cb, event, None)
                 if fn is not None:
-                    fn(view, *args, *extra)
+                    fn(self.views[i], *args)
 
     def run(self) -> BatchTrainer:
-        """Train every model to the shared final step; a model whose loss or weights stop
+        """Train every run to the shared final step; a run whose loss or weights stop
         being finite stops the stack with a ValueError naming it."""
-        schedule = CheckpointSchedule(self.cfgs[0].train, self.step)
-        self._emit("on_start")
+        everyone = range(len(self.cfgs))
+        schedules = [CheckpointSchedule(c.train, self.step) for c in self.cfgs]
+        self._emit("on_start", everyone)
         while True:
-            logits = self._logits(self.m_train, self.n_train)
-            losses = self._loss(logits, self.y_train, self.onehot_train, self.train_loss_mask,
-                                self.n_train_f)
-            values = self._metrics(logits.detach(), losses)
-            checkpoint = schedule.due(self.step)
-            self.finite.check(self.step, values, checkpoint)
-            self._emit("on_step", self.step, values=values)
-            if checkpoint:
-                self._emit("on_checkpoint", self.step)
-                self.finite.last_checkpoint = self.step
-            if self.step >= self.steps:
+            step, last = self.step, self.step >= self.steps
+            due = [s.due(step) for s in schedules]
+            regular = step % self.metrics_every == 0 or last
+            for block in self.blocks:  # one block at a time: its tensors stay in cache
+                block.forward(step, [regular or due[i] for i in block.runs],
+                              [due[i] for i in block.runs])
+                for i, values in block.measured:
+                    self._emit("on_step", [i], step, values)
+                for i in block.runs:
+                    if due[i]:
+                        self._emit("on_checkpoint", [i], step)
+                block.checkpointed([due[i] for i in block.runs], step)
+                if not last:
+                    block.update()
+            if last:
                 break
-            losses.sum().backward()  # models share no parameters: each gets its own gradient
-            self._update()
             self.step += 1
-        self._emit("on_end")
+        self._emit("on_end", everyone)
         return self
 
 
-_SUBSETS = ("train", "train_clean", "train_corrupted", "train_corrupted_true", "test",
-            "all_true")
-
-
-class ModelView:
-    """Model i of a :class:`BatchTrainer`, as a callback sees a :class:`Trainer`."""
+class _Alone:
+    """One run, stepped by its own :class:`Trainer` exactly as :meth:`Trainer.run` does
+    (the same calls in the same order), with metrics only when asked."""
 
     def __init__(self, bt: BatchTrainer, i: int) -> None:
-        self.bt, self.i = bt, i
-        self.cfg, self.dataset = bt.cfgs[i], bt.datasets[i]
-        self.metric_names = bt.metric_names
-        self.model = MLP(bt.p, self.cfg.model)  # layout only (shapes, names)
+        self.runs = [i]
+        self.trainer = Trainer(bt.cfgs[i], str(bt.device))
+        self.trainer.finite = DivergenceCheck(self.trainer.metric_names, bt.device,
+                                              [_label(i, bt.cfgs[i])])
+        self.sync = bt.device.type == "cpu"
+        self.measured: list[tuple[int, torch.Tensor]] = []
+        self.loss: torch.Tensor | None = None
 
-    @property
-    def step(self) -> int:
-        return self.bt.step
+    def views(self) -> list[Trainer]:
+        return [self.trainer]
 
-    def state_arrays(self) -> dict[str, torch.Tensor]:
-        return {k: v[self.i].detach() for k, v in self.bt.params.items()}
+    def load_state(self, step: int, states: list) -> None:
+        weights, optimizer = states[0]
+        self.trainer.load_state(step, weights, optimizer or {})
 
-    def optimizer_layout(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-        return optimizer_layout(self.model, self.cfg.train)
+    def forward(self, step: int, measure: list[bool], due: list[bool]) -> None:
+        tr = self.trainer
+        tr.step = step
+        self.measured = []
+        if not measure[0]:
+            self.loss = tr._forward_train(step)[1]
+            # on the CPU a check costs nothing; a non-finite loss is measured, so reported
+            if not self.sync or math.isfinite(self.loss.item()):
+                return
+        values, self.loss = tr._measure(step)
+        tr.finite.check(step, values[None], due[0])
+        self.measured = [(self.runs[0], values)]
 
-    def optimizer_arrays(self) -> dict[str, np.ndarray]:
-        """Same names and layout as torch's Adam(W) state, so a single Trainer can resume."""
-        if self.bt.step == 0:
-            return {}
-        out = {}
-        for k in self.bt.params:
-            out[f"{k}/step"] = np.array(self.bt.step, dtype=np.float32)
-            out[f"{k}/exp_avg"] = self.bt.exp_avg[k][self.i].cpu().numpy().copy()
-            out[f"{k}/exp_avg_sq"] = self.bt.exp_avg_sq[k][self.i].cpu().numpy().copy()
-        return out
+    def checkpointed(self, due: list[bool], step: int) -> None:
+        if due[0]:
+            self.trainer.finite.last_checkpoint = step
+
+    def update(self) -> None:
+        tr, loss = self.trainer, self.loss
+        assert loss is not None
+        tr.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        tr.optimizer.step()
+        tr.step += 1
+        self.loss = None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from interp.config import DataConfig, RunConfig, TrainConfig
 from interp.data import ACCURACY_NAMES
@@ -31,8 +32,8 @@ def tiny_spec(**kw):
 
 @pytest.fixture(scope="module")
 def local_sweep(tmp_path_factory):
-    """The tiny 2 x 2 x 1 sweep, run once with two local worker processes (each training
-    a batched stack of two cells)."""
+    """The tiny 2 x 2 x 1 sweep, run once with two local worker processes (one task per
+    cell, one torch thread each)."""
     out = tmp_path_factory.mktemp("sweep") / "local"
     events = []
     report = run_sweep(tiny_spec(), out, workers=2, progress=events.append)
@@ -218,16 +219,9 @@ def test_killed_cell_is_resumed_and_failing_cell_spares_the_others(local_sweep, 
     report = run_sweep(tiny_spec(), out, workers=0)
     assert (report.n_trained, report.n_skipped, report.failed) == (1, 3, ())
     assert not (out / "cells" / f"{failing}.error").exists()
-    # the failing cell now trains alone, its reference in a batched stack: equal to float
-    # tolerance (accuracies exactly, at this size)
+    # in this process or in a worker, resumed or not: the same weights, so the same row
     got = by_id(report.rows)
-    assert got.keys() == reference.keys()
-    for cid, row in got.items():
-        for key, want in reference[cid].items():
-            if isinstance(want, float) and not key.startswith("acc_"):
-                assert row[key] == pytest.approx(want, rel=1e-4, abs=1e-6), (cid, key)
-            else:
-                assert row[key] == want, (cid, key)
+    assert got == reference
 
 
 def test_missing_dask_says_how_to_install(monkeypatch, tmp_path):
@@ -242,8 +236,11 @@ def test_bad_worker_count(tmp_path):
         run_sweep(tiny_spec(), tmp_path, workers=-1)
 
 
-def test_dask_cluster_gives_the_local_summary(local_sweep, tmp_path, monkeypatch):
-    from dask.distributed import LocalCluster  # an ImportError here fails the test
+def test_dask_cluster_spreads_the_cells_and_gives_the_local_summary(local_sweep, tmp_path,
+                                                                   monkeypatch):
+    """One task per cell, on both workers; one torch thread per cell, as in the local
+    workers, so every row is exactly the local one."""
+    from distributed import Client, LocalCluster, get_task_stream  # ImportError: failure
 
     # dask's nanny writes OMP_NUM_THREADS=1 (and more) into this process's environment;
     # keep that from leaking into later tests' subprocesses.
@@ -254,31 +251,20 @@ def test_dask_cluster_gives_the_local_summary(local_sweep, tmp_path, monkeypatch
         monkeypatch.delenv(key, raising=False)
     out = tmp_path / "cluster"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
-        report = run_sweep(tiny_spec(), out, scheduler=cluster.scheduler_address)
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        with get_task_stream(client) as stream:
+            report = run_sweep(tiny_spec(), out, scheduler=client, batch=8)
     assert (report.n_trained, report.failed) == (4, ())
-    local, remote = by_id(local_sweep[1].rows), by_id(summary(out))
-    assert sorted(local) == sorted(remote)
-    for cid in local:
-        assert remote[cid]["status"] == "complete"
-        assert remote[cid]["phase"] == local[cid]["phase"]
-        for key in [*ACC, "mean_ipr", "final_norm"]:
-            if local[cid][key] is None:  # no corrupted examples at xi = 0
-                assert remote[cid][key] is None
-            else:
-                assert remote[cid][key] == pytest.approx(local[cid][key], rel=1e-6, abs=1e-7)
+    tasks = [t for t in stream.data if t["key"].startswith("interp-cells-")]
+    assert len(tasks) >= 2 and len({t["worker"] for t in tasks}) == 2, tasks
+    assert by_id(summary(out)) == by_id(local_sweep[1].rows)
 
 
-def test_batched_cells_match_cells_trained_alone(local_sweep, tmp_path):
-    """The fixture trained its four compatible cells as two stacks of two; alone (batch 1,
-    in this process) every row agrees to float tolerance, phases and accuracies exactly."""
-    alone = by_id(run_sweep(tiny_spec(), tmp_path / "alone", workers=0, batch=1).rows)
-    stacked = by_id(local_sweep[1].rows)
-    for cid, row in alone.items():
-        assert row["phase"] == stacked[cid]["phase"]
-        for key in ACC + ["final_norm", "mean_ipr"]:
-            if row[key] is not None:
-                assert row[key] == pytest.approx(stacked[cid][key], rel=1e-4, abs=1e-6), key
+def test_grouped_cells_match_cells_trained_alone(local_sweep, tmp_path):
+    """The fixture trained every cell as its own task in a worker process; grouped four
+    to a BatchTrainer in this process, every row is the same, bit for bit."""
+    grouped = run_sweep(tiny_spec(), tmp_path / "grouped", workers=0, batch=4)
+    assert by_id(grouped.rows) == by_id(local_sweep[1].rows)
 
 
 def test_a_transformer_sweep_ends_complete_with_a_phase(tmp_path):
@@ -299,3 +285,24 @@ def test_a_transformer_sweep_ends_complete_with_a_phase(tmp_path):
     doc = json.loads((tmp_path / "summary.json").read_text())
     assert doc["ipr_convention"] == GRID_IPR_CONVENTION
     assert [r["status"] for r in summary(tmp_path)] == ["complete"] * 4
+
+
+def test_bad_threads_batch_and_device(tmp_path):
+    with pytest.raises(ValueError, match="threads must be an integer from 1 to the"):
+        run_sweep(tiny_spec(), tmp_path, threads=0)
+    with pytest.raises(ValueError, match="batch must be an integer >= 1, got 0"):
+        run_sweep(tiny_spec(), tmp_path, batch=0)
+    with pytest.raises(ValueError, match="metrics_every must be an integer >= 1, got 0"):
+        tiny_spec(metrics_every=0)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available here"):
+            run_sweep(tiny_spec(), tmp_path / "gpu", device="cuda")
+        assert not (tmp_path / "gpu").exists()
+
+
+def test_metrics_every_is_kept_in_the_spec_and_the_cells(local_sweep):
+    out = local_sweep[0]
+    assert tiny_spec().metrics_every == 10
+    assert SweepSpec.from_json((out / "sweep.json").read_text()).metrics_every == 10
+    with Run(out / "cells" / "wd1_xi0_a0.5_s0.h5") as run:  # 20 steps, checkpoints every 5
+        np.testing.assert_array_equal(run.metrics()["step"], [0, 5, 10, 15, 20])
