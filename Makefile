@@ -20,7 +20,7 @@ setup: $(BIN)/.installed
 # Main job: train the paper's coexistence run, analyze it, write figures and a summary.
 demo: setup
 	$(BIN)/interp train --steps 1000 --out checkpoints/demo.h5 --overwrite
-	$(BIN)/interp analyze checkpoints/demo.h5 --out checkpoints/demo-analysis
+	$(BIN)/interp analyze checkpoints/demo.h5 --out checkpoints/demo-analysis --overwrite
 
 # Test suite (slow tests excluded by pyproject's addopts; `make test-slow` runs them).
 # pytest's exit code 5 ("no tests collected") is not a failure of the suite.

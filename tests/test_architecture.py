@@ -33,9 +33,15 @@ MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 def imports(name: str) -> set[str]:
     """Every module ``name`` imports (at any depth of its code): interp modules by their
     full name (``from interp.a import b`` is ``interp.a.b`` when that is a module), other
-    packages by their top-level name."""
+    packages by their top-level name. Imports under ``if TYPE_CHECKING:`` are for type
+    annotations only and never run, so they are not counted."""
     out = set()
-    for node in ast.walk(ast.parse(MODULES[name].read_text())):
+    tree = ast.parse(MODULES[name].read_text())
+    for node in ast.walk(tree):  # drop type-only blocks before walking
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING",
+                                                                    "typing.TYPE_CHECKING"):
+            node.body = []
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             out |= {a.name if a.name.startswith("interp") else a.name.split(".")[0]
                     for a in node.names}

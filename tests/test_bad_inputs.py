@@ -279,7 +279,7 @@ CASES = [
       id="import-steps"),
     C(["import", "{d}/sparse.pt", "--out", "{out}"], "'U' must be a dense tensor",
       id="import-sparse"),
-    C(["import", "{d}/layernorm.pt", "--out", "{out}"], "has no LayerNorm",
+    C(["import", "{d}/layernorm.pt", "--out", "{out}"], "the checkpoint has no key for 'W_U'",
       id="import-layernorm"),
     C(["import", "{d}/tiny.safetensors", "--out", "{out}", "--layout", "mlp"],
       "the checkpoint has no key for 'V'",

@@ -26,7 +26,7 @@ def test_json_round_trip():
     (lambda: DataConfig(op="div", p=10), "p"),
     (lambda: DataConfig(op="pow"), "op"),
     (lambda: MLPConfig(width=0), "width"),
-    (lambda: MLPConfig(act="tanh"), "act"),
+    (lambda: MLPConfig(act="sigmoid"), "act"),
     (lambda: MLPConfig(dropout=1.0), "dropout"),
     (lambda: TrainConfig(steps=-1), "steps"),
     (lambda: TrainConfig(optimizer="lbfgs"), "optimizer"),

@@ -351,7 +351,13 @@ def test_every_interp_command_parses(page):
             words = shlex.split(cmd, comments=True)
             if words[0] != "interp" or SHELL_SYNTAX.search(cmd.split(" #")[0]):
                 continue
+            if words[1].startswith("-"):  # an option of interp itself (--version)
+                options = {o for p in group.params for o in p.opts + p.secondary_opts}
+                assert words[1] in options | {"-h", "--help"}, f"{block.where}: `{cmd}`"
+                continue
             assert words[1] in group.commands, f"{block.where}: unknown command in `{cmd}`"
+            if {"-h", "--help"} & set(words):  # prints the help and exits
+                continue
             try:
                 group.commands[words[1]].make_context(f"interp {words[1]}", words[2:])
             except Exception as exc:
@@ -363,11 +369,13 @@ def test_help_examples_parse():
     group = typer.main.get_command(app)
     for name, cmd in group.commands.items():
         examples: list[str] = []
+        continued = False
         for line in (ln.strip() for ln in (cmd.help or "").splitlines()):
-            if line.startswith("interp "):
+            if continued:  # the previous line ended with a backslash
+                examples[-1] = examples[-1].rstrip("\\") + " " + line
+            elif line.startswith("interp "):
                 examples.append(line)
-            elif line.startswith("--") and examples:  # a wrapped example
-                examples[-1] += " " + line
+            continued = line.endswith("\\") and bool(examples)
         assert examples, f"interp {name} --help shows no example"
         for example in examples:
             words = shlex.split(example, comments=True)

@@ -10,14 +10,20 @@ from pathlib import Path
 import typer
 
 from interp.cli.common import (
+    ANALYSES,
+    FOREIGN,
     FOREIGN_OPTIONS,
     FOREIGN_RENAMED,
     LAYOUT_HELP,
     MAP_HELP,
+    OUTPUT,
     as_options,
+    check_new_folder,
+    err,
     foreign_options,
     friendly,
     out,
+    progress,
     save_json,
 )
 
@@ -27,71 +33,101 @@ def analyze(
     run_path: Path = typer.Argument(..., metavar="RUN", help="Trajectory file (.h5), or a "
                                     "foreign checkpoint (see interp import)."),
     step: int | None = typer.Option(None, help="Stored checkpoint step (default: last)."),
-    ipr: bool = typer.Option(False, "--ipr", help="IPR, neuron classes, generalizing_since."),
-    prune: bool = typer.Option(False, "--prune", help="Pruning curves (3 orders)."),
-    ablate: bool = typer.Option(False, "--ablate", help="Single-neuron ablation."),
-    fit: bool = typer.Option(False, "--fit", help="Fit of the analytic periodic solution."),
-    phase: bool = typer.Option(False, "--phase", help="Phase of the run and its two stages."),
-    out_dir: Path | None = typer.Option(None, "--out",
-                                        help="Output folder (default RUN-analysis/ beside it)."),
-    json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON summary "
-                                                               "here ('-' for stdout)."),
-    plots: Path | None = typer.Option(None, help="Figure folder (default: the output folder)."),
-    no_plots: bool = typer.Option(False, "--no-plots", help="Write no figures."),
-    threshold: float | None = typer.Option(None, help="Fixed IPR threshold (default: Otsu)."),
-    seed: int = typer.Option(0, help="Seed of the random pruning orders."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
-    layout: str | None = typer.Option(None, help="Foreign checkpoints: " + LAYOUT_HELP),
-    p: int | None = typer.Option(None, help="Foreign checkpoints: modulus."),
-    op: str = typer.Option("add", help="Foreign checkpoints: operation."),
-    mapping: list[str] | None = typer.Option(None, "--map", help="Foreign checkpoints: "
-                                             + MAP_HELP),
-    act: str | None = typer.Option(None, help="Foreign checkpoints: activation."),
-    train_frac: float = typer.Option(0.5, help="Foreign checkpoints: train fraction."),
-    corrupt: float = typer.Option(0.0, help="Foreign checkpoints: corrupted fraction."),
-    split_seed: int = typer.Option(0, help="Foreign checkpoints: split seed."),
-    unsafe_pickle: bool = typer.Option(False, "--unsafe-pickle", help="Foreign checkpoints: "
-                                       "unpickle arbitrary objects (trusted files only)."),
+    ipr: bool = typer.Option(False, "--ipr", help="IPR, neuron classes, generalizing_since.",
+                             rich_help_panel=ANALYSES),
+    prune: bool = typer.Option(False, "--prune", help="Pruning curves (3 orders).",
+                               rich_help_panel=ANALYSES),
+    ablate: bool = typer.Option(False, "--ablate", help="Single-neuron ablation.",
+                                rich_help_panel=ANALYSES),
+    fit: bool = typer.Option(False, "--fit", help="Fit of the analytic periodic solution.",
+                             rich_help_panel=ANALYSES),
+    phase: bool = typer.Option(False, "--phase", help="Phase of the run and its two stages.",
+                               rich_help_panel=ANALYSES),
+    measures: bool = typer.Option(False, "--progress", help="Progress measures (Nanda et al.) "
+                                  "at every checkpoint: restricted/excluded loss, Gini, key "
+                                  "frequencies, sum of squared weights.",
+                                  rich_help_panel=ANALYSES),
+    threshold: float | None = typer.Option(None, help="Fixed IPR threshold (default: Otsu).",
+                                           rich_help_panel=ANALYSES),
+    seed: int = typer.Option(0, help="Seed of the random pruning orders.",
+                             rich_help_panel=ANALYSES),
+    device: str = typer.Option("cpu", help="cpu or cuda.", rich_help_panel=ANALYSES),
+    out_dir: Path | None = typer.Option(None, "--out", metavar="DIR",
+                                        help="Output folder (default RUN-analysis/ beside "
+                                             "the run).", rich_help_panel=OUTPUT),
+    overwrite: bool = typer.Option(False, help="Replace an existing output folder (an "
+                                               "earlier analysis).", rich_help_panel=OUTPUT),
+    json_path: Path | None = typer.Option(None, "--json", metavar="FILE|-",
+                                          help="Also write the JSON summary here ('-': "
+                                               "stdout, alone).", rich_help_panel=OUTPUT),
+    plots: Path | None = typer.Option(None, metavar="DIR", help="Figure folder (default: the "
+                                      "output folder).", rich_help_panel=OUTPUT),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Write no figures.",
+                                  rich_help_panel=OUTPUT),
+    quiet: bool = typer.Option(False, help="No progress display.", rich_help_panel=OUTPUT),
+    layout: str | None = typer.Option(None, help=LAYOUT_HELP, rich_help_panel=FOREIGN),
+    p: int | None = typer.Option(None, help="Modulus.", rich_help_panel=FOREIGN),
+    op: str | None = typer.Option(None, help="Operation (default: the file's config, else "
+                                  "add, assumed).", rich_help_panel=FOREIGN),
+    mapping: list[str] | None = typer.Option(None, "--map", metavar="NAME=KEY", help=MAP_HELP,
+                                             rich_help_panel=FOREIGN),
+    act: str | None = typer.Option(None, help="Activation.", rich_help_panel=FOREIGN),
+    train_frac: float | None = typer.Option(None, help="Train fraction of our split, when the "
+                                            "file lacks its own (default 0.5).",
+                                            rich_help_panel=FOREIGN),
+    corrupt: float | None = typer.Option(None, help="Corrupted fraction of our split "
+                                         "(default 0).", rich_help_panel=FOREIGN),
+    split_seed: int | None = typer.Option(None, help="Seed of our split (default 0).",
+                                          rich_help_panel=FOREIGN),
+    unsafe_pickle: bool = typer.Option(False, "--unsafe-pickle", help="Unpickle arbitrary "
+                                       "objects (trusted files only).",
+                                       rich_help_panel=FOREIGN),
 ) -> None:
     """Analyze a run: accuracies, IPR, neuron classes, pruning, ablation, fit, phase.
 
-    With no analysis flag every analysis that applies runs (the fit needs an MLP with
-    op add or sub). The run file is opened read-only. Writes summary.json and PNG
-    figures to the output folder, replacing it as a whole (a folder holding other files
-    is refused; a --plots folder elsewhere gets the figures file by file). A Transformer
-    run adds the spectrum of its token embedding. A foreign checkpoint (a .pt/.pth/.bin/.ckpt,
-    .safetensors or .npz file, or any file with --layout) is converted to a temporary
-    trajectory first, as by interp import; the foreign file is only read.
+    With no analysis flag every analysis that applies runs (the fit needs an MLP with op
+    add or sub). The run file is opened read-only. Writes summary.json and PNG figures to
+    the output folder; an existing one (an earlier analysis) is replaced as a whole with
+    --overwrite, and a folder holding other files is refused. A --plots folder elsewhere
+    gets the figures file by file. A Transformer run adds the spectrum of its token
+    embedding. A foreign checkpoint (a .pt/.pth/.bin/.ckpt, .safetensors or .npz file, or
+    any file with --layout) is converted to a temporary trajectory first, as by interp
+    import; the foreign file is only read.
 
     Examples:
 
-      interp analyze checkpoints/demo.h5
-
-      interp analyze run.h5 --ipr --prune --json -
-
-      interp analyze run.h5 --step 200 --fit --out results/step200
-
-      interp analyze tl_grokking.pt --layout transformer --p 113
+        interp analyze checkpoints/demo.h5
+        interp analyze run.h5 --ipr --prune --json -
+        interp analyze run.h5 --step 200 --fit --out results/step200
+        interp analyze run.h5 --overwrite              # replace run-analysis/
+        interp analyze tl_grokking.pt --layout transformer --p 113
     """
     from interp.store.foreign import is_foreign
     from interp.training.runner import imported
 
     folder = out_dir or run_path.with_name(run_path.stem + "-analysis")
-    flags = {"ipr": ipr, "prune": prune, "ablate": ablate, "fit": fit, "phase": phase}
-    args = (step, flags, folder, json_path, plots, no_plots, threshold, seed, device)
+    flags = {"ipr": ipr, "prune": prune, "ablate": ablate, "fit": fit, "phase": phase,
+             "progress": measures}
+    args = (step, flags, folder, json_path, plots, no_plots, threshold, seed, device,
+            overwrite, quiet)
     if layout is None and not is_foreign(run_path):
         _analyze_file(run_path, *args)
         return
     opts = foreign_options(layout, p, op, mapping, act, train_frac, corrupt, split_seed,
                            unsafe_pickle)
-    with as_options(FOREIGN_OPTIONS, FOREIGN_RENAMED), imported(run_path, **opts) as tmp:
+    def warn(text: str) -> None:
+        err.print(f"warning: {text}", markup=False, highlight=False)
+    with as_options(FOREIGN_OPTIONS, FOREIGN_RENAMED), imported(run_path, warn=warn,
+                                                                **opts) as tmp:
         _analyze_file(tmp, *args)
 
 
 def _analyze_file(run_path: Path, step: int | None, flags: dict[str, bool], folder: Path,
                   json_path: Path | None, plots: Path | None, no_plots: bool,
-                  threshold: float | None, seed: int, device: str) -> None:
+                  threshold: float | None, seed: int, device: str, overwrite: bool,
+                  quiet: bool) -> None:
     from interp.cli.tables import analysis_tables
+    from interp.plots.style import run_identity
     from interp.reports.analyze import analyze_run
     from interp.store.atomic import check_replaceable, write_folder_atomic
     from interp.store.trajectory import Run
@@ -99,14 +135,18 @@ def _analyze_file(run_path: Path, step: int | None, flags: dict[str, bool], fold
     json_path = _outside(folder, json_path, "--json")
     plots = _outside(folder, plots, "--plots")
     check_replaceable(folder, "summary.json")  # before the work, not after it
+    check_new_folder(folder, overwrite)
     written: list[Path] = []
-    with Run(run_path) as run:
+    with Run(run_path) as run, progress("analyze", quiet) as update:
         if not any(flags.values()):
             fit = run.family.analytic_solution and run.config.data.op in ("add", "sub")
             flags = {"ipr": True, "prune": True, "ablate": True, "phase": True, "fit": fit}
+        update(", ".join(k for k, v in flags.items() if v) or "accuracies")
         analysis = analyze_run(run, step, threshold=threshold, seed=seed, device=device,
                                **flags)
         summary = analysis.summary
+        title = run_identity(run.config, summary["step"])
+        view = run.family.view_names(run.config.model)
 
         def fill(tmp: Path) -> None:
             paths, _ = save_json(summary, tmp / "summary.json", json_path)
@@ -114,11 +154,13 @@ def _analyze_file(run_path: Path, step: int | None, flags: dict[str, bool], fold
                 from interp.plots.figures import write_figures
                 from interp.plots.fit import write_fit_figures
 
+                update("figures")
                 fig_dir = plots or tmp
-                paths += write_figures(summary, analysis.arrays, fig_dir)
+                paths += write_figures(summary, analysis.arrays, fig_dir, title=title,
+                                       spectra_of=view)
                 if summary.get("fit"):
                     paths += write_fit_figures(summary["fit"], run.weights(summary["step"]),
-                                               fig_dir)
+                                               fig_dir, title=title)
             written.extend(_moved(paths, tmp, folder))
 
         write_folder_atomic(folder, fill, marker="summary.json")
@@ -153,22 +195,36 @@ def _moved(paths: list[Path], tmp: Path, folder: Path) -> list[Path]:
 def compare(
     runs: list[Path] = typer.Argument(..., metavar="RUN...", help="Trajectory files."),
     step: int | None = typer.Option(None, help="Stored step to compare (default: last)."),
-    out_dir: Path = typer.Option(Path("compare"), "--out", help="Output folder."),
-    json_path: Path | None = typer.Option(None, "--json", help="Also write the JSON "
-                                                               "result here ('-': stdout)."),
-    prune: bool = typer.Option(True, help="Include pruning curves (slower)."),
-    no_plots: bool = typer.Option(False, "--no-plots", help="Write no figures."),
+    labels: list[str] | None = typer.Option(None, "--label", metavar="NAME",
+                                            help="Name of each run in tables and figures, "
+                                                 "once per RUN in order (default: the "
+                                                 "shortest part of its path that tells it "
+                                                 "from the others)."),
+    prune: bool = typer.Option(True, help="Include pruning curves (slower).",
+                               rich_help_panel=ANALYSES),
+    out_dir: Path = typer.Option(Path("compare"), "--out", metavar="DIR",
+                                 help="Output folder.", rich_help_panel=OUTPUT),
+    overwrite: bool = typer.Option(False, help="Replace an existing output folder (an "
+                                               "earlier comparison).", rich_help_panel=OUTPUT),
+    json_path: Path | None = typer.Option(None, "--json", metavar="FILE|-",
+                                          help="Also write the JSON result here ('-': "
+                                               "stdout, alone).", rich_help_panel=OUTPUT),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Write no figures.",
+                                  rich_help_panel=OUTPUT),
+    quiet: bool = typer.Option(False, help="No progress display.", rich_help_panel=OUTPUT),
 ) -> None:
     """Compare runs side by side: config differences, accuracies, phase, IPR, norms.
 
-    Figures: IPR histograms, mean IPR over training, accuracy and pruning curves, and
-    |gamma| against IPR for BatchNorm runs (with the Spearman rank correlation). Writes
-    compare.json and the figures to the output folder, replacing it as a whole (a folder
-    holding other files is refused).
+    Figures overlay the runs on shared axes, one colour per run: accuracy and loss
+    curves, IPR histograms, mean IPR over training, pruning curves, and |gamma| against
+    IPR for BatchNorm runs (with the Spearman rank correlation). Writes compare.json and
+    the figures to the output folder; an existing one (an earlier comparison) is replaced
+    as a whole with --overwrite, and a folder holding other files is refused.
 
-    Example:
+    Examples:
 
-      interp compare checkpoints/wd0.h5 checkpoints/wd5.h5 checkpoints/wd15.h5 --out cmp
+        interp compare checkpoints/wd0.h5 checkpoints/wd5.h5 --out cmp
+        interp compare a/run.h5 b/run.h5 --label before --label after --out cmp
     """
     from interp.cli.tables import compare_table
     from interp.reports.compare import compare as compare_runs
@@ -176,18 +232,22 @@ def compare(
 
     json_path = _outside(out_dir, json_path, "--json")
     check_replaceable(out_dir, "compare.json")
-    result = compare_runs(runs, step, prune=prune)
-    written: list[Path] = []
+    check_new_folder(out_dir, overwrite)
+    with progress("compare", quiet, total=len(runs)) as update:
+        result = compare_runs(runs, step, prune=prune, labels=labels,
+                              progress=lambda i, name: update(f"analyzing {name}", i))
+        written: list[Path] = []
 
-    def fill(tmp: Path) -> None:
-        paths, _ = save_json(result, tmp / "compare.json", json_path)
-        if not no_plots:
-            from interp.plots.figures import write_compare_figures
+        def fill(tmp: Path) -> None:
+            paths, _ = save_json(result, tmp / "compare.json", json_path)
+            if not no_plots:
+                from interp.plots.compare import write_compare_figures
 
-            paths += write_compare_figures(result, tmp)
-        written.extend(_moved(paths, tmp, out_dir))
+                update("figures", len(runs))
+                paths += write_compare_figures(result, tmp)
+            written.extend(_moved(paths, tmp, out_dir))
 
-    write_folder_atomic(out_dir, fill, marker="compare.json")
+        write_folder_atomic(out_dir, fill, marker="compare.json")
     if str(json_path) == "-":
         sys.stdout.write(json.dumps(result, allow_nan=False) + "\n")
         return

@@ -4,6 +4,10 @@ The Typer ``app`` lives here; each command group is a module of :mod:`interp.cli
 (``train``, ``foreign``, ``analyze``, ``sweep``) and is registered below, in the order
 ``interp --help`` lists the commands. The command modules import torch, numpy, h5py and
 matplotlib only inside the commands, so ``interp --help`` loads none of them.
+
+Help is rendered by rich from Markdown (prose reflowed to the terminal, examples as
+indented code blocks that are never rewrapped), with options grouped in panels;
+``-h`` is ``--help``; ``interp --install-completion`` installs typer's shell completion.
 """
 
 from __future__ import annotations
@@ -11,23 +15,44 @@ from __future__ import annotations
 import typer
 
 from interp.cli import analyze, foreign, sweep, train
+from interp.cli.help import Command, Group
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+app = typer.Typer(cls=Group, no_args_is_help=True, rich_markup_mode="markdown",
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Train MLPs on corrupted modular arithmetic, record dense HDF5 "
-                       "trajectories, and analyze which neurons memorize and which generalize.")
+                       "trajectories, and analyze which neurons memorize and which generalize."
+                       "\n\nEvery command is a thin layer over a Python function of interp "
+                       "(docs/cli.md); `interp COMMAND -h` shows its options and examples.")
 
-app.command()(train.train)
-app.command()(train.inspect)
-app.command("import")(foreign.import_)
-app.command()(analyze.analyze)
-app.command()(analyze.compare)
-app.command()(train.solution)
-app.command()(sweep.sweep)
-app.command("phase-diagram")(sweep.phase_diagram)
+
+def _print_version(value: bool) -> None:
+    if value:
+        from interp.version import __version__
+
+        typer.echo(f"interp {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print interp's version and exit."),
+) -> None:
+    """The options of ``interp`` itself (the app's ``help`` is what ``interp -h`` shows)."""
+
+
+app.command(cls=Command)(train.train)
+app.command(cls=Command)(train.inspect)
+app.command("import", cls=Command)(foreign.import_)
+app.command(cls=Command)(analyze.analyze)
+app.command(cls=Command)(analyze.compare)
+app.command(cls=Command)(train.solution)
+app.command(cls=Command)(sweep.sweep)
+app.command("phase-diagram", cls=Command)(sweep.phase_diagram)
 
 
 def main() -> None:
-    app()
+    app(prog_name="interp")
 
 
 if __name__ == "__main__":

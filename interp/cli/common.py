@@ -13,6 +13,9 @@ import dataclasses
 import errno
 import functools
 import json
+import os
+import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,6 +30,12 @@ if TYPE_CHECKING:
 
     from interp.config import RunConfig
     from interp.store.trajectory import Run
+
+#: Panels of ``interp COMMAND --help``: options grouped by what they are for.
+ANALYSES, OUTPUT, FOREIGN = "Analyses", "Output", "Foreign checkpoints"
+DATA, MODEL, TRAINING = "Data", "Model", "Training"
+GRID, BASE, EXECUTION = "Grid", "Base run", "Execution"
+
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -129,12 +138,16 @@ def model_config(name: str, options: dict[str, Any]) -> Any:
 
 
 class ProgressBar:
-    """Trainer callback: a rich progress bar with live loss and accuracies."""
+    """Trainer callback: a rich progress bar with live loss and accuracies on a terminal;
+    elsewhere (a log file, a pipe) a plain line every tenth of the run."""
 
     def __init__(self, total: int, every: int) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.total, self.every = total, max(1, every)
+        self.plain = not err.is_terminal
+        if self.plain:
+            self.every = max(1, total // 10)
         self.progress = Progress(TextColumn("[bold]train"), BarColumn(),
                                  TextColumn("{task.completed}/{task.total}"),
                                  TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
@@ -142,8 +155,9 @@ class ProgressBar:
         self.task = self.progress.add_task("train", total=total, info="")
 
     def on_start(self, trainer: Any) -> None:
-        self.progress.start()
-        self.progress.update(self.task, completed=trainer.step)
+        if not self.plain:
+            self.progress.start()
+            self.progress.update(self.task, completed=trainer.step)
 
     def on_step(self, trainer: Any, step: int, values: Any) -> None:
         if step % self.every and step != self.total:
@@ -151,10 +165,99 @@ class ProgressBar:
         v = dict(zip(trainer.metric_names, values.tolist()))
         info = (f"loss {v['loss']:.3g}  train {v['accuracy/train']:.3f}  "
                 f"test {v['accuracy/test']:.3f}")
-        self.progress.update(self.task, completed=step, info=info)
+        if self.plain:
+            err.print(f"train: step {step}/{self.total}  {info}", markup=False,
+                      highlight=False)
+        else:
+            self.progress.update(self.task, completed=step, info=info)
 
     def on_end(self, trainer: Any) -> None:
-        self.progress.stop()
+        if not self.plain:
+            self.progress.stop()
+
+
+@contextlib.contextmanager
+def progress(label: str, quiet: bool = False, total: int | None = None
+             ) -> Iterator[Callable[..., None]]:
+    """Progress of a command that takes a while, on stderr: yields ``update(what,
+    done=None)``. A spinner (and a bar when ``total`` is given) with the elapsed time on a
+    terminal, cleared at the end; elsewhere (a log, a pipe) one plain line per finished
+    stage with its duration, so that an error is still the only line when a stage fails;
+    nothing when ``quiet``."""
+    if quiet:
+        yield lambda what, done=None: None
+        return
+    if not err.is_terminal:
+        log = StageLog(label, total)
+        yield log.update
+        log.update(None)  # the last stage finished (not reached on an error)
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = [SpinnerColumn(), TextColumn(f"[bold]{label}")]
+    if total:
+        columns += [BarColumn(), MofNCompleteColumn()]
+    columns += [TextColumn("{task.description}", markup=False), TimeElapsedColumn()]
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("", total=total)
+
+        def update(what: str, done: int | None = None) -> None:
+            bar.update(task, description=what, **({} if done is None else {"completed": done}))
+        yield update
+
+
+class StageLog:
+    """Plain progress lines: each stage is written when it ends, ``label: what (n/total)
+    (1.2 s)``."""
+
+    def __init__(self, label: str, total: int | None) -> None:
+        self.label, self.total = label, total
+        self.stage: tuple[str, int | None, float] | None = None
+
+    def update(self, what: str | None, done: int | None = None) -> None:
+        if self.stage is not None:
+            name, count, start = self.stage
+            of = (f" ({count + 1}/{self.total})" if count is not None and self.total
+                  and count < self.total else "")
+            err.print(f"{self.label}: {name}{of} ({time.perf_counter() - start:.1f} s)",
+                      markup=False, highlight=False)
+        self.stage = None if what is None else (what, done, time.perf_counter())
+
+
+def check_new_folder(folder: Path, overwrite: bool) -> None:
+    """Refuse an output folder that exists and holds files unless ``overwrite`` (an empty
+    folder is used as it is), as ``interp train`` refuses an existing run file."""
+    if overwrite or not folder.is_dir():
+        return
+    if any(not name.startswith(".") for name in os.listdir(folder)):
+        raise FileExistsError(f"output folder {str(folder)!r} already exists; pass "
+                              "--overwrite to replace it.")
+
+
+def emit_json(data: Any, path: Path | None) -> bool:
+    """``--json PATH``: write ``data`` to ``PATH`` (atomically), or print it alone on
+    stdout for ``-``; returns whether stdout now holds the JSON (print nothing else)."""
+    if path is None:
+        return False
+    if str(path) == "-":
+        sys.stdout.write(json.dumps(data, allow_nan=False) + "\n")
+        return True
+    write_json_atomic(data, path)
+    return False
+
+
+def print_json_or(data: Any, path: Path | None, *printables: Any) -> None:
+    """``emit_json``, and unless the JSON went to stdout, print ``printables`` there."""
+    if not emit_json(data, path):
+        for item in printables:
+            out.print(item)
 
 
 def summary_table(run: Run) -> Table:
@@ -169,6 +272,24 @@ def summary_table(run: Run) -> Table:
         if k != "step" and len(m[k]):
             table.add_row(k, f"{float(m[k][-1]):.4f}")
     return table
+
+
+def run_result(run: Run) -> dict[str, Any]:
+    """What a command that wrote a run file reports as JSON: the file, its last step,
+    checkpoints and final metrics."""
+    m = run.metrics()
+    return {"path": str(run.path), "size_bytes": run.path.stat().st_size,
+            "model": run.family.name, "p": run.config.data.p, "complete": run.complete,
+            "step": int(m["step"][-1]) if len(m["step"]) else None,
+            "checkpoints": len(run.steps),
+            "final_metrics": final_metrics(m)}
+
+
+def final_metrics(metrics: Mapping[str, Any]) -> dict[str, float | None]:
+    """The last value of every metric, NaN (an empty subset's accuracy) as None (JSON
+    null)."""
+    last = {k: float(v[-1]) for k, v in sorted(metrics.items()) if k != "step" and len(v)}
+    return {k: v if v == v else None for k, v in last.items()}
 
 
 def cpu_has_bf16() -> bool:
@@ -201,15 +322,17 @@ def save_json(data: Any, default: Path, extra: Path | None) -> tuple[list[Path],
 
 
 #: Options shared by ``interp import`` and ``interp analyze FOREIGN``.
-LAYOUT_HELP = ("How to read a foreign checkpoint: auto, mlp (our names U, V, W), generic-mlp "
-               "(two-layer MLP; weights by --map or from shapes given --p) or transformer "
-               "(one layer, TransformerLens or our names).")
+LAYOUT_HELP = ("How to read a foreign checkpoint: auto, mlp (our names U, V, H1.., W), "
+               "generic-mlp (nn.Linear/nn.Embedding MLP of any depth from shapes given --p, "
+               "or two layers by --map) or transformer (TransformerLens or our names, any "
+               "number of layers).")
 MAP_HELP = "name=key: which foreign key holds our array (repeatable), e.g. W=fc2.weight."
 
 
-def foreign_options(layout: str | None, p: int | None, op: str, mapping: list[str] | None,
-                    act: str | None, train_frac: float, corrupt: float, split_seed: int,
-                    unsafe_pickle: bool, loss: str = "mse") -> dict[str, Any]:
+def foreign_options(layout: str | None, p: int | None, op: str | None,
+                    mapping: list[str] | None, act: str | None, train_frac: float | None,
+                    corrupt: float | None, split_seed: int | None,
+                    unsafe_pickle: bool, loss: str | None = None) -> dict[str, Any]:
     """Keyword arguments of :func:`interp.import_checkpoint` from CLI options."""
     from interp.store.layouts import parse_map
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from interp.cli.common import err, friendly, out
+from interp.cli.common import cpu_has_bf16, err, friendly, out, print_json_or, progress
 
 
 @friendly
@@ -26,12 +26,24 @@ def sweep(
     steps: int = typer.Option(2000, help="Base run: optimizer steps."),
     lr: float = typer.Option(1e-2, help="Base run: learning rate."),
     save_every: int = typer.Option(100, help="Base run: checkpoint every k steps."),
-    workers: int | None = typer.Option(None, help="Local worker processes "
-                                              "(default: one per core; 0: in this process)."),
-    batch: int = typer.Option(8, help="Train up to this many compatible cells at once as one "
-                                      "batched stack (1: every cell alone)."),
+    workers: int | None = typer.Option(None, help="Local worker processes (default: cores "
+                                              "// threads, one on CUDA; 0: in this "
+                                              "process)."),
+    metrics_every: int = typer.Option(10, help="Record the metrics every k steps (and at "
+                                              "checkpoints and the end); 1: every step."),
+    threads: int = typer.Option(1, help="Torch threads per cell; a cell's weights depend on "
+                                        "it, never on --workers or --batch."),
+    batch: int | None = typer.Option(None, help="Train up to this many compatible cells at "
+                                                "once in one process (default: 1 on the CPU, "
+                                                "64 on CUDA, where they share one kernel)."),
+    device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
     scheduler: str | None = typer.Option(None, help="Dask scheduler address, e.g. "
                                                     "tcp://host:8786 (needs interp[distributed])."),
+    json_path: Path | None = typer.Option(None, "--json", metavar="FILE|-",
+                                          help="Also write the report (counts, failed cells, "
+                                               "summary rows) as JSON here ('-': stdout, "
+                                               "alone).", rich_help_panel="Output"),
+    quiet: bool = typer.Option(False, help="No progress display.", rich_help_panel="Output"),
 ) -> None:
     """Train a grid of runs (xi x alpha x regularizer values x seeds), resumably.
 
@@ -40,13 +52,10 @@ def sweep(
 
     Examples:
 
-      interp sweep --config analyses/sweep_example.toml --out sweeps/wd
-
-      interp sweep --p 23 --width 64 --steps 300 --xi 0.1,0.3 --alpha 0.5,0.7
-      --regularizer weight_decay --values 0,5 --out sweeps/tiny
+        interp sweep --config analyses/sweep_example.toml --out sweeps/wd
+        interp sweep --p 23 --width 64 --steps 300 --xi 0.1,0.3 --alpha 0.5,0.7 \\
+            --regularizer weight_decay --values 0,5 --out sweeps/tiny
     """
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
     from interp.config import RunConfig
     from interp.sweeps.run import run_sweep
     from interp.sweeps.spec import SweepSpec, parse_grid
@@ -61,20 +70,25 @@ def sweep(
         spec = SweepSpec(base=base, xi=parse_grid(xi), alpha=parse_grid(alpha),
                          regularizer=regularizer,
                          values=None if values is None else parse_grid(values),
-                         seeds=tuple(int(s) for s in parse_grid(seeds)))
-    with Progress(TextColumn("[bold]sweep"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total} {task.fields[info]}"),
-                  TimeRemainingColumn(), console=err) as bar:
-        task = bar.add_task("sweep", total=spec.n_cells, info="")
-
-        def progress(event: Any) -> None:
-            bar.update(task, completed=event.done, info=f"{event.cell_id}: {event.action}")
+                         seeds=tuple(int(s) for s in parse_grid(seeds)),
+                         metrics_every=metrics_every)
+    if spec.base.train.precision == "bf16" and device == "cpu" and not cpu_has_bf16():
+        err.print("note: this CPU has no bfloat16 matrix instructions (avx512_bf16 or "
+                  "amx_bf16), so bf16 cells run slower than fp32 here; see "
+                  "docs/performance.md.")
+    with progress("sweep", quiet, total=spec.n_cells) as update:
+        def on_cell(event: Any) -> None:
+            update(f"{event.cell_id}: {event.action}", event.done)
 
         report = run_sweep(spec, out_dir, workers=workers, scheduler=scheduler,
-                           progress=progress, batch=batch)
-    out.print(f"{report.n_cells} cells: {report.n_trained} trained, {report.n_resumed} "
-              f"resumed, {report.n_skipped} already complete, {len(report.failed)} failed; "
-              f"summary in {out_dir / 'summary.csv'}")
+                           progress=on_cell, batch=batch, threads=threads, device=device)
+    result = {"out": str(out_dir), "n_cells": report.n_cells, "n_trained": report.n_trained,
+              "n_resumed": report.n_resumed, "n_skipped": report.n_skipped,
+              "failed": list(report.failed), "rows": list(report.rows)}
+    print_json_or(result, json_path,
+                  f"{report.n_cells} cells: {report.n_trained} trained, {report.n_resumed} "
+                  f"resumed, {report.n_skipped} already complete, {len(report.failed)} "
+                  f"failed; summary in {out_dir / 'summary.csv'}")
     if report.failed:
         err.print("failed cells: " + ", ".join(report.failed) + f" (see {out_dir}/cells/*.error)",
                   markup=False)
@@ -84,18 +98,25 @@ def sweep(
 @friendly
 def phase_diagram(
     sweep_dir: Path = typer.Argument(..., metavar="SWEEP_DIR", help="Folder of interp sweep."),
-    out_dir: Path | None = typer.Option(None, "--out",
+    out_dir: Path | None = typer.Option(None, "--out", metavar="DIR",
                                         help="Figure folder (default SWEEP_DIR/figures)."),
+    quiet: bool = typer.Option(False, help="No progress display."),
 ) -> None:
     """Draw the paper-style phase diagram and accuracy heatmaps of a sweep.
 
+    One panel per regularizer value, the majority phase (or the mean accuracy) over
+    seeds in each cell; it can run while the sweep is still going.
+
     Example:
 
-      interp phase-diagram sweeps/wd --out figures/wd
+        interp phase-diagram sweeps/wd --out figures/wd
     """
     from interp.plots.phase_diagram import write_phase_diagram
 
-    for path in write_phase_diagram(sweep_dir, out_dir):
+    with progress("phase-diagram", quiet) as update:
+        update(f"reading {sweep_dir} and drawing")
+        paths = write_phase_diagram(sweep_dir, out_dir)
+    for path in paths:
         out.print(f"wrote {path}")
 
 

@@ -15,76 +15,107 @@ import typer
 
 from interp.cli import common
 from interp.cli.common import (
+    DATA,
+    MODEL,
+    OUTPUT,
+    TRAINING,
     ProgressBar,
     as_options,
     default_run_name,
     err,
+    final_metrics,
     friendly,
     model_config,
     out,
+    print_json_or,
+    progress,
+    run_result,
     summary_table,
 )
 
 
 @friendly
 def train(
-    p: int = typer.Option(97, help="Modulus (prime where the operation needs it)."),
-    op: str = typer.Option("add", help="Operation: add, sub, mul, div, sq_sum (m^2+n^2)."),
-    train_frac: float = typer.Option(0.5, help="Train fraction alpha of all pairs."),
-    corrupt: float = typer.Option(0.35, help="Corrupted fraction xi of the training labels."),
+    p: int = typer.Option(97, help="Modulus (prime where the operation needs it).",
+                          rich_help_panel=DATA),
+    op: str = typer.Option("add", help="Operation: add, sub, mul, div, sq_sum (m^2+n^2).",
+                           rich_help_panel=DATA),
+    train_frac: float = typer.Option(0.5, help="Train fraction alpha of all pairs.",
+                                     rich_help_panel=DATA),
+    corrupt: float = typer.Option(0.35, help="Corrupted fraction xi of the training labels.",
+                                  rich_help_panel=DATA),
     corrupt_mode: str = typer.Option("different",
                                      help="'different': every corrupted label is wrong; "
-                                          "'uniform': drawn over all p labels."),
+                                          "'uniform': drawn over all p labels.",
+                                     rich_help_panel=DATA),
     model: str = typer.Option("mlp", help="mlp (the paper's MLP), deep_mlp (more hidden "
                                           "layers) or transformer (its one-layer "
-                                          "Transformer)."),
-    width: int | None = typer.Option(None, help="MLP hidden width N (default 500)."),
-    depth: int | None = typer.Option(None, help="Deep MLP: hidden layers (default 2)."),
+                                          "Transformer).", rich_help_panel=MODEL),
+    width: int | None = typer.Option(None, help="MLP hidden width N (default 500).",
+                                     rich_help_panel=MODEL),
+    depth: int | None = typer.Option(None, help="Deep MLP: hidden layers (default 2).",
+                                     rich_help_panel=MODEL),
     d_model: int | None = typer.Option(None, help="Transformer embedding dimension "
-                                                  "(default 128)."),
-    n_heads: int | None = typer.Option(None, help="Transformer attention heads (default 4)."),
-    d_mlp: int | None = typer.Option(None, help="Transformer MLP width (default 4 x d_model)."),
+                                                  "(default 128).", rich_help_panel=MODEL),
+    n_heads: int | None = typer.Option(None, help="Transformer attention heads (default 4).",
+                                       rich_help_panel=MODEL),
+    d_mlp: int | None = typer.Option(None, help="Transformer MLP width (default 4 x d_model).",
+                                     rich_help_panel=MODEL),
     act: str | None = typer.Option(None, help="Activation: x^K, relu, gelu (default x^2 for "
-                                              "the MLP, relu for the Transformer)."),
-    wd: float = typer.Option(0.0, help="Weight decay (on all parameters)."),
-    dropout: float = typer.Option(0.0, help="Dropout on the pre-activation."),
-    batchnorm: bool = typer.Option(False, help="BatchNorm after the activation."),
-    batch_size: int | None = typer.Option(None, help="Minibatch size (default: full batch)."),
-    lr: float = typer.Option(1e-2, help="Learning rate."),
-    optimizer: str = typer.Option("adamw", help="adamw, adam or sgd."),
-    loss: str = typer.Option("mse", help="mse (against one-hot targets) or ce."),
-    steps: int = typer.Option(2000, help="Optimizer steps."),
-    seed: int = typer.Option(0, help="Seed for the split, corruption, init and batches."),
-    save_every: int = typer.Option(10, help="Keep a checkpoint every k steps."),
-    save_log: int = typer.Option(0, help="Instead keep this many log-spaced checkpoints."),
+                                              "the MLP, relu for the Transformer).",
+                                   rich_help_panel=MODEL),
+    dropout: float = typer.Option(0.0, help="Dropout on the pre-activation.",
+                                  rich_help_panel=MODEL),
+    batchnorm: bool = typer.Option(False, help="BatchNorm after the activation.",
+                                   rich_help_panel=MODEL),
+    wd: float = typer.Option(0.0, help="Weight decay (on all parameters).",
+                             rich_help_panel=TRAINING),
+    batch_size: int | None = typer.Option(None, help="Minibatch size (default: full batch).",
+                                          rich_help_panel=TRAINING),
+    lr: float = typer.Option(1e-2, help="Learning rate.", rich_help_panel=TRAINING),
+    optimizer: str = typer.Option("adamw", help="adamw, adam or sgd.",
+                                  rich_help_panel=TRAINING),
+    loss: str = typer.Option("mse", help="mse (against one-hot targets) or ce.",
+                             rich_help_panel=TRAINING),
+    steps: int = typer.Option(2000, help="Optimizer steps.", rich_help_panel=TRAINING),
+    seed: int = typer.Option(0, help="Seed for the split, corruption, init and batches.",
+                             rich_help_panel=TRAINING),
     precision: str = typer.Option("fp32", help="fp32, or bf16 (bfloat16 matmuls, float32 "
-                                               "weights and optimizer state)."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
-    out_path: Path | None = typer.Option(None, "--out",
-                                            help="Run file (default checkpoints/<name>.h5)."),
-    resume: Path | None = typer.Option(None, help="Continue this interrupted run file "
-                                                     "(its stored config is used)."),
-    overwrite: bool = typer.Option(False, help="Replace an existing output file."),
-    quiet: bool = typer.Option(False, help="No progress bar."),
+                                               "weights and optimizer state).",
+                                  rich_help_panel=TRAINING),
+    device: str = typer.Option("cpu", help="cpu or cuda.", rich_help_panel=TRAINING),
+    save_every: int = typer.Option(10, help="Keep a checkpoint every k steps.",
+                                   rich_help_panel=OUTPUT),
+    save_log: int = typer.Option(0, help="Instead keep this many log-spaced checkpoints.",
+                                 rich_help_panel=OUTPUT),
+    out_path: Path | None = typer.Option(None, "--out", metavar="FILE",
+                                         help="Run file (default checkpoints/NAME.h5, NAME "
+                                              "from the settings).", rich_help_panel=OUTPUT),
+    resume: Path | None = typer.Option(None, metavar="FILE",
+                                       help="Continue this interrupted run file (its stored "
+                                            "config is used).", rich_help_panel=OUTPUT),
+    overwrite: bool = typer.Option(False, help="Replace an existing output file.",
+                                   rich_help_panel=OUTPUT),
+    json_path: Path | None = typer.Option(None, "--json", metavar="FILE|-",
+                                          help="Also write the final summary as JSON here "
+                                               "('-': stdout, alone).", rich_help_panel=OUTPUT),
+    quiet: bool = typer.Option(False, help="No progress display.", rich_help_panel=OUTPUT),
 ) -> None:
     """Train one run and record its dense trajectory.
 
     The defaults are the paper's main setting (p 97, width 500, alpha 0.5, xi 0.35,
     AdamW lr 1e-2, MSE, full batch, 2000 steps). --model transformer trains its
     one-layer Transformer (d_model 128, 4 heads, ReLU MLP of width 512, no LayerNorm,
-    no biases).
+    no biases). Prints the final metrics and the file written.
 
     Examples:
 
-      interp train --steps 1000                      # coexistence (wd 0)
-
-      interp train --model transformer --loss ce --wd 0.5 --steps 1000 --corrupt 0
-
-      interp train --model deep_mlp --depth 3 --width 128 --steps 500
-
-      interp train --wd 15 --steps 500 --out checkpoints/wd15.h5
-
-      interp train --resume checkpoints/wd15.h5      # after an interruption
+        interp train --steps 1000                     # coexistence (wd 0)
+        interp train --wd 15 --steps 500 --out checkpoints/wd15.h5
+        interp train --resume checkpoints/wd15.h5     # after an interruption
+        interp train --model deep_mlp --depth 3 --width 128 --steps 500
+        interp train --model transformer --loss ce --wd 0.5 --corrupt 0 \\
+            --steps 1000
     """
     from interp.config import DataConfig, RunConfig, TrainConfig
     from interp.store.trajectory import Run
@@ -120,10 +151,12 @@ def train(
                       "docs/performance.md.")
         with _stopped(path):
             train_to_file(cfg, path, device=device, overwrite=overwrite, callbacks=bar)
+    seconds = time.perf_counter() - start
     with Run(path) as run:
-        out.print(summary_table(run))
-    out.print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB) "
-              f"in {time.perf_counter() - start:.1f} s")
+        result = run_result(run) | {"seconds": round(seconds, 3)}
+        print_json_or(result, json_path, summary_table(run),
+                      f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB) "
+                      f"in {seconds:.1f} s")
 
 
 #: ``interp train`` options named as their config field, and those named otherwise.
@@ -155,13 +188,17 @@ def _stopped(path: Path) -> Iterator[None]:
 @friendly
 def inspect(
     run_path: Path = typer.Argument(..., metavar="RUN", help="Trajectory file (.h5)."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON object instead."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout "
+                                 "instead of tables."),
 ) -> None:
     """Show a run file's config, stored steps and checkpoints, final metrics and size.
 
+    It reads a file that is still being written, too. With --json it prints one JSON
+    object instead of the tables.
+
     Example:
 
-      interp inspect checkpoints/run.h5 --json
+        interp inspect checkpoints/run.h5 --json
     """
     from rich.table import Table
 
@@ -182,17 +219,20 @@ def inspect(
                             "last": int(run.steps[-1]) if len(run.steps) else None},
             "metric_steps": len(m["step"]),
             "arrays": {k: list(run.file["checkpoints"][k].shape[1:]) for k in run.names},
-            "final_metrics": {k: float(v[-1]) for k, v in m.items()
-                              if k != "step" and len(v)},
+            "final_metrics": final_metrics(m),
+            "assumed": run.assumed,
         }
         if as_json:
-            sys.stdout.write(json.dumps(info, indent=2) + "\n")
+            sys.stdout.write(json.dumps(info, indent=2, allow_nan=False) + "\n")
             return
         cfg = Table(title="config", show_header=False)
         for section, fields in info["config"].items():
             for k, v in fields.items():
-                cfg.add_row(f"{section}.{k}", str(v))
+                assumed = info["assumed"].get(f"{section}.{k}")
+                cfg.add_row(f"{section}.{k}", str(v) + (" (assumed)" if assumed else ""))
         out.print(cfg)
+        for k, v in info["assumed"].items():
+            out.print(f"assumed {k}: {v}", markup=False, highlight=False)
         ck = info["checkpoints"]
         out.print(f"{info['format']}, written by interp {info['interp_version']} "
                   f"at {info['created']}; {info['size_bytes'] / 2**20:.1f} MiB")
@@ -208,14 +248,23 @@ def solution(
     width: int = typer.Option(500, help="Number of neurons N."),
     op: str = typer.Option("add", help="add or sub (the operations with a phase relation)."),
     seed: int = typer.Option(0, help="Seed of the random phases."),
-    out_path: Path = typer.Option(..., "--out", help="Trajectory file to write."),
-    overwrite: bool = typer.Option(False, help="Replace an existing output file."),
+    out_path: Path = typer.Option(..., "--out", metavar="FILE", help="Trajectory file to "
+                                  "write.", rich_help_panel=OUTPUT),
+    overwrite: bool = typer.Option(False, help="Replace an existing output file.",
+                                   rich_help_panel=OUTPUT),
+    json_path: Path | None = typer.Option(None, "--json", metavar="FILE|-",
+                                          help="Also write a JSON summary here ('-': "
+                                               "stdout, alone).", rich_help_panel=OUTPUT),
+    quiet: bool = typer.Option(False, help="No progress display.", rich_help_panel=OUTPUT),
 ) -> None:
     """Write Gromov's analytic periodic network as a one-checkpoint trajectory file.
 
-    Every analysis then runs on it. Example:
+    Every analysis then runs on it; at p 97 and width 500 it classifies every pair
+    correctly.
 
-      interp solution --p 97 --width 500 --out checkpoints/analytic.h5
+    Example:
+
+        interp solution --p 97 --width 500 --out checkpoints/analytic.h5
     """
     from interp.analysis.solution import analytic_network
     from interp.config import DataConfig, RunConfig, TrainConfig, check_memory
@@ -228,10 +277,10 @@ def solution(
         cfg = RunConfig(DataConfig(p=p, op=op, corrupt=0.0), MLPConfig(width=width),
                         TrainConfig(steps=0))
     check_memory([cfg], available_memory(resolve_device("cpu")))
-    weights = analytic_network(p, width, seed=seed, op=op)
-    write_trajectory(cfg, out_path, [(0, weights)], overwrite=overwrite,
-                     source=f"analytic solution (interp.analytic_network, seed {seed})")
+    with progress("solution", quiet) as update:
+        update(f"building the network, writing {out_path} and measuring its accuracies")
+        weights = analytic_network(p, width, seed=seed, op=op)
+        write_trajectory(cfg, out_path, [(0, weights)], overwrite=overwrite,
+                         source=f"analytic solution (interp.analytic_network, seed {seed})")
     with Run(out_path) as run:
-        out.print(summary_table(run))
-    out.print(f"wrote {out_path}")
-
+        print_json_or(run_result(run), json_path, summary_table(run), f"wrote {out_path}")

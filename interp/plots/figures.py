@@ -1,9 +1,13 @@
-"""Figures. Each ``plot_*`` function takes arrays and a matplotlib ``Axes`` and returns it.
+"""Figures of one analysis. Each ``plot_*`` function takes arrays and a matplotlib ``Axes``
+and returns it.
 
 Figures are built with :class:`matplotlib.figure.Figure` on the Agg canvas, never through
 ``pyplot``, so nothing is registered in pyplot's global figure list and the caller's
-backend is left alone. :func:`write_figures` saves the standard set for one
-:func:`interp.analyze` summary, each PNG written atomically.
+backend is left alone. :func:`analysis_figures` draws the standard set for one
+:func:`interp.analyze` summary; :func:`write_figures` saves them, each PNG written
+atomically. Every figure carries the run's identity as a title line when given
+(:func:`interp.plots.style.run_identity`), keeps its legend beside the data and uses
+whole-number ticks for counts, frequencies and neuron indices.
 """
 
 from __future__ import annotations
@@ -15,28 +19,59 @@ from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from interp.analysis.spectra import IPR_CONVENTION, ipr_bounds
-from interp.data import ACCURACY_NAMES
-from interp.store.atomic import write_atomic
+from interp.plots.compare import write_compare_figures
+from interp.plots.curves import plot_loss_curves, plot_training_curves
+from interp.plots.layers import layer_figures
+from interp.plots.progress import progress_figures
+from interp.plots.style import (
+    as_float,
+    integer_ticks,
+    new_figure,
+    outside_legend,
+    save_png,
+    title_line,
+    write_pngs,
+)
+
+__all__ = ["analysis_figures", "plot_embedding_spectrum", "plot_ipr_heatmap",
+           "plot_ipr_histogram", "plot_loss_curves", "plot_prune_curves", "plot_spectra",
+           "plot_training_curves", "save_png", "write_compare_figures", "write_figures"]
 
 ORDER_COLORS = {"ascending": "tab:blue", "descending": "tab:red", "random": "tab:gray"}
+ORDER_LABELS = {"ascending": "lowest IPR first", "descending": "highest IPR first",
+                "random": "random order"}
+CURVE_STYLES = {"test": "-", "train_corrupted": "--", "train": ":", "train_clean": "-."}
+CURVE_LABELS = {"test": "test", "train_corrupted": "memorization", "train": "train",
+                "train_clean": "train, clean"}
 
 
 def plot_ipr_histogram(ax: Axes, ipr: np.ndarray, threshold: float | None = None,
                        p: int | None = None, r: float = 2, bins: int = 30) -> Axes:
-    """Histogram of per-neuron IPR (shape=(N,)), with the class threshold and the IPR range."""
+    """Histogram of per-neuron IPR (shape=(N,)); with a ``threshold`` the memorizing and
+    generalizing neurons are stacked in two colours and the threshold is marked; with
+    ``p`` the minimum IPR of the convention is marked."""
     ipr = np.asarray(ipr, dtype=np.float64)
     lo = ipr_bounds(p, r)[0] if p is not None else float(ipr.min())
-    ax.hist(ipr, bins=np.linspace(min(lo, float(ipr.min())), 1.0, bins + 1), color="tab:blue")
-    if threshold is not None:
-        ax.axvline(threshold, color="k", ls="--", label=f"threshold {threshold:.3g}")
-        ax.legend(loc="upper center")
+    edges = np.linspace(min(lo, float(ipr.min())), 1.0, bins + 1)
+    if threshold is None:
+        ax.hist(ipr, bins=edges, color="tab:blue", label=f"neurons ({len(ipr)})")
+    else:
+        groups = [ipr[ipr < threshold], ipr[ipr >= threshold]]
+        ax.hist(groups, bins=edges, stacked=True, color=["tab:red", "tab:blue"],
+                label=[f"{name} ({len(g)})" if len(g) else f"_{name}"  # none when empty
+                       for name, g in zip(("memorizing", "generalizing"), groups)])
+        ax.axvline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:.3g}")
     if p is not None:
-        ax.axvline(lo, color="tab:gray", ls=":", lw=1)
+        ax.axvline(lo, color="tab:gray", ls=":", lw=1.2,
+                   label=f"minimum IPR 1/{p // 2 + 1} = {lo:.3g}" if r == 2 else
+                   f"minimum IPR {lo:.3g}")
     ax.set(xlabel=f"neuron IPR (r={r:g})", ylabel="neurons")
+    integer_ticks(ax.yaxis)
+    outside_legend(ax)
     return ax
 
 
@@ -50,22 +85,28 @@ def plot_ipr_heatmap(ax: Axes, steps: np.ndarray, ipr_traj: np.ndarray) -> Axes:
     x = np.asarray(steps, dtype=np.float64)
     mesh = ax.pcolormesh(x, np.arange(traj.shape[1]), traj[:, order].T, shading="nearest",
                          cmap="viridis", vmin=0.0, vmax=1.0)
-    ax.figure.colorbar(mesh, ax=ax, label="IPR")
+    ax.figure.colorbar(mesh, ax=ax, label="neuron IPR")
     ax.set(xlabel="step", ylabel="neuron (sorted by final IPR)")
+    integer_ticks(ax.yaxis)
     return ax
 
 
-def plot_spectra(ax: Axes, power: np.ndarray, ipr: np.ndarray) -> Axes:
+def plot_spectra(ax: Axes, power: np.ndarray, ipr: np.ndarray,
+                 of: Sequence[str] | None = None) -> Axes:
     """Power spectra of all neurons as an image, sorted by IPR (most periodic on top).
 
-    ``power`` shape=(N, K), e.g. :func:`interp.neuron_power`; ``ipr`` shape=(N,).
+    ``power`` shape=(N, K), e.g. :func:`interp.neuron_power`; ``ipr`` shape=(N,); ``of``
+    names the weights whose spectra ``power`` averages (the title says so).
     """
     power = np.asarray(power, dtype=np.float64)
     order = np.argsort(np.asarray(ipr), kind="stable")
     image = ax.imshow(power[order], aspect="auto", origin="lower", cmap="magma",
                       interpolation="nearest")
-    ax.figure.colorbar(image, ax=ax, label="share of power")
+    ax.figure.colorbar(image, ax=ax, label="share of the neuron's power")
     ax.set(xlabel="frequency", ylabel="neuron (sorted by IPR)")
+    what = ", ".join(of) if of else "the neuron's weights"
+    ax.set_title(f"Fourier power per neuron: mean of the spectra of {what}", fontsize="small")
+    integer_ticks(ax.xaxis, ax.yaxis)
     return ax
 
 
@@ -74,175 +115,120 @@ def plot_embedding_spectrum(ax: Axes, shares: Sequence[float],
     """Share of the token embedding's squared norm per frequency (shape=(p//2+1,)), key
     frequencies highlighted."""
     shares = np.asarray(shares, dtype=np.float64)
-    colors = np.where(np.isin(np.arange(len(shares)), np.asarray(key, dtype=np.int64)),
-                      "tab:red", "tab:gray")
-    ax.bar(np.arange(len(shares)), shares, color=colors, width=0.8)
+    is_key = np.isin(np.arange(len(shares)), np.asarray(key, dtype=np.int64))
+    ax.bar(np.arange(len(shares)), shares, color=np.where(is_key, "tab:red", "tab:gray"),
+           width=0.8)
     ax.set(xlabel="frequency", ylabel="share of ||W_E||^2",
            title=f"{len(key)} key frequencies carry {shares[list(key)].sum():.0%}")
+    integer_ticks(ax.xaxis)
+    handles = [Patch(color=c, label=label) for c, label, shown in (
+        ("tab:red", "key frequency", is_key.any()), ("tab:gray", "other", not is_key.all()))
+        if shown]
+    ax.legend(handles=handles,
+              loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+              frameon=False, fontsize="small")
     return ax
 
 
 def plot_prune_curves(ax: Axes, curves: Mapping[str, Mapping[str, Sequence[float]]],
-                      names: Sequence[str] = ("test", "train_corrupted")) -> Axes:
+                      names: Sequence[str] = ("test", "train_corrupted"),
+                      n_memorizing: int | None = None) -> Axes:
     """Accuracy against neurons pruned, one colour per order, one line style per accuracy.
 
     ``curves`` maps an order name to a curve with ``n_pruned`` and accuracy lists
-    (None entries, e.g. JSON null, are drawn as gaps).
+    (None entries, e.g. JSON null, are drawn as gaps; an accuracy with no value at all is
+    left out). ``n_memorizing`` marks the count of memorizing neurons.
     """
-    styles = ["-", "--", ":", "-."]
     for order, curve in curves.items():
         x = np.asarray(curve["n_pruned"], dtype=np.float64)
-        for i, name in enumerate(names):
-            y = np.asarray(curve[name], dtype=np.float64)
-            ax.plot(x, y, styles[i % len(styles)], color=ORDER_COLORS.get(order),
-                    label=f"{order}: {name}")
+        for name in names:
+            y = as_float(curve[name])
+            if np.isfinite(y).any():
+                ax.plot(x, y, CURVE_STYLES.get(name, "-"), color=ORDER_COLORS.get(order),
+                        label=f"{ORDER_LABELS.get(order, order)}: {CURVE_LABELS.get(name, name)}")
+    if n_memorizing is not None:
+        ax.axvline(n_memorizing, color="k", ls=":", lw=1,
+                   label=f"memorizing neurons ({n_memorizing})")
     ax.set(xlabel="neurons pruned", ylabel="accuracy", ylim=(-0.02, 1.02))
-    ax.legend(fontsize="small")
+    integer_ticks(ax.xaxis)
+    outside_legend(ax)
     return ax
 
 
-def plot_training_curves(ax: Axes, metrics: Mapping[str, np.ndarray],
-                         names: Sequence[str] = ACCURACY_NAMES) -> Axes:
-    """Accuracies over training from :meth:`interp.Run.metrics` (``step``,
-    ``accuracy/<name>``); subsets absent from ``metrics`` are skipped."""
+def _curve_figures(summary: Mapping[str, Any], metrics: Mapping[str, Any]
+                   ) -> dict[str, Figure]:
+    stages = (summary.get("phase") or {}).get("stages")
     steps = np.asarray(metrics["step"])
-    for name in names:
-        key = f"accuracy/{name}"
-        if key in metrics:
-            ax.plot(steps, np.asarray(metrics[key], dtype=np.float64), label=name)
-    ax.set(xlabel="step", ylabel="accuracy", ylim=(-0.02, 1.02))
-    ax.legend(fontsize="small")
-    return ax
+    step = int(summary["step"])
+    marked = step if len(steps) and step < int(steps.max()) else None  # not the last
+    fig, (ax,) = new_figure(7.2, 4.0)
+    plot_training_curves(ax, metrics, stages=stages, step=marked)
+    figures = {"accuracy": fig}
+    if "loss" in metrics:
+        fig, (ax,) = new_figure(7.2, 4.0)
+        plot_loss_curves(ax, metrics, stages=stages, step=marked)
+        figures["loss"] = fig
+    return figures
 
 
-def _new_axes(width: float = 6.0, height: float = 4.0) -> tuple[Figure, Axes]:
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig, fig.add_subplot()
+def _ipr_figures(summary: Mapping[str, Any], arrays: Mapping[str, Any],
+                 spectra_of: Sequence[str] | None) -> dict[str, Figure]:
+    section, classes = summary["ipr"], summary.get("classes") or {}
+    neurons = np.asarray(section["neurons"], dtype=np.float64)
+    one_d = section["convention"] == IPR_CONVENTION  # its minimum is known
+    fig, (ax,) = new_figure(7.2, 4.0)
+    plot_ipr_histogram(ax, neurons, classes.get("threshold"),
+                       summary["p"] if one_d else None, section["r"])
+    figures = {"ipr_histogram": fig}
+    fig, (ax,) = new_figure(7.0, 4.5)
+    plot_ipr_heatmap(ax, arrays["ipr_steps"], arrays["ipr_trajectory"])
+    figures["ipr_trajectory"] = fig
+    if arrays.get("power") is not None:
+        fig, (ax,) = new_figure(6.4, 5.0)
+        plot_spectra(ax, arrays["power"], neurons, spectra_of)
+        figures["spectra"] = fig
+    return figures
 
 
-def save_png(fig: Figure, path: Path, **options: object) -> Path:
-    """Write a figure as a PNG, atomically (:func:`interp.store.atomic.write_atomic`)."""
-    if fig.canvas is None or not isinstance(fig.canvas, FigureCanvasAgg):
-        FigureCanvasAgg(fig)
-    return write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=120, **options))
-
-
-def write_figures(summary: Mapping[str, Any], arrays: Mapping[str, Any],
-                  out_dir: str | os.PathLike) -> list[Path]:
-    """Save the figures of one :func:`interp.analyze` summary as PNGs.
+def analysis_figures(summary: Mapping[str, Any], arrays: Mapping[str, Any], *,
+                     title: str | None = None,
+                     spectra_of: Sequence[str] | None = None) -> dict[str, Figure]:
+    """The figures of one :func:`interp.analyze` summary, by file name without ``.png``.
 
     ``arrays`` are the computed arrays the figures draw (``Analysis.arrays`` of
     :func:`interp.reports.analyze.analyze_run`): ``metrics``, ``ipr_steps``,
-    ``ipr_trajectory`` and ``power``. Writes ``accuracy.png`` always;
-    ``ipr_histogram.png`` and ``ipr_trajectory.png`` when the summary has an IPR section,
-    ``spectra.png`` when there is a per-neuron power spectrum (neurons seen as vectors);
-    ``prune.png`` when it has pruning curves; ``embedding_spectrum.png`` when it has a
-    token embedding's spectrum. Returns the paths written.
+    ``ipr_trajectory`` and ``power``. ``accuracy`` always; ``loss`` when the metrics hold
+    the loss; ``ipr_histogram`` and ``ipr_trajectory`` with an IPR section, ``spectra``
+    with a per-neuron power spectrum (``spectra_of`` names the weights it averages);
+    ``embedding_spectrum`` with a token embedding's spectrum; ``prune`` with pruning
+    curves. ``title`` (the run's identity) is each figure's title line.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    step, written = int(summary["step"]), []
-
-    fig, ax = _new_axes()
-    plot_training_curves(ax, arrays["metrics"])
-    ax.axvline(step, color="k", lw=0.8, ls=":")
-    written.append(save_png(fig, out / "accuracy.png"))
-
+    figures = _curve_figures(summary, arrays["metrics"])
     if summary.get("ipr"):
-        section, classes = summary["ipr"], summary.get("classes") or {}
-        neurons = np.asarray(section["neurons"], dtype=np.float64)
-        fig, ax = _new_axes()
-        one_d = section["convention"] == IPR_CONVENTION  # its minimum is known
-        plot_ipr_histogram(ax, neurons, classes.get("threshold"),
-                           summary["p"] if one_d else None, section["r"])
-        written.append(save_png(fig, out / "ipr_histogram.png"))
-
-        fig, ax = _new_axes(7.0, 4.5)
-        plot_ipr_heatmap(ax, arrays["ipr_steps"], arrays["ipr_trajectory"])
-        written.append(save_png(fig, out / "ipr_trajectory.png"))
-
-        if arrays.get("power") is not None:
-            fig, ax = _new_axes(6.0, 5.0)
-            plot_spectra(ax, arrays["power"], neurons)
-            written.append(save_png(fig, out / "spectra.png"))
-
+        figures |= _ipr_figures(summary, arrays, spectra_of)
     if summary.get("embedding"):
-        fig, ax = _new_axes()
+        fig, (ax,) = new_figure(7.2, 4.0)
         plot_embedding_spectrum(ax, summary["embedding"]["shares"],
                                 summary["embedding"]["key"]["frequencies"])
-        written.append(save_png(fig, out / "embedding_spectrum.png"))
-
+        figures["embedding_spectrum"] = fig
     if summary.get("prune"):
-        fig, ax = _new_axes()
-        plot_prune_curves(ax, summary["prune"])
-        written.append(save_png(fig, out / "prune.png"))
-    return written
+        classes = summary.get("classes")
+        fig, (ax,) = new_figure(7.6, 4.0)
+        plot_prune_curves(ax, summary["prune"],
+                          n_memorizing=len(classes["memorizing"]) if classes else None)
+        figures["prune"] = fig
+    if summary.get("progress"):  # progress_losses, progress_sparsity, key_frequencies
+        figures |= progress_figures(arrays.get("progress") or summary["progress"])
+    if summary.get("layers"):  # layers, layer_prune: networks with several hidden layers
+        figures |= layer_figures(summary["layers"])
+    for fig in figures.values():
+        title_line(fig, title)
+    return figures
 
 
-def plot_gamma_vs_ipr(ax: Axes, ipr: np.ndarray, gamma: np.ndarray,
-                      rho: float | None = None) -> Axes:
-    """BatchNorm scale |gamma| against neuron IPR, both shape=(N,)."""
-    ax.scatter(np.asarray(ipr, dtype=np.float64), np.abs(np.asarray(gamma, dtype=np.float64)),
-               s=8, alpha=0.6)
-    title = "" if rho is None else f"Spearman rho {rho:.3f}"
-    ax.set(xlabel="neuron IPR", ylabel="|gamma|", title=title)
-    return ax
-
-
-def _grid(n: int, width: float = 4.2, height: float = 3.4) -> tuple[Figure, list[Axes]]:
-    fig = Figure(figsize=(width * n, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig, list(np.atleast_1d(fig.subplots(1, n, squeeze=False)[0]))
-
-
-def write_compare_figures(result: Mapping[str, Any], out_dir: str | os.PathLike) -> list[Path]:
-    """Side-by-side figures of an :func:`interp.compare` result; returns the paths.
-
-    ``ipr_histograms.png``, ``accuracy.png``, ``prune.png`` (when pruned): one panel per
-    run; ``ipr_mean.png``: mean IPR over training, one line per run; ``gamma_ipr.png``:
-    |gamma| against IPR for the runs with BatchNorm.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    runs, written = result["runs"], []
-
-    def title(r: Mapping[str, Any]) -> str:
-        diff = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["differences"].items())
-        return f"{r['label']}\n{diff}" if diff else r["label"]
-
-    fig, axes = _grid(len(runs))
-    for ax, r in zip(axes, runs):
-        plot_ipr_histogram(ax, r["ipr"]["neurons"], r["classes"]["threshold"])
-        ax.set_title(title(r), fontsize="small")
-    written.append(save_png(fig, out / "ipr_histograms.png"))
-
-    fig, axes = _grid(len(runs))
-    for ax, r in zip(axes, runs):
-        plot_training_curves(ax, r["curves"], ("train", "test", "train_corrupted"))
-        ax.set_title(title(r), fontsize="small")
-    written.append(save_png(fig, out / "accuracy.png"))
-
-    fig, ax = _new_axes()
-    for r in runs:
-        ax.plot(r["ipr_over_training"]["step"], r["ipr_over_training"]["mean"], label=r["label"])
-    ax.set(xlabel="step", ylabel="mean neuron IPR")
-    ax.legend(fontsize="small")
-    written.append(save_png(fig, out / "ipr_mean.png"))
-
-    if all(r["prune"] for r in runs):
-        fig, axes = _grid(len(runs))
-        for ax, r in zip(axes, runs):
-            plot_prune_curves(ax, r["prune"])
-            ax.set_title(title(r), fontsize="small")
-        written.append(save_png(fig, out / "prune.png"))
-
-    bn = [r for r in runs if r["batchnorm"]]
-    if bn:
-        fig, axes = _grid(len(bn))
-        for ax, r in zip(axes, bn):
-            plot_gamma_vs_ipr(ax, r["ipr"]["neurons"], r["batchnorm"]["gamma"])
-            ax.set_title(title(r) + f"\nSpearman rho {r['batchnorm']['spearman']:.3f}",
-                         fontsize="small")
-        written.append(save_png(fig, out / "gamma_ipr.png"))
-    return written
+def write_figures(summary: Mapping[str, Any], arrays: Mapping[str, Any],
+                  out_dir: str | os.PathLike, *, title: str | None = None,
+                  spectra_of: Sequence[str] | None = None) -> list[Path]:
+    """Save :func:`analysis_figures` as PNGs in ``out_dir``; returns the paths written."""
+    return write_pngs(analysis_figures(summary, arrays, title=title, spectra_of=spectra_of),
+                      Path(out_dir))

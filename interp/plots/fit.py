@@ -16,8 +16,15 @@ from typing import Any
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-from interp.plots.figures import save_png
+from interp.plots.style import (
+    integer_ticks,
+    new_figure,
+    outside_legend,
+    title_line,
+    write_pngs,
+)
 
 VECTOR_NAMES = ("U", "V", "W")
 
@@ -48,6 +55,7 @@ def plot_neuron_fit(vectors: np.ndarray, frequency: int, amplitudes: Sequence[fl
             ax.plot(fine, fitted + offset, "-", lw=1, color=points.get_color(), alpha=0.8)
     ax.set_yticks([-i * step for i in range(3)], VECTOR_NAMES)
     ax.set_xlabel("residue")
+    integer_ticks(ax.xaxis)
     ax.set_title(title or f"f = {frequency}", fontsize=9)
     return ax
 
@@ -63,6 +71,7 @@ def plot_frequency_histogram(counts: Sequence[int], ax: Axes) -> Axes:
     ax.set_title(f"{int(counts.sum())} neurons, {used}/{len(counts)} frequencies used",
                  fontsize=9)
     ax.set_xlim(0.4, len(counts) + 0.6)
+    integer_ticks(ax.xaxis, ax.yaxis)
     return ax
 
 
@@ -82,15 +91,19 @@ def plot_residual_histogram(residuals: np.ndarray, consistent: np.ndarray, ax: A
         raise ValueError(f"consistent must have the shape of residuals {residuals.shape}, "
                          f"got {consistent.shape}.")
     edges = np.linspace(-np.pi, np.pi, bins + 1)
-    ax.hist([residuals[consistent], residuals[~consistent]], bins=edges, stacked=True,
-            color=["tab:blue", "tab:gray"], label=["consistent", "other"])
-    if max_residual is not None:
-        for x in (-max_residual, max_residual):
-            ax.axvline(x, color="k", lw=0.8, ls="--")
+    groups = [residuals[consistent], residuals[~consistent]]
+    ax.hist(groups, bins=edges, stacked=True, color=["tab:blue", "tab:gray"],
+            label=[f"{name} ({len(g)})" if len(g) else f"_{name}"  # no entry when empty
+                   for name, g in zip(("consistent", "other"), groups)])
+    if max_residual is not None:  # the pair as one line collection: one legend entry
+        ax.vlines([-max_residual, max_residual], 0, 1, transform=ax.get_xaxis_transform(),
+                  colors="k", lw=0.8, linestyles="--",
+                  label=f"tolerance +-{max_residual:.3g} rad")
     ax.set_xlabel("phase(W) - phase(U) - phase(V)  [rad]")
     ax.set_ylabel("neurons")
     ax.set_xlim(-np.pi, np.pi)
-    ax.legend(fontsize=8)
+    integer_ticks(ax.yaxis)
+    outside_legend(ax)
     return ax
 
 
@@ -104,8 +117,46 @@ def _example_neurons(records: Sequence[Mapping[str, Any]], n: int) -> list[int]:
     return [r["neuron"] for r in good[:n] + bad[: n // 2]]
 
 
+def fit_figures(fit: Mapping[str, Any], weights: Mapping[str, Any], n_examples: int = 6,
+                title: str | None = None) -> dict[str, Figure]:
+    """The fit's figures by file name without ``.png``: ``fit_frequencies``,
+    ``fit_residuals`` and ``fit_neurons`` (arguments as :func:`write_fit_figures`)."""
+    records = fit["neurons"]
+    figures = {}
+    fig, (ax,) = new_figure(7.6, 3.4)
+    plot_frequency_histogram(fit["summary"]["frequency_counts"], ax)
+    figures["fit_frequencies"] = fig
+
+    fig, (ax,) = new_figure(7.6, 3.4)
+    plot_residual_histogram(np.array([r["residual"] for r in records]),
+                            np.array([r["consistent"] for r in records]), ax,
+                            fit["tolerances"]["max_residual"])
+    figures["fit_residuals"] = fig
+
+    chosen = _example_neurons(records, n_examples)
+    cols = 3
+    rows = max(1, -(-len(chosen) // cols))
+    fig = Figure(figsize=(3.4 * cols + 1.4, 2.8 * rows), layout="constrained")
+    U, V, W = (np.asarray(weights[k]) for k in "UVW")
+    for i, k in enumerate(chosen):
+        r = records[k]
+        status = "consistent" if r["consistent"] else "not consistent"
+        plot_neuron_fit(np.stack([U[k], V[k], W[:, k]]), r["frequency"], r["amplitudes"],
+                        r["phases"], fig.add_subplot(rows, cols, i + 1),
+                        title=f"neuron {k}, f = {r['frequency']}, {status}")
+    fig.legend(handles=[Line2D([], [], ls="", marker="o", ms=3, color="0.3",
+                               label="weights"),
+                        Line2D([], [], color="0.3", label="fitted cosine")],
+               loc="outside right upper", frameon=False, fontsize="small")
+    figures["fit_neurons"] = fig
+    for fig in figures.values():
+        title_line(fig, title)
+    return figures
+
+
 def write_fit_figures(fit: Mapping[str, Any], weights: Mapping[str, Any],
-                      out_dir: str | os.PathLike, n_examples: int = 6) -> list[Path]:
+                      out_dir: str | os.PathLike, n_examples: int = 6,
+                      title: str | None = None) -> list[Path]:
     """Save the fit's figures as PNGs in ``out_dir``; returns their paths.
 
     Parameters
@@ -114,36 +165,10 @@ def write_fit_figures(fit: Mapping[str, Any], weights: Mapping[str, Any],
     weights : ``U``, ``V`` shape=(N, p), ``W`` shape=(p, N), the weights that were fitted.
     out_dir : folder, created if missing.
     n_examples : consistent neurons drawn in ``fit_neurons.png`` (plus half as many others).
+    title : the run's identity, a title line above each figure.
 
     Returns
     -------
     Paths of ``fit_frequencies.png``, ``fit_residuals.png`` and ``fit_neurons.png``.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    records = fit["neurons"]
-    paths = []
-
-    fig = Figure(figsize=(7, 3.2), layout="constrained")
-    plot_frequency_histogram(fit["summary"]["frequency_counts"], fig.add_subplot())
-    paths.append(save_png(fig, out / "fit_frequencies.png"))
-
-    fig = Figure(figsize=(7, 3.2), layout="constrained")
-    plot_residual_histogram(np.array([r["residual"] for r in records]),
-                            np.array([r["consistent"] for r in records]), fig.add_subplot(),
-                            fit["tolerances"]["max_residual"])
-    paths.append(save_png(fig, out / "fit_residuals.png"))
-
-    chosen = _example_neurons(records, n_examples)
-    cols = 3
-    rows = max(1, -(-len(chosen) // cols))
-    fig = Figure(figsize=(3.4 * cols, 2.8 * rows), layout="constrained")
-    U, V, W = (np.asarray(weights[k]) for k in "UVW")
-    for i, k in enumerate(chosen):
-        r = records[k]
-        status = "consistent" if r["consistent"] else "not consistent"
-        plot_neuron_fit(np.stack([U[k], V[k], W[:, k]]), r["frequency"], r["amplitudes"],
-                        r["phases"], fig.add_subplot(rows, cols, i + 1),
-                        title=f"neuron {k}, f = {r['frequency']}, {status}")
-    paths.append(save_png(fig, out / "fit_neurons.png"))
-    return paths
+    return write_pngs(fit_figures(fit, weights, n_examples, title), Path(out_dir))

@@ -20,15 +20,17 @@ from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from interp.analysis.phase import PHASES
-from interp.plots.figures import save_png
+from interp.plots.style import save_png
 
 #: One colour per phase, in :data:`interp.analysis.phase.PHASES` order.
-PHASE_COLORS = ("#4daf4a", "#377eb8", "#984ea3", "#e41a1c", "#ff7f00", "#a65628")
+PHASE_COLORS = ("#4daf4a", "#377eb8", "#984ea3", "#e41a1c", "#ff7f00", "#a65628",
+                "#66c2a5", "#ffd92f")  # clean runs: comprehension, grokking
 MISSING_COLOR = "#ffffff"
 _LABELS = {"weight_decay": "weight decay", "dropout": "dropout",
            "batch_size": "BatchNorm, batch size"}
@@ -114,7 +116,20 @@ def _check_grid(grid: np.ndarray, xi: np.ndarray, alpha: np.ndarray) -> np.ndarr
     return grid
 
 
-def _label_axes(ax: Axes, title: str | None) -> None:
+def grid_ticks(values: np.ndarray, max_labels: int = 9) -> list[str]:
+    """Tick labels at every grid value, every k-th one written so that at most
+    ``max_labels`` are (17 values: every other one); the ends are always written."""
+    k = max(1, -(-len(values) // max_labels))
+    return [f"{v:g}" if i % k == 0 or i == len(values) - 1 else ""
+            for i, v in enumerate(values)]
+
+
+def _label_axes(ax: Axes, xi: np.ndarray, alpha: np.ndarray, title: str | None) -> None:
+    """Ticks at the grid values, axes limited to the grid's cells."""
+    ax.set_xticks(xi, grid_ticks(xi))
+    ax.set_yticks(alpha, grid_ticks(alpha))
+    ax.set_xlim(*_edges(xi)[[0, -1]])
+    ax.set_ylim(*_edges(alpha)[[0, -1]])
     ax.set_xlabel("xi (corrupted fraction)")
     ax.set_ylabel("alpha (training fraction)")
     if title:
@@ -129,17 +144,26 @@ def plot_phase_diagram(grid: np.ndarray, xi: np.ndarray, alpha: np.ndarray, ax: 
     norm = BoundaryNorm(np.arange(-1.5, len(PHASES)), cmap.N)
     ax.pcolormesh(_edges(xi), _edges(alpha), grid, cmap=cmap, norm=norm,
                   edgecolors="0.85", linewidth=0.3)
-    _label_axes(ax, title)
+    _label_axes(ax, xi, alpha, title)
     if legend:
-        ax.legend(handles=phase_legend_handles(), loc="upper left", bbox_to_anchor=(1.02, 1),
-                  fontsize="small", frameon=False)
+        ax.legend(handles=phase_legend_handles(grid), loc="upper left",
+                  bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False, title="phase")
     return ax
 
 
-def phase_legend_handles() -> list[Patch]:
-    """One coloured patch per phase, labelled with its name."""
-    return [Patch(facecolor=c, edgecolor="0.5", label=p.replace("_", " "))
-            for p, c in zip(PHASES, PHASE_COLORS)]
+def phase_legend_handles(grid: np.ndarray | Sequence[np.ndarray] | None = None
+                         ) -> list[Patch]:
+    """One coloured patch per phase, labelled with its name; given a ``grid`` (or a list
+    of them), only the phases it shows, and "no complete cell" when it has such cells."""
+    grids = [] if grid is None else [grid] if isinstance(grid, np.ndarray) else list(grid)
+    shown = None if grid is None else {int(v) for g in grids for v in np.ravel(g)}
+    handles = [Patch(facecolor=c, edgecolor="0.5", label=p.replace("_", " "))
+               for i, (p, c) in enumerate(zip(PHASES, PHASE_COLORS))
+               if shown is None or i in shown]
+    if shown is not None and -1 in shown:
+        handles.append(Patch(facecolor=MISSING_COLOR, edgecolor="0.5",
+                             label="no complete cell"))
+    return handles
 
 
 def plot_accuracy_heatmap(grid: np.ndarray, xi: np.ndarray, alpha: np.ndarray, ax: Axes,
@@ -150,8 +174,45 @@ def plot_accuracy_heatmap(grid: np.ndarray, xi: np.ndarray, alpha: np.ndarray, a
                          cmap="viridis", vmin=0.0, vmax=1.0)
     if colorbar:
         ax.figure.colorbar(mesh, ax=ax, label="accuracy")
-    _label_axes(ax, title)
+    _label_axes(ax, xi, alpha, title)
     return ax
+
+
+def phase_figures(spec: Any, rows: Sequence[Row]) -> dict[str, Figure]:
+    """The figures of a sweep (its :class:`interp.SweepSpec` and summary rows), by file
+    name without ``.png``: ``phase_diagram`` (majority phase over seeds, one panel per
+    regularizer value, a legend of the phases shown), ``accuracy_test`` and
+    ``accuracy_train`` (mean over seeds)."""
+    label = _LABELS[spec.regularizer]
+    panels = [(v, [r for r in rows if r["value"] == v]) for v in spec.values]
+    panels = [(v, rs) for v, rs in panels if rs]
+    base = spec.base
+    where = (f"{base.data.op} mod {base.data.p}, {base.model.kind} N={base.model.n_neurons}, "
+             f"{base.train.steps} steps, {len(spec.seeds)} seed(s)")
+    figures = {}
+    for name, draw in (("phase_diagram", None), ("accuracy_test", "acc_test"),
+                       ("accuracy_train", "acc_train")):
+        fig = Figure(figsize=(3.6 * len(panels) + 2.2, 3.6), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        grids = []
+        for ax, (value, panel_rows) in zip(axes, panels):
+            title = f"{label} = {value:g}"
+            if draw is None:
+                xi, alpha, grid = phase_grid(panel_rows)
+                plot_phase_diagram(grid, xi, alpha, ax, title)
+                grids.append(grid)
+            else:
+                xi, alpha, grid = accuracy_grid(panel_rows, draw)
+                plot_accuracy_heatmap(grid, xi, alpha, ax, title, colorbar=ax is axes[-1])
+        if draw is None:
+            fig.legend(handles=phase_legend_handles(grids), loc="outside right upper",
+                       fontsize="small", frameon=False, title="phase")
+        what = "phase (majority over seeds)" if draw is None else \
+            f"{draw.removeprefix('acc_')} accuracy (mean over seeds)"
+        fig.suptitle(f"{what}; {where}", fontsize="medium")
+        figures[name] = fig
+    return figures
 
 
 def write_phase_diagram(sweep_dir: str | os.PathLike,
@@ -171,24 +232,5 @@ def write_phase_diagram(sweep_dir: str | os.PathLike,
     rows = read_summary(sweep_dir)
     out = Path(out_dir) if out_dir is not None else sweep_dir / "figures"
     out.mkdir(parents=True, exist_ok=True)
-    label = _LABELS[spec.regularizer]
-    panels = [(v, [r for r in rows if r["value"] == v]) for v in spec.values]
-    panels = [(v, rs) for v, rs in panels if rs]
-    paths = []
-    for name, draw in (("phase_diagram", None), ("accuracy_test", "acc_test"),
-                       ("accuracy_train", "acc_train")):
-        fig = Figure(figsize=(3.6 * len(panels) + 1.8, 3.4), layout="constrained")
-        axes = fig.subplots(1, len(panels), squeeze=False)[0]
-        for ax, (value, panel_rows) in zip(axes, panels):
-            title = f"{label} = {value:g}"
-            if draw is None:
-                xi, alpha, grid = phase_grid(panel_rows)
-                plot_phase_diagram(grid, xi, alpha, ax, title, legend=ax is axes[-1])
-            else:
-                xi, alpha, grid = accuracy_grid(panel_rows, draw)
-                plot_accuracy_heatmap(grid, xi, alpha, ax, title, colorbar=ax is axes[-1])
-        what = "phase (majority over seeds)" if draw is None else \
-            f"{draw.removeprefix('acc_')} accuracy (mean over seeds)"
-        fig.suptitle(f"{what}, {len(spec.seeds)} seed(s)")
-        paths.append(save_png(fig, out / f"{name}.png", bbox_inches="tight"))
-    return paths
+    return [save_png(fig, out / f"{name}.png", bbox_inches="tight")
+            for name, fig in phase_figures(spec, rows).items()]

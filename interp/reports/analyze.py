@@ -20,6 +20,7 @@ from interp.analysis import classify as classify_mod
 from interp.analysis import prune as prune_mod
 from interp.analysis.embedding import EMBEDDING_CONVENTION, embedding_spectrum, key_frequencies
 from interp.analysis.fit import fit_summary, frequency_lock_steps
+from interp.analysis.layers import layer_sections
 from interp.analysis.neurons import (
     check_finite_weights,
     ipr_convention,
@@ -28,10 +29,13 @@ from interp.analysis.neurons import (
     view_ipr,
     view_power,
 )
-from interp.analysis.phase import run_phase
+from interp.analysis.phase import progress_boundaries, run_phase
+from interp.analysis.progress_run import run_progress
 from interp.analysis.spectra import grid_top_frequency
+from interp.analysis.task import task_support
 from interp.data import accuracies
 from interp.jsonable import to_jsonable
+from interp.store.foreign import is_foreign
 from interp.store.trajectory import Run
 from interp.training.trainer import resolve_device
 from interp.validate import check_int
@@ -97,7 +101,8 @@ def _neuron_sections(run: Run, weights: dict[str, np.ndarray], r: float,
 
 
 def analyze_run(run: Run, step: int | None = None, *, ipr: bool = True, prune: bool = True,
-                ablate: bool = True, fit: bool = False, phase: bool = True, r: float = 2,
+                ablate: bool = True, fit: bool = False, phase: bool = True,
+                progress: bool = False, r: float = 2,
                 threshold: float | None = None, seed: int = 0, n_random: int = 5,
                 device: str = "cpu", key_fraction: float = 0.9) -> Analysis:
     """:func:`analyze` on an open run, with the arrays its figures draw."""
@@ -127,12 +132,28 @@ def analyze_run(run: Run, step: int | None = None, *, ipr: bool = True, prune: b
         "ablate": prune_mod.ablate(terms, ds, loss, device=device) if ablate else None,
         "generalizing_since": None,
         "fit": None,
-        "phase": run_phase(run) if phase else None,
+        "phase": run_phase(run) if phase and len(run.steps) > 1 else None,
+        "assumed": run.assumed,
+        "task": task_support(cfg.data.op, run.family.analytic_solution),
+        "progress": None,
+        "layers": layer_sections(run.family, weights, cfg.model, ds, loss, prune=prune,
+                                 seed=seed) if ipr or prune else None,
     } | {k: v for k, v in sections.items() if k != "ipr"}
+    if phase and len(run.steps) < 2:
+        out["phase_note"] = ("no phase: the run has one checkpoint, and a phase is read from "
+                             "a run's history")
     if fit:
         out["fit"] = fit_summary(weights, cfg, ds)
         out["fit"]["lock_step"] = frequency_lock_steps(run, until=step)[0]
-    arrays |= {"metrics": run.metrics(), "ipr_steps": None, "ipr_trajectory": None}
+    arrays |= {"metrics": run.metrics(), "ipr_steps": None, "ipr_trajectory": None,
+               "progress": None}
+    if progress:
+        measures = run_progress(run, until=step, key_fraction=key_fraction)
+        m = arrays["metrics"]
+        measures["boundaries"] = progress_boundaries(m["step"], m["accuracy/train"],
+                                                     m["accuracy/test"])
+        out["progress"] = measures
+        arrays["progress"] = measures
     if ipr:
         steps, traj = trajectory_ipr(run, r)
         upto = steps <= step
@@ -142,13 +163,23 @@ def analyze_run(run: Run, step: int | None = None, *, ipr: bool = True, prune: b
     return Analysis(to_jsonable(out), arrays)
 
 
+#: Options of :func:`analyze` that describe a foreign checkpoint (those of
+#: :func:`interp.import_checkpoint`; ``split_seed`` is its ``seed``: here ``seed`` is the
+#: seed of the random pruning orders).
+FOREIGN_OPTIONS = ("layout", "p", "mapping", "allow_pickle", "op", "act", "loss",
+                   "train_indices", "test_indices", "steps", "train_frac", "corrupt",
+                   "split_seed", "normalization")
+
+
 def analyze(run_path: str | os.PathLike, step: int | None = None, **options: Any
             ) -> dict[str, Any]:
     """Analyze the network (of any family) of a run at one stored step.
 
     Parameters
     ----------
-    run_path : trajectory file written by :func:`interp.train_to_file`.
+    run_path : trajectory file written by :func:`interp.train_to_file`, or a foreign
+        checkpoint (a file, an ``nn.Module`` or a state dict), converted first as by
+        :func:`interp.import_checkpoint`, whose options (:data:`FOREIGN_OPTIONS`) it takes.
     step : a stored checkpoint step; None for the last.
     ipr : include the IPR, the neuron classes and ``generalizing_since`` (the latter
         reads the IPR of every stored checkpoint up to ``step``).
@@ -163,6 +194,9 @@ def analyze(run_path: str | os.PathLike, step: int | None = None, **options: Any
     fit : include the fit of the analytic periodic solution (:func:`interp.fit_summary`,
         plus ``lock_step``: when each neuron locked onto its frequency); add/sub MLP runs.
     phase : include the run's phase from its metrics (:func:`interp.run_phase`).
+    progress : include the progress measures of Nanda et al. at every stored checkpoint
+        up to ``step`` (:func:`interp.analysis.progress_run.run_progress`, with
+        ``boundaries``: where memorization, circuit formation and cleanup end).
     key_fraction : the share of a token embedding's squared norm the key frequencies
         must carry (families with an embedding, e.g. the Transformer).
 
@@ -176,7 +210,15 @@ def analyze(run_path: str | os.PathLike, step: int | None = None, **options: Any
     (lists of length N: ``neuron``, the six accuracies, ``loss``, ``test_loss``) and
     ``generalizing_since`` (length N: the first stored step from which the neuron is
     generalizing at every later checkpoint up to ``step``, -1 if not generalizing at
-    ``step``), ``fit`` and ``phase``. Disabled sections are None. NaN is stored as None.
+    ``step``), ``fit``, ``phase``, ``progress``, ``task`` (which analyses apply to the
+    operation, :func:`interp.analysis.task.task_support`) and ``layers`` (a family with
+    several hidden layers, with ``ipr`` or ``prune``: each layer's summary and, with
+    ``prune``, its pruning curves; :func:`interp.analysis.layers.layer_sections`).
+    Disabled sections are None, and so is ``phase`` for a run of one checkpoint (a phase
+    is read from a history; ``phase_note`` then says so). ``assumed``: what an imported
+    run's file and options did not say, with the value used (:attr:`interp.Run.assumed`;
+    empty otherwise).
+    NaN is stored as None.
 
     The neurons and their Fourier view come from the run's family: the MLP's hidden
     units (1D spectra of U, V, W); a Transformer's MLP neurons, whose IPR is that of
@@ -185,5 +227,13 @@ def analyze(run_path: str | os.PathLike, step: int | None = None, **options: Any
     spectrum's ``convention``, ``shares`` (length p//2+1) and ``key``
     (:func:`interp.key_frequencies`).
     """
+    foreign = {k: options.pop(k) for k in FOREIGN_OPTIONS if k in options}
+    if foreign or not isinstance(run_path, (str, os.PathLike)) or is_foreign(run_path):
+        from interp.training.runner import imported
+
+        if "split_seed" in foreign:
+            foreign["seed"] = foreign.pop("split_seed")
+        with imported(run_path, **foreign) as tmp:
+            return analyze(tmp, step, **options)
     with Run(run_path) as run:
         return analyze_run(run, step, **options).summary

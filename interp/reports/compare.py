@@ -9,19 +9,19 @@ BatchNorm de-amplifies memorizing neurons; plus the curves the comparison figure
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from interp.analysis.neurons import ipr_convention
+from interp.analysis.neurons import check_finite_weights, ipr_convention
 from interp.analysis.phase import total_norm
 from interp.jsonable import to_jsonable
 from interp.reports.analyze import analyze_run
 from interp.store.trajectory import Run
 
-CURVES = ("accuracy/train", "accuracy/test", "accuracy/train_corrupted")
+CURVES = ("accuracy/train", "accuracy/test", "accuracy/train_corrupted", "loss", "test_loss")
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -49,6 +49,34 @@ def gamma_ipr_correlation(gamma: np.ndarray, ipr: np.ndarray) -> dict[str, float
     return {"spearman": float(rho), "p_value": float(pvalue)}
 
 
+def run_labels(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """Short names that tell the runs apart: each file's stem, lengthened by as many of
+    its parent folders as it takes to differ from every other run's (``a/cells/x`` and
+    ``b/cells/x``: ``a/cells/x``, ``b/cells/x``); a file given twice gets ``#2``.
+
+    >>> run_labels(["sweeps/wd/cells/r.h5", "sweeps/do/cells/r.h5", "other.h5"])
+    ['wd/cells/r', 'do/cells/r', 'other']
+    """
+    parts = [Path(p).with_suffix("").parts for p in paths]
+
+    def label(i: int, depth: int) -> str:
+        return "/".join(parts[i][-depth:])
+    labels = []
+    for i in range(len(parts)):
+        others = [j for j in range(len(parts)) if j != i and parts[j] != parts[i]]
+        depth = 1
+        while depth < len(parts[i]) and any(label(j, depth) == label(i, depth)
+                                            for j in others):
+            depth += 1
+        labels.append(label(i, depth))
+    seen: dict[str, int] = {}
+    for i, name in enumerate(labels):
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            labels[i] = f"{name} #{seen[name]}"
+    return labels
+
+
 def _one(path: Path, step: int | None, prune: bool, seed: int) -> dict[str, Any]:
     with Run(path) as run:
         analysis = analyze_run(run, step, ipr=True, prune=prune, ablate=False, phase=True,
@@ -66,7 +94,7 @@ def _one(path: Path, step: int | None, prune: bool, seed: int) -> dict[str, Any]
     bn = (gamma_ipr_correlation(weights["gamma"], neurons) | {"gamma": np.abs(weights["gamma"])}
           if "gamma" in weights else None)
     return {
-        "path": str(path), "label": path.stem, "config": cfg, "step": s["step"],
+        "path": str(path), "config": cfg, "step": s["step"],
         "accuracy": s["accuracy"], "phase": s["phase"],
         "ipr": {"mean": s["ipr"]["mean"], "median": float(np.median(neurons)),
                 "neurons": neurons},
@@ -81,8 +109,13 @@ def _one(path: Path, step: int | None, prune: bool, seed: int) -> dict[str, Any]
 
 
 def compare(paths: Sequence[str | os.PathLike], step: int | None = None, *,
-            prune: bool = True, seed: int = 0) -> dict[str, Any]:
+            prune: bool = True, seed: int = 0, labels: Sequence[str] | None = None,
+            progress: Callable[[int, str], None] | None = None) -> dict[str, Any]:
     """Compare runs at one stored step (None: each run's last checkpoint).
+
+    ``labels`` name the runs (one per path; default :func:`run_labels`, the shortest
+    trailing part of each path that tells it from the others). ``progress(i, label)`` is
+    called before run ``i`` is analyzed.
 
     Returns a JSON-ready dict: ``differences`` (dotted config fields that differ),
     ``ipr_convention`` and ``runs``, one record per path with ``label``, ``differences``
@@ -95,7 +128,16 @@ def compare(paths: Sequence[str | os.PathLike], step: int | None = None, *,
     """
     if len(paths) < 1:
         raise ValueError("compare needs at least one run file, got none.")
-    runs = [_one(Path(p), step, prune, seed) for p in paths]
+    names = check_labels(labels, len(paths)) if labels is not None else run_labels(paths)
+    for path in paths:  # every input checked before any is analyzed
+        with Run(path) as run:
+            at = int(run.steps[run.index_of(step)])
+            check_finite_weights(run.weights(at), f"at step {at} of {str(run.path)!r}")
+    runs = []
+    for i, (path, name) in enumerate(zip(paths, names)):
+        if progress is not None:
+            progress(i, name)
+        runs.append({"label": name} | _one(Path(path), step, prune, seed))
     diff = config_differences([r["config"] for r in runs])
     for r in runs:
         flat = _flat(r.pop("config"))
@@ -103,3 +145,16 @@ def compare(paths: Sequence[str | os.PathLike], step: int | None = None, *,
     conventions = {r.pop("ipr_convention") for r in runs}
     return to_jsonable({"differences": diff, "ipr_convention": " | ".join(sorted(conventions)),
                         "runs": runs})
+
+
+def check_labels(labels: Sequence[str], n: int) -> list[str]:
+    """``labels`` checked to name ``n`` runs, each once and not blank."""
+    labels = [str(name) for name in labels]
+    if len(labels) != n:
+        raise ValueError(f"labels must name every run (one per run file, {n}), got "
+                         f"{len(labels)}.")
+    for name in labels:
+        if not name.strip() or labels.count(name) > 1:
+            raise ValueError(f"labels must be distinct and not blank, got {name!r}"
+                             + (" twice." if name.strip() else "."))
+    return labels

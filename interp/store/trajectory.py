@@ -13,11 +13,13 @@ never more than the file stores (a crafted shape is refused, not allocated).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -219,6 +221,13 @@ class Run:
         return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in self.file.attrs.items()}
 
     @property
+    def assumed(self) -> dict[str, str]:
+        """What an imported run's file and options did not say, with the value used (the
+        root attribute ``assumed``, JSON); empty for a trained run."""
+        text = self.file.attrs.get("assumed")
+        return dict(json.loads(text)) if text else {}
+
+    @property
     def names(self) -> list[str]:
         """Names of the arrays stored at every checkpoint (``U``, ``V``, ``W``, ...)."""
         return [k for k in self.file["checkpoints"] if k != "step"]
@@ -250,6 +259,21 @@ class Run:
                                f"stored: {', '.join(self.metric_names())}.")
             out[name] = self._take(g[name], slice(n), n)
         return out
+
+    def metrics_frame(self, names: Sequence[str] | None = None) -> Any:
+        """:meth:`metrics` as a pandas DataFrame indexed by step (needs
+        ``interp[notebook]``; :func:`interp.store.frames.metrics_frame`)."""
+        from interp.store.frames import metrics_frame
+
+        return metrics_frame(self, names)
+
+    def to_xarray(self, names: Sequence[str] | None = None,
+                  steps: slice | Sequence[int] | None = None) -> Any:
+        """Checkpoints as an xarray Dataset with named dimensions (needs
+        ``interp[notebook]``; :func:`interp.store.frames.to_xarray`)."""
+        from interp.store.frames import to_xarray
+
+        return to_xarray(self, names, steps)
 
     def index_of(self, step: int | None) -> int:
         """Checkpoint index of ``step`` (None: the last checkpoint)."""

@@ -44,7 +44,7 @@ def test_default_output_name_goes_to_checkpoints(tmp_path, monkeypatch):
     (["--corrupt", "-0.5"], "corrupt must be a number in [0.0, 1.0)"),
     (["--op", "div", "--p", "12"], "p must be a prime for op 'div'"),
     (["--width", "0"], "width must be an integer >= 1, got 0."),
-    (["--act", "tanh"], "act must be 'relu', 'gelu' or 'x^K'"),
+    (["--act", "sigmoid"], "act must be 'relu', 'gelu', 'gelu_new'"),
     (["--optimizer", "lbfgs"], "optimizer must be one of adamw, adam, sgd"),
     (["--device", "tpu"], "device must be 'cpu' or 'cuda[:N]'"),
 ])
@@ -138,7 +138,7 @@ def test_end_to_end_train_then_analyze_through_the_cli(tmp_path):
     assert res.exit_code == 0, res.output
     s = json.loads(res.stdout)
     assert s["ipr"] is not None and s["prune"] is None and s["fit"] is None
-    res = invoke("analyze", path, "--step", 7)
+    res = invoke("analyze", path, "--step", 7, "--out", tmp_path / "step7")
     assert res.exit_code == 2 and "step must be one of the stored checkpoints" in res.output
 
 
@@ -152,6 +152,8 @@ def test_compare_command(tmp_path):
     assert "train.weight_decay" in res.output and "mean IPR" in res.output
     result = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     assert [r["label"] for r in result["runs"]] == ["wd0", "wd2"]
+    assert {p.name for p in (tmp_path / "cmp").iterdir()} == {
+        "compare.json", "accuracy.png", "loss.png", "ipr_histograms.png", "ipr_mean.png"}
     res = invoke("compare", tmp_path / "missing.h5")
     assert res.exit_code == 2 and "does not exist" in res.output
 

@@ -23,9 +23,11 @@ from typer.testing import CliRunner
 from interp.cli import app
 
 TINY = ["--p", "11", "--width", "12", "--steps", "30", "--save-every", "10", "--quiet"]
-FULL = {"summary.json", "accuracy.png", "ipr_histogram.png", "ipr_trajectory.png",
-        "spectra.png", "prune.png", "fit_frequencies.png", "fit_residuals.png",
-        "fit_neurons.png"}
+FULL = {"summary.json", "accuracy.png", "loss.png", "ipr_histogram.png",
+        "ipr_trajectory.png", "spectra.png", "prune.png", "fit_frequencies.png",
+        "fit_residuals.png", "fit_neurons.png"}
+IPR_ONLY = {"summary.json", "accuracy.png", "loss.png", "ipr_histogram.png",
+            "ipr_trajectory.png", "spectra.png"}
 MAIN = "import sys; from interp.cli import main; sys.argv[0] = 'interp'; main()"
 
 
@@ -87,12 +89,12 @@ def test_links_planted_at_the_old_temporary_names_are_not_followed(run, tmp_path
     ok("analyze", run, "--ipr", "--out", out)
     plant(out / ".summary.json.tmp")
     plant(out / ".accuracy.png.tmp", missing)
-    check("analyze", run, "--ipr", "--out", out)
+    check("analyze", run, "--ipr", "--out", out, "--overwrite")
 
     ok("compare", run, run, "--no-prune", "--out", cmp)
     plant(cmp / ".compare.json.tmp")
     plant(cmp / ".accuracy.png.tmp", missing)
-    check("compare", run, run, "--no-prune", "--out", cmp)
+    check("compare", run, run, "--no-prune", "--out", cmp, "--overwrite")
 
     sweep = tmp_path / "sweep"
     ids = ["wd0_xi0.1_a0.5_s0", "wd0_xi0.1_a0.7_s0"]
@@ -104,8 +106,7 @@ def test_links_planted_at_the_old_temporary_names_are_not_followed(run, tmp_path
     assert followed == [], "these commands wrote through a planted link"
     assert exits == dict.fromkeys(("train", "analyze", "compare", "sweep"), 0)
     assert {p.name for p in (sweep / "cells").glob("*.h5")} == {f"{c}.h5" for c in ids}
-    assert names(out) == {"summary.json", "accuracy.png", "ipr_histogram.png",
-                          "ipr_trajectory.png", "spectra.png"}  # the links went with it
+    assert names(out) == IPR_ONLY  # the links went with it
     assert "compare.json" in names(cmp) and not (cmp / ".compare.json.tmp").is_symlink()
 
 
@@ -113,23 +114,42 @@ def test_an_analysis_replaces_its_folder_as_a_whole(run, tmp_path):
     out = tmp_path / "out"
     ok("analyze", run, "--out", out)  # everything, the fit included
     assert names(out) == FULL
-    ok("analyze", run, "--ipr", "--out", out)
-    assert names(out) == {"summary.json", "accuracy.png", "ipr_histogram.png",
-                          "ipr_trajectory.png", "spectra.png"}
+    ok("analyze", run, "--ipr", "--out", out, "--overwrite")
+    assert names(out) == IPR_ONLY
     assert json.loads((out / "summary.json").read_text())["fit"] is None
-    ok("analyze", run, "--prune", "--no-plots", "--out", out)
+    ok("analyze", run, "--prune", "--no-plots", "--out", out, "--overwrite")
     assert names(out) == {"summary.json"}
     figures = tmp_path / "figures"  # a separate figure folder gets the figures alone
-    ok("analyze", run, "--ipr", "--out", out, "--plots", figures)
+    ok("analyze", run, "--ipr", "--out", out, "--plots", figures, "--overwrite")
     assert names(out) == {"summary.json"} and "ipr_histogram.png" in names(figures)
     assert temps_beside(out) == []
 
     cmp = tmp_path / "cmp"
     ok("compare", run, run, "--out", cmp)
     assert "prune.png" in names(cmp)
-    ok("compare", run, run, "--no-prune", "--no-plots", "--out", cmp)
+    ok("compare", run, run, "--no-prune", "--no-plots", "--out", cmp, "--overwrite")
     assert names(cmp) == {"compare.json"}
     assert temps_beside(cmp) == []
+
+
+@pytest.mark.parametrize("command", ["analyze", "compare"])
+def test_an_existing_output_folder_needs_overwrite(run, tmp_path, command):
+    """Like train's run file, an earlier analysis or comparison is replaced only when
+    asked; an empty folder is used as it is."""
+    out = tmp_path / "out"
+    args = [run, "--ipr", "--no-plots"] if command == "analyze" else [run, "--no-prune",
+                                                                       "--no-plots"]
+    out.mkdir()
+    ok(command, *args, "--out", out)  # an empty folder is not in the way
+    marker = "summary.json" if command == "analyze" else "compare.json"
+    before = (out / marker).read_bytes()
+    (out / marker).write_bytes(before.replace(b"{", b"{ ", 1))  # tell the files apart
+    res = invoke(command, *args, "--out", out)
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert f"output folder {str(out)!r} already exists; pass --overwrite" in res.output
+    assert (out / marker).read_bytes() != before  # left alone
+    ok(command, *args, "--out", out, "--overwrite")
+    assert (out / marker).read_bytes() == before
 
 
 @pytest.mark.parametrize("contents, message", [
@@ -200,7 +220,8 @@ def test_a_killed_analysis_leaves_one_whole_analysis_and_no_temporary(run, tmp_p
     ok("analyze", run, "--out", ref)
     out = tmp_path / "out"
     ok("analyze", run, "--ipr", "--no-plots", "--out", out)  # an earlier analysis
-    command = [sys.executable, "-c", MAIN, "analyze", str(run), "--out", str(out)]
+    command = [sys.executable, "-c", MAIN, "analyze", str(run), "--out", str(out),
+               "--overwrite", "--quiet"]
     for delay in (None, 0.0, 0.0, 0.05, 0.2):
         kill_while_writing(command, out, delay)
         if out.is_dir():  # the earlier analysis or the new one, whole
@@ -208,7 +229,7 @@ def test_a_killed_analysis_leaves_one_whole_analysis_and_no_temporary(run, tmp_p
             json.loads((out / "summary.json").read_text())
         else:  # killed between the two renames: the old folder is kept aside
             assert any(".old-" in name for name in temps_beside(out))
-    ok("analyze", run, "--out", out)
+    ok("analyze", run, "--out", out, "--overwrite")
     assert names(out) == FULL
     assert (out / "summary.json").read_bytes() == (ref / "summary.json").read_bytes()
     assert temps_beside(out) == []

@@ -48,8 +48,16 @@ def test_importing_the_cli_loads_no_heavy_library():
 def test_help_exits_0_without_heavy_libraries():
     res = python("-c", _CHILD.format(heavy=HEAVY), "--help")
     assert res.returncode == 0, res.stderr
-    assert res.stdout.startswith("Usage: interp")
+    assert res.stdout.lstrip().startswith("Usage: interp")
     assert all(c in res.stdout for c in COMMANDS)
+    assert loaded(res.stderr) == []
+
+
+@pytest.mark.parametrize("args", [["--version"], ["-h"]])
+def test_version_and_short_help_load_no_heavy_library(args):
+    res = python("-c", _CHILD.format(heavy=HEAVY), *args)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("interp ") or "Usage: interp" in res.stdout
     assert loaded(res.stderr) == []
 
 
@@ -64,5 +72,5 @@ def test_command_help_exits_0_without_heavy_libraries(command):
 def test_python_dash_m_runs_the_cli():
     res = python("-m", "interp.cli", "--help")
     assert res.returncode == 0, res.stderr
-    assert res.stdout.startswith("Usage: interp")
+    assert res.stdout.lstrip().startswith("Usage: interp")
     assert all(c in res.stdout for c in COMMANDS)

@@ -83,8 +83,14 @@ def test_plots_return_their_axes_and_paint_phase_colours():
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     assert plot_phase_diagram(grid, xi, alpha, ax, "wd 5", legend=True) is ax
+    # the phases the grid shows (no full inversion here), and its empty cell
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
-        p.replace("_", " ") for p in PHASES]
+        "coexistence", "partial inversion", "memorization", "forgetting", "confusion",
+        "no complete cell"]
+    np.testing.assert_allclose(ax.get_xticks(), [0.1, 0.3, 0.5])   # ticks at the grid
+    np.testing.assert_allclose(ax.get_yticks(), [0.4, 0.6])
+    np.testing.assert_allclose(ax.get_xlim(), (0.0, 0.6))          # limited to its cells
+    np.testing.assert_allclose(ax.get_ylim(), (0.3, 0.7))
     fig.canvas.draw()
     pixels = np.asarray(fig.canvas.buffer_rgba())
     for i, a in enumerate(alpha):

@@ -43,7 +43,10 @@ def test_analyze_has_every_key_and_length(run_path):
     summary = analyze(run_path)
     assert fingerprint(run_path) == before
     assert set(summary) == {"step", "p", "width", "accuracy", "ipr", "classes", "prune",
-                            "ablate", "generalizing_since", "fit", "phase"}
+                            "ablate", "generalizing_since", "fit", "phase", "task", "progress",
+                            "layers"} | ({"assumed"} & set(summary))
+    assert summary["progress"] is None and summary["layers"] is None  # MLP: one layer
+    assert summary["task"]["fourier"] and summary["task"]["notes"] == []
     assert summary["fit"] is None and summary["phase"]["phase"] in PHASES
     assert (summary["step"], summary["p"], summary["width"]) == (20, P, WIDTH)
     assert set(summary["accuracy"]) == set(ACCURACY_NAMES)
@@ -116,7 +119,8 @@ def test_write_figures_saves_pngs_atomically(run_path, tmp_path):
     paths = write_figures(analysis.summary, analysis.arrays, tmp_path / "figs")
     assert fingerprint(run_path) == before
     assert sorted(p.name for p in paths) == ["accuracy.png", "ipr_histogram.png",
-                                             "ipr_trajectory.png", "prune.png", "spectra.png"]
+                                             "ipr_trajectory.png", "loss.png", "prune.png",
+                                             "spectra.png"]
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(os.listdir(tmp_path / "figs")) == sorted(p.name for p in paths)  # no temps
@@ -125,4 +129,4 @@ def test_write_figures_saves_pngs_atomically(run_path, tmp_path):
     with Run(run_path) as run:
         few = analyze_run(run, ipr=False, prune=False, ablate=False)
     only = write_figures(few.summary, few.arrays, tmp_path / "few")
-    assert [p.name for p in only] == ["accuracy.png"]
+    assert [p.name for p in only] == ["accuracy.png", "loss.png"]

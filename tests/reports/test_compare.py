@@ -40,5 +40,5 @@ def test_compare_two_runs_one_with_batchnorm(tiny_cfg, tmp_path):
     assert len(first["curves"]["step"]) == 31
     assert first["ipr_over_training"]["step"] == [0, 5, 10, 15, 20, 25, 30]
     names = {p.name for p in write_compare_figures(result, tmp_path / "figs")}
-    assert names == {"ipr_histograms.png", "accuracy.png", "ipr_mean.png", "prune.png",
-                     "gamma_ipr.png"}
+    assert names == {"ipr_histograms.png", "accuracy.png", "loss.png", "ipr_mean.png",
+                     "prune.png", "gamma_ipr.png"}

@@ -1,0 +1,181 @@
+"""Figures of an :func:`interp.compare` result: the runs overlaid on shared axes, one colour
+per run, wherever they share the quantity (accuracy and loss curves, IPR histograms, mean
+IPR over training, pruning curves); |gamma| against IPR for the BatchNorm runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from interp.plots.curves import ACCURACY_LABELS, LOSS_NAMES
+from interp.plots.style import (
+    RUN_COLORS,
+    as_float,
+    has_data,
+    integer_ticks,
+    log_steps,
+    new_figure,
+    outside_legend,
+    write_pngs,
+)
+
+Run = Mapping[str, Any]
+PANELS = ("train", "test", "train_corrupted")
+PRUNE_ORDERS = {"ascending": "lowest IPR first", "descending": "highest IPR first",
+                "random": "random order"}
+
+
+def run_color(i: int) -> str:
+    return RUN_COLORS[i % len(RUN_COLORS)]
+
+
+def _run_legend(fig: Figure, runs: Sequence[Run], extra: Sequence[Line2D] = ()) -> None:
+    """One legend for the whole figure, right of every panel: a colour per run."""
+    handles = [Line2D([], [], color=run_color(i), lw=2, label=r["label"])
+               for i, r in enumerate(runs)] + list(extra)
+    fig.legend(handles=handles, loc="outside right upper", frameon=False, fontsize="small")
+
+
+def _overlay_curves(axes: Sequence[Axes], runs: Sequence[Run], keys: Sequence[str]) -> None:
+    for ax, key in zip(axes, keys):
+        for i, r in enumerate(runs):
+            steps = np.asarray(r["curves"]["step"])
+            keep = log_steps(ax, steps)
+            values = r["curves"].get(key)
+            if values is not None and has_data(as_float(values)[keep]):
+                ax.plot(steps[keep], as_float(values)[keep], color=run_color(i), lw=1.4)
+
+
+def accuracy_figure(runs: Sequence[Run]) -> Figure:
+    """Train, test and memorization accuracy over training: one panel each (a panel no
+    run has data for is left out), the runs overlaid, shared axes."""
+    keys = [k for k in PANELS
+            if any(has_data(r["curves"].get(f"accuracy/{k}")) for r in runs)]
+    fig, axes = new_figure(3.6 * len(keys) + 1.6, 3.6, 1, len(keys), sharex=True, sharey=True)
+    _overlay_curves(axes, runs, [f"accuracy/{k}" for k in keys])
+    for ax, key in zip(axes, keys):
+        ax.set_title(ACCURACY_LABELS[key], fontsize="small")
+        ax.set_ylim(-0.02, 1.02)
+    axes[0].set_ylabel("accuracy")
+    _run_legend(fig, runs)
+    return fig
+
+
+def loss_figure(runs: Sequence[Run]) -> Figure:
+    """Train and test loss over training, the runs overlaid, shared log axes."""
+    keys = list(LOSS_NAMES)
+    fig, axes = new_figure(2 * 3.6 + 1.6, 3.6, 1, 2, sharex=True, sharey=True)
+    _overlay_curves(axes, runs, keys)
+    positive = all((as_float(r["curves"][k]) > 0).all() for r in runs for k in keys)
+    for ax, key in zip(axes, keys):
+        ax.set_title(LOSS_NAMES[key], fontsize="small")
+        if positive:
+            ax.set_yscale("log")
+    axes[0].set_ylabel("loss (log scale)" if positive else "loss")
+    _run_legend(fig, runs)
+    return fig
+
+
+def ipr_histogram_figure(runs: Sequence[Run], bins: int = 30) -> Figure:
+    """Every run's neuron IPRs on one axes (same bins), with its class threshold."""
+    values = [np.asarray(r["ipr"]["neurons"], dtype=np.float64) for r in runs]
+    lo = min(float(v.min()) for v in values)
+    edges = np.linspace(lo, 1.0, bins + 1)
+    fig, (ax,) = new_figure(7.6, 4.0)
+    for i, (r, v) in enumerate(zip(runs, values)):
+        ax.hist(v, bins=edges, histtype="step", lw=1.6, color=run_color(i),
+                label=f"{r['label']} ({len(v)} neurons)")
+        threshold = r["classes"]["threshold"]
+        ax.axvline(threshold, color=run_color(i), ls="--", lw=1,
+                   label=f"{r['label']}: threshold {threshold:.3g}")
+    ax.set(xlabel="neuron IPR", ylabel="neurons")
+    integer_ticks(ax.yaxis)
+    outside_legend(ax)
+    return fig
+
+
+def ipr_mean_figure(runs: Sequence[Run]) -> Figure:
+    """Mean neuron IPR at every stored checkpoint, one line per run."""
+    fig, (ax,) = new_figure(7.6, 4.0)
+    for i, r in enumerate(runs):
+        steps = np.asarray(r["ipr_over_training"]["step"])
+        keep = log_steps(ax, steps)
+        ax.plot(steps[keep], as_float(r["ipr_over_training"]["mean"])[keep],
+                color=run_color(i), lw=1.6, label=r["label"])
+    ax.set(ylabel="mean neuron IPR", ylim=(0, 1.02))
+    outside_legend(ax)
+    return fig
+
+
+def prune_figure(runs: Sequence[Run]) -> Figure:
+    """Test (solid) and memorization (dashed) accuracy against neurons pruned: one panel
+    per order, the runs overlaid, shared axes."""
+    orders = [o for o in PRUNE_ORDERS if all(o in r["prune"] for r in runs)]
+    fig, axes = new_figure(3.6 * len(orders) + 2.2, 3.6, 1, len(orders),
+                           sharex=True, sharey=True)
+    for ax, order in zip(axes, orders):
+        for i, r in enumerate(runs):
+            curve = r["prune"][order]
+            for key, style in (("test", "-"), ("train_corrupted", "--")):
+                if has_data(curve[key]):
+                    ax.plot(curve["n_pruned"], as_float(curve[key]), style,
+                            color=run_color(i), lw=1.4)
+        ax.set(title=PRUNE_ORDERS[order], xlabel="neurons pruned", ylim=(-0.02, 1.02))
+        integer_ticks(ax.xaxis)
+    axes[0].set_ylabel("accuracy")
+    _run_legend(fig, runs, [Line2D([], [], color="k", ls="-", label="test"),
+                            Line2D([], [], color="k", ls="--", label="memorization")])
+    return fig
+
+
+def gamma_figure(runs: Sequence[Run]) -> Figure:
+    """|gamma| against IPR for the BatchNorm runs, one panel each, shared axes."""
+    fig, axes = new_figure(3.8 * len(runs) + 0.4, 3.6, 1, len(runs), sharex=True, sharey=True)
+    for ax, (i, r) in zip(axes, enumerate(runs)):
+        plot_gamma_vs_ipr(ax, r["ipr"]["neurons"], r["batchnorm"]["gamma"],
+                          r["batchnorm"]["spearman"], color=r.get("color") or run_color(i))
+        ax.set_title(f"{r['label']}\nSpearman rho {r['batchnorm']['spearman']:.3f}",
+                     fontsize="small")
+    return fig
+
+
+def plot_gamma_vs_ipr(ax: Axes, ipr: np.ndarray, gamma: np.ndarray,
+                      rho: float | None = None, color: str = "tab:blue") -> Axes:
+    """BatchNorm scale |gamma| against neuron IPR, both shape=(N,)."""
+    ax.scatter(np.asarray(ipr, dtype=np.float64), np.abs(np.asarray(gamma, dtype=np.float64)),
+               s=8, alpha=0.6, color=color)
+    ax.set(xlabel="neuron IPR", ylabel="|gamma|",
+           title="" if rho is None else f"Spearman rho {rho:.3f}")
+    return ax
+
+
+def compare_figures(result: Mapping[str, Any]) -> dict[str, Figure]:
+    """The figures of an :func:`interp.compare` result, by file name without ``.png``:
+    ``accuracy``, ``loss`` (when every run has its losses), ``ipr_histograms``,
+    ``ipr_mean``, ``prune`` (when every run was pruned) and ``gamma_ipr`` (when a run
+    has BatchNorm)."""
+    runs = result["runs"]
+    figures = {"accuracy": accuracy_figure(runs)}
+    if all(all(k in r["curves"] for k in LOSS_NAMES) for r in runs):
+        figures["loss"] = loss_figure(runs)
+    figures["ipr_histograms"] = ipr_histogram_figure(runs)
+    figures["ipr_mean"] = ipr_mean_figure(runs)
+    if all(r["prune"] for r in runs):
+        figures["prune"] = prune_figure(runs)
+    bn = [dict(r, color=run_color(i)) for i, r in enumerate(runs) if r["batchnorm"]]
+    if bn:
+        figures["gamma_ipr"] = gamma_figure(bn)
+    return figures
+
+
+def write_compare_figures(result: Mapping[str, Any], out_dir: str | os.PathLike) -> list[Path]:
+    """Save :func:`compare_figures` as PNGs in ``out_dir``; returns the paths."""
+    return write_pngs(compare_figures(result), Path(out_dir))
