@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmarks.bench_train import OneHotMLP
 from benchmarks.timing import Figure, interleaved, median_ratio
 from interp.analysis.phase import classify_phase
 from interp.config import DataConfig, RunConfig
@@ -55,18 +56,6 @@ def sweep_spec(p: int, width: int, steps: int) -> SweepSpec:
     base = RunConfig().replace(data={"p": p}, model={"width": width},
                                train={"steps": steps, "save_every": max(1, steps // 2)})
     return SweepSpec(base=base, xi=(0.2, 0.4), alpha=(0.3, 0.7), values=(0.0, 5.0))
-
-
-class OneHotMLP(nn.Module):
-    def __init__(self, p: int, width: int) -> None:
-        super().__init__()
-        self.p = p
-        self.first = nn.Linear(2 * p, width, bias=False)
-        self.out = nn.Linear(width, p, bias=False)
-
-    def forward(self, m: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([nn.functional.one_hot(m, self.p), nn.functional.one_hot(n, self.p)], 1)
-        return self.out(self.first(x.float()) ** 2)
 
 
 def plain_cell(cfg: RunConfig, device: str) -> tuple[float, float]:

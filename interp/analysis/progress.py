@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from interp.analysis.embedding import key_frequencies
+from interp.analysis.embedding import embedding_spectrum, key_frequencies
 
 #: Operations whose logits the Fourier circuit explains: the true label is ``m + s n``.
 FOURIER_OPS = ("add", "sub")
@@ -99,15 +99,7 @@ def fourier_norms(E: np.ndarray, p: int) -> np.ndarray:
     if E.ndim < 2 or E.shape[-2] != p:
         raise ValueError(f"E must have shape (..., {p}, d) (one row per residue), "
                          f"got shape {E.shape}.")
-    spec = np.fft.rfft(E, axis=-2)
-    power = (spec.real**2 + spec.imag**2).sum(axis=-1)
-    weight = np.full(p // 2 + 1, 2.0)
-    weight[0] = 1.0
-    if p % 2 == 0:
-        weight[-1] = 1.0
-    power = power * weight
-    total = power.sum(axis=-1, keepdims=True)
-    return np.sqrt(np.divide(power, total, out=np.zeros_like(power), where=total > 0))
+    return np.sqrt(embedding_spectrum(E, p))
 
 
 def key_frequency_set(norms: np.ndarray, fraction: float = 0.9) -> np.ndarray:
