@@ -159,8 +159,10 @@ class MLP(Network):
     def forward(self, m: torch.Tensor, n: torch.Tensor,
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """Logits for operand index tensors ``m``, ``n`` of shape=(B,). shape=(B, p)."""
-        if self.fused() and not torch.is_autocast_enabled(m.device.type):
-            return quadratic_logits(self.U, self.V, self.W, m, n)
+        if self.fused():  # under bf16 autocast the fused kernel does the products in bf16
+            dev = m.device.type
+            dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+            return quadratic_logits(self.U, self.V, self.W, m, n, dtype)
         out = self.hidden(m, n, generator) @ self.W.t()
         return out + self.bW if self.cfg.bias else out
 
