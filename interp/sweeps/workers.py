@@ -236,10 +236,24 @@ def run_local(groups: list[list[Task]], regularizer: str, workers: int, retries:
             attempts[g] += 1
             if attempts[g] > retries:
                 yield from ((cid, None, None, RuntimeError(
-                    f"the worker process running it died {attempts[g]} times"))
+                    f"the worker process running it died {attempts[g]} times{_spawn_hint()}"))
                     for cid, _, _ in groups[g])
             else:
                 pending.append(g)
+
+
+def _spawn_hint() -> str:
+    """A hint for the commonest cause of workers that die at once: a script that starts a
+    sweep without an ``if __name__ == "__main__":`` guard (spawned workers import the
+    script, so it starts the sweep again inside each of them)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    try:
+        guarded = path is None or "__main__" in Path(path).read_text(errors="replace")
+    except OSError:
+        guarded = True
+    return "" if guarded else (f" (the script {path!r} starts the sweep without an `if "
+                               "__name__ == '__main__':` guard, which spawned workers need)")
 
 
 def run_serial(groups: list[list[Task]], regularizer: str,

@@ -306,3 +306,31 @@ def test_metrics_every_is_kept_in_the_spec_and_the_cells(local_sweep):
     assert SweepSpec.from_json((out / "sweep.json").read_text()).metrics_every == 10
     with Run(out / "cells" / "wd1_xi0_a0.5_s0.h5") as run:  # 20 steps, checkpoints every 5
         np.testing.assert_array_equal(run.metrics()["step"], [0, 5, 10, 15, 20])
+
+
+@pytest.mark.parametrize("guarded", [False, True])
+def test_a_script_without_a_main_guard_is_told_why_its_workers_die(tmp_path, guarded):
+    """Spawned workers import the script that started the sweep; without an ``if __name__
+    == "__main__":`` guard each starts the sweep again and dies. The cells' error says so
+    (and only then)."""
+    body = textwrap.dedent(f"""\
+        from interp.config import DataConfig, RunConfig, TrainConfig
+        from interp.sweeps.run import run_sweep
+        from interp.sweeps.spec import SweepSpec
+        base = RunConfig(data=DataConfig(p=5), train=TrainConfig(steps=2, save_every=1))
+        spec = SweepSpec(base=base, xi=(0.0,), alpha=(0.8,), values=(0.0,))
+        run_sweep(spec, {str(tmp_path / 'out')!r}, workers=1, retries=0)
+        """)
+    if guarded:
+        body = "if __name__ == '__main__':\n" + textwrap.indent(body, "    ")
+    script = tmp_path / "my_sweep.py"
+    script.write_text(body)
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    rows = json.loads((tmp_path / "out" / "summary.json").read_text())["rows"]
+    if guarded:
+        assert res.returncode == 0 and rows[0]["status"] == "complete", res.stderr[-2000:]
+    else:
+        assert rows[0]["status"] == "failed"
+        assert "without an `if __name__ == '__main__':` guard" in rows[0]["error"]
+        assert str(script) in rows[0]["error"]
