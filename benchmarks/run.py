@@ -1,7 +1,7 @@
 """Run every benchmark and print one table: each figure, its target, the measured value
 (median of per-repetition ratios, repetitions interleaved) and what it is compared with.
 
-    python -m benchmarks.run                 # or: make bench  (about 8 minutes)
+    python -m benchmarks.run                 # or: make bench  (about 9 minutes)
     python -m benchmarks.run --json out.json --markdown table.md
     python -m benchmarks.run --quick         # small sizes: checks that everything runs
 

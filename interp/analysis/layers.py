@@ -28,7 +28,7 @@ from einops import rearrange
 
 from interp.analysis.classify import rank_neurons
 from interp.analysis.spectra import grid_ipr, grid_power, grid_top_frequency
-from interp.data import Dataset, accuracies
+from interp.data import Dataset, accuracies, all_pairs
 from interp.losses import per_example_loss
 
 GROUPS = ("m", "n", "sum", "difference", "other")
@@ -56,8 +56,7 @@ def top_group(top: np.ndarray, p: int) -> np.ndarray:
 
 def grid_pairs(p: int) -> np.ndarray:
     """Every (m, n) of Z_p x Z_p, m-major. shape=(p * p, 2) int64."""
-    m, n = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
-    return np.stack([m.ravel(), n.ravel()], 1).astype(np.int64)
+    return all_pairs("add", p)
 
 
 def layer_summary(acts: np.ndarray, p: int) -> dict[str, Any]:

@@ -116,7 +116,7 @@ def run_progress(run: Any, until: int | None = None, key_fraction: float = 0.9,
     elif embedding is None:
         note = EMBEDDING_NOTE.format(kind=model.kind)
     key = None if note else key_frequency_set(fourier_norms(embedding, p), key_fraction)
-    params = [k[5:] for k in run.metrics() if k.startswith("norm/")]
+    params = [k[5:] for k in run.metric_names() if k.startswith("norm/")]
     rows: dict[str, list] = {k: [] for k in ("steps", "train_loss", "test_loss",
                                              "restricted_loss", "excluded_loss",
                                              "embedding_norms", "neuron_gini",

@@ -149,7 +149,7 @@ def _analyze_file(run_path: Path, step: int | None, flags: dict[str, bool], fold
         view = run.family.view_names(run.config.model)
 
         def fill(tmp: Path) -> None:
-            paths, _ = save_json(summary, tmp / "summary.json", json_path)
+            paths = save_json(summary, tmp / "summary.json", json_path)
             if not no_plots:
                 from interp.plots.figures import write_figures
                 from interp.plots.fit import write_fit_figures
@@ -239,7 +239,7 @@ def compare(
         written: list[Path] = []
 
         def fill(tmp: Path) -> None:
-            paths, _ = save_json(result, tmp / "compare.json", json_path)
+            paths = save_json(result, tmp / "compare.json", json_path)
             if not no_plots:
                 from interp.plots.compare import write_compare_figures
 

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 #: Panels of ``interp COMMAND --help``: options grouped by what they are for.
 ANALYSES, OUTPUT, FOREIGN = "Analyses", "Output", "Foreign checkpoints"
 DATA, MODEL, TRAINING = "Data", "Model", "Training"
-GRID, BASE, EXECUTION = "Grid", "Base run", "Execution"
 
 
 out = Console(soft_wrap=True)
@@ -58,7 +57,7 @@ def error_message(exc: BaseException) -> str:
         return f"an input lacks the entry {exc.args[0] if exc.args else ''!r} it must hold."
     if isinstance(exc, OSError):
         name = exc.filename if exc.filename is not None else exc.filename2
-        if exc.errno == errno.ENOSPC or "No space left on device" in str(exc):
+        if no_space(exc):
             where = f"writing {str(name)!r}" if name is not None else "writing the output"
             return f"no space left on the device {where}; free some space and try again."
         if exc.errno is not None and exc.strerror:
@@ -86,8 +85,8 @@ def friendly(fn: F) -> F:
 
 
 #: Config fields of a foreign import named after their option, and the renamed ones.
-FOREIGN_OPTIONS = ("layout", "p", "op", "act", "loss", "train_frac", "corrupt")
-FOREIGN_RENAMED = {"split_seed": "--split-seed", "corrupt_seed": "--split-seed"}
+FOREIGN_OPTIONS = ("layout", "p", "op", "act", "loss", "train_frac", "corrupt", "split_seed")
+FOREIGN_RENAMED = {"corrupt_seed": "--split-seed"}
 
 
 @contextlib.contextmanager
@@ -260,11 +259,11 @@ def print_json_or(data: Any, path: Path | None, *printables: Any) -> None:
             out.print(item)
 
 
-def summary_table(run: Run) -> Table:
-    """The final value of every metric of ``run``."""
+def summary_table(run: Run, metrics: Mapping[str, Any] | None = None) -> Table:
+    """The final value of every metric of ``run`` (``metrics``: those already read)."""
     from rich.table import Table
 
-    m = run.metrics()
+    m = run.metrics() if metrics is None else metrics
     table = Table(title=f"{run.path}  (step {int(m['step'][-1]) if len(m['step']) else '-'})")
     table.add_column("metric")
     table.add_column("final", justify="right")
@@ -274,10 +273,10 @@ def summary_table(run: Run) -> Table:
     return table
 
 
-def run_result(run: Run) -> dict[str, Any]:
+def run_result(run: Run, metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What a command that wrote a run file reports as JSON: the file, its last step,
-    checkpoints and final metrics."""
-    m = run.metrics()
+    checkpoints and final metrics (``metrics``: those already read)."""
+    m = run.metrics() if metrics is None else metrics
     return {"path": str(run.path), "size_bytes": run.path.stat().st_size,
             "model": run.family.name, "p": run.config.data.p, "complete": run.complete,
             "step": int(m["step"][-1]) if len(m["step"]) else None,
@@ -290,6 +289,20 @@ def final_metrics(metrics: Mapping[str, Any]) -> dict[str, float | None]:
     null)."""
     last = {k: float(v[-1]) for k, v in sorted(metrics.items()) if k != "step" and len(v)}
     return {k: v if v == v else None for k, v in last.items()}
+
+
+def no_space(exc: OSError) -> bool:
+    """Whether ``exc`` says the disk is full (h5py raises it without an errno)."""
+    return exc.errno == errno.ENOSPC or "No space left" in str(exc)
+
+
+def note_slow_bf16(precision: str, device: str, what: str) -> None:
+    """Say once, on stderr, that bf16 ``what`` run slower than fp32 on a CPU without
+    bfloat16 matrix instructions."""
+    if precision == "bf16" and device == "cpu" and not cpu_has_bf16():
+        err.print("note: this CPU has no bfloat16 matrix instructions (avx512_bf16 or "
+                  f"amx_bf16), so bf16 {what} slower than fp32 here; see "
+                  "docs/performance.md.")
 
 
 def cpu_has_bf16() -> bool:
@@ -308,17 +321,14 @@ def write_json_atomic(data: Any, path: Path) -> None:
     write_text_atomic(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
 
 
-def save_json(data: Any, default: Path, extra: Path | None) -> tuple[list[Path], bool]:
+def save_json(data: Any, default: Path, extra: Path | None) -> list[Path]:
     """Write ``data`` to ``default`` and to ``extra`` (``-``: stdout, later, by the caller).
-
-    Returns the paths written and whether the caller must print the JSON to stdout.
-    """
+    Returns the paths written."""
     write_json_atomic(data, default)
-    to_stdout = extra is not None and str(extra) == "-"
-    if extra is not None and not to_stdout:
+    if extra is not None and str(extra) != "-":
         write_json_atomic(data, extra)
-        return [default, extra], False
-    return [default], to_stdout
+        return [default, extra]
+    return [default]
 
 
 #: Options shared by ``interp import`` and ``interp analyze FOREIGN``.

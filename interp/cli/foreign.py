@@ -11,6 +11,7 @@ from interp.cli.common import (
     FOREIGN_RENAMED,
     LAYOUT_HELP,
     MAP_HELP,
+    OUTPUT,
     as_options,
     err,
     foreign_options,
@@ -56,11 +57,11 @@ def import_(
                                        "arbitrary objects: ONLY for files you trust (it can "
                                        "run code)."),
     overwrite: bool = typer.Option(False, help="Replace an existing output file.",
-                                   rich_help_panel="Output"),
+                                   rich_help_panel=OUTPUT),
     json_path: Path | None = typer.Option(None, "--json", metavar="FILE|-",
                                           help="Also write a JSON summary here ('-': "
-                                               "stdout, alone).", rich_help_panel="Output"),
-    quiet: bool = typer.Option(False, help="No progress display.", rich_help_panel="Output"),
+                                               "stdout, alone).", rich_help_panel=OUTPUT),
+    quiet: bool = typer.Option(False, help="No progress display.", rich_help_panel=OUTPUT),
 ) -> None:
     """Convert a checkpoint written by other code into a trajectory file.
 
@@ -92,8 +93,9 @@ def import_(
     for message in warnings:
         err.print(f"warning: {message}", markup=False, highlight=False)
     with Run(path) as run:
-        print_json_or(run_result(run) | {"assumed": run.assumed}, json_path,
-                      summary_table(run),
+        m = run.metrics()
+        print_json_or(run_result(run, m) | {"assumed": run.assumed}, json_path,
+                      summary_table(run, m),
                       f"wrote {path}: {len(run.steps)} checkpoint(s), model "
                       f"{run.family.name}, p {run.config.data.p}")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from interp.cli.common import cpu_has_bf16, err, friendly, out, print_json_or, progress
+from interp.cli.common import OUTPUT, err, friendly, note_slow_bf16, out, print_json_or, progress
 
 
 @friendly
@@ -42,8 +42,8 @@ def sweep(
     json_path: Path | None = typer.Option(None, "--json", metavar="FILE|-",
                                           help="Also write the report (counts, failed cells, "
                                                "summary rows) as JSON here ('-': stdout, "
-                                               "alone).", rich_help_panel="Output"),
-    quiet: bool = typer.Option(False, help="No progress display.", rich_help_panel="Output"),
+                                               "alone).", rich_help_panel=OUTPUT),
+    quiet: bool = typer.Option(False, help="No progress display.", rich_help_panel=OUTPUT),
 ) -> None:
     """Train a grid of runs (xi x alpha x regularizer values x seeds), resumably.
 
@@ -72,10 +72,7 @@ def sweep(
                          values=None if values is None else parse_grid(values),
                          seeds=tuple(int(s) for s in parse_grid(seeds)),
                          metrics_every=metrics_every)
-    if spec.base.train.precision == "bf16" and device == "cpu" and not cpu_has_bf16():
-        err.print("note: this CPU has no bfloat16 matrix instructions (avx512_bf16 or "
-                  "amx_bf16), so bf16 cells run slower than fp32 here; see "
-                  "docs/performance.md.")
+    note_slow_bf16(spec.base.train.precision, device, "cells run")
     with progress("sweep", quiet, total=spec.n_cells) as update:
         def on_cell(event: Any) -> None:
             update(f"{event.cell_id}: {event.action}", event.done)

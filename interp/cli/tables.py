@@ -41,8 +41,8 @@ def _phase_table(s: dict[str, Any]) -> Table:
         t.add_row(k, f"{ph[k]:.4g}" if ph[k] is not None else "-")
     t.add_row("generalized_step", str(st["generalized_step"]))
     t.add_row("unlearned_step", str(st["unlearned_step"]))
-    for k in ("memorization_step", "generalization_step", "grokking_delay"):  # xi = 0
-        if ph.get("classic"):
+    if ph.get("classic"):  # xi = 0
+        for k in ("memorization_step", "generalization_step", "grokking_delay"):
             t.add_row(k, str(ph["classic"][k]))
     return t
 

@@ -4,7 +4,6 @@ files."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import sys
 import time
@@ -145,26 +144,24 @@ def train(
         if path.is_dir():
             raise IsADirectoryError(f"--out must be a file path, got the folder {str(path)!r}.")
         bar = [] if quiet else [ProgressBar(steps, max(1, steps // 100))]
-        if precision == "bf16" and device == "cpu" and not common.cpu_has_bf16():
-            err.print("note: this CPU has no bfloat16 matrix instructions (avx512_bf16 or "
-                      "amx_bf16), so bf16 runs slower than fp32 here; see "
-                      "docs/performance.md.")
+        common.note_slow_bf16(precision, device, "runs")
         with _stopped(path):
             train_to_file(cfg, path, device=device, overwrite=overwrite, callbacks=bar)
     seconds = time.perf_counter() - start
     with Run(path) as run:
-        result = run_result(run) | {"seconds": round(seconds, 3)}
-        print_json_or(result, json_path, summary_table(run),
-                      f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB) "
+        m = run.metrics()
+        result = run_result(run, m) | {"seconds": round(seconds, 3)}
+        print_json_or(result, json_path, summary_table(run, m),
+                      f"wrote {path} ({result['size_bytes'] / 2**20:.1f} MiB) "
                       f"in {seconds:.1f} s")
 
 
 #: ``interp train`` options named as their config field, and those named otherwise.
 _OPTIONS = ("p", "op", "model", "train_frac", "corrupt", "corrupt_mode", "width", "depth",
             "d_model", "n_heads", "d_mlp", "act", "dropout", "batch_size", "lr", "optimizer",
-            "loss", "steps", "save_every", "save_log", "precision")
+            "loss", "steps", "save_every", "save_log", "precision", "seed")
 _RENAMED = {"weight_decay": "--wd", "split_seed": "--seed", "corrupt_seed": "--seed",
-            "init_seed": "--seed", "seed": "--seed"}
+            "init_seed": "--seed"}
 
 
 @contextlib.contextmanager
@@ -178,7 +175,7 @@ def _stopped(path: Path) -> Iterator[None]:
         err.print(f"error: interrupted{hint}.", markup=False, highlight=False)
         raise typer.Exit(130) from None
     except OSError as exc:
-        if path.is_file() and (exc.errno == errno.ENOSPC or "No space left" in str(exc)):
+        if path.is_file() and common.no_space(exc):
             raise ValueError(f"no space left on the device writing {str(path)!r}; free some "
                              f"space, then continue with `interp train --resume {path}`.") \
                 from None
@@ -239,7 +236,7 @@ def inspect(
         out.print(f"checkpoints: {ck['count']} (steps {ck['first']}..{ck['last']}); "
                   f"metrics for {info['metric_steps']} steps; "
                   f"{'complete' if run.complete else 'INCOMPLETE (resume with --resume)'}")
-        out.print(summary_table(run))
+        out.print(summary_table(run, m))
 
 
 @friendly
@@ -283,4 +280,5 @@ def solution(
         write_trajectory(cfg, out_path, [(0, weights)], overwrite=overwrite,
                          source=f"analytic solution (interp.analytic_network, seed {seed})")
     with Run(out_path) as run:
-        print_json_or(run_result(run), json_path, summary_table(run), f"wrote {out_path}")
+        m = run.metrics()
+        print_json_or(run_result(run, m), json_path, summary_table(run, m), f"wrote {out_path}")

@@ -37,8 +37,6 @@ BN_MOMENTUM = 0.1
 
 #: Parameter and buffer names, in the order they are stored in a run file.
 PARAM_NAMES = ("U", "V", "W", "b1", "bW", "gamma", "beta")
-#: The biases (present only with ``MLPConfig.bias``).
-BIAS_NAMES = ("b1", "bW")
 BUFFER_NAMES = ("running_mean", "running_var")
 #: BatchNorm's arrays, in the order F.batch_norm takes them.
 BN_NAMES = ("running_mean", "running_var", "gamma", "beta")

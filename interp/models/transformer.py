@@ -66,8 +66,6 @@ from interp.validate import (
 
 #: Weight names in the order they are drawn and stored.
 PARAM_NAMES = ("W_E", "W_pos", "W_Q", "W_K", "W_V", "W_O", "W_in", "W_out", "W_U")
-#: Bias names (present only with ``TransformerConfig.bias``).
-BIAS_NAMES = ("b_Q", "b_K", "b_V", "b_O", "b_in", "b_out", "b_U")
 
 
 @dataclass(frozen=True)
@@ -166,7 +164,6 @@ class TransformerConfig(ModelConfig):
 
 #: The fields of TransformerLens models and the values that leave them out.
 GENERAL_DEFAULTS = {"n_layers": 1, "attn_only": False, "normalization": "", "ln_eps": 1e-5}
-
 
 
 def param_shapes(p: int, cfg: TransformerConfig) -> dict[str, tuple[int, ...]]:
@@ -297,7 +294,6 @@ class Transformer(Network):
         if self.cfg.general:
             return full_forward(self.params(), tok, self.cfg, hook)[0]
         return forward(self.params(), tok, self.cfg.act, hook)[0]
-
 
 
 def logit_terms(arrays: Mapping[str, Any], cfg: TransformerConfig, p: int,

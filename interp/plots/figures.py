@@ -32,14 +32,13 @@ from interp.plots.style import (
     integer_ticks,
     new_figure,
     outside_legend,
-    save_png,
     title_line,
     write_pngs,
 )
 
 __all__ = ["analysis_figures", "plot_embedding_spectrum", "plot_ipr_heatmap",
            "plot_ipr_histogram", "plot_loss_curves", "plot_prune_curves", "plot_spectra",
-           "plot_training_curves", "save_png", "write_compare_figures", "write_figures"]
+           "plot_training_curves", "write_compare_figures", "write_figures"]
 
 ORDER_COLORS = {"ascending": "tab:blue", "descending": "tab:red", "random": "tab:gray"}
 ORDER_LABELS = {"ascending": "lowest IPR first", "descending": "highest IPR first",

@@ -33,7 +33,7 @@ def plot_layer_representation(ax: Axes, layers: Sequence[Mapping[str, Any]]) -> 
         bottom += share
     ax.plot(x, [float(s["mean_ipr"]) for s in layers], "ko", label="mean neuron IPR")
     ax.set(xlabel="hidden layer", ylabel="share of power / IPR", ylim=(0, 1.02),
-           title="which representation each layer carries", xticks=x)
+           title="which representation each layer carries")
     integer_ticks(ax.xaxis)
     outside_legend(ax)
     return ax

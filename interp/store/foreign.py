@@ -52,7 +52,6 @@ from interp.store.run_facts import (
     config_p,
     module_act,
     read_facts,
-    tl_hints,
 )
 from interp.store.trajectory import Run
 from interp.store.unpickle import RefusedGlobal, load_restricted, module_state
@@ -108,15 +107,14 @@ def _as_step(value: Any, where: str) -> int:
     return int(value)
 
 
-def _step_of(obj: Any, default: int) -> int | None:
+def _step_of(obj: Any) -> int | None:
     """The step a checkpoint dict records (None: none recorded)."""
     if not isinstance(obj, Mapping):
         return None
     for key in STEP_KEYS:
         value = obj.get(key)
-        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-            return _as_step(value, f"its {key!r}")
-        if isinstance(value, (torch.Tensor, np.ndarray)) and np.size(value) == 1:
+        if (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+                or isinstance(value, (torch.Tensor, np.ndarray)) and np.size(value) == 1):
             return _as_step(value, f"its {key!r}")
     return None
 
@@ -157,14 +155,14 @@ def _structure(obj: Any, path: Path, facts: Facts) -> Checkpoints:
         for i, item in enumerate(obj):
             where = f"checkpoint {i} of {str(path)!r}"
             state = _state_of(item, where, facts)
-            step = _as_step(steps[i], where) if steps is not None else _step_of(item, i)
+            step = _as_step(steps[i], where) if steps is not None else _step_of(item)
             found.append(step)
             out.append((i if step is None else step, state))
         facts.steps_known = steps is not None or all(s is not None for s in found)
         if not facts.steps_known:
             out = [(i, state) for i, (_, state) in enumerate(out)]
         return out
-    step = _step_of(obj, 0)
+    step = _step_of(obj)
     facts.steps_known = step is not None
     return [(step or 0, _state_of(obj, f"the content of {str(path)!r}", facts))]
 
@@ -189,9 +187,9 @@ def _load_torch(path: Path, allow_pickle: bool) -> Any:
             warnings.simplefilter("ignore")
             return torch.load(path, map_location="cpu", weights_only=not allow_pickle)
     except Exception as exc:  # torch raises many kinds for a file that is not its own
-        if "Weights only load failed" in str(exc) and _is_pickle(path):
-            return _load_restricted(path)
-        if _is_pickle(path) and not zipfile.is_zipfile(path):  # a plain pickle stream
+        # a file whose pickle torch's weights-only loader refused, or a plain pickle stream
+        if _is_pickle(path) and ("Weights only load failed" in str(exc)
+                                 or not zipfile.is_zipfile(path)):
             return _load_restricted(path)
         raise ValueError(f"file {str(path)!r} must be a PyTorch checkpoint, but torch.load "
                          f"could not read it ({type(exc).__name__}).") from None
@@ -335,15 +333,15 @@ def foreign_run(source: Any, *, layout: str = "auto", p: int | None = None,
     mapping : ``{our name: foreign key}`` or ``["name=key", ...]``.
     allow_pickle : see :func:`read_foreign`.
     options : the run's facts the file may lack (:func:`interp.store.run_facts.build_run`):
-        ``op``, ``act``, ``loss``, ``train_indices``/``test_indices`` (its split, flat
-        indices ``m * p + n``), ``steps``, or our split (``train_frac``, ``corrupt``,
-        ``seed``) when the run's own is unknown.
+        ``op``, ``act``, ``loss``, ``normalization``, ``train_indices``/``test_indices``
+        (its split, flat indices ``m * p + n``), ``steps``, or our split (``train_frac``,
+        ``corrupt``, ``seed``) when the run's own is unknown.
     """
     if not isinstance(mapping, Mapping):
         mapping = parse_map(mapping)
     found, facts = read_foreign(source, allow_pickle=allow_pickle)
     label = str(source) if isinstance(source, (str, os.PathLike)) else None
-    hints = tl_hints(facts.config)
+    hints = facts.config  # what it says of a Transformer (HookedTransformerConfig fields)
     p = p if p is not None else config_p(facts.config)
     p, fields, checkpoints, keys = convert_checkpoints(found, layout, p, mapping, label, hints)
     return build_run(source, layout, p, fields, checkpoints, keys, facts, options)

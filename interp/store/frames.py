@@ -74,7 +74,7 @@ def to_xarray(run: Run, names: Sequence[str] | None = None,
     index = np.arange(len(run.steps))[steps if steps is not None else slice(None)]
     variables, sizes = {}, {}
     for name in names:
-        values = run.read(name, index.tolist())
+        values = run.read(name, steps)
         dims = ("step", *array_dims(run, name, values.shape[1:]))
         variables[name] = (dims, values)
         sizes |= dict(zip(dims, values.shape))

@@ -62,8 +62,6 @@ def _guess_generic(state: State, p: int, mapping: Mapping[str, str]) -> dict[str
     return ({"UV": wide[0]} if "UV" in need else {}) | dict(zip(rest, narrow))
 
 
-
-
 def _bias_of(state: State, key: str, n: int, keys: dict[str, str], role: str
              ) -> np.ndarray | None:
     """The ``.bias`` beside a ``.weight`` key (shape (n,) checked), recorded in ``keys``."""

@@ -3,7 +3,7 @@
 A *state* is a flat ``{key: array}`` dict (nested dicts already joined with "."). A
 layout picks the arrays it needs, orients them and checks their shapes against each
 other and p; it returns our array names and the model config fields the weights imply
-(with ``kind`` naming the family, absent for the MLP). Layouts
+(with ``kind`` naming the family). Layouts
 (``docs/foreign-and-transformer.md``):
 
 - ``mlp``: our names ``U`` (N, p), ``V`` (N, p), ``W`` (p, N); optionally ``H1``..
@@ -38,7 +38,6 @@ from interp.store.layout_base import (  # noqa: F401  (parse_map: interp.store.l
     State,
     array_of,
     check_p,
-    keys_text,
     lookup,
     mlp_fields,
     parse_map,
@@ -48,6 +47,8 @@ from interp.store.layout_base import (  # noqa: F401  (parse_map: interp.store.l
 )
 
 LAYOUTS = ("auto", "mlp", "generic-mlp", "transformer")
+
+
 def detect_layout(state: State) -> str:
     """``transformer`` if there is a token embedding ``W_E``, ``mlp`` if there are ``U``,
     ``V`` and ``W``, else ``generic-mlp``."""

@@ -23,20 +23,14 @@ import torch
 from interp.config import DataConfig, RunConfig, TrainConfig
 from interp.data import Dataset, all_pairs, apply_op
 from interp.models import family, model_config_from_dict
+from interp.store.tl_layout import ACTIVATIONS
 from interp.store.unpickle import Record, record_dict
 from interp.validate import ACT_RE
 
 #: Options of :func:`build_run` (the rest of :func:`interp.store.foreign.foreign_run`'s).
 OPTIONS = ("op", "act", "loss", "train_indices", "test_indices", "steps", "train_frac",
            "corrupt", "seed", "normalization")
-#: HookedTransformerConfig fields the transformer layout reads.
-TL_FIELDS = ("act_fn", "n_layers", "normalization_type", "attn_only", "d_vocab_out", "eps",
-             "positional_embedding_type", "use_attn_scale", "parallel_attn_mlp",
-             "gated_mlp", "final_rms", "attention_dir", "attn_scale",
-             "scale_attn_by_inverse_layer_idx", "use_local_attn")
-ACT_NAMES = {"relu": "relu", "gelu": "gelu", "gelu_new": "gelu_new", "gelu_fast": "gelu_new",
-             "gelu_pytorch_tanh": "gelu_new", "silu": "silu", "swish": "silu", "tanh": "tanh",
-             "quadratic": "x^2", "square": "x^2"}
+ACT_NAMES = ACTIVATIONS | {"swish": "silu", "quadratic": "x^2", "square": "x^2"}
 OP_NAMES = {"add": "add", "+": "add", "addition": "add", "modular_addition": "add",
             "sub": "sub", "subtract": "sub", "subtraction": "sub", "-": "sub", "mul": "mul",
             "multiply": "mul", "multiplication": "mul", "*": "mul", "div": "div",
@@ -173,11 +167,6 @@ def config_p(config: Mapping[str, Any]) -> int | None:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     return None
-
-
-def tl_hints(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The HookedTransformerConfig fields of a file's config (:data:`TL_FIELDS`)."""
-    return {k: config[k] for k in TL_FIELDS if k in config}
 
 
 def own_dataset(p: int, op: str, train: np.ndarray, test: np.ndarray | None) -> Dataset:
@@ -326,7 +315,7 @@ def build_run(source: Any, layout: str, p: int, fields: dict[str, Any], checkpoi
                          f"{unknown[0]!r}.")
     opt = {k: options.get(k) for k in OPTIONS}
     assumed: dict[str, str] = {}
-    kind = fields.get("kind", "mlp")
+    kind = fields["kind"]
     file_act = fields.pop("act", None) or facts.act or config_act(facts.config)
     default_act = family(kind).config().act
     if fields.get("attn_only"):  # no neuron has an activation

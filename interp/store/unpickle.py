@@ -25,7 +25,6 @@ checkpoints are small (the tensors' bytes are read by torch, outside the pickle 
 from __future__ import annotations
 
 import _compat_pickle
-import io
 import pickle
 from collections.abc import Mapping
 from typing import Any
@@ -137,10 +136,6 @@ class Unpickler(pickle._Unpickler):  # type: ignore[name-defined]
 def load(file: Any, **kwargs: Any) -> Any:
     """``pickle.load`` with :class:`Unpickler` (torch.load calls it for legacy files)."""
     return Unpickler(file, **kwargs).load()
-
-
-def loads(data: bytes, **kwargs: Any) -> Any:
-    return load(io.BytesIO(data), **kwargs)
 
 
 def load_restricted(path: Any) -> Any:

@@ -283,7 +283,7 @@ class TrajectoryWriter:
     def _copy_committed(self, tmp: Path) -> None:
         """Copy the committed part of the file at ``path`` to ``tmp``."""
         with Run(self.path) as run, h5py.File(tmp, "w", libver="latest") as dst:
-            rows = {"checkpoints": len(run.steps), "metrics": len(run.metrics([])["step"])}
+            rows = {"checkpoints": len(run.steps), "metrics": len(run.file["metrics/step"])}
             _copy_rows(run.file, dst, rows)
 
     def on_step(self, trainer: Any, step: int, values: torch.Tensor) -> None:

@@ -88,7 +88,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, *, workers: int | Non
     path. ``retries``: extra attempts for a cell whose worker died or that raised. A
     failing cell is recorded (status ``failed``, ``cells/<id>.error``) and the others go
     on (cells grouped together fail together). ``batch``: cells a BatchTrainer can take
-    (MLP, full batch, no dropout or BatchNorm, Adam(W), same p, width and steps) train up
+    (MLP, full batch, no dropout, BatchNorm or biases, Adam(W), same p, width and steps) train up
     to this many at a time in one :class:`interp.BatchTrainer` (default: 1 on the CPU,
     where a group gains nothing, 64 on CUDA, where cells of equal training-set size share
     one stacked kernel). ``device``: ``"cpu"`` or ``"cuda[:N]"``. ``progress`` receives a

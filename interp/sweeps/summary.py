@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from interp.jsonable import to_jsonable
 from interp.store.atomic import write_text_atomic
 from interp.store.trajectory import Run
 from interp.sweeps.spec import cells, load_spec, value_of
+from interp.validate import is_finite_number
 
 COLUMNS = ("cell_id", "regularizer", "value", "xi", "alpha", "seed", "status", "phase",
            *(f"acc_{name}" for name in ACCURACY_NAMES), "mean_ipr", "final_norm", "steps",
@@ -135,15 +135,14 @@ def read_summary(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:
 
 def _row_problem(row: Any) -> str | None:
     """What is wrong with one summary row, or None."""
-    def number(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
     if not isinstance(row, dict):
         return f"is a {type(row).__name__}, not a table"
     missing = [c for c in COLUMNS if c not in row]
     if missing:
         return f"lacks {missing[0]!r}"
-    bad = [c for c in ("value", "xi", "alpha") if not number(row[c])]
-    bad += [c for c in ("acc_test", "acc_train") if row[c] is not None and not number(row[c])]
+    bad = [c for c in ("value", "xi", "alpha") if not is_finite_number(row[c])]
+    bad += [c for c in ("acc_test", "acc_train")
+            if row[c] is not None and not is_finite_number(row[c])]
     if bad:
         return f"has {bad[0]} {row[bad[0]]!r}, not a finite number"
     if row["status"] not in STATUSES:

@@ -22,7 +22,7 @@ together. How each run computes its step:
 Metrics (losses, the six accuracies, norms) are recorded every ``metrics_every`` steps,
 at every checkpoint step of the run and at the final step (``metrics_every=1``: every
 step, as :class:`Trainer` records them). They never change the weights. Full batch only,
-without dropout or BatchNorm.
+without dropout, BatchNorm or biases.
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ from interp.training.stacked import Stack
 from interp.training.trainer import (
     Callback,
     CheckpointSchedule,
-    DivergenceCheck,
     Trainer,
     available_memory,
     resolve_device,
     tune_allocator,
 )
+from interp.validate import check_int
 
 SHARED = {"data": ("p", "op"), "model": ("width", "act"),
           "train": ("steps", "loss", "optimizer", "betas", "eps", "save_every", "save_log")}
@@ -110,9 +110,7 @@ class BatchTrainer:
                  callbacks: Sequence[Sequence[Callback]] = (), *, metrics_every: int = 1,
                  stacked: bool | None = None) -> None:
         check_batchable(cfgs)
-        if isinstance(metrics_every, bool) or not isinstance(metrics_every, int) \
-                or metrics_every < 1:
-            raise ValueError(f"metrics_every must be an integer >= 1, got {metrics_every!r}.")
+        check_int("metrics_every", metrics_every, 1)
         if callbacks and len(callbacks) != len(cfgs):
             raise ValueError(f"callbacks must hold one list per run ({len(cfgs)}), got "
                              f"{len(callbacks)}.")
@@ -131,7 +129,7 @@ class BatchTrainer:
         self.blocks: list[_Alone | Stack] = [
             Stack(idx, [self.cfgs[i] for i in idx], self.device,
                   [_label(i, self.cfgs[i]) for i in idx])
-            if len(idx) > 1 or key[0] != "alone" else _Alone(self, idx[0])
+            if key[0] != "alone" else _Alone(self, idx[0])
             for key, idx in groups.items()]
         self.views: list = [None] * len(self.cfgs)
         for block in self.blocks:
@@ -195,8 +193,7 @@ class _Alone:
     def __init__(self, bt: BatchTrainer, i: int) -> None:
         self.runs = [i]
         self.trainer = Trainer(bt.cfgs[i], str(bt.device))
-        self.trainer.finite = DivergenceCheck(self.trainer.metric_names, bt.device,
-                                              [_label(i, bt.cfgs[i])])
+        self.trainer.finite.labels = [_label(i, bt.cfgs[i])]
         self.sync = bt.device.type == "cpu"
         self.measured: list[tuple[int, torch.Tensor]] = []
         self.loss: torch.Tensor | None = None
@@ -210,7 +207,6 @@ class _Alone:
 
     def forward(self, step: int, measure: list[bool], due: list[bool]) -> None:
         tr = self.trainer
-        tr.step = step
         self.measured = []
         if not measure[0]:
             self.loss = tr._forward_train(step)[1]

@@ -49,10 +49,7 @@ def write_trajectory(cfg: RunConfig, path: str | os.PathLike,
     ``source`` (where the weights came from), ``assumed`` (settings nobody gave, with the
     value used) as the root attribute ``assumed`` (JSON).
     """
-    trainer = Trainer(cfg)
-    if dataset is not None:  # a foreign run's own split: scored and stored instead of ours
-        trainer.dataset = dataset
-        trainer._setup_tensors()
+    trainer = Trainer(cfg, dataset=dataset)  # a foreign run's own split, when given
     attrs = ({"device": "cpu"} | ({"source": source} if source else {})
              | ({"assumed": json.dumps(assumed)} if assumed else {}))
     writer = TrajectoryWriter(path, overwrite=overwrite, attrs=attrs)
@@ -100,11 +97,11 @@ def import_checkpoint(path: Any, out: str | os.PathLike, *, overwrite: bool = Fa
 
     ``path`` is a file, or an ``nn.Module`` or state dict in memory; a file is only read.
     ``options`` are those of :func:`interp.store.foreign.foreign_run` (``layout``, ``p``,
-    ``mapping``, ``allow_pickle``, ``op``, ``act``, ``loss``, ``train_indices``,
-    ``test_indices``, ``steps``, ``train_frac``, ``corrupt``, ``seed``). What neither the
-    file nor the options say is assumed, recorded (root attribute ``assumed``) and
-    reported once: to ``warn`` when given, else as an :class:`AssumedWarning`. Returns the
-    path of the written trajectory.
+    ``mapping``, ``allow_pickle``, ``op``, ``act``, ``loss``, ``normalization``,
+    ``train_indices``, ``test_indices``, ``steps``, ``train_frac``, ``corrupt``, ``seed``).
+    What neither the file nor the options say is assumed, recorded (root attribute
+    ``assumed``) and reported once: to ``warn`` when given, else as an
+    :class:`AssumedWarning`. Returns the path of the written trajectory.
     """
     run = foreign_run(path, **options)
     written = write_trajectory(run.config, out, run.checkpoints, overwrite=overwrite,

@@ -214,13 +214,15 @@ class Trainer:
     """
 
     def __init__(self, cfg: RunConfig, device: str = "cpu",
-                 callbacks: Sequence[Callback] = ()) -> None:
+                 callbacks: Sequence[Callback] = (), dataset: Dataset | None = None) -> None:
+        """``dataset``: the split and labels to train and score on (default: made from
+        ``cfg.data``; a foreign run's own split is passed in)."""
         self.cfg = cfg
         self.device = resolve_device(device)
         check_memory([cfg], available_memory(self.device), self.device.type)
         tune_allocator()
         self.callbacks = list(callbacks)
-        self.dataset: Dataset = make_dataset(cfg.data)
+        self.dataset: Dataset = make_dataset(cfg.data) if dataset is None else dataset
         self.model = make_model(cfg.data.p, cfg.model, self.device)
         self.optimizer = make_optimizer(self.model, cfg.train)
         self.step = 0
