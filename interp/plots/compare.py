@@ -17,6 +17,7 @@ from matplotlib.lines import Line2D
 
 from interp.plots.curves import ACCURACY_LABELS, LOSS_NAMES
 from interp.plots.style import (
+    PRUNE_ORDERS,
     RUN_COLORS,
     as_float,
     has_data,
@@ -29,8 +30,6 @@ from interp.plots.style import (
 
 Run = Mapping[str, Any]
 PANELS = ("train", "test", "train_corrupted")
-PRUNE_ORDERS = {"ascending": "lowest IPR first", "descending": "highest IPR first",
-                "random": "random order"}
 
 
 def run_color(i: int) -> str:

@@ -28,6 +28,7 @@ from interp.plots.curves import plot_loss_curves, plot_training_curves
 from interp.plots.layers import layer_figures
 from interp.plots.progress import progress_figures
 from interp.plots.style import (
+    PRUNE_ORDERS,
     as_float,
     integer_ticks,
     new_figure,
@@ -41,8 +42,6 @@ __all__ = ["analysis_figures", "plot_embedding_spectrum", "plot_ipr_heatmap",
            "plot_training_curves", "write_compare_figures", "write_figures"]
 
 ORDER_COLORS = {"ascending": "tab:blue", "descending": "tab:red", "random": "tab:gray"}
-ORDER_LABELS = {"ascending": "lowest IPR first", "descending": "highest IPR first",
-                "random": "random order"}
 CURVE_STYLES = {"test": "-", "train_corrupted": "--", "train": ":", "train_clean": "-."}
 CURVE_LABELS = {"test": "test", "train_corrupted": "memorization", "train": "train",
                 "train_clean": "train, clean"}
@@ -144,7 +143,7 @@ def plot_prune_curves(ax: Axes, curves: Mapping[str, Mapping[str, Sequence[float
             y = as_float(curve[name])
             if np.isfinite(y).any():
                 ax.plot(x, y, CURVE_STYLES.get(name, "-"), color=ORDER_COLORS.get(order),
-                        label=f"{ORDER_LABELS.get(order, order)}: {CURVE_LABELS.get(name, name)}")
+                        label=f"{PRUNE_ORDERS.get(order, order)}: {CURVE_LABELS.get(name, name)}")
     if n_memorizing is not None:
         ax.axvline(n_memorizing, color="k", ls=":", lw=1,
                    label=f"memorizing neurons ({n_memorizing})")

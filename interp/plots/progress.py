@@ -20,28 +20,21 @@ from interp.plots.style import (
     has_data,
     integer_ticks,
     log_steps,
+    mark_stages,
     new_figure,
     outside_legend,
 )
 
-#: Phase ends of :func:`interp.analysis.phase.progress_boundaries`: key -> (label, colour).
-BOUNDARIES = {"memorization_end": ("memorization ends", "tab:red"),
-              "circuit_formation_end": ("circuit formation ends", "tab:purple"),
-              "cleanup_end": ("cleanup ends", "tab:green")}
+#: Phase ends of :func:`interp.analysis.phase.progress_boundaries`: key -> (label,
+#: colour, line style).
+BOUNDARIES = {"memorization_end": ("memorization ends", "tab:red", ":"),
+              "circuit_formation_end": ("circuit formation ends", "tab:purple", ":"),
+              "cleanup_end": ("cleanup ends", "tab:green", ":")}
 
 #: The loss curves: key -> (label, colour, style).
 LOSSES = {"train_loss": ("train loss", "k", "-"), "test_loss": ("test loss", "tab:blue", "-"),
           "restricted_loss": ("restricted loss (key frequencies)", "tab:orange", "--"),
           "excluded_loss": ("excluded loss (key frequencies removed)", "tab:red", "-.")}
-
-
-def mark_boundaries(ax: Axes, boundaries: Mapping[str, int | None] | None) -> Axes:
-    """Vertical lines where the three phases end (none on a log axis at step 0)."""
-    for key, (label, color) in BOUNDARIES.items():
-        step = (boundaries or {}).get(key)
-        if step is not None and (ax.get_xscale() != "log" or step > 0):
-            ax.axvline(step, color=color, ls=":", lw=1.2, label=f"{label} (step {step})")
-    return ax
 
 
 def plot_progress_losses(ax: Axes, steps: np.ndarray, curves: Mapping[str, Any],
@@ -54,7 +47,7 @@ def plot_progress_losses(ax: Axes, steps: np.ndarray, curves: Mapping[str, Any],
         if has_data(curves.get(key)):
             ax.plot(steps[keep], as_float(curves[key])[keep], style, color=color, label=label)
     ax.set(yscale="log", ylabel="loss")
-    mark_boundaries(ax, boundaries)
+    mark_stages(ax, boundaries, BOUNDARIES)
     outside_legend(ax)
     return ax
 
@@ -71,7 +64,7 @@ def plot_progress_sparsity(ax: Axes, steps: np.ndarray, curves: Mapping[str, Any
         if has_data(curves.get(key)):
             ax.plot(steps[keep], as_float(curves[key])[keep], color=color, label=label)
     ax.set(ylim=(-0.02, 1.02), ylabel="Gini / share")
-    mark_boundaries(ax, boundaries)
+    mark_stages(ax, boundaries, BOUNDARIES)
     outside_legend(ax)
     return ax
 
@@ -83,7 +76,7 @@ def plot_weight_norm(ax: Axes, steps: np.ndarray, sum_sq: np.ndarray,
     keep = log_steps(ax, steps)
     ax.plot(steps[keep], as_float(sum_sq)[keep], color="0.3", label="sum of squared weights")
     ax.set(ylabel="sum of squared weights")
-    mark_boundaries(ax, boundaries)
+    mark_stages(ax, boundaries, BOUNDARIES)
     outside_legend(ax)
     return ax
 

@@ -25,6 +25,9 @@ from interp.store.atomic import write_atomic
 #: Stage markers of :func:`interp.classify_phase`'s ``stages``: key -> (label, colour, style).
 STAGES = {"generalized_step": ("generalized", "tab:green", "--"),
           "unlearned_step": ("corrupted labels unlearned", "tab:purple", "-.")}
+#: The pruning orders of :func:`interp.prune_curves`, as figures name them.
+PRUNE_ORDERS = {"ascending": "lowest IPR first", "descending": "highest IPR first",
+                "random": "random order"}
 #: The colours of successive runs in comparison figures.
 RUN_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
               "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
@@ -124,9 +127,11 @@ def log_steps(ax: Axes, steps: np.ndarray) -> np.ndarray:
     return np.ones(steps.shape, dtype=bool)
 
 
-def mark_stages(ax: Axes, stages: Mapping[str, int | None] | None) -> None:
-    """Vertical lines at the steps the phase analysis found, labelled with the step."""
-    for key, (label, color, style) in STAGES.items():
+def mark_stages(ax: Axes, stages: Mapping[str, int | None] | None,
+                kinds: Mapping[str, tuple[str, str, str]] = STAGES) -> None:
+    """Vertical lines at the steps the phase analysis found, labelled with the step:
+    ``kinds`` maps a key of ``stages`` to its (label, colour, line style)."""
+    for key, (label, color, style) in kinds.items():
         step = (stages or {}).get(key)
         if step is not None and (ax.get_xscale() != "log" or step > 0):
             ax.axvline(step, color=color, ls=style, lw=1.2, label=f"{label} (step {step})")
