@@ -87,12 +87,12 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, *, workers: int | Non
     every worker gets one) writing to ``out_dir``, which the workers must see at the same
     path. ``retries``: extra attempts for a cell whose worker died or that raised. A
     failing cell is recorded (status ``failed``, ``cells/<id>.error``) and the others go
-    on (cells grouped together fail together). ``batch``: cells a BatchTrainer can take
-    (MLP, full batch, no dropout, BatchNorm or biases, Adam(W), same p, width and steps) train up
-    to this many at a time in one :class:`interp.BatchTrainer` (default: 1 on the CPU,
-    where a group gains nothing, 64 on CUDA, where cells of equal training-set size share
-    one stacked kernel). ``device``: ``"cpu"`` or ``"cuda[:N]"``. ``progress`` receives a
-    :class:`CellEvent` per cell, skipped ones first.
+    on (the cells of one CUDA stack fail together). ``batch``: cells per task (default:
+    1 on the CPU, where a task's cells train one after another and a group gains
+    nothing; 64 on CUDA, where the cells of a task that a :class:`interp.BatchTrainer`
+    can stack, those of equal training-set size, share one stacked kernel).
+    ``device``: ``"cpu"`` or ``"cuda[:N]"``. ``progress`` receives a :class:`CellEvent`
+    per cell, skipped ones first.
     """
     cores = available_cores()
     if workers is not None and (not is_int(workers) or not 0 <= workers <= cores):

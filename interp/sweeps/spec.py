@@ -112,10 +112,8 @@ class SweepSpec:
     ``save_every`` times ``256 / bs``. A seed sets the init and training seeds
     (``model.init_seed``, ``train.seed``); the data split and corruption seeds stay those
     of ``base``. ``values=None`` means the paper's settings for the regularizer.
-    ``metrics_every``: cells that train in a :class:`interp.BatchTrainer` (MLP, full
-    batch, no dropout, BatchNorm or biases, Adam(W)) record their metrics every this many steps,
-    at every checkpoint and at the final step (1: every step); the others every step.
-    It never changes the weights.
+    ``metrics_every``: every cell records its metrics every this many steps, at every
+    checkpoint and at the final step (1: every step). It never changes the weights.
     """
 
     base: RunConfig = field(default_factory=RunConfig)

@@ -2,18 +2,16 @@
 cluster. Each runs groups of cells (:func:`run_group`) and yields an :data:`Outcome` per
 cell.
 
-Every cell that a :class:`interp.BatchTrainer` can train (MLP, full batch, no dropout or
-BatchNorm, Adam(W)) goes through it, alone or in a group, fresh or resumed; on the CPU
-each of its runs steps exactly as it would alone, so a cell's weights do not depend on
-its group, the worker count or a kill and resume (for the sweep's torch thread count
-per cell). On CUDA the cells of a group with the same training-set size share one
-stacked kernel. The other cells train alone with :class:`interp.Trainer`.
+On the CPU every cell, fresh or resumed, trains alone through :class:`interp.Trainer`,
+so a cell's weights do not depend on its group, the worker count or a kill and resume
+(for the sweep's torch thread count per cell). On CUDA the cells of a group that share
+a stacked kernel (MLP, full batch, same training-set size: :mod:`interp.training.stacked`)
+train together in one :class:`interp.BatchTrainer`; a resumed cell continues alone.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import ctypes
 import math
 import multiprocessing
@@ -31,35 +29,23 @@ from typing import Any
 import torch
 
 from interp.config import RunConfig
-from interp.store.trajectory import Run
 from interp.store.writer import TrajectoryWriter
 from interp.sweeps.summary import cell_row, file_state
-from interp.training.batched import SHARED as BATCH_SHARED
-from interp.training.batched import BatchTrainer, check_batchable, stack_key
+from interp.training.batched import BatchTrainer, stack_key
 from interp.training.runner import resume_file, train_to_file
 
 #: Cells per group when ``batch`` is not given: one task per cell on the CPU (a group
-#: gains nothing there, every run computing alone), stacks of up to 64 on CUDA.
+#: gains nothing there, its cells training one after another), stacks of up to 64 on
+#: CUDA.
 DEFAULT_BATCH = {"cpu": 1, "cuda": 64}
 
 
-def _resume(cfg: RunConfig, file: Path, device: str, metrics_every: int,
-            stacked: bool | None) -> bool:
-    """Continue an incomplete cell file from its newest resumable checkpoint, through the
-    trainer a fresh cell of this config would use; False: it cannot be resumed."""
+def _resume(file: Path, device: str, metrics_every: int) -> bool:
+    """Continue an incomplete cell file from its newest resumable checkpoint (through
+    :class:`interp.Trainer`, as a fresh cell trains on the CPU); False: it cannot be
+    resumed."""
     try:
-        if batch_key(cfg) is None:
-            resume_file(file, device=device)
-            return True
-        writer = TrajectoryWriter(file, append=True)
-        with contextlib.closing(writer):
-            with Run(file) as run:
-                step, weights, state = run.resume_point()
-            bt = BatchTrainer([cfg], device, [[writer]], metrics_every=metrics_every,
-                              stacked=stacked)
-            if weights is not None:
-                bt.load_state(step, [(weights, state or {})])
-            bt.run()
+        resume_file(file, device=device, metrics_every=metrics_every)
         return True
     except (OSError, ValueError, KeyError):  # not resumable: redo from scratch
         return False
@@ -67,13 +53,14 @@ def _resume(cfg: RunConfig, file: Path, device: str, metrics_every: int,
 
 def run_group(items: list[tuple[str, str, str]], regularizer: str,
               threads: int | None = None, device: str = "cpu", metrics_every: int = 1,
-              stacked: bool | None = None) -> list[Outcome]:
+              stacked: bool = False) -> list[Outcome]:
     """Bring cells ``(cell_id, config JSON, path)`` to completion (in a worker); returns
     an :data:`Outcome` per cell. ``threads``: torch threads for these cells (None: as
-    they are). Complete cells are skipped, incomplete ones resumed, the rest trained:
-    those a :class:`interp.BatchTrainer` takes together in one (they succeed or fail
-    together; ``stacked`` as there, ``metrics_every`` its metrics cadence), the others
-    alone with :class:`interp.Trainer`."""
+    they are); ``metrics_every``: the cadence of their metrics. Complete cells are
+    skipped, incomplete ones resumed, the rest trained, one after another with
+    :class:`interp.Trainer`; with ``stacked`` (CUDA) cells that share a stacked kernel
+    (:func:`interp.training.batched.stack_key`) train together in one
+    :class:`interp.BatchTrainer` and succeed or fail together."""
     if threads:
         torch.set_num_threads(threads)
     out: list[Outcome] = []
@@ -82,7 +69,7 @@ def run_group(items: list[tuple[str, str, str]], regularizer: str,
         cfg, file = RunConfig.from_json(cfg_json), Path(path)
         try:
             state = file_state(file, cfg)
-            if state == "incomplete" and _resume(cfg, file, device, metrics_every, stacked):
+            if state == "incomplete" and _resume(file, device, metrics_every):
                 state = "resumed"
         except Exception as exc:  # the cell's own error: record it, go on
             out.append((cid, None, None, exc))
@@ -92,52 +79,43 @@ def run_group(items: list[tuple[str, str, str]], regularizer: str,
             out.append((cid, action, cell_row(cid, cfg, regularizer, file), None))
         else:
             fresh.append((cid, cfg, file))
-    stacks = [fresh] if fresh and all(batch_key(c[1]) is not None for c in fresh) else [
-        [cell] for cell in fresh]
-    for stack in stacks:
+    keys = {stack_key(cfg) for _, cfg, _ in fresh}
+    together = stacked and len(fresh) > 1 and len(keys) == 1 and None not in keys
+    for group in [fresh] if together else [[cell] for cell in fresh]:
         try:
-            if batch_key(stack[0][1]) is None:
-                train_to_file(stack[0][1], stack[0][2], device=device, overwrite=True)
+            if together:
+                _train_stack([cfg for _, cfg, _ in group], [file for _, _, file in group],
+                             device, metrics_every)
             else:
-                _train_stack([cfg for _, cfg, _ in stack], [file for _, _, file in stack],
-                             device, metrics_every, stacked)
+                train_to_file(group[0][1], group[0][2], device=device, overwrite=True,
+                              metrics_every=metrics_every)
         except Exception as exc:  # the cells' own error: record it, go on
-            out += [(cid, None, None, exc) for cid, _, _ in stack]
+            out += [(cid, None, None, exc) for cid, _, _ in group]
         else:
             out += [(cid, "trained", cell_row(cid, cfg, regularizer, file), None)
-                    for cid, cfg, file in stack]
+                    for cid, cfg, file in group]
     return out
 
 
-def _train_stack(cfgs: list[RunConfig], files: list[Path], device: str, metrics_every: int,
-                 stacked: bool | None) -> None:
+def _train_stack(cfgs: list[RunConfig], files: list[Path], device: str,
+                 metrics_every: int) -> None:
     writers: list[TrajectoryWriter] = []
     try:
         for file in files:
             writers.append(TrajectoryWriter(file, overwrite=True, attrs={"device": device}))
         BatchTrainer(cfgs, device, callbacks=[[w] for w in writers],
-                     metrics_every=metrics_every, stacked=stacked).run()
+                     metrics_every=metrics_every, stacked=True).run()
     finally:
         for w in writers:
             w.close()
 
 
-def batch_key(cfg: RunConfig) -> tuple | None:
-    """Cells with equal keys can train in one BatchTrainer; None: this cell trains alone."""
-    try:
-        check_batchable([cfg])
-    except ValueError:
-        return None
-    return tuple(getattr(getattr(cfg, section), f)
-                 for section, fields in BATCH_SHARED.items() for f in fields)
-
-
 def groups(tasks: list[Task], size: int, stacked: bool = False) -> list[list[Task]]:
-    """Tasks in groups of at most ``size`` cells that can train together (order kept);
-    ``stacked``: only cells that share a stacked kernel (same training-set size too)."""
+    """Tasks in groups of at most ``size`` cells (order kept); ``stacked``: each group
+    only of cells that share a stacked kernel (same training-set size too)."""
     by_key: dict[Any, list[Task]] = {}
     for i, task in enumerate(tasks):
-        key = stack_key(task[1]) if stacked else batch_key(task[1])
+        key = stack_key(task[1]) if stacked else "any"
         by_key.setdefault(("alone", i) if key is None else key, []).append(task)
     return [group[i:i + size] for group in by_key.values() for i in range(0, len(group), size)]
 

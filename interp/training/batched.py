@@ -1,33 +1,32 @@
-"""Train several MLP runs in lockstep in one process, each reported to its own callbacks.
+"""Train several MLP runs in one process, each reported to its own callbacks.
 
 Runs that share p, the operation, width, activation, loss, optimizer and step count but
 differ in seeds, corruption, train fraction, learning rate or weight decay train
 together. How each run computes its step:
 
-* **alone** (the default on the CPU): every run is a :class:`interp.Trainer` stepped
-  exactly as :meth:`Trainer.run` steps it, with its own tensors, shapes, kernels and
-  fused optimizer; nothing is shared with the other runs of the stack. So a run's
-  weights are bit-identical whether it trains alone, in any stack, or resumed from a
-  checkpoint (on the CPU, for a fixed number of torch threads).
+* **alone** (the default on the CPU): every run is trained by its own
+  :class:`interp.Trainer` (:meth:`Trainer.run`, one run after another), with its own
+  tensors, shapes, kernels and fused optimizer; nothing is shared with the other runs.
+  So a run's weights are bit-identical whether it trains alone, in any group, or resumed
+  from a checkpoint (on the CPU, for a fixed number of torch threads).
 * **stacked** (:mod:`interp.training.stacked`; the default on CUDA, where many small
   products in one kernel pay):
   runs that also have the same precision, no biases and the same training-set size (so
-  no run is padded to another's size) train as one stack, ``U``, ``V`` of shape
-  (M, N, p) and ``W`` of shape (M, p, N), with batched products and one hand-written
-  Adam(W) update (torch's formulas, per-model lr and weight decay): equal to training
-  alone to float tolerance, not bit for bit. With ``precision="bf16"`` the products take
+  no run is padded to another's size) train as one stack in lockstep, ``U``, ``V`` of
+  shape (M, N, p) and ``W`` of shape (M, p, N), with batched products and one
+  hand-written Adam(W) update (torch's formulas, per-model lr and weight decay): equal
+  to training alone to float tolerance, not bit for bit. With ``precision="bf16"`` the products take
   bfloat16 operands (the fused quadratic kernel carries them; weights, optimizer state
   and everything else stay float32).
 
 Metrics (losses, the six accuracies, norms) are recorded every ``metrics_every`` steps,
 at every checkpoint step of the run and at the final step (``metrics_every=1``: every
-step, as :class:`Trainer` records them). They never change the weights. Full batch only,
+step, :class:`Trainer`'s default). They never change the weights. Full batch only,
 without dropout, BatchNorm or biases.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -94,7 +93,7 @@ def _label(i: int, cfg: RunConfig) -> str:
 
 
 class BatchTrainer:
-    """Trains M runs in lockstep; ``callbacks[i]`` receive run i's events.
+    """Trains M runs; ``callbacks[i]`` receive run i's events.
 
     Callbacks get an object that offers what a callback reads from a :class:`Trainer`
     (``cfg``, ``dataset``, ``step``, ``metric_names``, ``model``, ``state_arrays()``,
@@ -103,7 +102,9 @@ class BatchTrainer:
     :class:`TrajectoryWriter` works as is.
 
     ``stacked``: None chooses stacks on CUDA and every run alone on the CPU (see the
-    module doc). ``metrics_every``: the cadence of the metrics (>= 1).
+    module doc). Runs trained alone train one after another, each through
+    :meth:`Trainer.run`; stacks train in lockstep. ``metrics_every``: the cadence of the
+    metrics (>= 1).
     """
 
     def __init__(self, cfgs: Sequence[RunConfig], device: str = "cpu",
@@ -126,15 +127,24 @@ class BatchTrainer:
         for i, cfg in enumerate(self.cfgs):
             key = stack_key(cfg) if stacked else None
             groups.setdefault(("alone", i) if key is None else key, []).append(i)
-        self.blocks: list[_Alone | Stack] = [
-            Stack(idx, [self.cfgs[i] for i in idx], self.device,
-                  [_label(i, self.cfgs[i]) for i in idx])
-            if key[0] != "alone" else _Alone(self, idx[0])
-            for key, idx in groups.items()]
+        #: the runs trained together: one list per block (a Trainer or a Stack)
+        self.groups = list(groups.values())
+        self.blocks: list[Trainer | Stack] = []
         self.views: list = [None] * len(self.cfgs)
-        for block in self.blocks:
-            for i, view in zip(block.runs, block.views()):
-                self.views[i] = view
+        for key, idx in groups.items():
+            if key[0] == "alone":
+                i = idx[0]
+                trainer = Trainer(self.cfgs[i], str(self.device), self.callbacks[i],
+                                  metrics_every=metrics_every)
+                trainer.finite.labels = [_label(i, self.cfgs[i])]
+                self.blocks.append(trainer)
+                self.views[i] = trainer
+            else:
+                stack = Stack(idx, [self.cfgs[i] for i in idx], self.device,
+                              [_label(i, self.cfgs[i]) for i in idx])
+                self.blocks.append(stack)
+                for i, view in zip(idx, stack.views()):
+                    self.views[i] = view
 
     def state_arrays(self, i: int) -> dict[str, torch.Tensor]:
         """The weights of run i at the current step."""
@@ -147,8 +157,13 @@ class BatchTrainer:
         if len(states) != len(self.cfgs):
             raise ValueError(f"states must hold one (weights, optimizer) pair per run "
                              f"({len(self.cfgs)}), got {len(states)}.")
+        for i, view in enumerate(self.views):
+            if isinstance(view, Trainer):
+                weights, optimizer = states[i]
+                view.load_state(step, weights, optimizer or {})
         for block in self.blocks:
-            block.load_state(step, [states[i] for i in block.runs])
+            if isinstance(block, Stack):
+                block.load_state(step, [states[i] for i in block.runs])
         self.step = step
 
     def _emit(self, event: str, runs: Sequence[int], *args: object) -> None:
@@ -160,72 +175,29 @@ class BatchTrainer:
 
     def run(self) -> BatchTrainer:
         """Train every run to the shared final step; a run whose loss or weights stop
-        being finite stops the stack with a ValueError naming it."""
-        everyone = range(len(self.cfgs))
-        schedules = [CheckpointSchedule(c.train, self.step) for c in self.cfgs]
-        self._emit("on_start", everyone)
-        while True:
-            step, last = self.step, self.step >= self.steps
-            due = [s.due(step) for s in schedules]
-            regular = step % self.metrics_every == 0 or last
-            for block in self.blocks:  # one block at a time: its tensors stay in cache
-                block.forward(step, [regular or due[i] for i in block.runs],
-                              [due[i] for i in block.runs])
-                for i, values in block.measured:
-                    self._emit("on_step", [i], step, values)
-                for i in block.runs:
-                    if due[i]:
-                        self._emit("on_checkpoint", [i], step)
-                block.checkpointed([due[i] for i in block.runs], step)
-                if not last:
-                    block.update()
-            if last:
-                break
-            self.step += 1
-        self._emit("on_end", everyone)
+        being finite stops the training with a ValueError naming it."""
+        start = self.step
+        for block in self.blocks:
+            if isinstance(block, Trainer):
+                block.run()
+            else:
+                self._run_stack(block, start)
+        self.step = self.steps
         return self
 
-
-class _Alone:
-    """One run, stepped by its own :class:`Trainer` exactly as :meth:`Trainer.run` does
-    (the same calls in the same order), with metrics only when asked."""
-
-    def __init__(self, bt: BatchTrainer, i: int) -> None:
-        self.runs = [i]
-        self.trainer = Trainer(bt.cfgs[i], str(bt.device))
-        self.trainer.finite.labels = [_label(i, bt.cfgs[i])]
-        self.sync = bt.device.type == "cpu"
-        self.measured: list[tuple[int, torch.Tensor]] = []
-        self.loss: torch.Tensor | None = None
-
-    def views(self) -> list[Trainer]:
-        return [self.trainer]
-
-    def load_state(self, step: int, states: list) -> None:
-        weights, optimizer = states[0]
-        self.trainer.load_state(step, weights, optimizer or {})
-
-    def forward(self, step: int, measure: list[bool], due: list[bool]) -> None:
-        tr = self.trainer
-        self.measured = []
-        if not measure[0]:
-            self.loss = tr._forward_train(step)[1]
-            # on the CPU a check costs nothing; a non-finite loss is measured, so reported
-            if not self.sync or math.isfinite(self.loss.item()):
-                return
-        values, self.loss = tr._measure(step)
-        tr.finite.check(step, values[None], due[0])
-        self.measured = [(self.runs[0], values)]
-
-    def checkpointed(self, due: list[bool], step: int) -> None:
-        if due[0]:
-            self.trainer.finite.last_checkpoint = step
-
-    def update(self) -> None:
-        tr, loss = self.trainer, self.loss
-        assert loss is not None
-        tr.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        tr.optimizer.step()
-        tr.step += 1
-        self.loss = None
+    def _run_stack(self, stack: Stack, step: int) -> None:
+        # the runs of a stack share their checkpoint schedule (SHARED)
+        schedule = CheckpointSchedule(self.cfgs[stack.runs[0]].train, step)
+        self._emit("on_start", stack.runs)
+        while True:
+            last, due = step >= self.steps, schedule.due(step)
+            stack.forward(step, due or last or step % self.metrics_every == 0, due)
+            for i, values in stack.measured:
+                self._emit("on_step", [i], step, values)
+            if due:
+                self._emit("on_checkpoint", stack.runs, step)
+            if last:
+                break
+            stack.update()
+            step += 1
+        self._emit("on_end", stack.runs)

@@ -23,11 +23,13 @@ from interp.training.trainer import Trainer
 
 
 def train_to_file(cfg: RunConfig, path: str | os.PathLike, *, device: str = "cpu",
-                  overwrite: bool = False, callbacks: Sequence[object] = ()) -> Path:
-    """Train a run and record it to ``path``. Returns the path."""
+                  overwrite: bool = False, callbacks: Sequence[object] = (),
+                  metrics_every: int = 1) -> Path:
+    """Train a run and record it to ``path`` (metrics every ``metrics_every`` steps, at
+    every checkpoint and at the end). Returns the path."""
     writer = TrajectoryWriter(path, overwrite=overwrite, attrs={"device": device})
     with contextlib.closing(writer):
-        Trainer(cfg, device, [writer, *callbacks]).run()
+        Trainer(cfg, device, [writer, *callbacks], metrics_every=metrics_every).run()
     return Path(path)
 
 
@@ -67,14 +69,14 @@ def write_trajectory(cfg: RunConfig, path: str | os.PathLike,
 
 
 def resume_file(path: str | os.PathLike, *, device: str = "cpu",
-                callbacks: Sequence[object] = ()) -> Path:
+                callbacks: Sequence[object] = (), metrics_every: int = 1) -> Path:
     """Continue an interrupted run to its configured final step, from its newest committed
     checkpoint whose optimizer state is kept (:meth:`Run.resume_point`).
 
     Refused while another process writes the file. Nothing in the file changes until
     training starts (the trainer is built first, which checks the device and memory),
     and no committed checkpoint or metric row is dropped: steps the file already holds
-    are recomputed, not recorded again.
+    are recomputed, not recorded again. ``metrics_every`` as for :func:`train_to_file`.
     """
     writer = TrajectoryWriter(path, append=True)
     with contextlib.closing(writer):
@@ -84,7 +86,7 @@ def resume_file(path: str | os.PathLike, *, device: str = "cpu",
                 raise ValueError(f"run file {str(path)!r} is already complete at step "
                                  f"{cfg.train.steps}; there is nothing to resume.")
             step, weights, state = run.resume_point()
-        trainer = Trainer(cfg, device, [writer, *callbacks])
+        trainer = Trainer(cfg, device, [writer, *callbacks], metrics_every=metrics_every)
         if weights is not None:
             trainer.load_state(step, weights, state or {})
         trainer.run()

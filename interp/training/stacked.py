@@ -18,7 +18,8 @@ from interp.data import ACCURACY_NAMES, make_dataset, predict
 from interp.models.base import activation
 from interp.models.fused import gather_pre, quadratic_logits
 from interp.models.mlp import MLP
-from interp.training.trainer import DivergenceCheck, optimizer_layout
+from interp.training.divergence import DivergenceCheck
+from interp.training.trainer import optimizer_layout
 
 
 class Stack:
@@ -104,21 +105,18 @@ class Stack:
             return (logits - onehot).square().mean(dim=(1, 2))
         return F.cross_entropy(logits.transpose(1, 2), labels, reduction="none").mean(-1)
 
-    def forward(self, step: int, measure: list[bool], due: list[bool]) -> None:
+    def forward(self, step: int, measure: bool, checkpoint: bool) -> None:
+        """The training losses of ``step``; with ``measure`` (or, on the CPU, a loss that
+        is not finite) the metrics of every model too, in :attr:`measured`."""
         logits = self._logits(self.m_train, self.n_train)
         self.losses = self._loss(logits, self.y_train, self.onehot_train)
         self.measured = []
-        if self.device.type == "cpu" and not any(measure) \
-                and not bool(torch.isfinite(self.losses).all()):
-            measure = [True] * len(measure)  # measured, so reported
-        if any(measure):
+        if self.device.type == "cpu" and not measure:
+            measure = not bool(torch.isfinite(self.losses).all())  # measured, so reported
+        if measure:
             values = self._metrics(logits.detach(), self.losses)
-            self.finite.check(step, values, any(due))
-            self.measured = [(i, values[j]) for j, i in enumerate(self.runs) if measure[j]]
-
-    def checkpointed(self, due: list[bool], step: int) -> None:
-        if any(due):
-            self.finite.last_checkpoint = step
+            self.finite.check(step, values, checkpoint)
+            self.measured = list(zip(self.runs, values))
 
     @torch.no_grad()
     def _metrics(self, train_logits: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import ctypes
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -23,6 +24,8 @@ from interp.config import RunConfig, TrainConfig, check_memory
 from interp.data import ACCURACY_NAMES, Dataset, make_dataset, predict
 from interp.losses import mean_loss
 from interp.models import make_model
+from interp.training.divergence import DivergenceCheck
+from interp.validate import check_int
 
 
 class Callback(Protocol):
@@ -70,54 +73,6 @@ def available_memory(device: torch.device) -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
-
-
-class DivergenceCheck:
-    """Raises ValueError when the loss or a weight norm of a step is NaN or infinite
-    (accuracies may be NaN: an empty subset), before that step's checkpoint is kept.
-
-    On the CPU each step is checked at once; on a GPU the first bad step is noted on the
-    device (no sync) and looked at before each checkpoint. ``values`` may have a leading
-    model axis (a stack); ``labels[i]`` then names model i in the message.
-    """
-
-    def __init__(self, metric_names: Sequence[str], device: torch.device,
-                 labels: Sequence[str] = ()) -> None:
-        watch = [i for i, k in enumerate(metric_names) if k == "loss" or k[:5] == "norm/"]
-        self.index = torch.tensor(watch, device=device)
-        self.names = [metric_names[i] for i in watch]
-        self.labels, self.sync_every_step = list(labels), device.type == "cpu"
-        self.first: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.last_checkpoint: int | None = None
-
-    def check(self, step: int, values: torch.Tensor, checkpoint: bool) -> None:
-        watched = values[..., self.index]
-        if self.sync_every_step:
-            if not bool(torch.isfinite(watched).all()):
-                raise self.error(step, watched)
-            return
-        ok = torch.isfinite(watched).all()
-        if self.first is None:
-            self.first = (torch.full((), -1, device=values.device), watched)
-        keep = ok | (self.first[0] >= 0)
-        self.first = (torch.where(keep, self.first[0], step),
-                      torch.where(keep, self.first[1], watched))
-        if checkpoint and int(self.first[0]) >= 0:
-            raise self.error(int(self.first[0]), self.first[1])
-
-    def error(self, step: int, watched: torch.Tensor) -> ValueError:
-        watched = watched.detach().cpu().double()
-        who = "training"
-        if watched.ndim == 2:
-            model = int((~torch.isfinite(watched)).any(1).nonzero()[0, 0])
-            watched, who = watched[model], f"training {self.labels[model]}"
-        bad = int((~torch.isfinite(watched)).nonzero()[0, 0])
-        name = self.names[bad]
-        what = "the loss" if name == "loss" else f"the {name.replace('/', ' of ')}"
-        kept = ("no checkpoint was kept" if self.last_checkpoint is None else "the run file "
-                f"keeps the last finite checkpoint (step {self.last_checkpoint})")
-        return ValueError(f"{who} diverged at step {step}: {what} is {watched[bad].item()}; "
-                          f"{kept}; a smaller lr or weight decay may help.")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -214,10 +169,13 @@ class Trainer:
     """
 
     def __init__(self, cfg: RunConfig, device: str = "cpu",
-                 callbacks: Sequence[Callback] = (), dataset: Dataset | None = None) -> None:
+                 callbacks: Sequence[Callback] = (), dataset: Dataset | None = None, *,
+                 metrics_every: int = 1) -> None:
         """``dataset``: the split and labels to train and score on (default: made from
-        ``cfg.data``; a foreign run's own split is passed in)."""
-        self.cfg = cfg
+        ``cfg.data``; a foreign run's own split is passed in). ``metrics_every``: the
+        cadence of the metrics (see :meth:`run`)."""
+        check_int("metrics_every", metrics_every, 1)
+        self.cfg, self.metrics_every = cfg, metrics_every
         self.device = resolve_device(device)
         check_memory([cfg], available_memory(self.device), self.device.type)
         tune_allocator()
@@ -340,19 +298,28 @@ class Trainer:
     def run(self) -> Trainer:
         """Train from the current step to ``cfg.train.steps``, reporting to callbacks.
 
+        The metrics (``on_step``) are measured every ``metrics_every`` steps, at every
+        checkpoint step and at the final step; measuring never changes the weights. On
+        the CPU a step whose loss is not finite is measured too, so that it is reported.
         Raises ValueError if the loss or the weights stop being finite (divergence),
         before any callback sees that step's checkpoint."""
         schedule = CheckpointSchedule(self.cfg.train, self.step)
+        last = self.cfg.train.steps
         self._emit("on_start")
         while True:
-            values, loss = self._measure(self.step)
             checkpoint = schedule.due(self.step)
-            self.finite.check(self.step, values, checkpoint)
-            self._emit("on_step", self.step, values)
+            if checkpoint or self.step >= last or self.step % self.metrics_every == 0:
+                values, loss = self._measure(self.step)
+            else:
+                loss, values = self._forward_train(self.step)[1], None
+                if self.device.type == "cpu" and not math.isfinite(loss.item()):
+                    values, loss = self._measure(self.step)
+            if values is not None:
+                self.finite.check(self.step, values, checkpoint)
+                self._emit("on_step", self.step, values)
             if checkpoint:
                 self._emit("on_checkpoint", self.step)
-                self.finite.last_checkpoint = self.step
-            if self.step >= self.cfg.train.steps:
+            if self.step >= last:
                 break
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

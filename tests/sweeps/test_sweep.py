@@ -262,7 +262,7 @@ def test_dask_cluster_spreads_the_cells_and_gives_the_local_summary(local_sweep,
 
 def test_grouped_cells_match_cells_trained_alone(local_sweep, tmp_path):
     """The fixture trained every cell as its own task in a worker process; grouped four
-    to a BatchTrainer in this process, every row is the same, bit for bit."""
+    to a task in this process, every row is the same, bit for bit."""
     grouped = run_sweep(tiny_spec(), tmp_path / "grouped", workers=0, batch=4)
     assert by_id(grouped.rows) == by_id(local_sweep[1].rows)
 

@@ -79,7 +79,7 @@ def test_stacked_kernel_matches_training_alone_to_float_tolerance(cfgs, optimize
     cfgs = [c.replace(train={"optimizer": optimizer, "loss": loss}) for c in cfgs]
     keeps = [Keep() for _ in cfgs]
     bt = BatchTrainer(cfgs, callbacks=[[k] for k in keeps], stacked=True)
-    assert sorted(len(b.runs) for b in bt.blocks) == [1, 3]  # alpha 0.5 x 3, alpha 0.7
+    assert sorted(map(len, bt.groups)) == [1, 3]  # alpha 0.5 x 3, alpha 0.7
     bt.run()
     for i, cfg in enumerate(cfgs):
         alone = Keep()

@@ -12,8 +12,9 @@ import torch
 from interp.config import RunConfig
 from interp.store.trajectory import Run
 from interp.training.batched import BatchTrainer
+from interp.training.divergence import DivergenceCheck
 from interp.training.runner import train_to_file
-from interp.training.trainer import DivergenceCheck, Trainer
+from interp.training.trainer import Trainer
 
 #: Plain SGD at lr 10 blows this tiny MLP up after a few tens of steps (on the CPU, always
 #: at the same step).

@@ -50,6 +50,24 @@ def test_callbacks_see_every_step_and_checkpoint_in_order(tiny_cfg):
     assert len(rec.values) == 31 and rec.values[0].shape == (len(tr.metric_names),)
 
 
+def test_metrics_at_a_cadence_are_those_of_every_step_and_change_no_weight(tiny_cfg):
+    """Every 4 steps, at the checkpoints (every 5) and at the end (30); the values at those
+    steps and the final weights are exactly those of recording every step. A minibatch
+    run with dropout: the cadence must not move its random streams either."""
+    cfg = tiny_cfg.replace(model={"dropout": 0.2}, train={"batch_size": 16})
+    every, sparse = Recorder(), Recorder()
+    full = Trainer(cfg, callbacks=[every]).run()
+    thin = Trainer(cfg, callbacks=[sparse], metrics_every=4).run()
+    steps = [s for e, s in sparse.events if e == "step"]
+    assert steps == sorted(set(range(0, 31, 4)) | set(range(0, 31, 5)) | {30})
+    for step, values in zip(steps, sparse.values):
+        torch.testing.assert_close(values, every.values[step], rtol=0, atol=0, equal_nan=True)
+    for k, v in full.model.arrays().items():
+        assert torch.equal(thin.model.arrays()[k], v), k
+    with pytest.raises(ValueError, match="metrics_every must be an integer >= 1, got 0"):
+        Trainer(cfg, metrics_every=0)
+
+
 def test_recorded_accuracies_match_an_independent_evaluation(tiny_cfg):
     rec = Recorder()
     tr = Trainer(tiny_cfg, callbacks=[rec]).run()
