@@ -33,9 +33,10 @@ def sweep(
                                               "checkpoints and the end); 1: every step."),
     threads: int = typer.Option(1, help="Torch threads per cell; a cell's weights depend on "
                                         "it, never on --workers or --batch."),
-    batch: int | None = typer.Option(None, help="Train up to this many compatible cells at "
-                                                "once in one process (default: 1 on the CPU, "
-                                                "64 on CUDA, where they share one kernel)."),
+    batch: int | None = typer.Option(None, help="Cells per task (default: 1 on the CPU, "
+                                                "where they train one after another; 64 on "
+                                                "CUDA, where cells of one alpha share a "
+                                                "kernel)."),
     device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
     scheduler: str | None = typer.Option(None, help="Dask scheduler address, e.g. "
                                                     "tcp://host:8786 (needs interp[distributed])."),
