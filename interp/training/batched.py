@@ -15,9 +15,9 @@ together. How each run computes its step:
   no run is padded to another's size) train as one stack in lockstep, ``U``, ``V`` of
   shape (M, N, p) and ``W`` of shape (M, p, N), with batched products and one
   hand-written Adam(W) update (torch's formulas, per-model lr and weight decay): equal
-  to training alone to float tolerance, not bit for bit. With ``precision="bf16"`` the products take
-  bfloat16 operands (the fused quadratic kernel carries them; weights, optimizer state
-  and everything else stay float32).
+  to training alone to float tolerance, not bit for bit. With ``precision="bf16"`` the
+  products take bfloat16 operands (the fused quadratic kernel carries them; weights,
+  optimizer state and everything else stay float32).
 
 Metrics (losses, the six accuracies, norms) are recorded every ``metrics_every`` steps,
 at every checkpoint step of the run and at the final step (``metrics_every=1``: every
