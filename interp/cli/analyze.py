@@ -22,8 +22,11 @@ from interp.cli.common import (
     err,
     foreign_options,
     friendly,
+    json_option,
     out,
+    overwrite_option,
     progress,
+    quiet_option,
     save_json,
 )
 
@@ -55,16 +58,13 @@ def analyze(
     out_dir: Path | None = typer.Option(None, "--out", metavar="DIR",
                                         help="Output folder (default RUN-analysis/ beside "
                                              "the run).", rich_help_panel=OUTPUT),
-    overwrite: bool = typer.Option(False, help="Replace an existing output folder (an "
-                                               "earlier analysis).", rich_help_panel=OUTPUT),
-    json_path: Path | None = typer.Option(None, "--json", metavar="FILE|-",
-                                          help="Also write the JSON summary here ('-': "
-                                               "stdout, alone).", rich_help_panel=OUTPUT),
+    overwrite: bool = overwrite_option("output folder (an earlier analysis)"),
+    json_path: Path | None = json_option("the JSON summary"),
     plots: Path | None = typer.Option(None, metavar="DIR", help="Figure folder (default: the "
                                       "output folder).", rich_help_panel=OUTPUT),
     no_plots: bool = typer.Option(False, "--no-plots", help="Write no figures.",
                                   rich_help_panel=OUTPUT),
-    quiet: bool = typer.Option(False, help="No progress display.", rich_help_panel=OUTPUT),
+    quiet: bool = quiet_option(),
     layout: str | None = typer.Option(None, help=LAYOUT_HELP, rich_help_panel=FOREIGN),
     p: int | None = typer.Option(None, help="Modulus.", rich_help_panel=FOREIGN),
     op: str | None = typer.Option(None, help="Operation (default: the file's config, else "
@@ -204,14 +204,11 @@ def compare(
                                rich_help_panel=ANALYSES),
     out_dir: Path = typer.Option(Path("compare"), "--out", metavar="DIR",
                                  help="Output folder.", rich_help_panel=OUTPUT),
-    overwrite: bool = typer.Option(False, help="Replace an existing output folder (an "
-                                               "earlier comparison).", rich_help_panel=OUTPUT),
-    json_path: Path | None = typer.Option(None, "--json", metavar="FILE|-",
-                                          help="Also write the JSON result here ('-': "
-                                               "stdout, alone).", rich_help_panel=OUTPUT),
+    overwrite: bool = overwrite_option("output folder (an earlier comparison)"),
+    json_path: Path | None = json_option("the JSON result"),
     no_plots: bool = typer.Option(False, "--no-plots", help="Write no figures.",
                                   rich_help_panel=OUTPUT),
-    quiet: bool = typer.Option(False, help="No progress display.", rich_help_panel=OUTPUT),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Compare runs side by side: config differences, accuracies, phase, IPR, norms.
 

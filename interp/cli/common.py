@@ -33,6 +33,20 @@ if TYPE_CHECKING:
 
 #: Panels of ``interp COMMAND --help``: options grouped by what they are for.
 ANALYSES, OUTPUT, FOREIGN = "Analyses", "Output", "Foreign checkpoints"
+
+
+def json_option(what: str = "a JSON summary") -> Any:
+    """The ``--json FILE|-`` option of a command with a result: write ``what`` there."""
+    return typer.Option(None, "--json", metavar="FILE|-", help=f"Also write {what} here "
+                        "('-': stdout, alone).", rich_help_panel=OUTPUT)
+
+
+def overwrite_option(what: str = "output file") -> Any:
+    return typer.Option(False, help=f"Replace an existing {what}.", rich_help_panel=OUTPUT)
+
+
+def quiet_option() -> Any:
+    return typer.Option(False, help="No progress display.", rich_help_panel=OUTPUT)
 DATA, MODEL, TRAINING = "Data", "Model", "Training"
 
 

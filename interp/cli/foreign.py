@@ -11,13 +11,15 @@ from interp.cli.common import (
     FOREIGN_RENAMED,
     LAYOUT_HELP,
     MAP_HELP,
-    OUTPUT,
     as_options,
     err,
     foreign_options,
     friendly,
+    json_option,
+    overwrite_option,
     print_json_or,
     progress,
+    quiet_option,
     run_result,
     summary_table,
 )
@@ -56,12 +58,9 @@ def import_(
     unsafe_pickle: bool = typer.Option(False, "--unsafe-pickle", help="Let torch.load unpickle "
                                        "arbitrary objects: ONLY for files you trust (it can "
                                        "run code)."),
-    overwrite: bool = typer.Option(False, help="Replace an existing output file.",
-                                   rich_help_panel=OUTPUT),
-    json_path: Path | None = typer.Option(None, "--json", metavar="FILE|-",
-                                          help="Also write a JSON summary here ('-': "
-                                               "stdout, alone).", rich_help_panel=OUTPUT),
-    quiet: bool = typer.Option(False, help="No progress display.", rich_help_panel=OUTPUT),
+    overwrite: bool = overwrite_option(),
+    json_path: Path | None = json_option(),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Convert a checkpoint written by other code into a trajectory file.
 

@@ -7,7 +7,16 @@ from typing import Any
 
 import typer
 
-from interp.cli.common import OUTPUT, err, friendly, note_slow_bf16, out, print_json_or, progress
+from interp.cli.common import (
+    err,
+    friendly,
+    json_option,
+    note_slow_bf16,
+    out,
+    print_json_or,
+    progress,
+    quiet_option,
+)
 
 
 @friendly
@@ -40,11 +49,9 @@ def sweep(
     device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
     scheduler: str | None = typer.Option(None, help="Dask scheduler address, e.g. "
                                                     "tcp://host:8786 (needs interp[distributed])."),
-    json_path: Path | None = typer.Option(None, "--json", metavar="FILE|-",
-                                          help="Also write the report (counts, failed cells, "
-                                               "summary rows) as JSON here ('-': stdout, "
-                                               "alone).", rich_help_panel=OUTPUT),
-    quiet: bool = typer.Option(False, help="No progress display.", rich_help_panel=OUTPUT),
+    json_path: Path | None = json_option("the report (counts, failed cells, summary rows) "
+                                         "as JSON"),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Train a grid of runs (xi x alpha x regularizer values x seeds), resumably.
 
@@ -98,7 +105,7 @@ def phase_diagram(
     sweep_dir: Path = typer.Argument(..., metavar="SWEEP_DIR", help="Folder of interp sweep."),
     out_dir: Path | None = typer.Option(None, "--out", metavar="DIR",
                                         help="Figure folder (default SWEEP_DIR/figures)."),
-    quiet: bool = typer.Option(False, help="No progress display."),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Draw the paper-style phase diagram and accuracy heatmaps of a sweep.
 

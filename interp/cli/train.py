@@ -24,10 +24,13 @@ from interp.cli.common import (
     err,
     final_metrics,
     friendly,
+    json_option,
     model_config,
     out,
+    overwrite_option,
     print_json_or,
     progress,
+    quiet_option,
     run_result,
     summary_table,
 )
@@ -93,12 +96,9 @@ def train(
     resume: Path | None = typer.Option(None, metavar="FILE",
                                        help="Continue this interrupted run file (its stored "
                                             "config is used).", rich_help_panel=OUTPUT),
-    overwrite: bool = typer.Option(False, help="Replace an existing output file.",
-                                   rich_help_panel=OUTPUT),
-    json_path: Path | None = typer.Option(None, "--json", metavar="FILE|-",
-                                          help="Also write the final summary as JSON here "
-                                               "('-': stdout, alone).", rich_help_panel=OUTPUT),
-    quiet: bool = typer.Option(False, help="No progress display.", rich_help_panel=OUTPUT),
+    overwrite: bool = overwrite_option(),
+    json_path: Path | None = json_option("the final summary as JSON"),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Train one run and record its dense trajectory.
 
@@ -247,12 +247,9 @@ def solution(
     seed: int = typer.Option(0, help="Seed of the random phases."),
     out_path: Path = typer.Option(..., "--out", metavar="FILE", help="Trajectory file to "
                                   "write.", rich_help_panel=OUTPUT),
-    overwrite: bool = typer.Option(False, help="Replace an existing output file.",
-                                   rich_help_panel=OUTPUT),
-    json_path: Path | None = typer.Option(None, "--json", metavar="FILE|-",
-                                          help="Also write a JSON summary here ('-': "
-                                               "stdout, alone).", rich_help_panel=OUTPUT),
-    quiet: bool = typer.Option(False, help="No progress display.", rich_help_panel=OUTPUT),
+    overwrite: bool = overwrite_option(),
+    json_path: Path | None = json_option(),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Write Gromov's analytic periodic network as a one-checkpoint trajectory file.
 
