@@ -1,4 +1,4 @@
-"""Where a sweep's cells run: spawned local worker processes, this process, or a Dask
+"""Where a sweep's cells run: local worker processes, this process, or a Dask
 cluster. Each runs groups of cells (:func:`run_group`) and yields an :data:`Outcome` per
 cell.
 
@@ -136,10 +136,12 @@ def die_with_parent(parent: int, poll: float = 0.5) -> None:
     """Make this worker process stop when ``parent`` (the pid of the sweep that started
     it) dies, SIGKILL included, so that no orphan goes on training and writing cells.
 
-    On Linux the kernel kills it (``prctl(PR_SET_PDEATHSIG, SIGKILL)``); everywhere a
-    daemon thread checks every ``poll`` seconds that the parent is still its parent and
-    ends the process (``os._exit``) when it is not. A parent that died before this call
-    ends the worker at once.
+    On Linux the kernel kills it when its own parent dies (``prctl(PR_SET_PDEATHSIG,
+    SIGKILL)``): the sweep, or the fork server that the sweep started, which ends with
+    the sweep. Everywhere a daemon thread checks every ``poll`` seconds that ``parent`` is
+    still running and that this process has not changed parents, and ends the process
+    (``os._exit``) when either fails. A sweep that died before this call ends the worker
+    at once.
     """
     if sys.platform.startswith("linux"):
         try:
@@ -147,16 +149,46 @@ def die_with_parent(parent: int, poll: float = 0.5) -> None:
             libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL))
         except (OSError, AttributeError):  # no prctl here: the watchdog alone
             pass
-    if os.getppid() != parent:
+    if not _running(parent):
         os._exit(1)
-    threading.Thread(target=_watch_parent, args=(parent, poll), daemon=True,
+    threading.Thread(target=_watch_parent, args=(parent, os.getppid(), poll), daemon=True,
                      name="interp-parent-watchdog").start()
 
 
-def _watch_parent(parent: int, poll: float) -> None:
-    while os.getppid() == parent:
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not ended (a zombie, ended but not yet
+    reaped, counts as ended where /proc tells)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc here
+        return True
+    return stat[stat.rindex(")") + 2:][:1] != "Z"
+
+
+def _watch_parent(parent: int, direct: int, poll: float) -> None:
+    while os.getppid() == direct and _running(parent):
         time.sleep(poll)
     os._exit(1)
+
+
+def pool_context() -> multiprocessing.context.BaseContext:
+    """How local workers start: forked from multiprocessing's fork server, which imports
+    this module (torch included) once per sweep process, so that workers start in a
+    fraction of a second instead of each importing torch (about 1.5 s, two at once
+    competing for the cores); spawned where there is no fork server (Windows). Either way
+    a worker starts from a fresh interpreter's state, never from a copy of the caller's,
+    and imports the calling script as spawned processes do."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
 
 
 def available_cores() -> int:
@@ -186,7 +218,7 @@ class Plan:
 
 def run_local(groups: list[list[Task]], regularizer: str, workers: int, retries: int,
               plan: Plan = Plan()) -> Iterator[Outcome]:
-    """Run groups of cells in spawned worker processes (``plan.threads`` torch threads
+    """Run groups of cells in local worker processes (``plan.threads`` torch threads
     each); yields (cell_id, action, row, error) per cell.
 
     A worker that dies (killed, out of memory) breaks the pool: its unfinished groups are
@@ -198,7 +230,7 @@ def run_local(groups: list[list[Task]], regularizer: str, workers: int, retries:
         broken: list[int] = []
         with cf.ProcessPoolExecutor(min(workers, len(pending)), initializer=_init_worker,
                                     initargs=(plan.threads, os.getpid()),
-                                    mp_context=multiprocessing.get_context("spawn")) as pool:
+                                    mp_context=pool_context()) as pool:
             futures = {pool.submit(run_group, _as_items(groups[g]), regularizer,
                                    *plan.args()): g for g in pending}
             for fut in cf.as_completed(futures):
@@ -222,7 +254,7 @@ def run_local(groups: list[list[Task]], regularizer: str, workers: int, retries:
 
 def _spawn_hint() -> str:
     """A hint for the commonest cause of workers that die at once: a script that starts a
-    sweep without an ``if __name__ == "__main__":`` guard (spawned workers import the
+    sweep without an ``if __name__ == "__main__":`` guard (the workers import the
     script, so it starts the sweep again inside each of them)."""
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
@@ -231,7 +263,7 @@ def _spawn_hint() -> str:
     except OSError:
         guarded = True
     return "" if guarded else (f" (the script {path!r} starts the sweep without an `if "
-                               "__name__ == '__main__':` guard, which spawned workers need)")
+                               "__name__ == '__main__':` guard, which the worker processes need)")
 
 
 def run_serial(groups: list[list[Task]], regularizer: str,

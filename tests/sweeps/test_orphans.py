@@ -2,8 +2,9 @@
 finishes every cell.
 
 The sweep runs as ``interp sweep`` in a subprocess, in its own session, so that whatever
-the test fails on, the ``finally`` can kill the whole group it started. Its children
-(the spawned workers and multiprocessing's resource tracker) are found in /proc.
+the test fails on, the ``finally`` can kill the whole group it started. Its descendants
+(multiprocessing's fork server and resource tracker, and the workers, children of the
+fork server) are found in /proc.
 """
 
 from __future__ import annotations
@@ -47,6 +48,16 @@ def children(parent: int) -> dict[int, int]:
     return found
 
 
+def descendants(ancestor: int) -> dict[int, int]:
+    """pid -> start time of every living process below ``ancestor``."""
+    found, todo = {}, [ancestor]
+    while todo:
+        below = children(todo.pop())
+        found |= below
+        todo += list(below)
+    return found
+
+
 def running(procs: dict[int, int]) -> list[int]:
     """Those of ``procs`` still running (the same process: same start time; a zombie
     waiting for its new parent to reap it has stopped)."""
@@ -62,12 +73,13 @@ def test_a_killed_sweep_leaves_no_worker_running_and_resumes(tmp_path):
     try:
         workers: dict[int, int] = {}
         deadline = time.monotonic() + 90
-        while not (len(workers) >= 2 and any((out / "cells").glob("*.h5"))):
+        # two workers, the fork server and the resource tracker
+        while not (len(workers) >= 4 and any((out / "cells").glob("*.h5"))):
             assert sweep.poll() is None, "the sweep ended before its workers trained"
             assert time.monotonic() < deadline, "the sweep's workers never started training"
-            workers |= children(sweep.pid)
+            workers |= descendants(sweep.pid)
             time.sleep(0.05)
-        workers |= children(sweep.pid)
+        workers |= descendants(sweep.pid)
         os.kill(sweep.pid, signal.SIGKILL)  # the parent only
         assert sweep.wait(timeout=10) == -signal.SIGKILL
         deadline = time.monotonic() + 10
