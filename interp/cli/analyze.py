@@ -3,8 +3,6 @@ figures and printed as tables."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import typer
@@ -19,6 +17,7 @@ from interp.cli.common import (
     OUTPUT,
     as_options,
     check_new_folder,
+    emit_json,
     err,
     foreign_options,
     friendly,
@@ -126,6 +125,7 @@ def _analyze_file(run_path: Path, step: int | None, flags: dict[str, bool], fold
                   json_path: Path | None, plots: Path | None, no_plots: bool,
                   threshold: float | None, seed: int, device: str, overwrite: bool,
                   quiet: bool) -> None:
+    from interp.analysis.task import task_support
     from interp.cli.tables import analysis_tables
     from interp.plots.style import run_identity
     from interp.reports.analyze import analyze_run
@@ -139,7 +139,8 @@ def _analyze_file(run_path: Path, step: int | None, flags: dict[str, bool], fold
     written: list[Path] = []
     with Run(run_path) as run, progress("analyze", quiet) as update:
         if not any(flags.values()):
-            fit = run.family.analytic_solution and run.config.data.op in ("add", "sub")
+            fit = task_support(run.config.data.op,
+                               run.family.analytic_solution)["analytic_solution"]
             flags = {"ipr": True, "prune": True, "ablate": True, "phase": True, "fit": fit}
         update(", ".join(k for k, v in flags.items() if v) or "accuracies")
         analysis = analyze_run(run, step, threshold=threshold, seed=seed, device=device,
@@ -165,7 +166,7 @@ def _analyze_file(run_path: Path, step: int | None, flags: dict[str, bool], fold
 
         write_folder_atomic(folder, fill, marker="summary.json")
     if str(json_path) == "-":  # stdout carries the JSON alone
-        sys.stdout.write(json.dumps(summary, allow_nan=False) + "\n")
+        emit_json(summary, json_path)
         return
     for table in analysis_tables(summary):
         out.print(table)
@@ -246,7 +247,7 @@ def compare(
 
         write_folder_atomic(out_dir, fill, marker="compare.json")
     if str(json_path) == "-":
-        sys.stdout.write(json.dumps(result, allow_nan=False) + "\n")
+        emit_json(result, json_path)
         return
     out.print(compare_table(result))
     out.print("wrote " + ", ".join(str(p) for p in written))

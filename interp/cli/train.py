@@ -40,8 +40,9 @@ from interp.cli.common import (
 def train(
     p: int = typer.Option(97, help="Modulus (prime where the operation needs it).",
                           rich_help_panel=DATA),
-    op: str = typer.Option("add", help="Operation: add, sub, mul, div, sq_sum (m^2+n^2).",
-                           rich_help_panel=DATA),
+    op: str = typer.Option("add", help="Operation: add, sub, mul, div, sq_sum (m^2+n^2), "
+                                       "m2_mn_n2, m2_mn_n2_m, m3_mn, m3_mn2_n, div_odd_sub "
+                                       "(see docs/cli.md).", rich_help_panel=DATA),
     train_frac: float = typer.Option(0.5, help="Train fraction alpha of all pairs.",
                                      rich_help_panel=DATA),
     corrupt: float = typer.Option(0.35, help="Corrupted fraction xi of the training labels.",
@@ -63,8 +64,9 @@ def train(
                                        rich_help_panel=MODEL),
     d_mlp: int | None = typer.Option(None, help="Transformer MLP width (default 4 x d_model).",
                                      rich_help_panel=MODEL),
-    act: str | None = typer.Option(None, help="Activation: x^K, relu, gelu (default x^2 for "
-                                              "the MLP, relu for the Transformer).",
+    act: str | None = typer.Option(None, help="Activation: x^K, relu, gelu, gelu_new, silu, "
+                                              "tanh (default x^2 for the MLP, relu for the "
+                                              "Transformer).",
                                    rich_help_panel=MODEL),
     dropout: float = typer.Option(0.0, help="Dropout on the pre-activation.",
                                   rich_help_panel=MODEL),

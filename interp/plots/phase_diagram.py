@@ -20,13 +20,12 @@ from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from interp.analysis.phase import PHASES
-from interp.plots.style import save_png
+from interp.plots.style import new_figure, save_png
 
 #: One colour per phase, in :data:`interp.analysis.phase.PHASES` order.
 PHASE_COLORS = ("#4daf4a", "#377eb8", "#984ea3", "#e41a1c", "#ff7f00", "#a65628",
@@ -192,9 +191,7 @@ def phase_figures(spec: Any, rows: Sequence[Row]) -> dict[str, Figure]:
     figures = {}
     for name, draw in (("phase_diagram", None), ("accuracy_test", "acc_test"),
                        ("accuracy_train", "acc_train")):
-        fig = Figure(figsize=(3.6 * len(panels) + 2.2, 3.6), layout="constrained")
-        FigureCanvasAgg(fig)
-        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        fig, axes = new_figure(3.6 * len(panels) + 2.2, 3.6, ncols=len(panels))
         grids = []
         for ax, (value, panel_rows) in zip(axes, panels):
             title = f"{label} = {value:g}"

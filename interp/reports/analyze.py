@@ -65,8 +65,12 @@ def accuracies_at(run: Run, step: int | None = None) -> dict[str, float]:
     """
     step = int(run.steps[run.index_of(step)])
     weights, ds = _finite_weights(run, step), run.dataset()
-    logits = neuron_terms(weights, run.config.model, ds.pairs[ds.eval_idx]).logits()
-    return {k: float(v) for k, v in accuracies(logits.argmax(-1), ds).items()}
+    return _accuracies(neuron_terms(weights, run.config.model, ds.pairs[ds.eval_idx]), ds)
+
+
+def _accuracies(terms: Any, ds: Any) -> dict[str, float]:
+    """The six accuracies of neuron terms computed on ``ds.pairs[ds.eval_idx]``."""
+    return {k: float(v) for k, v in accuracies(terms.logits().argmax(-1), ds).items()}
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,7 @@ def analyze_run(run: Run, step: int | None = None, *, ipr: bool = True, prune: b
     loss = cfg.train.loss
     out: dict[str, Any] = {
         "step": step, "p": cfg.data.p, "width": cfg.model.n_neurons,
-        "accuracy": accuracies_at(run, step),
+        "accuracy": _accuracies(terms, ds),
         "ipr": sections["ipr"] if ipr else None,
         "classes": {"threshold": classes.threshold, "method": classes.method,
                     "generalizing": classes.generalizing,

@@ -75,7 +75,9 @@ def write_text_atomic(path: str | os.PathLike, text: str, *, if_changed: bool = 
     return write_atomic(path, lambda fh: fh.write(data))
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine may still be running: a zombie (ended, not
+    yet reaped) has stopped; where no harmless probe exists (Windows) always True."""
     if os.name == "nt":  # no harmless probe there: never take another's folder as stale
         return True
     try:
@@ -111,7 +113,7 @@ def remove_stale_temps(folder: str | os.PathLike, name: str | None = None) -> li
     for entry in entries:
         match = TEMP_NAME.fullmatch(entry.name)
         if (match is None or name not in (None, match["name"])
-                or _pid_alive(int(match["pid"]))):
+                or pid_alive(int(match["pid"]))):
             continue
         try:
             if entry.is_dir(follow_symlinks=False):

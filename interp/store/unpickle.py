@@ -48,7 +48,6 @@ class Record(dict):
     ``qualname`` (module.name of the class). Creating one executes no code of the file."""
 
     qualname = "?"
-    args: tuple[Any, ...] = ()
     state: Any = None
 
     def __setstate__(self, state: Any) -> None:
@@ -64,9 +63,7 @@ class _RecordMeta(type):
 
 
 def _new_record(cls: type, *args: Any, **kwargs: Any) -> Record:
-    obj = dict.__new__(cls)
-    obj.args = args
-    return obj
+    return dict.__new__(cls)
 
 
 def _record_class(module: str, name: str) -> type:

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from interp.config import RunConfig
+from interp.store.atomic import pid_alive
 from interp.store.writer import TrajectoryWriter
 from interp.sweeps.summary import cell_row, file_state
 from interp.training.batched import BatchTrainer, stack_key
@@ -149,30 +150,14 @@ def die_with_parent(parent: int, poll: float = 0.5) -> None:
             libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL))
         except (OSError, AttributeError):  # no prctl here: the watchdog alone
             pass
-    if not _running(parent):
+    if not pid_alive(parent):
         os._exit(1)
     threading.Thread(target=_watch_parent, args=(parent, os.getppid(), poll), daemon=True,
                      name="interp-parent-watchdog").start()
 
 
-def _running(pid: int) -> bool:
-    """Whether process ``pid`` exists and has not ended (a zombie, ended but not yet
-    reaped, counts as ended where /proc tells)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:  # no /proc here
-        return True
-    return stat[stat.rindex(")") + 2:][:1] != "Z"
-
-
 def _watch_parent(parent: int, direct: int, poll: float) -> None:
-    while os.getppid() == direct and _running(parent):
+    while os.getppid() == direct and pid_alive(parent):
         time.sleep(poll)
     os._exit(1)
 

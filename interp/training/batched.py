@@ -157,13 +157,12 @@ class BatchTrainer:
         if len(states) != len(self.cfgs):
             raise ValueError(f"states must hold one (weights, optimizer) pair per run "
                              f"({len(self.cfgs)}), got {len(states)}.")
-        for i, view in enumerate(self.views):
-            if isinstance(view, Trainer):
-                weights, optimizer = states[i]
-                view.load_state(step, weights, optimizer or {})
-        for block in self.blocks:
-            if isinstance(block, Stack):
-                block.load_state(step, [states[i] for i in block.runs])
+        for block, runs in zip(self.blocks, self.groups):
+            if isinstance(block, Trainer):
+                weights, optimizer = states[runs[0]]
+                block.load_state(step, weights, optimizer or {})
+            else:
+                block.load_state(step, [states[i] for i in runs])
         self.step = step
 
     def _emit(self, event: str, runs: Sequence[int], *args: object) -> None:

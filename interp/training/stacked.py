@@ -19,7 +19,7 @@ from interp.models.base import activation
 from interp.models.fused import gather_pre, quadratic_logits
 from interp.models.mlp import MLP
 from interp.training.divergence import DivergenceCheck
-from interp.training.trainer import optimizer_layout
+from interp.training.trainer import device_subsets, optimizer_layout, subset_accuracies
 
 
 class Stack:
@@ -68,9 +68,8 @@ class Stack:
         self.m_train, self.n_train = (rows([t[:, j] for t in train]) for j in (0, 1))
         self.m_test, self.n_test = (rows([t[:, j] for t in test]) for j in (0, 1))
         self.y_train = rows([d.train_labels for d in ds])
-        self.true_train = rows([d.true_labels[d.train_idx] for d in ds])
         self.y_test = rows([d.true_labels[d.test_idx] for d in ds])
-        self.corrupted = rows([d.corrupted for d in ds])
+        self.subsets = [device_subsets(d, dev) for d in ds]
         self.onehot_train = F.one_hot(self.y_train, p).float()
         self.onehot_test = F.one_hot(self.y_test, p).float()
 
@@ -122,21 +121,13 @@ class Stack:
     def _metrics(self, train_logits: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
         test_logits = self._logits(self.m_test, self.n_test)
         test_loss = self._loss(test_logits, self.y_test, self.onehot_test)
-        pred_tr, pred_te = predict(train_logits), predict(test_logits)
-        given = (pred_tr == self.y_train).float()
-        true = (pred_tr == self.true_train).float()
-        test_ok = (pred_te == self.y_test).float()
-        bad = self.corrupted.float()
-        clean = 1 - bad
-
-        def frac(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-            return (x * w).sum(-1) / w.sum(-1)  # 0/0 = NaN for an empty subset, as alone
-        n_all = given.shape[1] + test_ok.shape[1]
-        accs = [given.mean(-1), frac(given, clean), frac(given, bad), frac(true, bad),
-                test_ok.mean(-1), (true.sum(-1) + test_ok.sum(-1)) / n_all]
+        pred = torch.cat([predict(train_logits), predict(test_logits)], dim=1)
+        accs = torch.stack([subset_accuracies(pred[j], subs)
+                            for j, subs in enumerate(self.subsets)])
         norms = [torch.linalg.vector_norm(self.params[k].detach(), dim=(1, 2))
                  for k in ("U", "V", "W")]
-        return torch.stack([loss.detach(), test_loss, *accs, *norms], dim=1)
+        return torch.cat([torch.stack([loss.detach(), test_loss], 1), accs,
+                          torch.stack(norms, 1)], 1)
 
     def update(self) -> None:
         assert self.losses is not None

@@ -75,6 +75,19 @@ def available_memory(device: torch.device) -> int | None:
     return None
 
 
+def device_subsets(ds: Dataset, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """:meth:`Dataset.subsets` (positions and targets of the six accuracies) on ``device``."""
+    return [(torch.as_tensor(pos, device=device), torch.as_tensor(target, device=device))
+            for pos, target in ds.subsets().values()]
+
+
+def subset_accuracies(pred: torch.Tensor,
+                      subsets: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """The six accuracies of predictions ``pred`` shape=(P,) in ``eval_idx`` order (train
+    then test pairs). shape=(6,); an empty subset gives NaN."""
+    return torch.stack([(pred[pos] == target).float().mean() for pos, target in subsets])
+
+
 def resolve_device(device: str) -> torch.device:
     """The torch device for ``device`` ('cpu', 'cuda', 'cuda:1', ...), checked to exist."""
     try:
@@ -205,7 +218,7 @@ class Trainer:
         self.y_test = t(ds.true_labels[ds.test_idx])
         self.onehot_train = F.one_hot(self.y_train, p).float()
         self.onehot_test = F.one_hot(self.y_test, p).float()
-        self.subsets = [(t(pos), t(target)) for pos, target in ds.subsets().values()]
+        self.subsets = device_subsets(ds, dev)
         self._perm: tuple[int, torch.Tensor] | None = None
 
     def _batch(self, step: int) -> torch.Tensor | None:
@@ -263,7 +276,7 @@ class Trainer:
 
     def _metrics(self, loss: torch.Tensor, pred: torch.Tensor,
                  test_loss: torch.Tensor) -> torch.Tensor:
-        accs = [(pred[pos] == target).float().mean() for pos, target in self.subsets]
+        accs = subset_accuracies(pred, self.subsets)
         norms = [torch.linalg.vector_norm(p.detach()) for p in self.model.parameters()]
         return torch.stack([loss.detach(), test_loss, *accs, *norms])
 
