@@ -1,8 +1,9 @@
-"""Many models at once: BatchTrainer's stacked kernel vs the same models one at a time.
+"""Many models at once: a stack (one Trainer given several configs) vs the same models
+one at a time.
 
-The stacked kernel (``BatchTrainer(..., stacked=True)``, the default on CUDA; on the CPU
-a BatchTrainer runs every model alone, bit-identical to a Trainer) against training the
-models one after another with ``Trainer``. Both sides do real training steps with every
+A stack (``Trainer(cfgs)``: the family's stacked kernel, one optimizer with a group per
+model; what a sweep uses on CUDA; on the CPU a sweep trains every cell alone) against
+training the models one after another with ``Trainer``. Both sides do real training steps with every
 per-step metric, in this one process. The figure is throughput in model-steps per
 second, stacked over one-at-a-time (median of per-repetition ratios, repetitions
 interleaved).
@@ -16,7 +17,6 @@ import argparse
 
 from benchmarks.timing import Figure, interleaved, median_ratio
 from interp.config import RunConfig
-from interp.training.batched import BatchTrainer
 from interp.training.trainer import Trainer
 
 
@@ -34,7 +34,7 @@ def figures(models: int = 8, widths: tuple[int, ...] = (500, 128, 32), steps: in
     for width in widths:
         cfgs = configs(models, width, steps)
         t = interleaved({"loop": lambda cfgs=cfgs: [Trainer(c).run() for c in cfgs],
-                         "batched": lambda cfgs=cfgs: BatchTrainer(cfgs, stacked=True).run()},
+                         "batched": lambda cfgs=cfgs: Trainer(cfgs).run()},
                         reps)
         ratio = median_ratio(t["loop"], t["batched"])
         rate = models * (steps + 1) / min(t["batched"])

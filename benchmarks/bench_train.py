@@ -49,7 +49,8 @@ def reference_step_fn(trainer: Trainer):
     model = OneHotMLP(p, width)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, betas=(0.9, 0.98), eps=1e-8)
     loss_fn = nn.MSELoss()
-    m, n, target = trainer.m_train, trainer.n_train, trainer.onehot_train
+    train = trainer.data.train
+    m, n, target = train.m[0], train.n[0], train.onehot[0]
 
     def step() -> None:
         opt.zero_grad()
@@ -67,7 +68,7 @@ def interp_step_fn(trainer: Trainer, metrics: bool):
         else:
             _, loss = trainer._forward_train(trainer.step)
         trainer.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.sum().backward()  # one model: its loss
         trainer.optimizer.step()
         trainer.step += 1
     return step
@@ -111,7 +112,7 @@ def figures(p: int = 97, width: int = 500, reps: int = 5, steps: int = 10,
     cfg = RunConfig().replace(data={"p": p}, model={"width": width})
     trainer = Trainer(cfg)
     bf16 = Trainer(cfg.replace(train={"precision": "bf16"}))
-    n_train = len(trainer.y_train)
+    n_train = trainer.data.train.y.shape[-1]
     t = interleaved({"ref": reference_step_fn(trainer), "ours": interp_step_fn(trainer, True),
                      "bare": interp_step_fn(trainer, False),
                      "bf16": interp_step_fn(bf16, False),

@@ -5,10 +5,10 @@ load on first use, so ``import interp`` is quick and imports neither torch nor
 matplotlib until a name that needs them is touched.
 
 The package reads top-down in the order data flows: :mod:`interp.models` (network
-families), :mod:`interp.training`, :mod:`interp.store` (run files, foreign checkpoints),
-:mod:`interp.analysis` (pure array functions), :mod:`interp.reports` (analyses of run
-files), :mod:`interp.sweeps`, :mod:`interp.plots`, :mod:`interp.cli`
-(``docs/architecture.md``).
+families and their registry), :mod:`interp.store` (runs, run files, foreign checkpoints),
+:mod:`interp.training`, :mod:`interp.analysis` (pure array functions),
+:mod:`interp.reports` (analyses of runs), :mod:`interp.sweeps`, :mod:`interp.plots`,
+:mod:`interp.cli` (``docs/architecture.md``).
 """
 
 from __future__ import annotations
@@ -35,23 +35,26 @@ _SOURCES = {
                                 "grid_ipr", "ipr"),
     "interp.config": ("DataConfig", "RunConfig", "TrainConfig"),
     "interp.data": ("ACCURACY_NAMES", "Dataset", "accuracies", "make_dataset"),
-    "interp.models": ("DeepMLPConfig", "FAMILIES", "MLP", "MLPConfig", "ModelConfig",
-                      "NeuronTerms", "Transformer", "TransformerConfig", "family_of",
-                      "make_model"),
+    "interp.evaluation": ("evaluate",),
+    "interp.models": ("DeepMLPConfig", "FAMILIES", "Family", "Layout", "MLP", "MLPConfig",
+                      "ModelConfig", "NeuronTerms", "Transformer", "TransformerConfig",
+                      "family", "family_of", "make_model", "register_family"),
     "interp.plots.phase_diagram": ("write_phase_diagram",),
     "interp.reports.analyze": ("accuracies_at", "analyze"),
     "interp.reports.compare": ("compare",),
     "interp.reports.frames": ("compare_frame", "neuron_frame", "prune_frame"),
-    "interp.store.foreign": ("load_checkpoints", "read_foreign", "to_state_dicts"),
+    "interp.store.convert": ("import_checkpoint", "to_state_dicts", "write_trajectory"),
+    "interp.store.foreign": ("load_checkpoints", "read_foreign"),
+    "interp.store.run": ("AssumedWarning", "Run"),
     "interp.store.writer": ("TrajectoryWriter",),
     "interp.sweeps.run": ("run_sweep",),
     "interp.sweeps.spec": ("SweepSpec",),
     "interp.sweeps.summary": ("summary",),
-    "interp.training.batched": ("BatchTrainer",),
-    "interp.training.runner": ("AssumedWarning", "Run", "import_checkpoint", "resume_file",
-                               "train_to_file", "write_trajectory"),
+    "interp.training.runner": ("resume_file", "train_to_file"),
     "interp.training.trainer": ("Trainer", "checkpoint_steps"),
 }
+#: Names computed on every access (a family registered later appears in FAMILIES).
+_COMPUTED = {"FAMILIES"}
 _MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
 
 __all__ = sorted(_MODULE_OF, key=str.lower)
@@ -62,7 +65,8 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'interp' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
+    if name not in _COMPUTED:
+        globals()[name] = value
     return value
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from interp.losses import LOSSES
-from interp.models import MLPConfig, ModelConfig, family_of, model_config_from_dict
+from interp.models import ModelConfig, default_model_config, family_of, model_config_from_dict
 from interp.validate import (
     check_choice,
     check_int,
@@ -133,12 +133,12 @@ class TrainConfig:
 class RunConfig:
     """Everything that determines a run. Stored as JSON in the run file.
 
-    ``model`` is the config of one model family (:class:`interp.models.MLPConfig`,
-    :class:`interp.models.TransformerConfig`, ...).
+    ``model`` is the config of one model family (:mod:`interp.models`; by default the
+    paper's MLP, :func:`interp.models.default_model_config`).
     """
 
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=MLPConfig)
+    model: ModelConfig = field(default_factory=default_model_config)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
@@ -149,10 +149,10 @@ class RunConfig:
         if self.train.batch_size is not None and self.train.batch_size > n_train:
             fail("batch_size", f"at most the training-set size {n_train}", self.train.batch_size)
         batch = self.train.batch_size or n_train
-        if getattr(self.model, "batchnorm", False) and batch < 2:
+        needs = self.model.batch_statistics()
+        if needs and batch < 2:
             name = "batch_size" if self.train.batch_size else "the training set (full batch)"
-            raise ValueError(f"{name} must be at least 2 with batchnorm (BatchNorm needs two "
-                             f"examples to normalize), got {batch}.")
+            raise ValueError(f"{name} must be at least 2 with {needs}, got {batch}.")
 
     def to_dict(self) -> dict[str, Any]:
         """Every field; the model section as its family writes it (an MLP's reads as in

@@ -17,11 +17,19 @@ LOSSES = ("mse", "ce")
 
 def mean_loss(logits: torch.Tensor, labels: torch.Tensor, onehot: torch.Tensor,
               name: str) -> torch.Tensor:
-    """The loss ``name`` of logits shape=(B, p) against labels shape=(B,) (and their
-    one-hot rows shape=(B, p), which the MSE uses). A scalar."""
+    """The loss ``name`` of logits shape=(..., B, p) against labels shape=(..., B) (and
+    their one-hot rows shape=(..., B, p), which the MSE uses): the mean over the B
+    examples (and the p classes for the MSE) of each leading index (each model of a
+    stack), shape=(...); a scalar without leading axes."""
+    if logits.ndim == 2:
+        if name == "mse":
+            return F.mse_loss(logits, onehot)
+        return F.cross_entropy(logits, labels)
     if name == "mse":
-        return F.mse_loss(logits, onehot)
-    return F.cross_entropy(logits, labels)
+        return (logits - onehot).square().mean(dim=(-2, -1))
+    per_example = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                  reduction="none")
+    return per_example.view(labels.shape).mean(-1)
 
 
 def per_example_loss(logits: torch.Tensor, labels: torch.Tensor, name: str) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """The package's shape, checked from its source: the import graph follows the pipeline
 (no cycles, no layer importing a later one), analysis stays pure, no module uses another's
-private names, and modules and functions stay short (docs/architecture.md)."""
+private names, modules and functions stay short, a model family lives in its folder alone
+and reading never depends on training (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "interp"
 #: The pipeline, in the order data flows; a module may import its own layer or earlier ones.
-LAYERS = ("interp.version", "interp.validate", "interp.jsonable", "interp.losses", "interp.models",
-          "interp.config", "interp.data", "interp.store", "interp.training", "interp.analysis",
+LAYERS = ("interp.version", "interp.validate", "interp.devices", "interp.jsonable",
+          "interp.losses", "interp.models", "interp.config", "interp.data", "interp.records",
+          "interp.evaluation", "interp.store", "interp.training", "interp.analysis",
           "interp.reports", "interp.sweeps", "interp.plots", "interp.cli")
 #: What analysis (pure array functions) must never import, directly or through interp.
 NOT_IN_ANALYSIS = ("h5py", "typer", "rich", "matplotlib", "safetensors", "dask", "distributed",
@@ -92,9 +94,27 @@ def test_imports_follow_the_pipeline():
     bad = [f"{a} imports {b}" for a in MODULES if a != "interp" for b in GRAPH[a]
            if b != "interp" and layer(b) > layer(a)]
     assert not bad, bad
-    # the trainers report to callbacks and never touch files; only the runner joins them
-    for name in ("interp.training.trainer", "interp.training.batched"):
-        assert not {m for m in GRAPH[name] if m.startswith("interp.store")}, name
+    # the trainer reports to callbacks and never touches files; only the runner joins them
+    for name in ("interp.training.trainer", "interp.training.optim", "interp.training.stacking"):
+        assert not {m for m in reachable(name) if m.startswith("interp.store")}, name
+
+
+def test_reading_never_depends_on_training():
+    """Opening a run or a foreign checkpoint, and analyzing it, evaluates a pure function of
+    (family, weights, data): no module of store, analysis or reports reaches training."""
+    readers = [n for n in MODULES if n.startswith(("interp.store", "interp.analysis",
+                                                   "interp.reports"))]
+    bad = {n: sorted(m for m in reachable(n) if m.startswith("interp.training"))
+           for n in readers}
+    assert not {n: m for n, m in bad.items() if m}
+
+
+def test_one_class_named_run_and_one_trainer():
+    defined = {cls: [n for n, path in MODULES.items()
+                     for node in ast.walk(ast.parse(path.read_text()))
+                     if isinstance(node, ast.ClassDef) and node.name == cls]
+               for cls in ("Run", "Trainer")}
+    assert defined == {"Run": ["interp.store.run"], "Trainer": ["interp.training.trainer"]}
 
 
 def reachable(name: str) -> set[str]:
@@ -154,9 +174,65 @@ def test_modules_and_functions_are_short():
     assert not long_functions, long_functions
 
 
+#: Where a family may be named: its own folder, the registry, and the public API's table of
+#: names (interp/__init__.py, which lists what ``import interp`` offers).
+FAMILY_FOLDERS = sorted(n for n, p in MODULES.items() if n.startswith("interp.models.")
+                        and p.name == "__init__.py")
+NAMING_ALLOWED = ("interp.models.registry", "interp")
+
+
+def family_names() -> tuple[set[str], set[str]]:
+    """The registered families' names, and every class their folders define."""
+    from interp.models import configs
+
+    classes = {node.name for n in MODULES if n.startswith(tuple(FAMILY_FOLDERS))
+               for node in ast.walk(ast.parse(MODULES[n].read_text()))
+               if isinstance(node, ast.ClassDef)}
+    return set(configs()), classes
+
+
+def docstrings(tree: ast.AST) -> set[int]:
+    """ids of the docstring constants of a module, its classes and functions."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value,
+                                                                     ast.Constant):
+                out.add(id(body[0].value))
+    return out
+
+
+def test_a_family_is_named_only_in_its_folder_and_the_registry():
+    """No family name (as a string), family class (as a name) or family module (as an
+    import) outside the family's folder, the registry and the public API's table: code
+    above the families asks the registry and the family, never which family it is."""
+    names, classes = family_names()
+    assert {"mlp", "deep_mlp", "transformer"} <= names and {"MLP", "TransformerConfig"} <= classes
+    bad = []
+    for name, path in MODULES.items():
+        if name.startswith(tuple(FAMILY_FOLDERS)) or name in NAMING_ALLOWED:
+            continue
+        tree = ast.parse(path.read_text())
+        skip = docstrings(tree)
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and id(node) not in skip and node.value in names):
+                bad.append(f"{name}:{node.lineno} names family {node.value!r}")
+            elif isinstance(node, ast.Name) and node.id in classes or \
+                    isinstance(node, ast.Attribute) and node.attr in classes:
+                bad.append(f"{name}:{node.lineno} uses a family class")
+            elif isinstance(node, ast.ImportFrom) and node.module and (
+                    node.module.startswith(tuple(FAMILY_FOLDERS))
+                    or any(a.name in classes for a in node.names)):
+                bad.append(f"{name}:{node.lineno} imports from a family")
+    assert not bad, bad
+
+
 def test_the_checks_see_what_they_check():
     """The graph is built from real imports: spot-check edges a reader can verify."""
-    assert "interp.models.base" in GRAPH["interp.models.mlp"]
+    assert "interp.models.base" in GRAPH["interp.models.mlp.paper"]
+    assert "interp.models.mlp" in FAMILY_FOLDERS and "interp.models.transformer" in FAMILY_FOLDERS
     assert "interp.store.writer" in GRAPH["interp.training.runner"]
     assert "h5py" in imports("interp.store.trajectory")
     assert layer("interp.analysis.spectra") < layer("interp.plots.figures")

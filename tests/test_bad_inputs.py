@@ -443,8 +443,9 @@ def test_bad_input_gives_one_sentence_exit_2_and_leaves_inputs(inputs, tmp_path,
 def _fail_at_step_5(monkeypatch, exc: BaseException) -> None:
     original = writer_module.TrajectoryWriter.on_checkpoint
 
-    def on_checkpoint(self, trainer, step):
-        original(self, trainer, step)
+    def on_checkpoint(self, checkpoint):
+        step = checkpoint.step
+        original(self, checkpoint)
         if step == 5:
             raise exc
     monkeypatch.setattr(writer_module.TrajectoryWriter, "on_checkpoint", on_checkpoint)

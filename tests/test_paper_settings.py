@@ -3,7 +3,7 @@
 import pytest
 
 from interp.config import RunConfig
-from interp.store.trajectory import Run
+from interp.store.run import Run
 from interp.training.runner import train_to_file
 
 

@@ -33,11 +33,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from interp.analysis.solution import phase_sign
 from interp.config import RunConfig
 from interp.data import Dataset, accuracies
-from interp.models.mlp import MLPFamily, eval_hidden
+from interp.models.tools import activation, operand_weights
 
 RESIDUAL_CONVENTION = (
     "residual = wrap(phase_W - (phase_U + s * phase_V)) in (-pi, pi], s = +1 for add, -1 for "
@@ -165,9 +166,9 @@ def fit_neurons(U: np.ndarray, V: np.ndarray, W: np.ndarray, op: str = "add",
     """
     tol = tolerances or FitTolerances()
     sign = phase_sign(op)
-    p = np.shape(U)[-1]
-    view = MLPFamily().fourier_view({"U": U, "V": V, "W": W}, None, p)
-    spectra = [_spectrum(x) for x in view.vectors()]
+    U, V, W = operand_weights(U, V, W)
+    p = U.shape[-1]
+    spectra = [_spectrum(x) for x in (U, V, np.swapaxes(W, -1, -2))]
     summed = sum(share for _, share in spectra)
     shared = np.where(summed.max(axis=-1) > 0, summed.argmax(axis=-1) + 1, 0)
     own = [np.where(s.max(axis=-1) > 0, s.argmax(axis=-1) + 1, 0) for _, s in spectra]
@@ -212,16 +213,16 @@ def network_accuracies(weights: Mapping[str, Any], act: str, ds: Dataset,
     Parameters
     ----------
     weights : ``U``, ``V`` shape=(N, p), ``W`` shape=(p, N).
-    act : activation name as in ``MLPConfig.act``.
+    act : activation name as in a model config's ``act``.
     ds : dataset; predictions are scored by :func:`interp.data.accuracies` (argmax ties go
         to the lowest label, so an all-zero network predicts 0 everywhere).
     pair_block : pairs per forward block (bounds memory to pair_block x N floats).
     """
-    pairs = ds.pairs[ds.eval_idx]
-    preds = []
+    pairs, preds = ds.pairs[ds.eval_idx], []
+    U, V, W = (torch.as_tensor(np.asarray(weights[k], np.float64)) for k in ("U", "V", "W"))
     for start in range(0, len(pairs), pair_block):
-        h, W = eval_hidden(weights, act, False, pairs[start:start + pair_block])
-        preds.append((h @ W.T).numpy().argmax(axis=-1))
+        m, n = torch.as_tensor(pairs[start:start + pair_block]).T
+        preds.append((activation(act, U.T[m] + V.T[n]) @ W.T).numpy().argmax(axis=-1))
     return {k: float(v) for k, v in accuracies(np.concatenate(preds), ds).items()}
 
 

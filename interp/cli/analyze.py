@@ -4,6 +4,7 @@ figures and printed as tables."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -12,7 +13,6 @@ from interp.cli.common import (
     FOREIGN,
     FOREIGN_OPTIONS,
     FOREIGN_RENAMED,
-    LAYOUT_HELP,
     MAP_HELP,
     OUTPUT,
     as_options,
@@ -22,6 +22,7 @@ from interp.cli.common import (
     foreign_options,
     friendly,
     json_option,
+    layout_help,
     out,
     overwrite_option,
     progress,
@@ -64,7 +65,7 @@ def analyze(
     no_plots: bool = typer.Option(False, "--no-plots", help="Write no figures.",
                                   rich_help_panel=OUTPUT),
     quiet: bool = quiet_option(),
-    layout: str | None = typer.Option(None, help=LAYOUT_HELP, rich_help_panel=FOREIGN),
+    layout: str | None = typer.Option(None, help=layout_help(), rich_help_panel=FOREIGN),
     p: int | None = typer.Option(None, help="Modulus.", rich_help_panel=FOREIGN),
     op: str | None = typer.Option(None, help="Operation (default: the file's config, else "
                                   "add, assumed).", rich_help_panel=FOREIGN),
@@ -102,42 +103,43 @@ def analyze(
         interp analyze tl_grokking.pt --layout transformer --p 113
     """
     from interp.store.foreign import is_foreign
-    from interp.training.runner import imported
 
     folder = out_dir or run_path.with_name(run_path.stem + "-analysis")
     flags = {"ipr": ipr, "prune": prune, "ablate": ablate, "fit": fit, "phase": phase,
              "progress": measures}
-    args = (step, flags, folder, json_path, plots, no_plots, threshold, seed, device,
-            overwrite, quiet)
-    if layout is None and not is_foreign(run_path):
-        _analyze_file(run_path, *args)
-        return
-    opts = foreign_options(layout, p, op, mapping, act, train_frac, corrupt, split_seed,
-                           unsafe_pickle)
-    def warn(text: str) -> None:
-        err.print(f"warning: {text}", markup=False, highlight=False)
-    with as_options(FOREIGN_OPTIONS, FOREIGN_RENAMED), imported(run_path, warn=warn,
-                                                                **opts) as tmp:
-        _analyze_file(tmp, *args)
+    foreign: dict[str, Any] = {}
+    if layout is not None or is_foreign(run_path):
+        foreign = foreign_options(layout, p, op, mapping, act, train_frac, corrupt,
+                                  split_seed, unsafe_pickle)
+    _analyze_run(run_path, foreign, step, flags, folder, json_path, plots, no_plots,
+                 threshold, seed, device, overwrite, quiet)
 
 
-def _analyze_file(run_path: Path, step: int | None, flags: dict[str, bool], folder: Path,
-                  json_path: Path | None, plots: Path | None, no_plots: bool,
-                  threshold: float | None, seed: int, device: str, overwrite: bool,
-                  quiet: bool) -> None:
+def _warn(text: str) -> None:
+    err.print(f"warning: {text}", markup=False, highlight=False)
+
+
+def _analyze_run(run_path: Path, foreign: dict[str, Any], step: int | None,
+                 flags: dict[str, bool], folder: Path, json_path: Path | None,
+                 plots: Path | None, no_plots: bool, threshold: float | None, seed: int,
+                 device: str, overwrite: bool, quiet: bool) -> None:
+    """Analyze a run file, or a foreign checkpoint read into memory with ``foreign``
+    options, into ``folder``."""
     from interp.analysis.task import task_support
     from interp.cli.tables import analysis_tables
     from interp.plots.style import run_identity
     from interp.reports.analyze import analyze_run
     from interp.store.atomic import check_replaceable, write_folder_atomic
-    from interp.store.trajectory import Run
+    from interp.store.run import Run
 
     json_path = _outside(folder, json_path, "--json")
     plots = _outside(folder, plots, "--plots")
-    check_replaceable(folder, "summary.json")  # before the work, not after it
-    check_new_folder(folder, overwrite)
+    with as_options(FOREIGN_OPTIONS, FOREIGN_RENAMED):  # the input's errors first
+        run = Run(run_path, warn=_warn, **foreign)
     written: list[Path] = []
-    with Run(run_path) as run, progress("analyze", quiet) as update:
+    with run, progress("analyze", quiet) as update:
+        check_replaceable(folder, "summary.json")  # before the work, not after it
+        check_new_folder(folder, overwrite)
         if not any(flags.values()):
             fit = task_support(run.config.data.op,
                                run.family.analytic_solution)["analytic_solution"]

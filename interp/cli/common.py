@@ -9,7 +9,6 @@ Nothing here imports torch, numpy, h5py or matplotlib at module level, so that
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import functools
 import json
@@ -29,7 +28,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from interp.config import RunConfig
-    from interp.store.trajectory import Run
+    from interp.store.run import Run
 
 #: Panels of ``interp COMMAND --help``: options grouped by what they are for.
 ANALYSES, OUTPUT, FOREIGN = "Analyses", "Output", "Foreign checkpoints"
@@ -124,35 +123,17 @@ def default_run_name(cfg: RunConfig) -> str:
     d, m, t = cfg.data, cfg.model, cfg.train
     parts = [d.op, f"p{d.p}", m.tag(), f"a{d.train_frac:g}", f"xi{d.corrupt:g}",
              f"wd{t.weight_decay:g}"]
-    if m.dropout:
-        parts.append(f"do{m.dropout:g}")
-    if getattr(m, "batchnorm", False):
-        parts.append("bn")
+    parts += list(m.regularizers())
     if t.batch_size:
         parts.append(f"bs{t.batch_size}")
     parts.append(f"s{t.seed}")
     return "_".join(parts) + ".h5"
 
 
-def model_config(name: str, options: dict[str, Any]) -> Any:
-    """The model config of ``interp train``'s options for the family ``name``: the
-    options given (not None) become its fields; one the family lacks is an error."""
-    from interp.models import family
-
-    config = family(name).config
-    fields = {f.name for f in dataclasses.fields(config)}
-    given = {k: v for k, v in options.items() if v is not None}
-    extra = sorted(set(given) - fields)
-    if extra:
-        flag = "--" + extra[0].replace("_", "-")
-        raise ValueError(f"{flag} must not be given for --model {name} (it has no such "
-                         f"setting), got {given[extra[0]]!r}.")
-    return config(**given)
-
-
 class ProgressBar:
-    """Trainer callback: a rich progress bar with live loss and accuracies on a terminal;
-    elsewhere (a log file, a pipe) a plain line every tenth of the run."""
+    """A run's subscriber (:mod:`interp.records`): a rich progress bar with live loss and
+    accuracies on a terminal; elsewhere (a log file, a pipe) a plain line every tenth of
+    the run."""
 
     def __init__(self, total: int, every: int) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -166,16 +147,18 @@ class ProgressBar:
                                  TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
                                  console=err, transient=False)
         self.task = self.progress.add_task("train", total=total, info="")
+        self.names: tuple[str, ...] = ()
 
-    def on_start(self, trainer: Any) -> None:
+    def on_start(self, start: Any) -> None:
+        self.names = start.metric_names
         if not self.plain:
             self.progress.start()
-            self.progress.update(self.task, completed=trainer.step)
+            self.progress.update(self.task, completed=start.step)
 
-    def on_step(self, trainer: Any, step: int, values: Any) -> None:
+    def on_step(self, step: int, values: Any) -> None:
         if step % self.every and step != self.total:
             return
-        v = dict(zip(trainer.metric_names, values.tolist()))
+        v = dict(zip(self.names, values.tolist()))
         info = (f"loss {v['loss']:.3g}  train {v['accuracy/train']:.3f}  "
                 f"test {v['accuracy/test']:.3f}")
         if self.plain:
@@ -184,7 +167,7 @@ class ProgressBar:
         else:
             self.progress.update(self.task, completed=step, info=info)
 
-    def on_end(self, trainer: Any) -> None:
+    def on_end(self) -> None:
         if not self.plain:
             self.progress.stop()
 
@@ -346,10 +329,14 @@ def save_json(data: Any, default: Path, extra: Path | None) -> list[Path]:
 
 
 #: Options shared by ``interp import`` and ``interp analyze FOREIGN``.
-LAYOUT_HELP = ("How to read a foreign checkpoint: auto, mlp (our names U, V, H1.., W), "
-               "generic-mlp (nn.Linear/nn.Embedding MLP of any depth from shapes given --p, "
-               "or two layers by --map) or transformer (TransformerLens or our names, any "
-               "number of layers).")
+def layout_help() -> str:
+    """The ``--layout`` option's help: ``auto`` and every family's layouts."""
+    from interp.models import layout_help as layouts
+
+    named = "; ".join(f"{name} ({text})" for name, text in layouts().items())
+    return f"How to read a foreign checkpoint: auto (the layout that recognizes it); {named}."
+
+
 MAP_HELP = "name=key: which foreign key holds our array (repeatable), e.g. W=fc2.weight."
 
 
@@ -358,7 +345,7 @@ def foreign_options(layout: str | None, p: int | None, op: str | None,
                     corrupt: float | None, split_seed: int | None,
                     unsafe_pickle: bool, loss: str | None = None) -> dict[str, Any]:
     """Keyword arguments of :func:`interp.import_checkpoint` from CLI options."""
-    from interp.store.layouts import parse_map
+    from interp.models.layout import parse_map
 
     return {"layout": layout or "auto", "p": p, "op": op, "mapping": parse_map(mapping),
             "act": act, "loss": loss, "train_frac": train_frac, "corrupt": corrupt,

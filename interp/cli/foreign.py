@@ -9,13 +9,13 @@ import typer
 from interp.cli.common import (
     FOREIGN_OPTIONS,
     FOREIGN_RENAMED,
-    LAYOUT_HELP,
     MAP_HELP,
     as_options,
     err,
     foreign_options,
     friendly,
     json_option,
+    layout_help,
     overwrite_option,
     print_json_or,
     progress,
@@ -31,7 +31,7 @@ def import_(
                                    ".pt/.pth/.bin/.ckpt (PyTorch), .safetensors or .npz."),
     out_path: Path = typer.Option(..., "--out", metavar="FILE",
                                   help="Trajectory file to write (.h5)."),
-    layout: str = typer.Option("auto", help=LAYOUT_HELP),
+    layout: str = typer.Option("auto", help=layout_help()),
     p: int | None = typer.Option(None, help="Modulus (inferred where the layout allows)."),
     op: str | None = typer.Option(None, help="Operation the network computes (default: the "
                                   "file's config, else add, assumed)."),
@@ -77,8 +77,8 @@ def import_(
         interp import mlp.safetensors --layout generic-mlp --p 97 \\
             --map UV=fc1.weight --map W=fc2.weight --out mlp.h5
     """
-    from interp.store.trajectory import Run
-    from interp.training.runner import import_checkpoint
+    from interp.store.convert import import_checkpoint
+    from interp.store.run import Run
 
     opts = foreign_options(layout, p, op, mapping, act, train_frac, corrupt, split_seed,
                            unsafe_pickle, loss)

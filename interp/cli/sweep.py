@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from interp.cli.common import (
+    as_options,
     err,
     friendly,
     json_option,
@@ -17,8 +18,17 @@ from interp.cli.common import (
     progress,
     quiet_option,
 )
+from interp.cli.model_options import (
+    MODEL,
+    field_options,
+    model_config,
+    model_help,
+    with_model_options,
+)
+from interp.models.registry import DEFAULT
 
 
+@with_model_options
 @friendly
 def sweep(
     out_dir: Path = typer.Option(..., "--out", help="Sweep folder (cells, summary, spec)."),
@@ -31,9 +41,11 @@ def sweep(
     values: str | None = typer.Option(None, help="Regularizer values (default: the paper's)."),
     seeds: str = typer.Option("0", help="Seeds (init and batches), e.g. 0,1,2."),
     p: int = typer.Option(97, help="Base run: modulus."),
-    width: int = typer.Option(500, help="Base run: hidden width."),
+    model: str = typer.Option(DEFAULT, help=model_help(), rich_help_panel=MODEL),
     steps: int = typer.Option(2000, help="Base run: optimizer steps."),
     lr: float = typer.Option(1e-2, help="Base run: learning rate."),
+    loss: str | None = typer.Option(None, help="Base run: mse or ce (default: the "
+                                               "family's)."),
     save_every: int = typer.Option(100, help="Base run: checkpoint every k steps."),
     workers: int | None = typer.Option(None, help="Local worker processes (default: cores "
                                               "// threads, one on CUDA; 0: in this "
@@ -52,6 +64,7 @@ def sweep(
     json_path: Path | None = json_option("the report (counts, failed cells, summary rows) "
                                          "as JSON"),
     quiet: bool = quiet_option(),
+    **model_options: Any,
 ) -> None:
     """Train a grid of runs (xi x alpha x regularizer values x seeds), resumably.
 
@@ -64,7 +77,8 @@ def sweep(
         interp sweep --p 23 --width 64 --steps 300 --xi 0.1,0.3 --alpha 0.5,0.7 \\
             --regularizer weight_decay --values 0,5 --out sweeps/tiny
     """
-    from interp.config import RunConfig
+    from interp.config import DataConfig, RunConfig, TrainConfig
+    from interp.models import family
     from interp.sweeps.run import run_sweep
     from interp.sweeps.spec import SweepSpec, parse_grid
 
@@ -73,8 +87,11 @@ def sweep(
     if config is not None:
         spec = SweepSpec.from_toml(config)
     else:
-        base = RunConfig().replace(data={"p": p}, model={"width": width},
-                                   train={"steps": steps, "lr": lr, "save_every": save_every})
+        with as_options(("p", "model", "steps", "lr", "loss", "save_every",
+                         *field_options())):
+            base = RunConfig(DataConfig(p=p), model_config(model, model_options),
+                             TrainConfig(steps=steps, lr=lr, save_every=save_every,
+                                         loss=loss or family(model).default_loss))
         spec = SweepSpec(base=base, xi=parse_grid(xi), alpha=parse_grid(alpha),
                          regularizer=regularizer,
                          values=None if values is None else parse_grid(values),

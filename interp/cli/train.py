@@ -9,13 +9,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from interp.cli import common
 from interp.cli.common import (
     DATA,
-    MODEL,
     OUTPUT,
     TRAINING,
     ProgressBar,
@@ -25,7 +25,6 @@ from interp.cli.common import (
     final_metrics,
     friendly,
     json_option,
-    model_config,
     out,
     overwrite_option,
     print_json_or,
@@ -34,8 +33,17 @@ from interp.cli.common import (
     run_result,
     summary_table,
 )
+from interp.cli.model_options import (
+    MODEL,
+    field_options,
+    model_config,
+    model_help,
+    with_model_options,
+)
+from interp.models.registry import DEFAULT
 
 
+@with_model_options
 @friendly
 def train(
     p: int = typer.Option(97, help="Modulus (prime where the operation needs it).",
@@ -51,27 +59,7 @@ def train(
                                      help="'different': every corrupted label is wrong; "
                                           "'uniform': drawn over all p labels.",
                                      rich_help_panel=DATA),
-    model: str = typer.Option("mlp", help="mlp (the paper's MLP), deep_mlp (more hidden "
-                                          "layers) or transformer (its one-layer "
-                                          "Transformer).", rich_help_panel=MODEL),
-    width: int | None = typer.Option(None, help="MLP hidden width N (default 500).",
-                                     rich_help_panel=MODEL),
-    depth: int | None = typer.Option(None, help="Deep MLP: hidden layers (default 2).",
-                                     rich_help_panel=MODEL),
-    d_model: int | None = typer.Option(None, help="Transformer embedding dimension "
-                                                  "(default 128).", rich_help_panel=MODEL),
-    n_heads: int | None = typer.Option(None, help="Transformer attention heads (default 4).",
-                                       rich_help_panel=MODEL),
-    d_mlp: int | None = typer.Option(None, help="Transformer MLP width (default 4 x d_model).",
-                                     rich_help_panel=MODEL),
-    act: str | None = typer.Option(None, help="Activation: x^K, relu, gelu, gelu_new, silu, "
-                                              "tanh (default x^2 for the MLP, relu for the "
-                                              "Transformer).",
-                                   rich_help_panel=MODEL),
-    dropout: float = typer.Option(0.0, help="Dropout on the pre-activation.",
-                                  rich_help_panel=MODEL),
-    batchnorm: bool = typer.Option(False, help="BatchNorm after the activation.",
-                                   rich_help_panel=MODEL),
+    model: str = typer.Option(DEFAULT, help=model_help(), rich_help_panel=MODEL),
     wd: float = typer.Option(0.0, help="Weight decay (on all parameters).",
                              rich_help_panel=TRAINING),
     batch_size: int | None = typer.Option(None, help="Minibatch size (default: full batch).",
@@ -79,8 +67,10 @@ def train(
     lr: float = typer.Option(1e-2, help="Learning rate.", rich_help_panel=TRAINING),
     optimizer: str = typer.Option("adamw", help="adamw, adam or sgd.",
                                   rich_help_panel=TRAINING),
-    loss: str = typer.Option("mse", help="mse (against one-hot targets) or ce.",
-                             rich_help_panel=TRAINING),
+    loss: str | None = typer.Option(None, help="mse (against one-hot targets) or ce "
+                                               "(default: the family's, mse for the MLPs, "
+                                               "ce for the Transformer).",
+                                    rich_help_panel=TRAINING),
     steps: int = typer.Option(2000, help="Optimizer steps.", rich_help_panel=TRAINING),
     seed: int = typer.Option(0, help="Seed for the split, corruption, init and batches.",
                              rich_help_panel=TRAINING),
@@ -101,6 +91,7 @@ def train(
     overwrite: bool = overwrite_option(),
     json_path: Path | None = json_option("the final summary as JSON"),
     quiet: bool = quiet_option(),
+    **model_options: Any,
 ) -> None:
     """Train one run and record its dense trajectory.
 
@@ -119,7 +110,8 @@ def train(
             --steps 1000
     """
     from interp.config import DataConfig, RunConfig, TrainConfig
-    from interp.store.trajectory import Run
+    from interp.models import family
+    from interp.store.run import Run
     from interp.training.runner import resume_file, train_to_file
 
     start = time.perf_counter()
@@ -134,13 +126,11 @@ def train(
             cfg = RunConfig(
                 DataConfig(p=p, op=op, train_frac=train_frac, corrupt=corrupt,
                            corrupt_mode=corrupt_mode, split_seed=seed, corrupt_seed=seed),
-                model_config(model, {"width": width, "act": act, "dropout": dropout,
-                                     "batchnorm": batchnorm or None, "init_seed": seed,
-                                     "d_model": d_model, "n_heads": n_heads, "d_mlp": d_mlp,
-                                     "depth": depth}),
+                model_config(model, model_options, seed),
                 TrainConfig(steps=steps, lr=lr, optimizer=optimizer, weight_decay=wd,
-                            loss=loss, batch_size=batch_size, seed=seed,
-                            save_every=save_every, save_log=save_log, precision=precision),
+                            loss=loss or family(model).default_loss, batch_size=batch_size,
+                            seed=seed, save_every=save_every, save_log=save_log,
+                            precision=precision),
             )
         path = out_path or Path("checkpoints") / default_run_name(cfg)
         if path.is_dir():
@@ -158,10 +148,11 @@ def train(
                       f"in {seconds:.1f} s")
 
 
-#: ``interp train`` options named as their config field, and those named otherwise.
-_OPTIONS = ("p", "op", "model", "train_frac", "corrupt", "corrupt_mode", "width", "depth",
-            "d_model", "n_heads", "d_mlp", "act", "dropout", "batch_size", "lr", "optimizer",
-            "loss", "steps", "save_every", "save_log", "precision", "seed")
+#: ``interp train`` options named as their config field (the model options too), and
+#: those named otherwise.
+_OPTIONS = ("p", "op", "model", "train_frac", "corrupt", "corrupt_mode", "batch_size", "lr",
+            "optimizer", "loss", "steps", "save_every", "save_log", "precision", "seed",
+            *field_options())
 _RENAMED = {"weight_decay": "--wd", "split_seed": "--seed", "corrupt_seed": "--seed",
             "init_seed": "--seed"}
 
@@ -201,7 +192,7 @@ def inspect(
     """
     from rich.table import Table
 
-    from interp.store.trajectory import Run
+    from interp.store.run import Run
 
     with Run(run_path) as run:
         m = run.metrics()
@@ -217,7 +208,7 @@ def inspect(
                             "first": int(run.steps[0]) if len(run.steps) else None,
                             "last": int(run.steps[-1]) if len(run.steps) else None},
             "metric_steps": len(m["step"]),
-            "arrays": {k: list(run.file["checkpoints"][k].shape[1:]) for k in run.names},
+            "arrays": {k: list(shape) for k, shape in run.shapes().items()},
             "final_metrics": final_metrics(m),
             "assumed": run.assumed,
         }
@@ -264,13 +255,13 @@ def solution(
     """
     from interp.analysis.solution import analytic_network
     from interp.config import DataConfig, RunConfig, TrainConfig, check_memory
-    from interp.models import MLPConfig
-    from interp.store.trajectory import Run
-    from interp.training.runner import write_trajectory
-    from interp.training.trainer import available_memory, resolve_device
+    from interp.devices import available_memory, resolve_device
+    from interp.models import DEFAULT, config_class
+    from interp.store.convert import write_trajectory
+    from interp.store.run import Run
 
-    with as_options(_OPTIONS, _RENAMED):
-        cfg = RunConfig(DataConfig(p=p, op=op, corrupt=0.0), MLPConfig(width=width),
+    with as_options(_OPTIONS, _RENAMED):  # the analytic solution is the paper's MLP's
+        cfg = RunConfig(DataConfig(p=p, op=op, corrupt=0.0), config_class(DEFAULT)(width=width),
                         TrainConfig(steps=0))
     check_memory([cfg], available_memory(resolve_device("cpu")))
     with progress("solution", quiet) as update:

@@ -1,58 +1,56 @@
 """Network families behind one interface (:class:`interp.models.base.Family`).
 
-:data:`FAMILIES` maps a family's name to its :class:`~interp.models.base.Family` object;
-:func:`family_of` finds the family of a config. Adding a family means adding one module
-here and one entry in :data:`FAMILIES` (see ``docs/architecture.md``).
+One folder per family (``mlp/``: the paper's MLP and the deep MLP; ``transformer/``),
+each registering itself with :mod:`interp.models.registry`, which is the only place that
+lists families; :func:`family` and :func:`family_of` look one up. Importing this package
+loads no torch: the interfaces and the families' own public names (``MLPConfig``,
+``Transformer``, ...) load on first use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib
+import pkgutil
 from typing import Any
 
-import torch
-from torch import nn
+from interp.models.config import ModelConfig, setting
+from interp.models.registry import (
+    DEFAULT,
+    ENTRY_POINTS,
+    config_class,
+    configs,
+    default_model_config,
+    families,
+    family,
+    family_of,
+    layout_help,
+    layouts,
+    make_model,
+    model_config_from_dict,
+    register_family,
+)
 
-from interp.models.base import Family, FourierView, ModelConfig, NeuronTerms
-from interp.models.deep_mlp import DeepMLP, DeepMLPConfig, DeepMLPFamily
-from interp.models.mlp import MLP, MLPConfig, MLPFamily
-from interp.models.transformer import Transformer, TransformerConfig, TransformerFamily
+#: The interfaces, by the module that defines them (loaded on first use: they need torch).
+_INTERFACES = {"Family": "base", "FourierView": "base", "NeuronTerms": "base",
+               "Network": "tools", "Converted": "layout", "Layout": "layout"}
 
-FAMILIES: dict[str, Family] = {
-    f.name: f for f in (MLPFamily(), TransformerFamily(), DeepMLPFamily())}
-_BY_CONFIG = {f.config: f for f in FAMILIES.values()}
-
-__all__ = ["DeepMLP", "DeepMLPConfig", "FAMILIES", "Family", "FourierView", "MLP", "MLPConfig",
-           "ModelConfig",
-           "NeuronTerms", "Transformer", "TransformerConfig", "family", "family_of",
-           "make_model", "model_config_from_dict"]
-
-
-def family(name: str) -> Family:
-    """The family registered as ``name``; a ValueError names the known ones."""
-    if name not in FAMILIES:
-        raise ValueError(f"model must be one of {', '.join(FAMILIES)}, got {name!r}.")
-    return FAMILIES[name]
-
-
-def family_of(cfg: ModelConfig) -> Family:
-    """The family whose config ``cfg`` is."""
-    found = _BY_CONFIG.get(type(cfg))
-    if found is None:
-        raise ValueError(f"model config must be one of "
-                         f"{', '.join(c.__name__ for c in _BY_CONFIG)}, got {type(cfg).__name__}.")
-    return found
+__all__ = ["DEFAULT", "ENTRY_POINTS", "FAMILIES", *_INTERFACES, "ModelConfig", "config_class",
+           "configs", "default_model_config", "families", "family", "family_of", "layout_help",
+           "layouts",
+           "make_model", "model_config_from_dict", "register_family", "setting"]
 
 
-def model_config_from_dict(d: Mapping[str, Any]) -> ModelConfig:
-    """A stored model config: ``kind`` names the family (absent: the MLP, as stored before
-    families existed)."""
-    d = dict(d)
-    config = family(d.pop("kind", "mlp")).config
-    from_dict = getattr(config, "from_dict", None)
-    return from_dict(d) if from_dict is not None else config(**d)
-
-
-def make_model(p: int, cfg: ModelConfig, device: str | torch.device = "cpu") -> nn.Module:
-    """The network ``cfg`` describes, called as ``model(m, n, generator)``."""
-    return family_of(cfg).build(p, cfg, device)
+def __getattr__(name: str) -> Any:
+    """The interfaces, ``FAMILIES`` (every family by name) and any public name of a
+    family folder (its ``__all__``)."""
+    if name in _INTERFACES:
+        return getattr(importlib.import_module(f"{__name__}.{_INTERFACES[name]}"), name)
+    if name == "FAMILIES":
+        return families()
+    configs()  # imports every family folder
+    for info in pkgutil.iter_modules(__path__):
+        if info.ispkg:
+            package = importlib.import_module(f"{__name__}.{info.name}")
+            if name in getattr(package, "__all__", ()):
+                return getattr(package, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

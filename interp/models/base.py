@@ -1,8 +1,10 @@
 """The model-family interface: what every network family offers the code above it.
 
-A family is one module under :mod:`interp.models` with a frozen config dataclass and a
-:class:`Family` object registered in :data:`interp.models.FAMILIES`. Training, the run
-file, analysis, sweeps and plots ask the family, never which family it is:
+A family is one folder under :mod:`interp.models` (or an outside package, through the
+``interp.families`` entry-point group) holding a config (:class:`interp.models.config.
+ModelConfig`), a :class:`Family` and its foreign layouts, registered with
+:func:`interp.models.registry.register_family`. Training, the run file, import, analysis,
+sweeps, plots and the CLI ask the family, never which family it is:
 
 - ``build(p, cfg, device)``: the ``nn.Module``, called as ``model(m, n, generator)``,
   with ``arrays()`` / ``load_arrays(arrays)`` in storage order;
@@ -12,57 +14,25 @@ file, analysis, sweeps and plots ask the family, never which family it is:
   (:class:`NeuronTerms`), from which accuracies, pruning and ablation follow;
 - ``fourier_view(weights, cfg, p)``: each neuron as functions of the residues
   (:class:`FourierView`), from which spectra and IPR follow;
-- ``embedding(weights, p)``: a token embedding to take the spectrum of, or None.
+- ``embedding(weights, p)``: a token embedding to take the spectrum of, or None;
+- ``default_loss``, ``layouts`` (foreign checkpoints, :mod:`interp.models.layout`) and
+  ``stacked_logits`` (many models of one shape in lockstep).
 
 ``docs/architecture.md`` walks through adding a family.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 
-from interp.validate import act_power
-
-
-class ModelConfig:
-    """Base of the families' frozen config dataclasses.
-
-    ``kind`` names the family (stored in the run file as ``model.kind``, except for the
-    MLP, whose stored config predates families and has no kind).
-    """
-
-    kind: ClassVar[str] = ""
-
-    @property
-    def power(self) -> int | None:
-        """The exponent K of an ``x^K`` activation (the config's ``act``), else None."""
-        return act_power(self.act)  # type: ignore[attr-defined]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind} | dataclasses.asdict(self)  # type: ignore[call-overload]
-
-    @property
-    def n_neurons(self) -> int:
-        """The number of neurons the analyses look at."""
-        raise NotImplementedError
-
-    def tag(self) -> str:
-        """A short name of the network for file names, e.g. ``N500``."""
-        raise NotImplementedError
-
-    def train_forward_is_eval(self) -> bool:
-        """Whether a training forward equals an eval forward (no dropout or BatchNorm);
-        by default, whether the config's ``dropout`` is 0."""
-        return self.dropout == 0  # type: ignore[attr-defined]
+from interp.models.config import ModelConfig
+from interp.models.layout import Layout
 
 
 @dataclass(frozen=True)
@@ -108,13 +78,17 @@ class Family:
     """One network family. Subclasses set the class attributes and implement the methods."""
 
     name: ClassVar[str]
-    config: ClassVar[type]
+    config: ClassVar[type[ModelConfig]]
     #: the oldest run-file format version that can read this family's runs
     format_version: ClassVar[int] = 1
     #: whether Gromov's analytic periodic solution (and its fit) applies
     analytic_solution: ClassVar[bool] = False
     #: residue axes of a neuron in :meth:`fourier_view` (1: vectors, 2: p x p grids)
     view_ndim: ClassVar[int] = 1
+    #: the loss its runs train with unless told otherwise (``TrainConfig.loss``)
+    default_loss: ClassVar[str] = "mse"
+    #: how foreign checkpoints of this family are read (``interp import --layout NAME``)
+    layouts: ClassVar[tuple[Layout, ...]] = ()
 
     def build(self, p: int, cfg: Any, device: str | torch.device = "cpu") -> nn.Module:
         raise NotImplementedError
@@ -157,86 +131,19 @@ class Family:
         view (one hidden layer: use :meth:`terms`)."""
         return None
 
+    def can_stack(self, cfg: Any) -> bool:
+        """Whether models of ``cfg`` can train as a stack (:meth:`stacked_logits`): by
+        default when a training forward is an eval forward (no dropout masks, no batch
+        statistics), so that the models share nothing but their shapes."""
+        return bool(cfg.train_forward_is_eval())
 
-class Network(nn.Module):
-    """Base of the families' modules: ``arrays()`` and ``load_arrays()`` in storage order
-    (the order the parameters were registered in)."""
-
-    def arrays(self) -> dict[str, torch.Tensor]:
-        """Parameters by name (detached), in storage order."""
-        return {k: v.detach() for k, v in self.named_parameters()}
-
-    def load_arrays(self, arrays: Mapping[str, object]) -> None:
-        """Copy named arrays (numpy or torch) into the parameters (and buffers)."""
-        copy_arrays(self.arrays(), arrays)
-
-
-def grid_view(weights: Mapping[str, Any], p: int,
-              hidden: Callable[[Mapping[str, Any], np.ndarray], np.ndarray],
-              ref: str, ref_ndim: int) -> FourierView:
-    """Each neuron's activation over the p x p grid of inputs (m, n), as a 2D view.
-
-    ``hidden(weights, pairs)`` gives the neurons on pairs shape=(P, 2): shape=(P, N).
-    Axes of ``weights[ref]`` before its last ``ref_ndim`` are leading (checkpoint) axes:
-    every array has them, and the view has them too; they are looped over.
-    """
-    m, n = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
-    pairs = np.stack([m.ravel(), n.ravel()], 1)
-
-    def grids(w: Mapping[str, Any]) -> np.ndarray:
-        return rearrange(hidden(w, pairs), "(m n) k -> k m n", m=p)
-    lead = np.shape(weights[ref])[:-ref_ndim]
-    if not lead:
-        return FourierView((grids(weights),), ndim=2)
-    flat = {k: np.reshape(v, (-1, *np.shape(v)[len(lead):])) for k, v in weights.items()}
-    out = np.stack([grids({k: v[i] for k, v in flat.items()}) for i in range(int(np.prod(lead)))])
-    return FourierView((out.reshape(*lead, *out.shape[1:]),), ndim=2)
-
-
-def operand_embedding(weights: Mapping[str, Any]) -> np.ndarray:
-    """The two operand embeddings ``U``, ``V`` shape=(..., N, p) side by side as rows per
-    residue: shape=(..., p, 2N)."""
-    U, V = np.asarray(weights["U"]), np.asarray(weights["V"])
-    return np.concatenate([np.swapaxes(U, -1, -2), np.swapaxes(V, -1, -2)], axis=-1)
-
-
-def activation(name: str, z: torch.Tensor) -> torch.Tensor:
-    """Apply the activation named in a model config's ``act`` elementwise."""
-    if name == "relu":
-        return F.relu(z)
-    if name == "gelu":
-        return F.gelu(z)
-    if name == "gelu_new":
-        return F.gelu(z, approximate="tanh")
-    if name == "silu":
-        return F.silu(z)
-    if name == "tanh":
-        return torch.tanh(z)
-    power = int(name.removeprefix("x^"))
-    if power == 2:
-        return z * z
-    return z**power
-
-
-def copy_arrays(own: dict[str, torch.Tensor], arrays: Mapping[str, object]) -> None:
-    """Copy ``arrays[name]`` into each tensor of ``own``, checking names and shapes."""
-    for name, target in own.items():
-        if name not in arrays:
-            raise ValueError(f"weights must include {name!r}, found {sorted(arrays)}.")
-        value = torch.as_tensor(arrays[name])
-        if tuple(value.shape) != tuple(target.shape):
-            raise ValueError(f"weights[{name!r}] must have shape {tuple(target.shape)}, "
-                             f"got {tuple(value.shape)}.")
-        with torch.no_grad():
-            target.copy_(value.to(target.dtype))
-
-
-def float64(weights: Mapping[str, Any], name: str, shape: tuple[int, ...],
-            device: torch.device | str = "cpu") -> torch.Tensor:
-    """``weights[name]`` as a float64 tensor, checked to exist with ``shape``."""
-    if name not in weights:
-        raise ValueError(f"weights must include {name!r}, found {sorted(weights)}.")
-    t = torch.as_tensor(weights[name]).to(device=device, dtype=torch.float64)
-    if tuple(t.shape) != shape:
-        raise ValueError(f"weights[{name!r}] must have shape {shape}, got {tuple(t.shape)}.")
-    return t
+    def stacked_logits(self, module: nn.Module, params: Mapping[str, torch.Tensor],
+                       m: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        """The logits of M models of one config in one call: ``params[name]`` shape=(M,
+        *shape), m, n shape=(M, B) -> shape=(M, B, p). ``module`` is one of them (its
+        forward is the one mapped). By default ``torch.func.vmap`` over
+        ``functional_call``; a family with a batched kernel overrides it."""
+        def one(w: Mapping[str, torch.Tensor], m_i: torch.Tensor,
+                n_i: torch.Tensor) -> torch.Tensor:
+            return torch.func.functional_call(module, dict(w), (m_i, n_i))
+        return torch.func.vmap(one)(dict(params), m, n)

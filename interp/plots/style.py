@@ -60,10 +60,7 @@ def regularization(cfg: Any) -> str:
     parts = []
     if cfg.train.weight_decay:
         parts.append(f"wd {cfg.train.weight_decay:g}")
-    if getattr(cfg.model, "dropout", 0):
-        parts.append(f"dropout {cfg.model.dropout:g}")
-    if getattr(cfg.model, "batchnorm", False):
-        parts.append("BatchNorm")
+    parts += list(cfg.model.regularizers().values())
     if cfg.train.batch_size:
         parts.append(f"batch {cfg.train.batch_size}")
     return ", ".join(parts) or "no regularization"

@@ -34,10 +34,9 @@ from interp.analysis.progress_run import run_progress
 from interp.analysis.spectra import grid_top_frequency
 from interp.analysis.task import task_support
 from interp.data import accuracies
+from interp.devices import resolve_device
 from interp.jsonable import to_jsonable
-from interp.store.foreign import is_foreign
-from interp.store.trajectory import Run
-from interp.training.trainer import resolve_device
+from interp.store.run import Run
 from interp.validate import check_int
 
 
@@ -182,8 +181,8 @@ def analyze(run_path: str | os.PathLike, step: int | None = None, **options: Any
     Parameters
     ----------
     run_path : trajectory file written by :func:`interp.train_to_file`, or a foreign
-        checkpoint (a file, an ``nn.Module`` or a state dict), converted first as by
-        :func:`interp.import_checkpoint`, whose options (:data:`FOREIGN_OPTIONS`) it takes.
+        checkpoint (a file, an ``nn.Module`` or a state dict), read into memory as by
+        :class:`interp.Run`, whose foreign options (:data:`FOREIGN_OPTIONS`) it takes.
     step : a stored checkpoint step; None for the last.
     ipr : include the IPR, the neuron classes and ``generalizing_since`` (the latter
         reads the IPR of every stored checkpoint up to ``step``).
@@ -232,12 +231,7 @@ def analyze(run_path: str | os.PathLike, step: int | None = None, **options: Any
     (:func:`interp.key_frequencies`).
     """
     foreign = {k: options.pop(k) for k in FOREIGN_OPTIONS if k in options}
-    if foreign or not isinstance(run_path, (str, os.PathLike)) or is_foreign(run_path):
-        from interp.training.runner import imported
-
-        if "split_seed" in foreign:
-            foreign["seed"] = foreign.pop("split_seed")
-        with imported(run_path, **foreign) as tmp:
-            return analyze(tmp, step, **options)
-    with Run(run_path) as run:
+    if "split_seed" in foreign:
+        foreign["seed"] = foreign.pop("split_seed")
+    with Run(run_path, **foreign) as run:  # a foreign checkpoint is read into memory
         return analyze_run(run, step, **options).summary

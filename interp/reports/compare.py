@@ -19,7 +19,7 @@ from interp.analysis.neurons import check_finite_weights, ipr_convention
 from interp.analysis.phase import total_norm
 from interp.jsonable import to_jsonable
 from interp.reports.analyze import analyze_run
-from interp.store.trajectory import Run
+from interp.store.run import Run
 
 CURVES = ("accuracy/train", "accuracy/test", "accuracy/train_corrupted", "loss", "test_loss")
 

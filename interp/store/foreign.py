@@ -24,7 +24,7 @@ Structures a PyTorch file may hold:
 Beside the weights, a dict may hold the run's facts
 (:class:`interp.store.run_facts.Facts`): its split (``train_indices``, ``test_indices``)
 and its config (``config``, ``cfg``, ``hyper_parameters``, ``hparams``, ``args``).
-:func:`foreign_run` maps the arrays with a layout (:mod:`interp.store.layouts`) and builds
+:func:`foreign_run` maps the arrays with a family's layout (:mod:`interp.models.layout`) and builds
 the run's config from the facts, the options, and, for what neither says, assumptions it
 lists (:mod:`interp.store.run_facts`).
 """
@@ -43,17 +43,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from interp.store.layout_base import parse_map
-from interp.store.layouts import convert
+from interp.models import layouts
+from interp.models.layout import Converted, convert_state, parse_map
 from interp.store.run_facts import (
     Facts,
     ForeignRun,
     build_run,
+    check_options,
     config_p,
     module_act,
     read_facts,
 )
-from interp.store.trajectory import Run
 from interp.store.unpickle import RefusedGlobal, load_restricted, module_state
 
 FOREIGN_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".npz")
@@ -289,34 +289,36 @@ def load_checkpoints(path: Any, *, allow_pickle: bool = False) -> Checkpoints:
 
 def convert_checkpoints(found: Checkpoints, layout: str = "auto", p: int | None = None,
                         mapping: Mapping[str, str] | None = None, source: str | None = None,
-                        hints: Mapping[str, Any] | None = None
-                        ) -> tuple[int, dict[str, Any], Checkpoints, dict[str, str]]:
+                        hints: Mapping[str, Any] | None = None,
+                        options: Mapping[str, Any] | None = None
+                        ) -> tuple[str, Converted, Checkpoints]:
     """Apply a layout to every checkpoint; all must agree on p and the model's shape.
     ``source`` (the file's name) starts the message of an error; ``hints`` are the file's
-    config fields (:func:`interp.store.layouts.convert`).
+    config fields, ``options`` the layout options
+    (:func:`interp.models.layout.convert_state`).
 
-    Returns (p, model config fields, [(step, our arrays)], {our name: foreign key}).
+    Returns (the layout's name, what it read of checkpoint 0, [(step, our arrays)]).
     """
     out: Checkpoints = []
-    first: tuple[int, dict[str, Any], dict[str, tuple[int, ...]]] | None = None
-    keys: dict[str, str] = {}
+    first: tuple[str, Converted, dict[str, tuple[int, ...]]] | None = None
     for i, (step, state) in enumerate(found):
         try:
-            p_i, fields, arrays, keys = convert(state, layout, p, mapping, hints)
+            name, conv = convert_state(state, layout, p, mapping or {}, hints or {},
+                                       options or {})
         except ValueError as exc:
             where = f"checkpoint {i} (step {step})" if len(found) > 1 else ""
             if source is not None:
                 where = f"{where} of {source!r}" if where else repr(source)
             raise ValueError(f"{where}: {exc}" if where else str(exc)) from None
-        shapes = {k: v.shape for k, v in arrays.items()}
+        shapes = {k: v.shape for k, v in conv.arrays.items()}
         if first is None:
-            first = (p_i, fields, shapes)
-        elif (p_i, fields, shapes) != first:
+            first = (name, conv, shapes)
+        elif (conv.p, conv.fields, shapes) != (first[1].p, first[1].fields, first[2]):
             raise ValueError(f"checkpoint {i} (step {step}) must have the shapes of "
                              f"checkpoint 0 {first[2]}, got {shapes}.")
-        out.append((step, {k: np.asarray(v, np.float32) for k, v in arrays.items()}))
+        out.append((step, {k: np.asarray(v, np.float32) for k, v in conv.arrays.items()}))
     assert first is not None
-    return first[0], first[1], out, keys
+    return first[0], first[1], out
 
 
 def foreign_run(source: Any, *, layout: str = "auto", p: int | None = None,
@@ -328,23 +330,29 @@ def foreign_run(source: Any, *, layout: str = "auto", p: int | None = None,
     Parameters
     ----------
     source : a file, an ``nn.Module`` or a state dict (:func:`read_foreign`).
-    layout : ``auto``, ``mlp``, ``generic-mlp`` or ``transformer`` (:mod:`interp.store.layouts`).
+    layout : ``auto`` or a family's layout (:func:`interp.models.layout.layout_names`;
+        ``auto``: the one whose guess is highest).
     p : the modulus; inferred from the weights or the file's config where they tell.
     mapping : ``{our name: foreign key}`` or ``["name=key", ...]``.
     allow_pickle : see :func:`read_foreign`.
     options : the run's facts the file may lack (:func:`interp.store.run_facts.build_run`):
-        ``op``, ``act``, ``loss``, ``normalization``, ``train_indices``/``test_indices``
-        (its split, flat indices ``m * p + n``), ``steps``, or our split (``train_frac``,
-        ``corrupt``, ``seed``) when the run's own is unknown.
+        ``op``, ``act``, ``loss``, ``train_indices``/``test_indices`` (its split, flat
+        indices ``m * p + n``), ``steps``, or our split (``train_frac``, ``corrupt``,
+        ``seed``) when the run's own is unknown; and the chosen layout's own options
+        (a Transformer's ``normalization``).
     """
     if not isinstance(mapping, Mapping):
         mapping = parse_map(mapping)
+    layout_options = {k for x in layouts().values() for k in x.options}
+    given = {k: options.pop(k) for k in list(options) if k in layout_options}
+    check_options(options)
     found, facts = read_foreign(source, allow_pickle=allow_pickle)
     label = str(source) if isinstance(source, (str, os.PathLike)) else None
-    hints = facts.config  # what it says of a Transformer (HookedTransformerConfig fields)
     p = p if p is not None else config_p(facts.config)
-    p, fields, checkpoints, keys = convert_checkpoints(found, layout, p, mapping, label, hints)
-    return build_run(source, layout, p, fields, checkpoints, keys, facts, options)
+    # facts.config: what the file's config objects say (e.g. HookedTransformerConfig)
+    name, conv, checkpoints = convert_checkpoints(found, layout, p, mapping, label,
+                                                  facts.config, given)
+    return build_run(source, name, conv, checkpoints, facts, options)
 
 
 def is_foreign(path: Any) -> bool:
@@ -353,12 +361,3 @@ def is_foreign(path: Any) -> bool:
     if isinstance(path, (torch.nn.Module, Mapping, list, tuple)):
         return True
     return isinstance(path, (str, os.PathLike)) and Path(path).suffix in FOREIGN_SUFFIXES
-
-
-def to_state_dicts(run_path: str | os.PathLike) -> list[dict[str, Any]]:
-    """A trajectory file as ``[{"step": int, "state_dict": {name: tensor}}, ...]``, the
-    structure :func:`load_checkpoints` reads back (``torch.save`` it as a list)."""
-    with Run(run_path) as run:
-        return [{"step": int(s), "state_dict": {k: torch.from_numpy(v)
-                                                 for k, v in run.weights(int(s)).items()}}
-                for s in run.steps]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from interp.store.trajectory import Run
+    from interp.store.run import Run
 
 
 def require(module: str, what: str) -> Any:

@@ -23,24 +23,19 @@ import torch
 from interp.config import DataConfig, RunConfig, TrainConfig
 from interp.data import Dataset, all_pairs, apply_op
 from interp.models import family, model_config_from_dict
-from interp.store.tl_layout import ACTIVATIONS
+from interp.models.layout import ACTIVATION_NAMES, Converted
 from interp.store.unpickle import Record, record_dict
 from interp.validate import ACT_RE
 
 #: Options of :func:`build_run` (the rest of :func:`interp.store.foreign.foreign_run`'s).
 OPTIONS = ("op", "act", "loss", "train_indices", "test_indices", "steps", "train_frac",
-           "corrupt", "seed", "normalization")
-ACT_NAMES = ACTIVATIONS | {"swish": "silu", "quadratic": "x^2", "square": "x^2"}
+           "corrupt", "seed")
 OP_NAMES = {"add": "add", "+": "add", "addition": "add", "modular_addition": "add",
             "sub": "sub", "subtract": "sub", "subtraction": "sub", "-": "sub", "mul": "mul",
             "multiply": "mul", "multiplication": "mul", "*": "mul", "div": "div",
             "divide": "div", "division": "div", "/": "div", "sq_sum": "sq_sum"}
 LOSS_NAMES = {"ce": "ce", "cross_entropy": "ce", "crossentropy": "ce",
               "crossentropyloss": "ce", "mse": "mse", "mseloss": "mse", "l2": "mse"}
-#: What is assumed when nothing says: the loss by family (community Transformers are
-#: trained with cross-entropy, the paper's MLPs with MSE).
-DEFAULT_LOSS = {"transformer": "ce"}
-
 SPLIT_KEYS = {"train": ("train_indices", "train_idx"), "test": ("test_indices", "test_idx")}
 CONFIG_KEYS = ("config", "cfg", "hyper_parameters", "hparams", "args")
 #: torch.nn activation modules -> our activation names.
@@ -149,7 +144,7 @@ def _named(config: Mapping[str, Any], keys: Sequence[str], names: Mapping[str, s
 
 
 def config_act(config: Mapping[str, Any]) -> str | None:
-    return _named(config, ("act_fn", "act", "activation", "nonlinearity"), ACT_NAMES, "act")
+    return _named(config, ("act_fn", "act", "activation", "nonlinearity"), ACTIVATION_NAMES, "act")
 
 
 def config_op(config: Mapping[str, Any]) -> str | None:
@@ -250,25 +245,6 @@ def _pick(option: Any, from_file: Any, default: Any, name: str, assumed: dict[st
     return default
 
 
-def _normalization(found: str, option: str | None, config: Mapping[str, Any],
-                   assumed: dict[str, str]) -> str:
-    """A Transformer's normalization: LN when the weights hold its scales, else the
-    option's or the config's (LNPre leaves no weights), else none, assumed."""
-    if option is None:
-        if not found and "normalization_type" not in config:
-            assumed["model.normalization"] = ("none (LNPre, TransformerLens's folded "
-                                              "LayerNorm, leaves no weights; pass "
-                                              "--normalization)")
-        return found
-    wanted = "" if option in ("", "none", "None") else option
-    if wanted not in ("", "LN", "LNPre"):
-        raise ValueError(f"normalization must be none, LN or LNPre, got {option!r}.")
-    if (wanted == "LN") != (found == "LN") or (found == "LNPre" and wanted != "LNPre"):
-        raise ValueError(f"normalization must agree with the file, which says "
-                         f"{found or 'none'!r}, got {option!r}.")
-    return wanted
-
-
 def _data(p: int, op: str, opt: Mapping[str, Any], facts: Facts, assumed: dict[str, str]
           ) -> tuple[DataConfig, Dataset | None, str]:
     """The data section, the run's own split as a Dataset (None: interp's split), and a
@@ -305,40 +281,42 @@ def _data(p: int, op: str, opt: Mapping[str, Any], facts: Facts, assumed: dict[s
     return data, dataset, split
 
 
-def build_run(source: Any, layout: str, p: int, fields: dict[str, Any], checkpoints: list,
-              keys: Mapping[str, str], facts: Facts, options: Mapping[str, Any]) -> ForeignRun:
-    """The :class:`ForeignRun` of converted checkpoints (:func:`interp.store.foreign.foreign_run`
-    documents ``options``)."""
+def check_options(options: Mapping[str, Any]) -> None:
+    """Refuse an option :func:`build_run` does not know."""
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
-        raise ValueError(f"foreign options must be among {', '.join(OPTIONS)}, got "
-                         f"{unknown[0]!r}.")
+        raise ValueError(f"foreign options must be among {', '.join(OPTIONS)} or a layout's "
+                         f"own, got {unknown[0]!r}.")
+
+
+def build_run(source: Any, layout: str, conv: Converted, checkpoints: list, facts: Facts,
+              options: Mapping[str, Any]) -> ForeignRun:
+    """The :class:`ForeignRun` of converted checkpoints (:func:`interp.store.foreign.foreign_run`
+    documents ``options``); ``conv`` is what ``layout`` read of the first."""
+    check_options(options)
     opt = {k: options.get(k) for k in OPTIONS}
     assumed: dict[str, str] = {}
+    fields = dict(conv.fields)
     kind = fields["kind"]
     file_act = fields.pop("act", None) or facts.act or config_act(facts.config)
-    default_act = family(kind).config().act
-    if fields.get("attn_only"):  # no neuron has an activation
+    fam = family(kind)
+    default_act = fam.config().act
+    if not conv.needs_act:  # no neuron has an activation
         act = opt["act"] or file_act or default_act
     else:
         act = _pick(opt["act"], file_act, default_act, "model.act", assumed,
                     f"the {kind} family's default; activations leave no trace in weights")
-    if kind == "transformer":
-        fields["normalization"] = _normalization(fields["normalization"], opt["normalization"],
-                                                 facts.config, assumed)
-    elif opt["normalization"] is not None:
-        raise ValueError(f"normalization must not be given for a {kind} (a Transformer's "
-                         "setting).")
+    assumed |= conv.assumed
     model = model_config_from_dict(fields | {"act": act})
     op = _pick(opt["op"], config_op(facts.config), "add", "data.op", assumed,
                "modular addition, the toolkit's default")
-    loss = _pick(opt["loss"], config_loss(facts.config), DEFAULT_LOSS.get(kind, "mse"),
+    loss = _pick(opt["loss"], config_loss(facts.config), fam.default_loss,
                  "train.loss", assumed, f"the usual loss of a {kind}")
     checkpoints = _steps(checkpoints, opt["steps"], facts.steps_known, assumed)
-    data, dataset, split = _data(p, op, opt, facts, assumed)
+    data, dataset, split = _data(conv.p, op, opt, facts, assumed)
     cfg = RunConfig(data, model, TrainConfig(steps=checkpoints[-1][0], loss=loss))
     name = (Path(source).name if isinstance(source, (str, os.PathLike))
             else f"an in-memory {type(source).__name__}")
     text = (f"imported from {name} (layout {layout}, model {model.kind}, split {split}, "
-            f"keys {json.dumps(dict(keys))})")
+            f"keys {json.dumps(dict(conv.keys))})")
     return ForeignRun(cfg, checkpoints, text, assumed, dataset)

@@ -1,4 +1,5 @@
-"""Reading the dense HDF5 trajectory file: :class:`Run`, a lazy read-only view.
+"""Reading the dense HDF5 trajectory file: :class:`TrajectoryFile`, its committed content,
+which :class:`interp.store.run.Run` reads lazily and read-only.
 
 Layout, dtypes and the commit protocol are specified in ``docs/trajectory-format.md``
 (the writer is :mod:`interp.store.writer`). In short: checkpoints and metrics live in
@@ -17,23 +18,23 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
-import torch
 
 from interp.config import RunConfig
 from interp.data import Dataset
-from interp.models import family_of
+from interp.models import families, family_of
 
 FORMAT_NAME = "interp-trajectory"
-#: The newest version this module reads. A file records the oldest reader it needs, its
-#: family's ``format_version``: 1 for MLP runs (unchanged since version 1), 2 for
-#: Transformer runs, 3 for deep-MLP runs.
-FORMAT_VERSION = 3
+#: The version of the file's own layout (groups, datasets, commit protocol), unchanged
+#: since version 1. A file records the oldest reader it needs, its family's
+#: ``format_version`` (a family whose runs older readers must refuse raises it); this
+#: module reads a file whose version is at most that of its family here
+#: (:func:`readable_version`).
+FORMAT_VERSION = 1
 DATASET_FIELDS = ("pairs", "true_labels", "train_idx", "test_idx", "train_labels", "corrupted")
 
 
@@ -51,6 +52,14 @@ UNCHECKED_READ = 64 * 2**20
 #: How many times a file that looks truncated while its writer is flushing is looked at
 #: again (0.1 s apart): the superblock may name a new end a moment before the file has it.
 TRUNCATION_RECHECKS = 3
+
+
+def readable_version(config: RunConfig | None = None) -> int:
+    """The newest format version this interp reads: of a run of ``config``'s family (its
+    ``format_version``, or the file layout's :data:`FORMAT_VERSION`), or of any run of a
+    registered family (None)."""
+    found = [family_of(config.model)] if config is not None else families().values()
+    return max([FORMAT_VERSION, *(f.format_version for f in found)])
 
 
 def existing_file(path: str | os.PathLike) -> Path:
@@ -147,13 +156,10 @@ def _gib(n: int) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
-class Run:
-    """Read-only, lazy view of a trajectory file.
-
-    >>> with Run("checkpoints/run.h5") as run:                      # doctest: +SKIP
-    ...     run.steps[:3], run.read("U", steps=slice(-1, None)).shape
-    (array([ 0, 10, 20]), (1, 500, 97))
-    """
+class TrajectoryFile:
+    """The committed content of a trajectory file, read lazily and read-only: what
+    :class:`interp.store.run.Run` reads a file through (its other source is a run in
+    memory, :class:`interp.store.memory.MemoryTrajectory`)."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -170,22 +176,26 @@ class Run:
                 raise ValueError(f"run file {str(self.path)!r} must hold what every interp "
                                  f"trajectory holds, but it lacks {', '.join(missing)}.")
             version = int(self.file.attrs["format_version"])
-            if version > FORMAT_VERSION:
-                raise ValueError(f"run file {str(self.path)!r} has format version {version}; "
-                                 f"this interp reads versions up to {FORMAT_VERSION}.")
             try:
                 self.config = RunConfig.from_json(self.file.attrs["config"])
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                if version > readable_version():  # a family or layout newer than this interp
+                    raise self._too_new(version, readable_version()) from None
                 raise ValueError(f"run file {str(self.path)!r} must hold a valid interp config, "
                                  f"but its config attribute does not parse: {exc}") from None
-            self.family = family_of(self.config.model)
+            if version > readable_version(self.config):
+                raise self._too_new(version, readable_version(self.config))
             self.steps: np.ndarray = self._take(self.file["checkpoints/step"])
             self._n_metrics = len(self.file["metrics/step"])
         except BaseException:
             self.file.close()
             raise
 
-    def __enter__(self) -> Run:
+    def _too_new(self, version: int, readable: int) -> ValueError:
+        return ValueError(f"run file {str(self.path)!r} has format version {version}; this "
+                          f"interp reads versions up to {readable}.")
+
+    def __enter__(self) -> TrajectoryFile:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -221,31 +231,39 @@ class Run:
         return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in self.file.attrs.items()}
 
     @property
-    def assumed(self) -> dict[str, str]:
-        """What an imported run's file and options did not say, with the value used (the
-        root attribute ``assumed``, JSON); empty for a trained run."""
-        text = self.file.attrs.get("assumed")
-        return dict(json.loads(text)) if text else {}
-
-    @property
     def names(self) -> list[str]:
         """Names of the arrays stored at every checkpoint (``U``, ``V``, ``W``, ...)."""
         return [k for k in self.file["checkpoints"] if k != "step"]
 
-    @property
-    def complete(self) -> bool:
-        """Whether the final step of the configured schedule is stored."""
-        return len(self.steps) > 0 and int(self.steps[-1]) == self.config.train.steps
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Each stored array's shape (without the checkpoint axis)."""
+        return {k: tuple(self.file["checkpoints"][k].shape[1:]) for k in self.names}
+
+    def rows(self, name: str, sel: slice | np.ndarray) -> np.ndarray:
+        """Committed checkpoints ``sel`` (a slice, or increasing unique indices) of array
+        ``name``: shape=(k, *shape)."""
+        if name not in self.file["checkpoints"] or name == "step":
+            raise KeyError(f"array {name!r} is not stored in {str(self.path)!r}; "
+                           f"stored: {', '.join(self.names)}.")
+        return self._take(self.file["checkpoints"][name], sel, len(self.steps))
 
     def dataset(self) -> Dataset:
         g = self.file["dataset"]
         return Dataset(self.config.data.p, *(self._take(g[k]) for k in DATASET_FIELDS))
 
     def metric_names(self) -> list[str]:
-        out: list[str] = []
+        """The stored metrics in the order they were recorded (the root attribute
+        ``metric_names``), any other stored one after them."""
+        stored: list[str] = []
         self.file["metrics"].visit(
-            lambda k: out.append(k) if isinstance(self.file["metrics"][k], h5py.Dataset) else None)
-        return [k for k in out if k != "step"]
+            lambda k: stored.append(k) if isinstance(self.file["metrics"][k], h5py.Dataset)
+            else None)
+        try:
+            recorded = [str(k) for k in json.loads(self.file.attrs.get("metric_names", "[]"))]
+        except (ValueError, TypeError):  # unreadable: the stored order alone
+            recorded = []
+        ordered = list(dict.fromkeys(k for k in recorded if k in stored))
+        return [k for k in ordered + sorted(set(stored) - set(ordered)) if k != "step"]
 
     def metrics(self, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Committed per-step metrics by name, plus ``step``. Each shape=(T,)."""
@@ -259,86 +277,6 @@ class Run:
                                f"stored: {', '.join(self.metric_names())}.")
             out[name] = self._take(g[name], slice(n), n)
         return out
-
-    def metrics_frame(self, names: Sequence[str] | None = None) -> Any:
-        """:meth:`metrics` as a pandas DataFrame indexed by step (needs
-        ``interp[notebook]``; :func:`interp.store.frames.metrics_frame`)."""
-        from interp.store.frames import metrics_frame
-
-        return metrics_frame(self, names)
-
-    def to_xarray(self, names: Sequence[str] | None = None,
-                  steps: slice | Sequence[int] | None = None) -> Any:
-        """Checkpoints as an xarray Dataset with named dimensions (needs
-        ``interp[notebook]``; :func:`interp.store.frames.to_xarray`)."""
-        from interp.store.frames import to_xarray
-
-        return to_xarray(self, names, steps)
-
-    def index_of(self, step: int | None) -> int:
-        """Checkpoint index of ``step`` (None: the last checkpoint)."""
-        if len(self.steps) == 0:
-            raise ValueError(f"run file {str(self.path)!r} holds no committed checkpoint.")
-        if step is None:
-            return len(self.steps) - 1
-        hits = np.flatnonzero(self.steps == step)
-        if len(hits) == 0:
-            raise ValueError(f"step must be one of the stored checkpoints "
-                             f"({self.steps[0]}..{self.steps[-1]}, {len(self.steps)} stored), "
-                             f"got {step}.")
-        return int(hits[0])
-
-    def read(self, name: str, steps: slice | Sequence[int] | None = None,
-             neurons: Sequence[int] | None = None) -> np.ndarray:
-        """One stored array over checkpoints, read lazily.
-
-        ``steps`` selects checkpoint *indices* (a slice, or a list; None = all);
-        ``neurons`` selects hidden units. Returns shape=(k, *array_shape), with the
-        neuron axis reduced to ``len(neurons)`` when given.
-        """
-        if name not in self.file["checkpoints"] or name == "step":
-            raise KeyError(f"array {name!r} is not stored in {str(self.path)!r}; "
-                           f"stored: {', '.join(self.names)}.")
-        ds = self.file["checkpoints"][name]
-        n = len(self.steps)
-        if steps is None or isinstance(steps, slice):  # committed rows only
-            rows = self._take(ds, slice(*(steps or slice(None)).indices(n)), n)
-        else:  # h5py reads increasing unique indices; reorder afterwards
-            idx = np.arange(n)[np.asarray(steps, dtype=np.int64)]
-            uniq, inverse = np.unique(idx, return_inverse=True)
-            rows = self._take(ds, uniq, n)[inverse]
-        if neurons is not None:
-            axes = self.family.neuron_axes(self.config.model)
-            if name not in axes:
-                raise ValueError(f"neurons can select only arrays with a neuron axis "
-                                 f"({', '.join(axes)}), got array {name!r}.")
-            rows = np.take(rows, np.asarray(neurons, dtype=np.int64), axis=1 + axes[name])
-        return rows
-
-    def weights(self, step: int | None = None) -> dict[str, np.ndarray]:
-        """Every stored array at one checkpoint step (None: the last)."""
-        i = self.index_of(step)
-        n = len(self.steps)
-        return {k: self._take(self.file["checkpoints"][k], i, n) for k in self.names}
-
-    def iter_chunks(self, names: Sequence[str], chunk: int = 32, stride: int = 1,
-                    neurons: Sequence[int] | None = None
-                    ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-        """Stream checkpoints in blocks of ``chunk``: yields (steps, {name: rows}).
-
-        Memory is bounded by one block, whatever the length of the run.
-        """
-        idx = np.arange(0, len(self.steps), stride)
-        for start in range(0, len(idx), chunk):
-            block = idx[start:start + chunk]
-            sel = slice(block[0], block[-1] + 1, stride)
-            yield self.steps[sel], {k: self.read(k, sel, neurons) for k in names}
-
-    def model(self, step: int | None = None, device: str = "cpu") -> torch.nn.Module:
-        """The model (of the run's family) at a stored step, in eval mode."""
-        model = self.family.build(self.config.data.p, self.config.model, device)
-        model.load_arrays(self.weights(step))
-        return model.eval()
 
     def optimizer_state(self, step: int) -> dict[str, np.ndarray] | None:
         """Optimizer state saved with checkpoint ``step``, or None if not kept."""
@@ -354,14 +292,3 @@ class Run:
         g["optimizer"].visititems(lambda k, v: out.__setitem__(k, self._take(v, s, s + 1))
                                   if isinstance(v, h5py.Dataset) else None)
         return out
-
-    def resume_point(self) -> tuple[int, dict[str, np.ndarray] | None,
-                                    dict[str, np.ndarray] | None]:
-        """Where an interrupted run continues: ``(step, weights, optimizer state)`` of the
-        newest committed checkpoint whose optimizer state is kept, or ``(0, None, None)``
-        (start over) when there is none."""
-        for t in self.steps[::-1]:
-            state = self.optimizer_state(int(t))
-            if state is not None:
-                return int(t), self.weights(int(t)), state
-        return 0, None, None

@@ -1,9 +1,8 @@
 """Writing the dense HDF5 trajectory file: :class:`TrajectoryWriter`.
 
-The writer is a trainer callback; it reads what it records from the object the trainer
-passes (``cfg``, ``dataset``, ``model``, ``metric_names``, ``state_arrays()``,
-``optimizer_arrays()``, ``optimizer_layout()``) and never imports the trainer. The
-commit protocol, the writer's lock and resuming are specified in
+The writer subscribes to a run's records (:mod:`interp.records`: the header, metrics rows
+and checkpoints), whoever makes them: the trainer, an import, given weights. It never
+sees a trainer. The commit protocol, the writer's lock and resuming are specified in
 ``docs/trajectory-format.md``.
 """
 
@@ -17,15 +16,21 @@ import os
 import stat
 import weakref
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
 import torch
 
 from interp.models import family_of
+from interp.records import Checkpoint, RunStart
 from interp.store.atomic import remove_stale_temps, write_atomic_path
-from interp.store.trajectory import DATASET_FIELDS, FORMAT_NAME, Run, check_hdf5, existing_file
+from interp.store.trajectory import (
+    DATASET_FIELDS,
+    FORMAT_NAME,
+    TrajectoryFile,
+    check_hdf5,
+    existing_file,
+)
 from interp.version import __version__
 
 #: Optimizer-state slots in ``resume/`` (older files have 2, which the writer still handles).
@@ -38,35 +43,36 @@ def _growable(g: h5py.Group, name: str, row_shape: tuple[int, ...], dtype: objec
                      chunks=(rows_per_chunk, *row_shape) if row_shape else (rows_per_chunk,))
 
 
-def _create(path: Path, trainer: Any, attrs: dict[str, str]) -> None:
+def _create(path: Path, start: RunStart, attrs: dict[str, str]) -> None:
     """Write an empty trajectory (header, dataset, empty growable datasets) atomically."""
-    write_atomic_path(path, lambda tmp: _header(tmp, trainer, attrs))
+    write_atomic_path(path, lambda tmp: _header(tmp, start, attrs))
 
 
-def _header(tmp: Path, trainer: Any, attrs: dict[str, str]) -> None:
+def _header(tmp: Path, start: RunStart, attrs: dict[str, str]) -> None:
     with h5py.File(tmp, "w", libver="latest") as f:
-        family = family_of(trainer.cfg.model)
+        family = family_of(start.config.model)
         f.attrs.update(format=FORMAT_NAME, format_version=family.format_version,
                        interp_version=__version__, model=family.name,
                        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                       config=trainer.cfg.to_json(), metric_names=json.dumps(trainer.metric_names))
+                       config=start.config.to_json(),
+                       metric_names=json.dumps(list(start.metric_names)))
         f.attrs.update(attrs)
         ds = f.create_group("dataset")
         for k in DATASET_FIELDS:
-            ds.create_dataset(k, data=getattr(trainer.dataset, k))
+            ds.create_dataset(k, data=getattr(start.dataset, k))
         ck = f.create_group("checkpoints")
         _growable(ck, "step", (), np.int64, 1024)
-        for k, v in trainer.model.arrays().items():
-            _growable(ck, k, tuple(v.shape), np.float32, 1)  # one checkpoint per chunk
+        for k, shape in start.arrays.items():
+            _growable(ck, k, tuple(shape), np.float32, 1)  # one checkpoint per chunk
         mg = f.create_group("metrics")
         _growable(mg, "step", (), np.int64, 1024)
-        for k in trainer.metric_names:
+        for k in start.metric_names:
             _growable(mg, k, (), np.float32, 1024)
         rg = f.create_group("resume")
         rg.create_dataset("slot_step", data=np.full(N_SLOTS, -1, np.int64))
         rg.create_dataset("slot_filled", data=np.zeros(N_SLOTS, np.int8))
         og = rg.create_group("optimizer")
-        for k, (shape, dtype) in trainer.optimizer_layout().items():
+        for k, (shape, dtype) in start.optimizer.items():
             og.create_dataset(k, shape=(N_SLOTS, *shape), dtype=dtype)
 
 
@@ -191,7 +197,8 @@ class _Slots:
 
 
 class TrajectoryWriter:
-    """Trainer callback that records metrics every step and weights at checkpoints.
+    """The subscriber that records a run: its header, every metrics row and the weights
+    and optimizer state of every checkpoint (:mod:`interp.records`).
 
     ``append=True`` continues an existing file instead of creating one: the steps the
     file already holds (committed metric rows and checkpoints) are not recorded again,
@@ -240,11 +247,13 @@ class TrajectoryWriter:
             raise FileExistsError(f"output {str(self.path)!r} already exists; "
                                   "pass --overwrite (overwrite=True) to replace it.")
 
-    def on_start(self, trainer: Any) -> None:
+    def on_start(self, start: RunStart) -> None:
         if not self.append:
-            _create(self.path, trainer, self.attrs)
-        elif check_hdf5(self.path):  # a killed writer's mark: HDF5 will not open it r+
-            write_atomic_path(self.path, self._copy_committed)
+            _create(self.path, start, self.attrs)
+        else:
+            self._check_resumable(start)
+            if check_hdf5(self.path):  # a killed writer's mark: HDF5 will not open it r+
+                write_atomic_path(self.path, self._copy_committed)
         f = self.file = h5py.File(self.path, "r+", libver="latest")
         f.swmr_mode = True
         # handles cached once; rows are written after the committed ones
@@ -252,7 +261,7 @@ class TrajectoryWriter:
         self._ck_step = _Rows(f["checkpoints/step"], n_ck)
         self._ck = {k: _Rows(f["checkpoints"][k], n_ck) for k in f["checkpoints"] if k != "step"}
         self._m_step = _Rows(f["metrics/step"], n_m)
-        self._m = [_Rows(f["metrics"][k], n_m) for k in trainer.metric_names]
+        self._m = [_Rows(f["metrics"][k], n_m) for k in start.metric_names]
         g = f["resume"]
         self._slot_step_ds, self._slot_filled_ds = _Slots(g["slot_step"]), _Slots(g["slot_filled"])
         self._slot_step = g["slot_step"][()]
@@ -266,6 +275,19 @@ class TrajectoryWriter:
         if len(self._slot_step) >= 3 and self._slot_step.min() != -1:
             self._set_slot(int(np.argmin(self._slot_step)), -1)
             f.flush()
+
+    def _check_resumable(self, start: RunStart) -> None:
+        """Refuse, before anything changes, to continue a file that has no room for the
+        run's optimizer state (one written from given weights keeps none)."""
+        with TrajectoryFile(self.path) as run:
+            kept: list[str] = []
+            run.file["resume/optimizer"].visititems(
+                lambda k, v: kept.append(k) if isinstance(v, h5py.Dataset) else None)
+        missing = sorted(set(start.optimizer) - set(kept))
+        if missing:
+            raise ValueError(f"run file {str(self.path)!r} keeps no optimizer state (it "
+                             f"lacks {missing[0]!r}), so it cannot be resumed: it was written "
+                             "from given weights, not trained.")
 
     def _continue(self, f: h5py.File) -> None:
         """Appending: note the steps already held; invalidate slots of uncommitted steps
@@ -282,11 +304,11 @@ class TrajectoryWriter:
 
     def _copy_committed(self, tmp: Path) -> None:
         """Copy the committed part of the file at ``path`` to ``tmp``."""
-        with Run(self.path) as run, h5py.File(tmp, "w", libver="latest") as dst:
+        with TrajectoryFile(self.path) as run, h5py.File(tmp, "w", libver="latest") as dst:
             rows = {"checkpoints": len(run.steps), "metrics": len(run.file["metrics/step"])}
             _copy_rows(run.file, dst, rows)
 
-    def on_step(self, trainer: Any, step: int, values: torch.Tensor) -> None:
+    def on_step(self, step: int, values: torch.Tensor) -> None:
         if step > self._done_metrics:
             self._pending.append((step, values))
 
@@ -297,8 +319,8 @@ class TrajectoryWriter:
     def _reached(self, point: str, step: int) -> None:
         """Called after each stage of a checkpoint; tests kill the writer here."""
 
-    def on_checkpoint(self, trainer: Any, step: int) -> None:
-        f = self.file
+    def on_checkpoint(self, checkpoint: Checkpoint) -> None:
+        f, step = self.file, checkpoint.step
         assert f is not None
         if step <= self._done_checkpoints:  # the file holds it (and every metric row before)
             return
@@ -309,9 +331,11 @@ class TrajectoryWriter:
             self._set_slot(s, -1)
             f.flush()
         # 1. data, not yet visible: arrays, optimizer state, metric rows
-        for k, v in trainer.state_arrays().items():
-            self._ck[k].append(v.detach().float().cpu().numpy()[None])
-        state = trainer.optimizer_arrays()
+        for k, v in checkpoint.arrays.items():
+            row = (v.detach().float().cpu().numpy() if isinstance(v, torch.Tensor)
+                   else np.asarray(v, np.float32))
+            self._ck[k].append(row[None])
+        state = checkpoint.optimizer
         for k, v in state.items():
             self._opt[k].write(s, v)
         self._slot_filled_ds.write(s, np.array(1 if state else 0, np.int8))
@@ -336,7 +360,7 @@ class TrajectoryWriter:
             self._set_slot(int(np.argmin(self._slot_step)), -1)
         f.flush()
 
-    def on_end(self, trainer: Any) -> None:
+    def on_end(self) -> None:
         self.close()
 
     def close(self) -> None:

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from interp.analysis.neurons import ipr_convention
+from interp.devices import resolve_device
 from interp.store.atomic import remove_stale_temps, write_text_atomic
 from interp.sweeps.spec import SweepSpec, cells, is_int
 from interp.sweeps.summary import cell_files, cell_row, file_state, read_error, write_summary
 from interp.sweeps.workers import Plan, Task, available_cores, dask_client_class, outcomes
-from interp.training.trainer import resolve_device
 
 
 @dataclass(frozen=True)
@@ -89,8 +89,8 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, *, workers: int | Non
     failing cell is recorded (status ``failed``, ``cells/<id>.error``) and the others go
     on (the cells of one CUDA stack fail together). ``batch``: cells per task (default:
     1 on the CPU, where a task's cells train one after another and a group gains
-    nothing; 64 on CUDA, where the cells of a task that a :class:`interp.BatchTrainer`
-    can stack, those of equal training-set size, share one stacked kernel).
+    nothing; 64 on CUDA, where the cells of a task that can stack, those of equal
+    training-set size, train as one stack of :class:`interp.Trainer`).
     ``device``: ``"cpu"`` or ``"cuda[:N]"``. ``progress`` receives a :class:`CellEvent`
     per cell, skipped ones first.
     """

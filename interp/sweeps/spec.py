@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from interp.config import RunConfig
+from interp.models import family_of
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -181,7 +182,8 @@ class SweepSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SweepSpec:
         """From a plain dict (the TOML layout). Grids may be lists, ``{start, stop, num}``
-        tables or ``parse_grid`` strings; ``base`` holds ``data``/``model``/``train``."""
+        tables or ``parse_grid`` strings; ``base`` holds ``data``/``model``/``train`` (a
+        ``train`` without ``loss`` takes the model family's)."""
         if not isinstance(d, dict):
             raise ValueError(f"a sweep config must be a table of keys, got {type(d).__name__}.")
         names = {f.name for f in dataclasses.fields(cls)}
@@ -201,6 +203,9 @@ class SweepSpec:
                 raise ValueError(f"base must be a table with only data, model and train "
                                  f"sections, got {base!r}.")
             kw["base"] = RunConfig.from_dict(base)
+            if "loss" not in (base.get("train") or {}):  # the family's, as interp train's
+                loss = family_of(kw["base"].model).default_loss
+                kw["base"] = kw["base"].replace(train={"loss": loss})
         return cls(**kw)
 
     @classmethod
@@ -249,19 +254,20 @@ def _cell_config(spec: SweepSpec, xi: float, alpha: float, value: Any, seed: int
     data = {"corrupt": xi, "train_frac": alpha}
     model: dict[str, Any] = {"init_seed": seed}
     train: dict[str, Any] = {"seed": seed}
+    base = spec.base
     if spec.regularizer == "weight_decay":
         train["weight_decay"] = value
     elif spec.regularizer == "dropout":
         model["dropout"] = value
     else:
-        model["batchnorm"] = True
+        base = dataclasses.replace(base, model=base.model.with_batchnorm())
         train["batch_size"] = value
         if spec.scale_minibatch:
             t = spec.base.train
             train["lr"] = t.lr * math.sqrt(value / 256)
             train["steps"] = max(1, round(t.steps * 256 / value))
             train["save_every"] = max(1, round(t.save_every * 256 / value))
-    return spec.base.replace(data=data, model=model, train=train)
+    return base.replace(data=data, model=model, train=train)
 
 
 def cells(spec: SweepSpec) -> list[tuple[str, RunConfig]]:

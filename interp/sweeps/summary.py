@@ -17,7 +17,7 @@ from interp.config import RunConfig
 from interp.data import ACCURACY_NAMES
 from interp.jsonable import to_jsonable
 from interp.store.atomic import write_text_atomic
-from interp.store.trajectory import Run
+from interp.store.run import Run
 from interp.sweeps.spec import cells, load_spec, value_of
 from interp.validate import is_finite_number
 

@@ -4,9 +4,10 @@ cell.
 
 On the CPU every cell, fresh or resumed, trains alone through :class:`interp.Trainer`,
 so a cell's weights do not depend on its group, the worker count or a kill and resume
-(for the sweep's torch thread count per cell). On CUDA the cells of a group that share
-a stacked kernel (MLP, full batch, same training-set size: :mod:`interp.training.stacked`)
-train together in one :class:`interp.BatchTrainer`; a resumed cell continues alone.
+(for the sweep's torch thread count per cell). On CUDA the cells of a group that can
+stack (:mod:`interp.training.stacking`: one family and shape, full batch, the same
+training-set size) train together as one stack of :class:`interp.Trainer`; a resumed
+cell continues alone.
 """
 
 from __future__ import annotations
@@ -30,10 +31,9 @@ import torch
 
 from interp.config import RunConfig
 from interp.store.atomic import pid_alive
-from interp.store.writer import TrajectoryWriter
 from interp.sweeps.summary import cell_row, file_state
-from interp.training.batched import BatchTrainer, stack_key
-from interp.training.runner import resume_file, train_to_file
+from interp.training.runner import resume_file, train_stack_to_files, train_to_file
+from interp.training.stacking import stack_key
 
 #: Cells per group when ``batch`` is not given: one task per cell on the CPU (a group
 #: gains nothing there, its cells training one after another), stacks of up to 64 on
@@ -59,9 +59,9 @@ def run_group(items: list[tuple[str, str, str]], regularizer: str,
     an :data:`Outcome` per cell. ``threads``: torch threads for these cells (None: as
     they are); ``metrics_every``: the cadence of their metrics. Complete cells are
     skipped, incomplete ones resumed, the rest trained, one after another with
-    :class:`interp.Trainer`; with ``stacked`` (CUDA) cells that share a stacked kernel
-    (:func:`interp.training.batched.stack_key`) train together in one
-    :class:`interp.BatchTrainer` and succeed or fail together."""
+    :class:`interp.Trainer`; with ``stacked`` (CUDA) cells that can stack
+    (:func:`interp.training.stacking.stack_key`) train together as one stack and succeed
+    or fail together."""
     if threads:
         torch.set_num_threads(threads)
     out: list[Outcome] = []
@@ -85,8 +85,10 @@ def run_group(items: list[tuple[str, str, str]], regularizer: str,
     for group in [fresh] if together else [[cell] for cell in fresh]:
         try:
             if together:
-                _train_stack([cfg for _, cfg, _ in group], [file for _, _, file in group],
-                             device, metrics_every)
+                train_stack_to_files([cfg for _, cfg, _ in group],
+                                     [file for _, _, file in group], device=device,
+                                     overwrite=True, metrics_every=metrics_every,
+                                     labels=[_label(cid, cfg) for cid, cfg, _ in group])
             else:
                 train_to_file(group[0][1], group[0][2], device=device, overwrite=True,
                               metrics_every=metrics_every)
@@ -98,22 +100,16 @@ def run_group(items: list[tuple[str, str, str]], regularizer: str,
     return out
 
 
-def _train_stack(cfgs: list[RunConfig], files: list[Path], device: str,
-                 metrics_every: int) -> None:
-    writers: list[TrajectoryWriter] = []
-    try:
-        for file in files:
-            writers.append(TrajectoryWriter(file, overwrite=True, attrs={"device": device}))
-        BatchTrainer(cfgs, device, callbacks=[[w] for w in writers],
-                     metrics_every=metrics_every, stacked=True).run()
-    finally:
-        for w in writers:
-            w.close()
+def _label(cell_id: str, cfg: RunConfig) -> str:
+    """How a divergence error names a cell of a stack."""
+    return (f"cell {cell_id} (xi {cfg.data.corrupt:g}, alpha {cfg.data.train_frac:g}, "
+            f"lr {cfg.train.lr:g}, weight_decay {cfg.train.weight_decay:g}, "
+            f"seed {cfg.train.seed})")
 
 
 def groups(tasks: list[Task], size: int, stacked: bool = False) -> list[list[Task]]:
     """Tasks in groups of at most ``size`` cells (order kept); ``stacked``: each group
-    only of cells that share a stacked kernel (same training-set size too)."""
+    only of cells that can stack (same training-set size too)."""
     by_key: dict[Any, list[Task]] = {}
     for i, task in enumerate(tasks):
         key = stack_key(task[1]) if stacked else "any"
@@ -190,7 +186,7 @@ Outcome = tuple[str, str | None, dict[str, Any] | None, BaseException | None]
 @dataclass(frozen=True)
 class Plan:
     """How a sweep's cells train: torch ``threads`` per cell, ``device``, the metrics
-    cadence of BatchTrainer cells and whether groups share a stacked kernel."""
+    cadence of every cell and whether groups train as stacks."""
 
     threads: int = 1
     device: str = "cpu"

@@ -1,2 +1,3 @@
-"""Training: the trainer (reports to callbacks, never touches files), the batched trainer
-for stacks of MLPs, and the runner that joins a trainer and a trajectory writer."""
+"""Training: the one trainer (a model, or a stack of models, of any family; it reports
+records to callbacks and never touches files), its optimizer, which runs stack, and the
+runner that joins a trainer and trajectory writers."""

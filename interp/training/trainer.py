@@ -1,40 +1,43 @@
-"""The training loop. It knows nothing about files: it reports to callbacks.
+"""The training loop, one for every family and for stacks. It knows nothing about files:
+it reports records (:mod:`interp.records`) to callbacks.
 
 Step convention: the weights "at step t" are those after t optimizer updates. The
 metrics recorded for step t are measured on those weights (loss, the six accuracies in
 eval mode, parameter norms), so a run of ``steps`` updates has metrics for steps
 0..steps, and checkpoint t holds the weights the metrics of step t describe.
+
+One model trains through its own module (its family's forward: minibatches, dropout,
+BatchNorm). A *stack*, several configs that share a :func:`interp.training.stacking.
+stack_key`, trains in lockstep through the family's :meth:`~interp.models.base.Family.
+stacked_logits`: one call for every model's logits, each model's own loss, one optimizer
+with a parameter group per model. A stack equals its models trained alone to float
+tolerance, not bit for bit; alone, a model's weights depend on nothing but its config
+(for a fixed number of torch threads on the CPU).
 """
 
 from __future__ import annotations
 
-import copy
-import ctypes
-import math
-import os
-import sys
 from collections.abc import Sequence
-from typing import Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from interp.config import RunConfig, TrainConfig, check_memory
-from interp.data import ACCURACY_NAMES, Dataset, make_dataset, predict
+from interp.data import Dataset, make_dataset, predict
+from interp.devices import available_memory, resolve_device, tune_allocator
+from interp.evaluation import DeviceData, Split, autocast, metrics_row
 from interp.losses import mean_loss
-from interp.models import make_model
+from interp.models import family_of
+from interp.records import Checkpoint, RunStart, emit, metric_names, wants
 from interp.training.divergence import DivergenceCheck
+from interp.training.optim import (
+    load_optimizer_arrays,
+    make_optimizer,
+    optimizer_arrays,
+    optimizer_layout,
+)
+from interp.training.stacking import check_stack
 from interp.validate import check_int
-
-
-class Callback(Protocol):
-    """What a trainer reports. Every method is optional."""
-
-    def on_start(self, trainer: Trainer) -> None: ...
-    def on_step(self, trainer: Trainer, step: int, values: torch.Tensor) -> None: ...
-    def on_checkpoint(self, trainer: Trainer, step: int) -> None: ...
-    def on_end(self, trainer: Trainer) -> None: ...
 
 
 def checkpoint_steps(cfg: TrainConfig) -> np.ndarray:
@@ -60,253 +63,152 @@ class CheckpointSchedule:
         return self.i < len(self.steps) and int(self.steps[self.i]) == step
 
 
-def available_memory(device: torch.device) -> int | None:
-    """Free bytes of ``device``: the GPU's free memory, or the host's MemAvailable
-    (Linux); None where it cannot be told."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def device_subsets(ds: Dataset, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """:meth:`Dataset.subsets` (positions and targets of the six accuracies) on ``device``."""
-    return [(torch.as_tensor(pos, device=device), torch.as_tensor(target, device=device))
-            for pos, target in ds.subsets().values()]
-
-
-def subset_accuracies(pred: torch.Tensor,
-                      subsets: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    """The six accuracies of predictions ``pred`` shape=(P,) in ``eval_idx`` order (train
-    then test pairs). shape=(6,); an empty subset gives NaN."""
-    return torch.stack([(pred[pos] == target).float().mean() for pos, target in subsets])
-
-
-def resolve_device(device: str) -> torch.device:
-    """The torch device for ``device`` ('cpu', 'cuda', 'cuda:1', ...), checked to exist."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was requested but CUDA is not available here.")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}.")
-    return dev
-
-
-_ALLOCATOR_TUNED = False
-
-
-def tune_allocator() -> bool:
-    """Keep freed memory in the process for reuse (glibc on Linux; elsewhere a no-op).
-
-    A training step allocates several (n_train, N) tensors (9.4 MB each at the paper's
-    setting, 75 MB for a stack of 8 models). glibc hands allocations that large to
-    ``mmap`` and returns them at ``free``, so every step page-faults its memory in
-    afresh: about a fifth of a step, and more than half of a batched one. Raising the
-    mmap and trim thresholds to 1 GiB serves them from the heap and keeps it. Called by
-    the trainers once per process; ``INTERP_MALLOC_TUNING=0`` opts out. Returns whether
-    the thresholds were set.
-    """
-    global _ALLOCATOR_TUNED
-    if _ALLOCATOR_TUNED or os.environ.get("INTERP_MALLOC_TUNING", "1") == "0":
-        return _ALLOCATOR_TUNED
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL("libc.so.6")
-            m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameters
-            _ALLOCATOR_TUNED = bool(libc.mallopt(m_mmap_threshold, 1 << 30)
-                                    and libc.mallopt(m_trim_threshold, 1 << 30))
-        except (OSError, AttributeError):  # not glibc (e.g. musl)
-            pass
-    return _ALLOCATOR_TUNED
-
-
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW, Adam or SGD with weight decay on every parameter, as in the paper."""
-    params = list(model.parameters())
-    # fused: one kernel per parameter for the whole update; torch's for-loop default
-    # makes about ten passes (3.7 ms more per step at the paper's setting, measured).
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
-                                 weight_decay=cfg.weight_decay, fused=True)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
-                                weight_decay=cfg.weight_decay, fused=True)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                           weight_decay=cfg.weight_decay)
-
-
-def optimizer_arrays(model: torch.nn.Module,
-                     optimizer: torch.optim.Optimizer) -> dict[str, np.ndarray]:
-    """Optimizer state as ``{"<param>/<key>": array}`` (e.g. ``"U/exp_avg"``)."""
-    names = {id(p): k for k, p in model.named_parameters()}
-    out = {}
-    for param, state in optimizer.state.items():
-        for key, value in state.items():
-            if isinstance(value, torch.Tensor):
-                out[f"{names[id(param)]}/{key}"] = value.detach().cpu().numpy().copy()
-    return out
-
-
-def optimizer_layout(model: torch.nn.Module,
-                     cfg: TrainConfig) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Shapes and dtypes of the state of ``cfg``'s optimizer on ``model`` after a step."""
-    model = copy.deepcopy(model)
-    opt = make_optimizer(model, cfg)
-    for p in model.parameters():
-        p.grad = torch.zeros_like(p)
-    opt.step()
-    return {k: (v.shape, v.dtype) for k, v in optimizer_arrays(model, opt).items()}
-
-
 def _seed(*parts: int) -> int:
     """A generator seed derived from integers, so each step's randomness is reproducible."""
     return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 class Trainer:
-    """Trains one network (of any family, :mod:`interp.models`) on one corrupted dataset
-    and reports to callbacks.
+    """Trains one network of any family (:mod:`interp.models`), or a stack of them, and
+    reports to callbacks.
+
+    ``cfg``: one :class:`RunConfig`, with ``callbacks`` a sequence of callbacks and
+    ``dataset`` the split to train and score on (default: made from ``cfg.data``; a
+    foreign run's own split is passed in); or a sequence of configs that can stack
+    (:func:`interp.training.stacking.check_stack`), with ``callbacks`` one sequence per
+    config. ``metrics_every``: the cadence of the metrics (see :meth:`run`); ``labels``:
+    how a divergence error names each run.
 
     >>> cfg = RunConfig().replace(data={"p": 7}, model={"width": 8}, train={"steps": 3})
     >>> Trainer(cfg).run().step
     3
     """
 
-    def __init__(self, cfg: RunConfig, device: str = "cpu",
-                 callbacks: Sequence[Callback] = (), dataset: Dataset | None = None, *,
-                 metrics_every: int = 1) -> None:
-        """``dataset``: the split and labels to train and score on (default: made from
-        ``cfg.data``; a foreign run's own split is passed in). ``metrics_every``: the
-        cadence of the metrics (see :meth:`run`)."""
+    def __init__(self, cfg: RunConfig | Sequence[RunConfig], device: str = "cpu",
+                 callbacks: Sequence[object] = (), dataset: Dataset | None = None, *,
+                 metrics_every: int = 1, labels: Sequence[str] = ()) -> None:
         check_int("metrics_every", metrics_every, 1)
-        self.cfg, self.metrics_every = cfg, metrics_every
+        self.stacked = not isinstance(cfg, RunConfig)
+        self.cfgs = list(cfg) if self.stacked else [cfg]
+        if self.stacked:
+            check_stack(self.cfgs)
+            if dataset is not None:
+                raise ValueError("dataset must not be given for a stack (each run's is made "
+                                 "from its config).")
+            if callbacks and len(callbacks) != len(self.cfgs):
+                raise ValueError(f"callbacks must hold one list per run ({len(self.cfgs)}), "
+                                 f"got {len(callbacks)}.")
+        self.cfg, self.metrics_every = self.cfgs[0], metrics_every
         self.device = resolve_device(device)
-        check_memory([cfg], available_memory(self.device), self.device.type)
+        check_memory(self.cfgs, available_memory(self.device), self.device.type)
         tune_allocator()
-        self.callbacks = list(callbacks)
-        self.dataset: Dataset = make_dataset(cfg.data) if dataset is None else dataset
-        self.model = make_model(cfg.data.p, cfg.model, self.device)
-        self.optimizer = make_optimizer(self.model, cfg.train)
+        self.callbacks = ([list(c) for c in callbacks] or [[] for _ in self.cfgs]
+                          if self.stacked else [list(callbacks)])
+        self.datasets = [make_dataset(c.data) for c in self.cfgs] if dataset is None \
+            else [dataset]
+        self.family = family_of(self.cfg.model)
+        self.models = [self.family.build(c.data.p, c.model, self.device) for c in self.cfgs]
+        self.optimizer = make_optimizer(self.models, [c.train for c in self.cfgs])
+        self.data = DeviceData(self.datasets, self.device)
+        self.metric_names = metric_names(k for k, _ in self.models[0].named_parameters())
+        self.finite = DivergenceCheck(self.metric_names, self.device, labels)
         self.step = 0
-        self._step_buffers: dict[str, torch.Tensor] = {}
-        self._setup_tensors()
-        self.metric_names = (["loss", "test_loss"]
-                             + [f"accuracy/{a}" for a in ACCURACY_NAMES]
-                             + [f"norm/{k}" for k, _ in self.model.named_parameters()])
-        self.finite = DivergenceCheck(self.metric_names, self.device)
-
-    # -- data on the device ------------------------------------------------------------
-    def _setup_tensors(self) -> None:
-        ds, dev, p = self.dataset, self.device, self.cfg.data.p
-
-        def t(a: np.ndarray) -> torch.Tensor:
-            return torch.as_tensor(a, device=dev)
-
-        train, test = ds.pairs[ds.train_idx], ds.pairs[ds.test_idx]
-        self.m_train, self.n_train = t(train[:, 0]), t(train[:, 1])
-        self.m_test, self.n_test = t(test[:, 0]), t(test[:, 1])
-        self.y_train = t(ds.train_labels)
-        self.y_test = t(ds.true_labels[ds.test_idx])
-        self.onehot_train = F.one_hot(self.y_train, p).float()
-        self.onehot_test = F.one_hot(self.y_test, p).float()
-        self.subsets = device_subsets(ds, dev)
+        self._step_buffers: list[dict[str, torch.Tensor]] = [{} for _ in self.models]
         self._perm: tuple[int, torch.Tensor] | None = None
 
+    @property
+    def model(self) -> torch.nn.Module:
+        """The (first) network."""
+        return self.models[0]
+
+    @property
+    def dataset(self) -> Dataset:
+        """The (first) network's dataset."""
+        return self.datasets[0]
+
+    # -- one step ---------------------------------------------------------------------
     def _batch(self, step: int) -> torch.Tensor | None:
         """Indices of the training examples of this step (None: full batch)."""
         bs = self.cfg.train.batch_size
         if bs is None:
             return None
-        n_batches = len(self.y_train) // bs
-        epoch, k = divmod(step, n_batches)
+        n_train = self.data.train.y.shape[-1]
+        epoch, k = divmod(step, n_train // bs)
         if self._perm is None or self._perm[0] != epoch:
             gen = torch.Generator().manual_seed(_seed(self.cfg.train.seed, 1, epoch))
-            perm = torch.randperm(len(self.y_train), generator=gen).to(self.device)
+            perm = torch.randperm(n_train, generator=gen).to(self.device)
             self._perm = (epoch, perm)
         return self._perm[1][k * bs:(k + 1) * bs]
 
-    def _loss(self, logits: torch.Tensor, labels: torch.Tensor,
-              onehot: torch.Tensor) -> torch.Tensor:
-        return mean_loss(logits, labels, onehot, self.cfg.train.loss)
+    def _logits(self, split: Split, idx: torch.Tensor | None = None,
+                gen: torch.Generator | None = None) -> torch.Tensor:
+        """Every model's logits on ``split`` (rows ``idx`` of it): shape=(M, B, p). One
+        model through its module, a stack through its family's stacked forward."""
+        with autocast(self.cfg, self.device):
+            if self.stacked:
+                names = [k for k, _ in self.models[0].named_parameters()]
+                params = {k: torch.stack([m.get_parameter(k) for m in self.models])
+                          for k in names}
+                return self.family.stacked_logits(self.models[0], params, split.m, split.n)
+            m, n = split.m[0], split.n[0]
+            if idx is not None:
+                m, n = m[idx], n[idx]
+            return self.models[0](m, n, gen)[None]
 
-    # -- one step ---------------------------------------------------------------------
-    def _forward_train(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Train-mode logits and loss on this step's batch."""
-        idx = self._batch(step)
-        m, n, y, oh = self.m_train, self.n_train, self.y_train, self.onehot_train
+    def _losses(self, logits: torch.Tensor, split: Split,
+                idx: torch.Tensor | None = None) -> torch.Tensor:
+        """Each model's loss (M,): one model's computed on its own rows, as it is alone."""
+        name = self.cfg.train.loss
+        if self.stacked:
+            return mean_loss(logits.float(), split.y, split.onehot, name)
+        y, onehot = split.y[0], split.onehot[0]
         if idx is not None:
-            m, n, y, oh = m[idx], n[idx], y[idx], oh[idx]
+            y, onehot = y[idx], onehot[idx]
+        return mean_loss(logits[0].float(), y, onehot, name)[None]
+
+    def _forward_train(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Train-mode logits and losses on this step's batch."""
+        idx = self._batch(step)
         gen = None
         if self.cfg.model.dropout > 0:
             gen = torch.Generator(self.device).manual_seed(_seed(self.cfg.train.seed, 2, step))
-        self.model.train()
-        with self._autocast():
-            logits = self.model(m, n, gen)
-        return logits, self._loss(logits.float(), y, oh)
-
-    def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16,
-                              enabled=self.cfg.train.precision == "bf16")
+        for model in self.models:
+            model.train()
+        logits = self._logits(self.data.train, idx, gen)
+        return logits, self._losses(logits, self.data.train, idx)
 
     @torch.no_grad()
     def _evaluate(self, train_logits: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eval-mode predictions on train then test pairs, and the test loss."""
-        self.model.eval()
-        with self._autocast():
-            if train_logits is None:
-                train_logits = self.model(self.m_train, self.n_train)
-            test_logits = self.model(self.m_test, self.n_test).float()
-        self.model.train()
-        pred = torch.cat([predict(train_logits), predict(test_logits)])
-        return pred, self._loss(test_logits, self.y_test, self.onehot_test)
-
-    def _train_logits_are_eval(self) -> bool:
-        # Without dropout or BatchNorm, a full-batch training forward is an eval forward,
-        # so its logits give the train accuracies for free.
-        return self.cfg.train.batch_size is None and self.cfg.model.train_forward_is_eval()
-
-    def _metrics(self, loss: torch.Tensor, pred: torch.Tensor,
-                 test_loss: torch.Tensor) -> torch.Tensor:
-        accs = subset_accuracies(pred, self.subsets)
-        norms = [torch.linalg.vector_norm(p.detach()) for p in self.model.parameters()]
-        return torch.stack([loss.detach(), test_loss, *accs, *norms])
+        """Eval-mode predictions on train then test pairs (M, P) and the test losses (M,)."""
+        for model in self.models:
+            model.eval()
+        if train_logits is None:
+            train_logits = self._logits(self.data.train)
+        test_logits = self._logits(self.data.test).float()
+        for model in self.models:
+            model.train()
+        pred = torch.cat([predict(train_logits), predict(test_logits)], dim=-1)
+        return pred, self._losses(test_logits, self.data.test)
 
     def _measure(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Metrics of the weights at ``step`` and the training loss to differentiate."""
-        reuse = self._train_logits_are_eval()
+        """Metrics of the weights at ``step`` (M, K) and the training losses to
+        differentiate."""
+        # Without dropout or BatchNorm, a full-batch training forward is an eval forward,
+        # so its logits give the train accuracies for free.
+        reuse = self.cfg.train.batch_size is None and self.cfg.model.train_forward_is_eval()
         # A BatchNorm training forward moves the running statistics: evaluate first and
         # keep the statistics of step t for its checkpoint.
-        self._step_buffers = {k: v.clone() for k, v in self.model.named_buffers()}
+        self._step_buffers = [{k: v.clone() for k, v in m.named_buffers()}
+                              for m in self.models]
         if not reuse:
-            pred, test_loss = self._evaluate(None)
-        logits, loss = self._forward_train(step)
+            pred, test_losses = self._evaluate(None)
+        logits, losses = self._forward_train(step)
         if reuse:
-            pred, test_loss = self._evaluate(logits.detach())
-        return self._metrics(loss, pred, test_loss), loss
-
-    @torch.no_grad()
-    def evaluate(self) -> torch.Tensor:
-        """Metrics of the current weights, everything in eval mode (the loss included)."""
-        self._step_buffers = {k: v.clone() for k, v in self.model.named_buffers()}
-        self.model.eval()
-        logits = self.model(self.m_train, self.n_train)
-        pred, test_loss = self._evaluate(logits)
-        return self._metrics(self._loss(logits, self.y_train, self.onehot_train), pred, test_loss)
-
-    def _emit(self, event: str, *args: object) -> None:
-        for cb in self.callbacks:
-            fn = getattr(cb, event, None)
-            if fn is not None:
-                fn(self, *args)
+            pred, test_losses = self._evaluate(logits.detach())
+        values = torch.stack([
+            metrics_row(losses[j], pred[j], test_losses[j], model.parameters(),
+                        self.data.subsets[j]) for j, model in enumerate(self.models)])
+        return values, losses
 
     def run(self) -> Trainer:
         """Train from the current step to ``cfg.train.steps``, reporting to callbacks.
@@ -318,54 +220,59 @@ class Trainer:
         before any callback sees that step's checkpoint."""
         schedule = CheckpointSchedule(self.cfg.train, self.step)
         last = self.cfg.train.steps
-        self._emit("on_start")
+        for j, callbacks in enumerate(self.callbacks):
+            emit(callbacks, "on_start", self.run_start(j))
         while True:
             checkpoint = schedule.due(self.step)
             if checkpoint or self.step >= last or self.step % self.metrics_every == 0:
-                values, loss = self._measure(self.step)
+                values, losses = self._measure(self.step)
             else:
-                loss, values = self._forward_train(self.step)[1], None
-                if self.device.type == "cpu" and not math.isfinite(loss.item()):
-                    values, loss = self._measure(self.step)
+                losses, values = self._forward_train(self.step)[1], None
+                if self.device.type == "cpu" and not bool(torch.isfinite(losses).all()):
+                    values, losses = self._measure(self.step)
             if values is not None:
-                self.finite.check(self.step, values, checkpoint)
-                self._emit("on_step", self.step, values)
+                self.finite.check(self.step, values if self.stacked else values[0], checkpoint)
+                for callbacks, row in zip(self.callbacks, values):
+                    emit(callbacks, "on_step", self.step, row)
             if checkpoint:
-                self._emit("on_checkpoint", self.step)
+                self._emit_checkpoints()
             if self.step >= last:
                 break
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            losses.sum().backward()
             self.optimizer.step()
             self.step += 1
-        self._emit("on_end")
+        for callbacks in self.callbacks:
+            emit(callbacks, "on_end")
         return self
 
-    # -- state for checkpoints and resume ------------------------------------------------
-    def state_arrays(self) -> dict[str, torch.Tensor]:
-        """Parameters and buffers of the weights at the current step (for a checkpoint)."""
-        return self.model.arrays() | self._step_buffers
+    def _emit_checkpoints(self) -> None:
+        for j, callbacks in enumerate(self.callbacks):
+            if wants(callbacks, "on_checkpoint"):
+                emit(callbacks, "on_checkpoint", Checkpoint(
+                    self.step, self.state_arrays(j), optimizer_arrays(self.models[j],
+                                                                      self.optimizer)))
 
-    def optimizer_arrays(self) -> dict[str, np.ndarray]:
-        """Optimizer state as ``{"<param>/<key>": array}`` (e.g. ``"U/exp_avg"``)."""
-        return optimizer_arrays(self.model, self.optimizer)
+    # -- records, checkpoints and resume -------------------------------------------------
+    def run_start(self, j: int = 0) -> RunStart:
+        """The header of model ``j``'s run (what its run file holds before any step)."""
+        model = self.models[j]
+        return RunStart(self.cfgs[j], self.datasets[j], tuple(self.metric_names),
+                        {k: tuple(v.shape) for k, v in model.arrays().items()},
+                        optimizer_layout(model, self.cfgs[j].train), self.step)
 
-    def optimizer_layout(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-        """Shapes and dtypes of :meth:`optimizer_arrays` once the optimizer has stepped,
-        found by stepping a throwaway copy (a run file reserves room for them)."""
-        return optimizer_layout(self.model, self.cfg.train)
+    def state_arrays(self, j: int = 0) -> dict[str, torch.Tensor]:
+        """Parameters and buffers of model ``j``'s weights at the current step."""
+        return self.models[j].arrays() | self._step_buffers[j]
+
+    def optimizer_arrays(self, j: int = 0) -> dict[str, np.ndarray]:
+        """Model ``j``'s optimizer state as ``{"<param>/<key>": array}``."""
+        return optimizer_arrays(self.models[j], self.optimizer)
 
     def load_state(self, step: int, arrays: dict[str, np.ndarray],
-                   optimizer: dict[str, np.ndarray]) -> None:
-        """Restore the weights and optimizer state of checkpoint ``step`` to continue from it."""
-        self.model.load_arrays(arrays)
-        sd = self.optimizer.state_dict()
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for i, (name, _) in enumerate(self.model.named_parameters()):
-            keys = [k.split("/", 1)[1] for k in optimizer if k.split("/", 1)[0] == name]
-            if keys:
-                state[i] = {k: torch.as_tensor(optimizer[f"{name}/{k}"]).clone()
-                            for k in keys}
-        sd["state"] = state
-        self.optimizer.load_state_dict(sd)
+                   optimizer: dict[str, np.ndarray], j: int = 0) -> None:
+        """Restore model ``j``'s weights and optimizer state of checkpoint ``step`` to
+        continue from it (a stack: every model from the same step)."""
+        self.models[j].load_arrays(arrays)
+        load_optimizer_arrays(self.models[j], self.optimizer, optimizer)
         self.step = step

@@ -18,8 +18,8 @@ from interp.analysis.fit import (
 from interp.analysis.solution import analytic_network
 from interp.config import RunConfig
 from interp.data import make_dataset
-from interp.store.trajectory import Run
-from interp.training.runner import write_trajectory
+from interp.store.convert import write_trajectory
+from interp.store.run import Run
 
 NOISE_STD = 0.05  # per entry, for unit-amplitude cosines: phase error std ~ 0.05/sqrt(p/2)
 

@@ -27,7 +27,7 @@ from interp.analysis.progress import (
 from interp.analysis.progress_run import neuron_gini, run_progress
 from interp.losses import per_example_loss
 from interp.models import FAMILIES, MLPConfig
-from interp.models.base import operand_embedding
+from interp.models.tools import operand_embedding
 
 
 def gini_reference(x: np.ndarray) -> float:

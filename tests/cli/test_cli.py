@@ -4,7 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from interp.cli import app
-from interp.store.trajectory import Run
+from interp.store.run import Run
 
 runner = CliRunner()
 TINY = ["--p", "11", "--width", "12", "--steps", "20", "--save-every", "5", "--quiet"]

@@ -14,9 +14,9 @@ from interp.analysis.spectra import GRID_IPR_CONVENTION
 from interp.config import DataConfig, RunConfig, TrainConfig
 from interp.data import accuracies
 from interp.models import FAMILIES, DeepMLPConfig, family_of
-from interp.models.deep_mlp import DeepMLP
+from interp.models.mlp.deep import DeepMLP
 from interp.reports.analyze import analyze
-from interp.store.trajectory import Run
+from interp.store.run import Run
 from interp.sweeps.run import run_sweep
 from interp.sweeps.spec import SweepSpec
 from interp.training.runner import resume_file, train_to_file
@@ -116,7 +116,8 @@ class StopAt:
     def __init__(self, step: int) -> None:
         self.step = step
 
-    def on_checkpoint(self, trainer, step):
+    def on_checkpoint(self, checkpoint):
+        step = checkpoint.step
         if step == self.step:
             raise Interrupted
 

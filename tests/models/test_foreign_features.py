@@ -12,10 +12,10 @@ import torch
 from interp.analysis.neurons import neuron_ipr, neuron_terms
 from interp.config import RunConfig
 from interp.models import DeepMLPConfig, MLPConfig, TransformerConfig, make_model
-from interp.models.blocks import full_forward, layer_name, split_name
 from interp.models.transformer import forward, param_shapes, tokens
+from interp.models.transformer.blocks import full_forward, layer_name, split_name
 from interp.reports.analyze import analyze
-from interp.store.trajectory import Run
+from interp.store.run import Run
 from interp.training.runner import train_to_file
 
 P = 7
@@ -55,7 +55,7 @@ def test_default_configs_store_what_they_stored_before():
                                      ("gelu_new", lambda z: 0.5 * z * (1 + torch.tanh(
                                          math.sqrt(2 / math.pi) * (z + 0.044715 * z ** 3))))])
 def test_named_activations_compute_their_formula(act, fn):
-    from interp.models.base import activation
+    from interp.models.tools import activation
 
     z = torch.linspace(-4, 4, 41, dtype=torch.float64)
     torch.testing.assert_close(activation(act, z), fn(z), rtol=1e-12, atol=1e-12)

@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 
 from interp.models import MLPConfig
-from interp.models.base import activation
 from interp.models.mlp import MLP
+from interp.models.tools import activation
 
 
 def dense_reference(model: MLP, m: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
@@ -82,7 +82,7 @@ def test_load_arrays_checks_shapes():
 def test_fused_quadratic_path_matches_autograd_for_one_model_and_a_stack():
     """quadratic_logits (hand-written backward) against autograd through gather_pre, on
     one model and on a stack of three, in value and in every gradient."""
-    from interp.models.fused import gather_pre, quadratic_logits
+    from interp.models.mlp.fused import gather_pre, quadratic_logits
 
     torch.manual_seed(0)
     for lead in ((), (3,)):

@@ -19,9 +19,8 @@ from interp.data import accuracies
 from interp.models import MLPConfig, TransformerConfig
 from interp.models.transformer import forward, logit_terms, param_shapes, tokens
 from interp.reports.analyze import accuracies_at, analyze
-from interp.store.trajectory import Run
+from interp.store.run import Run
 from interp.training.runner import resume_file, train_to_file
-from interp.training.trainer import Trainer
 
 P = 7
 
@@ -47,7 +46,7 @@ def test_config_defaults_validation_and_old_configs():
                          ({"n_ctx": 4}, "n_ctx")]:
         with pytest.raises(ValueError, match=f"^{name} must be"):
             TransformerConfig(**fields)
-    with pytest.raises(ValueError, match="^model must be one of mlp, transformer, deep_mlp, "
+    with pytest.raises(ValueError, match="^model must be one of mlp, deep_mlp, transformer, "
                                          "got 'rnn'"):
         RunConfig.from_dict({"model": {"kind": "rnn"}})
     with pytest.raises(ValueError, match="unknown or malformed field.*batchnorm"):
@@ -114,7 +113,8 @@ def test_trains_records_and_resumes_bit_exactly(tmp_path):
         pass
 
     class Crash:
-        def on_checkpoint(self, trainer, step):
+        def on_checkpoint(self, checkpoint):
+            step = checkpoint.step
             if step == 25:
                 raise Stop
 
@@ -237,8 +237,7 @@ def test_analyze_and_cli_on_a_transformer_run(tmp_path):
 
 
 def test_transformer_trajectory_round_trips_through_state_dicts(tmp_path):
-    from interp.store.foreign import to_state_dicts
-    from interp.training.runner import import_checkpoint
+    from interp.store.convert import import_checkpoint, to_state_dicts
 
     path = train_to_file(tiny(), tmp_path / "run.h5")
     torch.save(to_state_dicts(path), tmp_path / "sd.pt")
@@ -256,11 +255,3 @@ def test_transformer_trajectory_round_trips_through_state_dicts(tmp_path):
         assert got[key] == want[key], key
     with pytest.raises(ValueError, match="applies to MLP runs, but .* holds a transformer"):
         analyze(path, fit=True)
-
-
-def test_batched_training_refuses_transformers():
-    from interp.training.batched import BatchTrainer
-
-    with pytest.raises(ValueError, match="batched runs must be MLPs"):
-        BatchTrainer([tiny(), tiny()])
-    assert Trainer(tiny()).model.cfg.kind == "transformer"

@@ -21,7 +21,7 @@ from interp.plots.fit import fit_figures
 from interp.plots.style import new_figure, run_identity
 from interp.reports.analyze import analyze_run
 from interp.reports.compare import compare
-from interp.store.trajectory import Run
+from interp.store.run import Run
 from interp.training.runner import train_to_file
 
 #: Figures whose axes show counts, frequencies or neuron indices: (figure, axes index, axis).

@@ -17,7 +17,7 @@ from interp.data import ACCURACY_NAMES
 from interp.jsonable import to_jsonable
 from interp.plots.figures import write_figures
 from interp.reports.analyze import accuracies_at, analyze, analyze_run
-from interp.store.trajectory import Run
+from interp.store.run import Run
 from interp.training.runner import train_to_file
 
 P, WIDTH = 11, 12

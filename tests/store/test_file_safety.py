@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from interp.store.trajectory import Run, check_hdf5
+from interp.store.run import Run
+from interp.store.trajectory import check_hdf5
 from interp.store.writer import TrajectoryWriter, lock_path
 from interp.training.runner import resume_file, train_to_file
 
@@ -34,7 +35,8 @@ class StopAt:
     def __init__(self, step):
         self.step = step
 
-    def on_checkpoint(self, trainer, step):
+    def on_checkpoint(self, checkpoint):
+        step = checkpoint.step
         if step == self.step:
             raise Stop
 
@@ -45,7 +47,8 @@ def killed_copy(cfg, tmp_path, at):
     path, copy = tmp_path / "reference.h5", tmp_path / "killed.h5"
 
     class Snapshot:  # runs after the writer's checkpoint, which ends with a flush
-        def on_checkpoint(self, trainer, step):
+        def on_checkpoint(self, checkpoint):
+            step = checkpoint.step
             if step == at:
                 copy.write_bytes(path.read_bytes())
 
@@ -94,7 +97,7 @@ def test_a_resume_that_fails_once_started_keeps_every_committed_checkpoint(tiny_
     reference, path = killed_copy(tiny_cfg, tmp_path, 15)
 
     class Fail:  # after the writer has opened the file for writing
-        def on_start(self, trainer):
+        def on_start(self, start):
             raise Stop
 
     with pytest.raises(Stop):
@@ -111,7 +114,7 @@ def test_a_resume_that_fails_once_started_keeps_every_committed_checkpoint(tiny_
 
 PROBE = textwrap.dedent("""
     import sys
-    from interp.store.trajectory import Run
+    from interp.store.run import Run
     for path in sys.argv[1:]:
         try:
             Run(path).close()
@@ -184,7 +187,8 @@ def test_a_second_writer_of_a_file_is_refused_while_the_first_writes(tiny_cfg, t
     busy = f"another process is writing run file {str(path)!r}"
 
     class Intruders:
-        def on_checkpoint(self, trainer, step):
+        def on_checkpoint(self, checkpoint):
+            step = checkpoint.step
             if step != 10:
                 return
             with Run(path) as run:  # readers are never blocked

@@ -15,16 +15,29 @@ from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
 from interp.cli import app
+from interp.models import layouts
+from interp.models.layout import convert_state, parse_map
 from interp.reports.analyze import analyze
-from interp.store.foreign import load_checkpoints, to_state_dicts
-from interp.store.layouts import convert, detect_layout, parse_map
-from interp.store.trajectory import Run
-from interp.training.runner import import_checkpoint, train_to_file
+from interp.store.convert import import_checkpoint, to_state_dicts
+from interp.store.foreign import load_checkpoints
+from interp.store.run import Run
+from interp.training.runner import train_to_file
 
 SAME = ("accuracy", "ipr", "classes", "prune", "ablate")
 runner = CliRunner()
 # These files say nothing of their runs: the import assumes, and warns (tested on its own).
-pytestmark = pytest.mark.filterwarnings("ignore::interp.training.runner.AssumedWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::interp.store.run.AssumedWarning")
+
+
+def detect_layout(state):
+    """The layout ``--layout auto`` takes: the family layout whose guess is highest."""
+    return max(layouts().values(), key=lambda layout: layout.guess(state, {})).name
+
+
+def convert(state, layout, p, mapping=None):
+    """(p, model fields, our arrays, keys) of one state."""
+    _, out = convert_state(state, layout, p, mapping or {}, {}, {})
+    return out.p, out.fields, out.arrays, out.keys
 
 
 @pytest.fixture(scope="module")

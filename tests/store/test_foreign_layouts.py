@@ -21,8 +21,8 @@ from torch import nn
 from interp.analysis.neurons import neuron_terms
 from interp.models import make_model
 from interp.reports.analyze import accuracies_at
-from interp.store.trajectory import Run
-from interp.training.runner import import_checkpoint
+from interp.store.convert import import_checkpoint
+from interp.store.run import Run
 
 P = 11
 M, N = np.meshgrid(np.arange(P), np.arange(P), indexing="ij")
@@ -30,7 +30,7 @@ M, N = torch.tensor(M.ravel()), torch.tensor(N.ravel())  # all p^2 pairs, index 
 LABELS = (M + N) % P
 SPLIT = torch.randperm(P * P, generator=torch.Generator().manual_seed(3))
 TRAIN, TEST = SPLIT[:70], SPLIT[70:]
-pytestmark = pytest.mark.filterwarnings("ignore::interp.training.runner.AssumedWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::interp.store.run.AssumedWarning")
 
 
 # -- the networks, in plain torch ------------------------------------------------------
@@ -439,10 +439,11 @@ def test_one_api_for_files_modules_and_state_dicts(tmp_path):
         assert s["accuracy"] == from_file["accuracy"] and s["ipr"] == from_file["ipr"]
     assert from_file["phase"] is None  # one checkpoint: no phase from one point, and why
     assert "one checkpoint" in from_file["phase_note"]
+    before = sorted(tmp_path.iterdir())
     with interp.Run(tmp_path / "m.pt", p=P, act="relu", loss="ce") as run:
-        tmp = run.path
+        assert run.in_memory and run.path == tmp_path / "m.pt"
         assert run.config.model.bias and int(run.steps[0]) == 60
-    assert not tmp.exists()  # the temporary trajectory is gone on close
+    assert sorted(tmp_path.iterdir()) == before  # reading it wrote nothing
     out = interp.import_checkpoint(model, tmp_path / "mem.h5", p=P, act="relu", loss="ce",
                                    train_indices=TRAIN.numpy())
     check_faithful(model, out)

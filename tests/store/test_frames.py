@@ -15,7 +15,7 @@ from interp.reports.analyze import analyze
 from interp.reports.compare import compare
 from interp.reports.frames import compare_frame, neuron_frame, prune_frame
 from interp.store.frames import array_dims
-from interp.store.trajectory import Run
+from interp.store.run import Run
 from interp.training.runner import train_to_file
 
 pd = pytest.importorskip("pandas")
@@ -66,8 +66,7 @@ def test_dimension_names_of_a_transformer(tmp_path):
         data={"p": 11}, train={"steps": 2, "loss": "ce", "save_every": 1})
     path = train_to_file(cfg, tmp_path / "t.h5")
     with Run(path) as run:
-        dims = {name: array_dims(run, name, run.file["checkpoints"][name].shape[1:])
-                for name in run.names}
+        dims = {name: array_dims(run, name, shape) for name, shape in run.shapes().items()}
         ds = run.to_xarray(["W_in", "W_E"])
     assert dims["W_in"] == ("W_in_0", "neuron") and dims["W_out"] == ("neuron", "W_out_1")
     assert dims["W_E"] == ("token", "W_E_1") and dims["W_U"] == ("W_U_0", "residue")

@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from interp.data import accuracies
-from interp.store.trajectory import Run
+from interp.store.convert import write_trajectory
+from interp.store.run import Run
+from interp.store.trajectory import TrajectoryFile
 from interp.training.runner import resume_file, train_to_file
 
 
@@ -39,9 +41,10 @@ def test_round_trip(run_file):
         assert ds.corrupted.dtype == bool and ds.corrupted.sum() == int(0.3 * len(ds.train_idx))
         assert set(run.names) == {"U", "V", "W", "gamma", "beta", "running_mean", "running_var"}
         # a closed file has exactly the committed rows (a writer reserves metric rows ahead)
-        assert {run.file[f"metrics/{k}"].shape for k in run.metric_names()} == {(31,)}
-        assert {run.file[f"checkpoints/{k}"].shape[0] for k in run.names} == {7}
-        assert run.file["resume/slot_step"].shape == (3,)
+        with h5py.File(path, "r", locking=False) as f:
+            assert {f[f"metrics/{k}"].shape for k in run.metric_names()} == {(31,)}
+            assert {f[f"checkpoints/{k}"].shape[0] for k in run.names} == {7}
+            assert f["resume/slot_step"].shape == (3,)
         U = run.read("U")
         assert U.shape == (7, 12, 11) and U.dtype == np.float32
         np.testing.assert_array_equal(run.read("U", steps=slice(2, 4)), U[2:4])
@@ -64,7 +67,8 @@ def test_a_reader_sees_exactly_the_committed_rows_while_training(tiny_cfg, tmp_p
     seen = []
 
     class Look:  # runs after the writer's checkpoint
-        def on_checkpoint(self, tr, step):
+        def on_checkpoint(self, checkpoint):
+            step = checkpoint.step
             with Run(path) as run:
                 m = run.metrics()
                 seen.append(step)
@@ -122,7 +126,8 @@ CHILD = textwrap.dedent("""
     def die():
         os.kill(os.getpid(), signal.SIGKILL)
     class Killer:
-        def on_checkpoint(self, tr, step):  # runs after the writer's checkpoint
+        def on_checkpoint(self, checkpoint):  # runs after the writer's checkpoint
+            step = checkpoint.step
             if step == kill_at and stage == "after_commit":
                 die()
     def reached(self, point, step):
@@ -168,7 +173,8 @@ def test_kill_9_then_resume_is_bit_exact(tiny_cfg, tmp_path, stage):
     with Run(path) as run:  # the killed file opens and shows only committed checkpoints
         assert not run.complete and 0 < len(run.steps)
         n = len(run.steps)
-        assert all(run.file["checkpoints"][k].shape[0] >= n for k in run.names)
+        with TrajectoryFile(path) as raw:
+            assert all(raw.file["checkpoints"][k].shape[0] >= n for k in run.names)
         if stage != "external":
             assert run.steps[-1] == (100 if stage == "after_commit" else 90)
         assert len(run.metrics()["step"]) >= run.steps[-1] + 1
@@ -189,7 +195,6 @@ def test_kill_9_then_resume_is_bit_exact(tiny_cfg, tmp_path, stage):
 
 def test_write_trajectory_from_given_weights(tiny_cfg, tmp_path):
     from interp.models.mlp import MLP
-    from interp.training.runner import write_trajectory
 
     cfg = tiny_cfg.replace(train={"steps": 0})
     arrays = [{k: v.numpy() * s for k, v in MLP(11, cfg.model).arrays().items()}
@@ -218,7 +223,8 @@ def test_resumes_a_file_with_two_optimizer_slots(tiny_cfg, tmp_path):
         pass
 
     class StopAt:
-        def on_checkpoint(self, tr, step):
+        def on_checkpoint(self, checkpoint):
+            step = checkpoint.step
             if step == 15:
                 raise Stop
 
@@ -237,11 +243,24 @@ def test_resumes_a_file_with_two_optimizer_slots(tiny_cfg, tmp_path):
             g.create_dataset(k, data=v)
         assert list(g["slot_step"][()]) == [10, 15]
     resume_file(path)
-    with Run(path) as got, Run(reference) as want:
-        assert got.complete and got.file["resume/slot_step"].shape == (2,)
-        assert sorted(got.file["resume/slot_step"][()]) == [25, 30]
+    with Run(path) as got, Run(reference) as want, h5py.File(path, "r", locking=False) as raw:
+        assert got.complete and raw["resume/slot_step"].shape == (2,)
+        assert sorted(raw["resume/slot_step"][()]) == [25, 30]
         np.testing.assert_array_equal(got.steps, want.steps)
         for k in want.names:
             np.testing.assert_array_equal(got.read(k), want.read(k), err_msg=k)
         for k, v in want.metrics().items():
             np.testing.assert_array_equal(got.metrics()[k], v, err_msg=k)
+
+
+def test_a_file_written_from_given_weights_is_refused_by_resume_and_left_as_it_was(
+        tiny_cfg, tmp_path):
+    """It keeps no optimizer state: resuming it is one sentence, before anything changes."""
+    with Run(train_to_file(tiny_cfg, tmp_path / "trained.h5")) as run:
+        weights = run.weights(10)
+    path = write_trajectory(tiny_cfg, tmp_path / "written.h5", [(10, weights)])
+    before = sha(path)
+    with pytest.raises(ValueError, match=r"keeps no optimizer state \(it lacks '\w+/\w+'\), "
+                                         r"so it cannot be resumed"):
+        resume_file(path)
+    assert sha(path) == before

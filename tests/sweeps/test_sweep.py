@@ -14,7 +14,7 @@ import torch
 
 from interp.config import DataConfig, RunConfig, TrainConfig
 from interp.data import ACCURACY_NAMES
-from interp.store.trajectory import Run
+from interp.store.run import Run
 from interp.sweeps.run import run_sweep
 from interp.sweeps.spec import PAPER_GRID, SweepSpec, cells, parse_grid
 from interp.sweeps.summary import COLUMNS, summary
@@ -176,7 +176,8 @@ KILLED_CHILD = textwrap.dedent("""
     from interp.config import DataConfig, RunConfig, TrainConfig
     from interp.training.runner import train_to_file
     class Kill:  # runs after the writer has committed the checkpoint
-        def on_checkpoint(self, trainer, step):
+        def on_checkpoint(self, checkpoint):
+            step = checkpoint.step
             if step == 10:
                 os.kill(os.getpid(), signal.SIGKILL)
     train_to_file(RunConfig.from_json(sys.argv[2]), sys.argv[1], callbacks=[Kill()])

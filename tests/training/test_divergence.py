@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from interp.config import RunConfig
-from interp.store.trajectory import Run
-from interp.training.batched import BatchTrainer
+from interp.store.run import Run
 from interp.training.divergence import DivergenceCheck
 from interp.training.runner import train_to_file
 from interp.training.trainer import Trainer
@@ -32,14 +31,17 @@ class Recorder:
         self.checkpoints: list[int] = []
         self.finite = True
 
-    def on_step(self, trainer, step, values) -> None:
+    def on_start(self, start) -> None:
+        self.names = start.metric_names
+
+    def on_step(self, step, values) -> None:
         self.steps.append(step)
-        names = trainer.metric_names
+        names = self.names
         watched = [v for k, v in zip(names, values.tolist()) if k == "loss" or k[:5] == "norm/"]
         self.finite &= bool(np.isfinite(watched).all())
 
-    def on_checkpoint(self, trainer, step) -> None:
-        self.checkpoints.append(step)
+    def on_checkpoint(self, checkpoint) -> None:
+        self.checkpoints.append(checkpoint.step)
 
 
 def test_a_diverging_run_stops_at_the_step_it_diverges_before_callbacks_see_it():
@@ -78,11 +80,10 @@ def test_a_stable_run_is_unchanged_by_the_check(tiny_cfg):
 def test_a_diverging_model_in_a_stack_is_named():
     base = DIVERGES.replace(train={"optimizer": "adamw", "lr": 1e-2})
     cfgs = [base, base.replace(train={"lr": 1e12}), base.replace(train={"seed": 1})]
-    with pytest.raises(ValueError, match=r"^training run 1 of the stack \(xi 0\.35, alpha 0\.5, "
-                                         r"lr 1e\+12, weight_decay 0, seed 0\) diverged at step "
-                                         r"\d+: the .* is"):
-        BatchTrainer(cfgs).run()
-    BatchTrainer([cfgs[0], cfgs[2]]).run()  # the stable ones train
+    labels = [f"run {i}" for i in range(3)]
+    with pytest.raises(ValueError, match=r"^training run 1 diverged at step \d+: the .* is"):
+        Trainer(cfgs, labels=labels).run()
+    Trainer([cfgs[0], cfgs[2]]).run()  # the stable ones train
 
 
 def test_on_a_gpu_the_first_bad_step_is_found_at_the_next_checkpoint():

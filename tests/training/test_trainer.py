@@ -5,28 +5,30 @@ import torch.nn.functional as F
 
 from interp.config import TrainConfig
 from interp.data import ACCURACY_NAMES, accuracies
-from interp.training.trainer import Trainer, checkpoint_steps, resolve_device
+from interp.devices import resolve_device
+from interp.training.trainer import Trainer, checkpoint_steps
 
 
 class Recorder:
     def __init__(self, keep_at: int | None = None):
         self.events, self.values, self.keep_at, self.kept = [], [], keep_at, None
 
-    def on_start(self, tr):
-        self.events.append(("start", tr.step))
+    def on_start(self, start):
+        self.events.append(("start", start.step))
+        self.last = start.config.train.steps
 
-    def on_step(self, tr, step, values):
+    def on_step(self, step, values):
         self.events.append(("step", step))
         self.values.append(values.clone())
 
-    def on_checkpoint(self, tr, step):
-        self.events.append(("checkpoint", step))
-        if step == self.keep_at:
-            self.kept = ({k: v.clone().numpy() for k, v in tr.state_arrays().items()},
-                         tr.optimizer_arrays())
+    def on_checkpoint(self, checkpoint):
+        self.events.append(("checkpoint", checkpoint.step))
+        if checkpoint.step == self.keep_at:
+            self.kept = ({k: v.clone().numpy() for k, v in checkpoint.arrays.items()},
+                         dict(checkpoint.optimizer))
 
-    def on_end(self, tr):
-        self.events.append(("end", tr.step))
+    def on_end(self):
+        self.events.append(("end", self.last))
 
 
 def test_checkpoint_schedule():
@@ -84,7 +86,8 @@ def test_recorded_accuracies_match_an_independent_evaluation(tiny_cfg):
 def test_reusing_training_logits_equals_a_separate_eval_pass(tiny_cfg, monkeypatch):
     fast = Recorder()
     Trainer(tiny_cfg, callbacks=[fast]).run()
-    monkeypatch.setattr(Trainer, "_train_logits_are_eval", lambda self: False)
+    # the model's forward in training then differs from eval: each is measured separately
+    monkeypatch.setattr(type(tiny_cfg.model), "train_forward_is_eval", lambda self: False)
     slow = Recorder()
     Trainer(tiny_cfg, callbacks=[slow]).run()
     torch.testing.assert_close(torch.stack(fast.values), torch.stack(slow.values))
@@ -154,10 +157,11 @@ def test_fast_training_step_matches_a_plain_implementation(tiny_cfg):
     out = torch.nn.Parameter(init.W.detach().clone())
     opt = torch.optim.AdamW([first, out], lr=t.lr, betas=t.betas, eps=t.eps,
                             weight_decay=t.weight_decay, foreach=False)
-    x = torch.cat([F.one_hot(tr.m_train, p), F.one_hot(tr.n_train, p)], 1).float()
+    train = tr.data.train
+    x = torch.cat([F.one_hot(train.m[0], p), F.one_hot(train.n[0], p)], 1).float()
     for _ in range(t.steps):
         opt.zero_grad()
-        F.mse_loss((x @ first.t()) ** 2 @ out.t(), tr.onehot_train).backward()
+        F.mse_loss((x @ first.t()) ** 2 @ out.t(), train.onehot[0]).backward()
         opt.step()
     for got, want in ((tr.model.U, first[:, :p]), (tr.model.V, first[:, p:]), (tr.model.W, out)):
         torch.testing.assert_close(got.detach(), want.detach(), rtol=1e-4, atol=1e-5)
@@ -167,7 +171,7 @@ def test_allocator_tuning_is_set_once_and_can_be_declined(monkeypatch):
     import platform
     import sys
 
-    from interp.training import trainer as train_mod
+    from interp import devices as train_mod
 
     monkeypatch.setattr(train_mod, "_ALLOCATOR_TUNED", False)
     monkeypatch.setenv("INTERP_MALLOC_TUNING", "0")

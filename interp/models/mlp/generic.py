@@ -10,20 +10,20 @@ read in our orientation unless its key ends with ``:T``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from interp.store.layout_base import (
-    BN_NAMES,
+from interp.models.layout import (
+    Converted,
     Layout,
     State,
     array_of,
     keys_text,
     lookup,
-    mlp_fields,
-    read_batchnorm,
     shape_error,
 )
+from interp.models.mlp.layouts import BN_NAMES, Parts, check_roles, mlp_fields, read_batchnorm
 
 
 def _orient(key: str, a: np.ndarray, transpose: bool, axis_len: int, what: str) -> np.ndarray:
@@ -77,7 +77,7 @@ def _bias_of(state: State, key: str, n: int, keys: dict[str, str], role: str
     return b
 
 
-def _mapped_two_layer(state: State, p: int, mapping: Mapping[str, str]) -> Layout:
+def _mapped_two_layer(state: State, p: int, mapping: Mapping[str, str]) -> Parts:
     """The two-layer MLP whose roles ``mapping`` names (the rest found from shapes)."""
     roles = dict(mapping) | _guess_generic(state, p, mapping)
     found = {n: lookup(state, n, [], roles) for n in ("U", "V", "UV", "W") if n in roles}
@@ -195,7 +195,7 @@ def _embedded(state: State, mats: list[str], p: int, keys: dict[str, str],
     return mats.index(nxt) + 1
 
 
-def _chain_layout(state: State, p: int, embeds: Sequence[str] = ()) -> Layout:
+def _chain_layout(state: State, p: int, embeds: Sequence[str] = ()) -> Parts:
     """The MLP whose matrices, in file order, chain from the inputs to the p logits."""
     mats = [k for k, v in state.items() if np.ndim(v) == 2
             and k.rsplit(".", 1)[-1] not in BN_NAMES]
@@ -240,7 +240,7 @@ def _chain_layout(state: State, p: int, embeds: Sequence[str] = ()) -> Layout:
     return p, mlp_fields(widths, bias, bn), arrays, keys
 
 
-def generic_mlp_layout(state: State, p: int | None, mapping: Mapping[str, str]) -> Layout:
+def generic_mlp_layout(state: State, p: int | None, mapping: Mapping[str, str]) -> Parts:
     """An MLP written with ``nn.Linear``/``nn.Embedding``, any depth (see the module
     docstring; the rules of the first layer: :func:`_first_layer`)."""
     if p is None:
@@ -258,3 +258,21 @@ def generic_mlp_layout(state: State, p: int | None, mapping: Mapping[str, str]) 
     if mapping and not embeds:
         return _mapped_two_layer(state, p, mapping)
     return _chain_layout(state, p, embeds)
+
+
+class GenericMLPLayout(Layout):
+    """An MLP of any depth written with ``nn.Linear``/``nn.Embedding`` (see the module
+    docstring): the fallback of ``--layout auto`` for a state of weight matrices."""
+
+    name = "generic-mlp"
+
+    def guess(self, state: State, hints: Mapping[str, Any]) -> float:
+        return 0.1 if sum(np.ndim(v) == 2 for v in state.values()) >= 2 else 0.0
+
+    def convert(self, state: State, p: int | None, mapping: Mapping[str, str],
+                hints: Mapping[str, Any], options: Mapping[str, Any]) -> Converted:
+        check_roles(self.name, mapping, ("U", "V", "UV", "W", "E", "E_m", "E_n", *BN_NAMES))
+        return Converted(*generic_mlp_layout(state, p, mapping))
+
+
+GENERIC_MLP = GenericMLPLayout()

@@ -6,7 +6,7 @@ gives layers 1..L-1 other widths N_i), no biases unless ``bias`` (then ``b1``..`
 added to the pre-activations and ``bW`` to the logits). ``U``, ``V`` shape=(N_1, p) and
 ``W`` shape=(p, N) are drawn as in the paper's MLP (std ``init_scale / (2 N)^(1/3)``);
 each ``H_i`` shape=(N_{i+1}, N_i) with std ``1 / sqrt(N_i)``, so that it keeps the scale of
-what it maps; biases start at 0. Depth 1 is the paper's MLP (:mod:`interp.models.mlp`).
+what it maps; biases start at 0. Depth 1 is the paper's MLP (:mod:`interp.models.mlp.paper`).
 
 The neurons the analyses look at are those of the last hidden layer (they alone have a
 readout into the logits, ``W``): their terms are ``h_L[k] W[:, k]`` and each is seen as its
@@ -16,83 +16,16 @@ activation over the p x p grid of inputs, as a Transformer's MLP neurons are.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from interp.models.base import (
-    Family,
-    FourierView,
-    ModelConfig,
-    Network,
-    NeuronTerms,
-    activation,
-    float64,
-    grid_view,
-    operand_embedding,
-)
-from interp.models.fused import gather_pre
-from interp.validate import check_act, check_bool, check_int, check_positive, check_range, fail
-
-
-@dataclass(frozen=True)
-class DeepMLPConfig(ModelConfig):
-    """``depth`` hidden layers of ``width`` neurons (see the module docstring)."""
-
-    kind: ClassVar[str] = "deep_mlp"
-    depth: int = 2
-    width: int = 500
-    act: str = "x^2"
-    dropout: float = 0.0
-    init_scale: float = 0.5
-    init_seed: int = 0
-    bias: bool = False
-    inner_widths: tuple[int, ...] = ()
-
-    def __post_init__(self) -> None:
-        check_int("depth", self.depth, 2)
-        check_int("width", self.width, 1)
-        check_bool("bias", self.bias)
-        inner = self.inner_widths
-        if not isinstance(inner, (tuple, list)) or (
-                inner and (len(inner) != self.depth - 1 or not all(
-                    isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in inner))):
-            fail("inner_widths", f"empty or {self.depth - 1} integers >= 1 (the widths of "
-                 "hidden layers 1..depth-1)", inner)
-        object.__setattr__(self, "inner_widths", tuple(inner))
-        check_act(self.act)
-        check_range("dropout", self.dropout, 0.0, 1.0, hi_open=True)
-        check_positive("init_scale", self.init_scale)
-        check_int("init_seed", self.init_seed, 0)
-
-
-    @property
-    def n_neurons(self) -> int:
-        return self.width
-
-    def tag(self) -> str:
-        return f"D{self.depth}N{self.width}"
-
-    @property
-    def widths(self) -> tuple[int, ...]:
-        """The width of every hidden layer, 1..depth."""
-        return (self.inner_widths or (self.width,) * (self.depth - 1)) + (self.width,)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fields; ``bias`` and ``inner_widths`` only when they are not the defaults
-        (a config without them reads as before they existed)."""
-        d = super().to_dict()
-        if not d["bias"]:
-            del d["bias"]
-        if d["inner_widths"]:
-            d["inner_widths"] = list(d["inner_widths"])
-        else:
-            del d["inner_widths"]
-        return d
-
+from interp.models.base import Family, FourierView, NeuronTerms
+from interp.models.mlp.config import DeepMLPConfig
+from interp.models.mlp.fused import gather_pre
+from interp.models.tools import Network, activation, float64, grid_view, operand_embedding
 
 
 def layer_names(cfg: DeepMLPConfig) -> list[str]:

@@ -1,7 +1,7 @@
 """The general Transformer forward: any number of layers, attention-only or with MLPs,
 LayerNorm or not, biases or not, as TransformerLens defines them.
 
-Arrays of layer 0 have the bare names of :mod:`interp.models.transformer` (``W_Q``,
+Arrays of layer 0 have the bare names of :mod:`interp.models.transformer.model` (``W_Q``,
 ``W_in``, ...); those of layer l >= 1 carry the suffix ``_Ll`` (``W_Q_L1``). With
 ``normalization="LN"``, ``ln1_w``/``ln1_b`` (before attention), ``ln2_w``/``ln2_b`` (before
 the MLP) and ``lnf_w``/``lnf_b`` (before the unembedding) scale and shift; ``"LNPre"`` is
@@ -20,20 +20,8 @@ from typing import Any
 
 import torch
 
-from interp.models.base import activation
-
-NORMALIZATIONS = ("", "LN", "LNPre")
-
-
-def layer_name(name: str, layer: int) -> str:
-    """The stored name of array ``name`` of layer ``layer`` (bare for layer 0)."""
-    return name if layer == 0 else f"{name}_L{layer}"
-
-
-def split_name(name: str) -> tuple[str, int]:
-    """(the array's name in layer 0, its layer): the inverse of :func:`layer_name`."""
-    base, sep, layer = name.rpartition("_L")
-    return (base, int(layer)) if sep and layer.isdigit() else (name, 0)
+from interp.models.tools import activation
+from interp.models.transformer.config import layer_name, split_name
 
 
 def _plus(x: torch.Tensor, params: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
@@ -63,9 +51,9 @@ def full_forward(params: Mapping[str, torch.Tensor], tok: torch.Tensor, cfg: Any
 
     Parameters
     ----------
-    params : the arrays of :func:`interp.models.transformer.param_shapes` as tensors.
+    params : the arrays of :func:`interp.models.transformer.model.param_shapes` as tensors.
     tok : shape=(B, n_ctx) int64 token ids.
-    cfg : a :class:`interp.models.transformer.TransformerConfig`.
+    cfg : a :class:`interp.models.transformer.config.TransformerConfig`.
     pre_hook : applied to every MLP pre-activation (dropout in training).
 
     Returns

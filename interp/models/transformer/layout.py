@@ -3,7 +3,7 @@ names) onto the Transformer family, any number of layers.
 
 TransformerLens names (``embed.W_E``, ``pos_embed.W_pos``, ``blocks.{l}.attn.W_Q``,
 ``blocks.{l}.mlp.W_in``, ``blocks.{l}.ln1.w``, ``ln_final.w``, ``unembed.W_U``, ...) or our
-stored names (:mod:`interp.models.transformer`, layer l >= 1 with the suffix ``_Ll``).
+stored names (:mod:`interp.models.transformer.model`, layer l >= 1 with the suffix ``_Ll``).
 What the weights cannot show comes from ``hints``, the file's config
 (``HookedTransformerConfig`` fields: ``act_fn``, ``n_layers``, ``normalization_type``,
 ``attn_only``, ``d_vocab_out``, ``eps``, ...). ``W_U`` and ``b_U`` keep only the p residue
@@ -18,8 +18,22 @@ from typing import Any
 
 import numpy as np
 
-from interp.models.blocks import layer_name, split_name
-from interp.store.layout_base import Layout, State, array_of, lookup, shape_error
+from interp.models.layout import (
+    ACTIVATION_NAMES,
+    Converted,
+    Layout,
+    State,
+    array_of,
+    has_key,
+    lookup,
+    shape_error,
+)
+from interp.models.transformer.config import (
+    TransformerConfig,
+    layer_name,
+    param_shapes,
+    split_name,
+)
 
 #: TransformerLens names of the arrays outside the blocks.
 TOP = {"W_E": "embed.W_E", "W_pos": "pos_embed.W_pos", "W_U": "unembed.W_U",
@@ -29,9 +43,6 @@ BLOCK = {"W_Q": "attn.W_Q", "W_K": "attn.W_K", "W_V": "attn.W_V", "W_O": "attn.W
          "b_Q": "attn.b_Q", "b_K": "attn.b_K", "b_V": "attn.b_V", "b_O": "attn.b_O",
          "W_in": "mlp.W_in", "b_in": "mlp.b_in", "W_out": "mlp.W_out", "b_out": "mlp.b_out",
          "ln1_w": "ln1.w", "ln1_b": "ln1.b", "ln2_w": "ln2.w", "ln2_b": "ln2.b"}
-#: TransformerLens activations -> ours (the tanh approximations of GELU are one formula).
-ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "gelu_new": "gelu_new", "gelu_fast": "gelu_new",
-               "gelu_pytorch_tanh": "gelu_new", "silu": "silu", "tanh": "tanh"}
 #: Settings of a HookedTransformerConfig our forward does not have: (field, the value we
 #: compute, why it matters).
 UNSUPPORTED = (("positional_embedding_type", "standard", "rotary and shortformer embeddings "
@@ -69,9 +80,9 @@ def _check_hints(hints: Mapping[str, Any], n_layers: int) -> None:
                          "interp's layers are causal (in one layer read at the last position "
                          "the mask changes nothing, so one layer is read either way).")
     act = hints.get("act_fn")
-    if act is not None and act not in ACTIVATIONS:
+    if act is not None and act not in ACTIVATION_NAMES:
         raise ValueError(f"the file's config has act_fn={act!r}; interp computes "
-                         f"{', '.join(ACTIVATIONS)}.")
+                         f"{', '.join(ACTIVATION_NAMES)}.")
 
 
 def _find(state: State, ours: str, tl: str, mapping: Mapping[str, str], required: bool,
@@ -98,7 +109,8 @@ def _read(state: State, n_layers: int, attn_only: bool, mapping: Mapping[str, st
 
 
 def transformer_layout(state: State, p: int | None, mapping: Mapping[str, str],
-                       hints: Mapping[str, Any]) -> Layout:
+                       hints: Mapping[str, Any]
+                       ) -> tuple[int, dict[str, Any], dict[str, np.ndarray], dict[str, str]]:
     """A TransformerLens-style Transformer (see the module docstring)."""
     n_layers = _n_layers(state, hints)
     _check_hints(hints, n_layers)
@@ -154,7 +166,7 @@ def transformer_layout(state: State, p: int | None, mapping: Mapping[str, str],
     if hints.get("eps") is not None:
         fields["ln_eps"] = float(hints["eps"])
     if hints.get("act_fn") is not None:
-        fields["act"] = ACTIVATIONS[hints["act_fn"]]
+        fields["act"] = ACTIVATION_NAMES[hints["act_fn"]]
     fields["bias"] = _fill(arrays, expected, n_layers, attn_only, normalization)
     return p, fields, arrays, keys
 
@@ -178,8 +190,6 @@ def _fill(arrays: dict[str, np.ndarray], expected: Mapping[str, tuple[int, ...]]
           n_layers: int, attn_only: bool, normalization: str) -> bool:
     """Zeros for the biases a biased model leaves out; LayerNorm needs every scale and
     shift. Returns whether the model has biases."""
-    from interp.models.transformer import TransformerConfig, param_shapes
-
     bias = any(k.startswith("b_") for k in arrays)
     probe = TransformerConfig(d_model=1, n_heads=1, d_mlp=1, n_layers=n_layers,
                               attn_only=attn_only, normalization=normalization, bias=bias)
@@ -197,3 +207,43 @@ def _fill(arrays: dict[str, np.ndarray], expected: Mapping[str, tuple[int, ...]]
 def _tl_name(name: str) -> str:
     base, layer = split_name(name)
     return TOP.get(base) or f"blocks.{layer}.{BLOCK[base]}"
+
+
+def _option_normalization(found: str, option: str | None, hints: Mapping[str, Any],
+                          assumed: dict[str, str]) -> str:
+    """The normalization: LN when the weights hold its scales, else the option's or the
+    config's (LNPre leaves no weights), else none, assumed."""
+    if option is None:
+        if not found and "normalization_type" not in hints:
+            assumed["model.normalization"] = ("none (LNPre, TransformerLens's folded "
+                                              "LayerNorm, leaves no weights; pass "
+                                              "--normalization)")
+        return found
+    wanted = "" if option in ("", "none", "None") else option
+    if wanted not in ("", "LN", "LNPre"):
+        raise ValueError(f"normalization must be none, LN or LNPre, got {option!r}.")
+    if (wanted == "LN") != (found == "LN") or (found == "LNPre" and wanted != "LNPre"):
+        raise ValueError(f"normalization must agree with the file, which says "
+                         f"{found or 'none'!r}, got {option!r}.")
+    return wanted
+
+
+class TransformerLayout(Layout):
+    """TransformerLens's ``HookedTransformer`` or our names (see the module docstring)."""
+
+    name = "transformer"
+    options = ("normalization",)
+
+    def guess(self, state: State, hints: Mapping[str, Any]) -> float:
+        return 1.0 if has_key(state, "W_E") else 0.0
+
+    def convert(self, state: State, p: int | None, mapping: Mapping[str, str],
+                hints: Mapping[str, Any], options: Mapping[str, Any]) -> Converted:
+        p, fields, arrays, keys = transformer_layout(state, p, mapping, hints)
+        assumed: dict[str, str] = {}
+        fields["normalization"] = _option_normalization(
+            fields["normalization"], options.get("normalization"), hints, assumed)
+        return Converted(p, fields, arrays, keys, assumed, needs_act=not fields["attn_only"])
+
+
+TRANSFORMER = TransformerLayout()

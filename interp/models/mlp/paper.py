@@ -5,32 +5,31 @@ W of shape (p, N); dropout (optional) acts on the pre-activation and BatchNorm (
 scale ``gamma`` and shift ``beta``) after the activation. The biases ``b1`` (N,) and ``bW``
 (p,) exist only with ``bias`` (foreign networks, e.g. ``nn.Linear``'s default). The first
 layer is a gather of two embedding columns, never a matmul with one-hot vectors
-(:mod:`interp.models.fused`).
+(:mod:`interp.models.mlp.fused`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from interp.models.base import (
-    Family,
-    FourierView,
-    ModelConfig,
+from interp.models.base import Family, FourierView, NeuronTerms
+from interp.models.mlp.config import MLPConfig
+from interp.models.mlp.fused import gather_pre, quadratic_logits
+from interp.models.mlp.generic import GENERIC_MLP
+from interp.models.mlp.layouts import OUR_MLP
+from interp.models.tools import (
     Network,
-    NeuronTerms,
     activation,
     float64,
     operand_embedding,
+    operand_weights,
 )
-from interp.models.fused import gather_pre, quadratic_logits
-from interp.validate import check_act, check_bool, check_int, check_positive, check_range
 
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.1
@@ -40,54 +39,6 @@ PARAM_NAMES = ("U", "V", "W", "b1", "bW", "gamma", "beta")
 BUFFER_NAMES = ("running_mean", "running_var")
 #: BatchNorm's arrays, in the order F.batch_norm takes them.
 BN_NAMES = ("running_mean", "running_var", "gamma", "beta")
-
-
-@dataclass(frozen=True)
-class MLPConfig(ModelConfig):
-    """The paper's two-layer MLP (no biases unless ``bias``).
-
-    ``act`` is ``"x^K"`` (K a positive integer; ``"x^2"`` is the paper's default) or a
-    named activation (:data:`interp.validate.ACT_RE`). Dropout acts on the pre-activation;
-    BatchNorm (with scale ``gamma`` and shift ``beta``) acts after the activation; with
-    ``bias``, ``b1`` (N,) is added to the pre-activation and ``bW`` (p,) to the logits.
-    Weights are drawn from a normal distribution with std ``init_scale / (2 * width) **
-    (1/3)``; biases start at 0.
-    """
-
-    kind: ClassVar[str] = "mlp"
-    width: int = 500
-    act: str = "x^2"
-    dropout: float = 0.0
-    batchnorm: bool = False
-    init_scale: float = 0.5
-    init_seed: int = 0
-    bias: bool = False
-
-    def __post_init__(self) -> None:
-        check_int("width", self.width, 1)
-        check_bool("bias", self.bias)
-        check_act(self.act)
-        check_range("dropout", self.dropout, 0.0, 1.0, hi_open=True)
-        check_bool("batchnorm", self.batchnorm)
-        check_positive("init_scale", self.init_scale)
-        check_int("init_seed", self.init_seed, 0)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fields without ``kind``, and without ``bias`` when it is false: an MLP's
-        config reads as in format version 1."""
-        return {k: v for k, v in super().to_dict().items()
-                if k != "kind" and not (k == "bias" and not v)}
-
-
-    @property
-    def n_neurons(self) -> int:
-        return self.width
-
-    def tag(self) -> str:
-        return f"N{self.width}"
-
-    def train_forward_is_eval(self) -> bool:
-        return self.dropout == 0 and not self.batchnorm
 
 
 def hidden(U: torch.Tensor, V: torch.Tensor, m: torch.Tensor, n: torch.Tensor, act: str,
@@ -209,6 +160,7 @@ class MLPFamily(Family):
     config = MLPConfig
     format_version = 1
     analytic_solution = True
+    layouts = (OUR_MLP, GENERIC_MLP)
 
     def build(self, p: int, cfg: MLPConfig, device: str | torch.device = "cpu") -> MLP:
         return MLP(p, cfg, device)
@@ -241,13 +193,20 @@ class MLPFamily(Family):
         return operand_embedding(weights)
 
     def fourier_view(self, weights: Mapping[str, Any], cfg: MLPConfig, p: int) -> FourierView:
-        U, V, W = (np.asarray(weights[k]) for k in ("U", "V", "W"))
-        if U.ndim < 2:
-            raise ValueError(f"U must have shape (..., N, p), got shape {U.shape}.")
-        if V.shape != U.shape:
-            raise ValueError(f"V must have the shape of U {U.shape}, got shape {V.shape}.")
-        expected = (*U.shape[:-2], U.shape[-1], U.shape[-2])
-        if W.shape != expected:
-            raise ValueError(f"W must have shape {expected} (..., p, N) to match U "
-                             f"{U.shape}, got shape {W.shape}.")
-        return FourierView((U, V, W), (-1, -1, -2))
+        return FourierView(operand_weights(*(weights[k] for k in ("U", "V", "W"))),
+                           (-1, -1, -2))
+
+    def stacked_logits(self, module: nn.Module, params: Mapping[str, torch.Tensor],
+                       m: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        """M MLPs in one call through the batched kernels of :mod:`interp.models.mlp.fused`
+        (with biases: the generic map). Under bf16 autocast the products take bfloat16
+        operands, as one MLP's do."""
+        cfg = module.cfg
+        if cfg.bias:
+            return super().stacked_logits(module, params, m, n)
+        U, V, W = params["U"], params["V"], params["W"]
+        if cfg.act == "x^2":
+            dev = m.device.type
+            dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+            return quadratic_logits(U, V, W, m, n, dtype)
+        return torch.bmm(activation(cfg.act, gather_pre(U, V, m, n)), W.mT)

@@ -1,6 +1,6 @@
 """The Transformer family: the paper's one-layer Transformer, as one functional forward,
 and TransformerLens's ``HookedTransformer`` in general (n layers, attention-only,
-LayerNorm; :mod:`interp.models.blocks`).
+LayerNorm; :mod:`interp.models.transformer.blocks`).
 
 Tokens are ``(m, n)``, or ``(m, n, p)`` when ``n_ctx == 3`` (token ``p`` is "=", the first
 extra vocabulary entry, as in TransformerLens grokking models). With ``x_i = W_E[t_i] +
@@ -15,8 +15,8 @@ W_pos[i]`` at positions i and the last position ``L``::
 By default no LayerNorm and one layer; no causal mask (in one layer read at the last
 position a causal mask changes nothing: the last query may see every position either way),
 so only the last position's query is computed. ``n_layers``, ``attn_only`` and
-``normalization`` select the general forward of :mod:`interp.models.blocks`. Weight names
-and shapes follow TransformerLens:
+``normalization`` select the general forward of :mod:`interp.models.transformer.blocks`.
+Weight names and shapes follow TransformerLens:
 ``W_E`` (d_vocab, d_model), ``W_pos`` (n_ctx, d_model), ``W_Q``/``W_K``/``W_V``
 (n_heads, d_model, d_head), ``W_O`` (n_heads, d_head, d_model), ``W_in`` (d_model, d_mlp),
 ``W_out`` (d_mlp, d_model), ``W_U`` (d_model, p); biases ``b_Q``/``b_K``/``b_V`` (n_heads,
@@ -31,165 +31,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from interp.models.base import (
-    Family,
-    FourierView,
-    ModelConfig,
-    Network,
-    NeuronTerms,
-    activation,
-    grid_view,
-)
-from interp.models.blocks import (
-    NORMALIZATIONS,
-    direct_readout,
-    full_forward,
-    layer_name,
+from interp.models.base import Family, FourierView, NeuronTerms
+from interp.models.tools import Network, activation, grid_view
+from interp.models.transformer.blocks import direct_readout, full_forward
+from interp.models.transformer.config import (
+    TransformerConfig,
+    param_shapes,
     split_name,
 )
-from interp.validate import (
-    check_act,
-    check_bool,
-    check_choice,
-    check_int,
-    check_positive,
-    check_range,
-    fail,
-)
+from interp.models.transformer.layout import TRANSFORMER
 
 #: Weight names in the order they are drawn and stored.
 PARAM_NAMES = ("W_E", "W_pos", "W_Q", "W_K", "W_V", "W_O", "W_in", "W_out", "W_U")
-
-
-@dataclass(frozen=True)
-class TransformerConfig(ModelConfig):
-    """One layer: tokens ``m, n`` (and the extra token ``p``, "=", when ``n_ctx == 3``),
-    learned positional embedding, ``n_heads`` attention heads of size ``d_head`` (0:
-    ``d_model // n_heads``) without a causal mask, an MLP of width ``d_mlp`` (0: ``4 *
-    d_model``) with activation ``act``, no LayerNorm, biases only with ``bias``; logits at
-    the last position. ``extra_tokens`` vocabulary entries follow the p residues. Dropout
-    acts on the MLP pre-activation. Each weight matrix is drawn with std ``init_scale /
-    sqrt(fan_in)``. The defaults are the paper's Transformer (ReLU, d_model 128, 4 heads,
-    MLP width 512, no biases, ``init_scale`` 1).
-
-    TransformerLens's other models: ``n_layers`` blocks (causal attention), ``attn_only``
-    (no MLPs), ``normalization`` ``"LN"`` or ``"LNPre"`` (with ``ln_eps``), see
-    :mod:`interp.models.blocks`.
-    """
-
-    kind: ClassVar[str] = "transformer"
-    act: str = "relu"
-    dropout: float = 0.0
-    init_scale: float = 1.0
-    init_seed: int = 0
-    d_model: int = 128
-    n_heads: int = 4
-    d_head: int = 0
-    d_mlp: int = 0
-    n_ctx: int = 2
-    extra_tokens: int = 0
-    bias: bool = False
-    n_layers: int = 1
-    attn_only: bool = False
-    normalization: str = ""
-    ln_eps: float = 1e-5
-
-    def __post_init__(self) -> None:
-        check_act(self.act)
-        check_range("dropout", self.dropout, 0.0, 1.0, hi_open=True)
-        check_positive("init_scale", self.init_scale)
-        for name, minimum in (("init_seed", 0), ("d_model", 1), ("n_heads", 1), ("d_head", 0),
-                              ("d_mlp", 0), ("n_ctx", 2), ("extra_tokens", 0)):
-            check_int(name, getattr(self, name), minimum)
-        check_choice("n_ctx", self.n_ctx, (2, 3))
-        check_bool("bias", self.bias)
-        check_int("n_layers", self.n_layers, 1)
-        check_bool("attn_only", self.attn_only)
-        check_choice("normalization", self.normalization, NORMALIZATIONS)
-        check_positive("ln_eps", self.ln_eps)
-        if self.d_head == 0 and self.d_model % self.n_heads:
-            fail("d_model", f"a multiple of n_heads={self.n_heads} when d_head is 0",
-                 self.d_model)
-        if self.n_ctx == 3 and self.extra_tokens < 1:
-            fail("extra_tokens", "at least 1 with n_ctx 3 (the '=' token p)", self.extra_tokens)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TransformerConfig:
-        """From a stored dict; drops the MLP fields that configs written before model
-        families carried (``width``, and ``batchnorm`` when false)."""
-        d = {k: v for k, v in d.items() if k not in ("kind", "width")}
-        if d.get("batchnorm") is False:
-            del d["batchnorm"]
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fields; those added for TransformerLens models only when they differ from
-        the paper's (a config without them reads as before they existed)."""
-        return {k: v for k, v in super().to_dict().items()
-                if k not in GENERAL_DEFAULTS or v != GENERAL_DEFAULTS[k]}
-
-    @property
-    def general(self) -> bool:
-        """Whether the forward is the general one (:mod:`interp.models.blocks`) rather than
-        the one-layer path without LayerNorm."""
-        return self.n_layers > 1 or self.attn_only or bool(self.normalization)
-
-
-    @property
-    def head_dim(self) -> int:
-        """Head size: ``d_head``, or ``d_model // n_heads`` when it is 0."""
-        return self.d_head or self.d_model // self.n_heads
-
-    @property
-    def mlp_width(self) -> int:
-        """MLP width: ``d_mlp``, or ``4 * d_model`` when it is 0."""
-        return self.d_mlp or 4 * self.d_model
-
-    @property
-    def n_neurons(self) -> int:
-        """The MLP's width, or d_model when attention-only (the residual coordinates)."""
-        return self.d_model if self.attn_only else self.mlp_width
-
-    def tag(self) -> str:
-        layers = f"L{self.n_layers}" if self.n_layers > 1 else ""
-        return f"T{self.d_model}h{self.n_heads}{layers}{'A' if self.attn_only else ''}"
-
-
-#: The fields of TransformerLens models and the values that leave them out.
-GENERAL_DEFAULTS = {"n_layers": 1, "attn_only": False, "normalization": "", "ln_eps": 1e-5}
-
-
-def param_shapes(p: int, cfg: TransformerConfig) -> dict[str, tuple[int, ...]]:
-    """Shape of every array of the Transformer ``cfg`` for modulus ``p``, in storage order."""
-    d, h, e, f = cfg.d_model, cfg.n_heads, cfg.head_dim, cfg.mlp_width
-    layers = range(cfg.n_layers)
-    mlp = not cfg.attn_only
-    shapes: dict[str, tuple[int, ...]] = {"W_E": (p + cfg.extra_tokens, d),
-                                          "W_pos": (cfg.n_ctx, d)}
-    for i in layers:
-        shapes |= {layer_name(k, i): s for k, s in (
-            ("W_Q", (h, d, e)), ("W_K", (h, d, e)), ("W_V", (h, d, e)), ("W_O", (h, e, d)),
-            *((("W_in", (d, f)), ("W_out", (f, d))) if mlp else ()))}
-    shapes["W_U"] = (d, p)
-    if cfg.bias:
-        for i in layers:
-            shapes |= {layer_name(k, i): s for k, s in (
-                ("b_Q", (h, e)), ("b_K", (h, e)), ("b_V", (h, e)), ("b_O", (d,)),
-                *((("b_in", (f,)), ("b_out", (d,))) if mlp else ()))}
-        shapes["b_U"] = (p,)
-    if cfg.normalization == "LN":
-        for i in layers:
-            for ln in ("ln1", "ln2") if mlp else ("ln1",):
-                shapes |= {layer_name(f"{ln}_{k}", i): (d,) for k in ("w", "b")}
-        shapes |= {"lnf_w": (d,), "lnf_b": (d,)}
-    return shapes
 
 
 def tokens(m: torch.Tensor, n: torch.Tensor, p: int, n_ctx: int) -> torch.Tensor:
@@ -355,6 +214,8 @@ class TransformerFamily(Family):
     config = TransformerConfig
     format_version = 2
     view_ndim = 2
+    default_loss = "ce"
+    layouts = (TRANSFORMER,)
 
     def build(self, p: int, cfg: TransformerConfig,
               device: str | torch.device = "cpu") -> Transformer:
