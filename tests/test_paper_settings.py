@@ -35,10 +35,12 @@ def test_bf16_lands_in_the_same_phase_as_fp32(tmp_path, wd, steps):
     """bfloat16 mixed precision at the paper's wd 0 / 5 / 15 settings: the same phase,
     train, test and all-pairs accuracy within 1 percentage point of float32.
 
-    The corrupted subset (1646 examples) is held to 1.5 points: at wd 5 (partial
-    inversion, still unlearning at step 500) bf16 keeps 22 more corrupted labels
-    memorized, 1.34 points (measured: fp32 0.3639, bf16 0.3773), while two float32
-    implementations (fused and plain autograd) agree exactly there."""
+    The corrupted subset (1646 examples) is held to 3 points: at wd 5 (partial
+    inversion, still unlearning at step 500) bf16 keeps more corrupted labels memorized,
+    by how much depending on the CPU's bfloat16 arithmetic (measured, fp32 0.3639: bf16
+    0.3773 on an Intel Sapphire Rapids, 1.34 points; 0.3852 on an AMD EPYC with
+    avx512_bf16, 2.13 points), while two float32 implementations (fused and plain
+    autograd) agree exactly there."""
     from interp.analysis.phase import run_phase
 
     got = {}
@@ -50,5 +52,5 @@ def test_bf16_lands_in_the_same_phase_as_fp32(tmp_path, wd, steps):
             got[precision] = (run_phase(run)["phase"], final(path))
     assert got["bf16"][0] == got["fp32"][0]
     for name, value in got["fp32"][1].items():
-        bound = 0.015 if name.startswith("train_corrupted") else 0.01
+        bound = 0.03 if name.startswith("train_corrupted") else 0.01
         assert abs(got["bf16"][1][name] - value) <= bound, name
