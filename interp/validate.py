@@ -52,6 +52,11 @@ def check_positive(name: str, value: Any) -> None:
         fail(name, "a positive finite number", value)
 
 
+def check_finite(name: str, value: Any) -> None:
+    if not is_finite_number(value):
+        fail(name, "a finite number", value)
+
+
 def check_nonnegative(name: str, value: Any) -> None:
     if not is_finite_number(value) or not value >= 0:
         fail(name, "a finite number >= 0", value)

@@ -42,6 +42,9 @@ def import_(
                                     "(default: the file's config, else assumed)."),
     normalization: str | None = typer.Option(None, help="A Transformer's LayerNorm: none, LN "
                                              "or LNPre (default: the weights and config)."),
+    scaling: str | None = typer.Option(None, help="A Transformer's parametrization: lens "
+                                       "(TransformerLens's) or paper (the paper's code; "
+                                       "default: the file's config, else lens, assumed)."),
     train_indices: Path | None = typer.Option(None, metavar="FILE.npy", help="The run's "
                                               "training pairs as indices m*p+n (default: "
                                               "the file's train_indices)."),
@@ -82,7 +85,7 @@ def import_(
 
     opts = foreign_options(layout, p, op, mapping, act, train_frac, corrupt, split_seed,
                            unsafe_pickle, loss)
-    opts |= {"normalization": normalization, "train_indices": train_indices,
+    opts |= {"normalization": normalization, "scaling": scaling, "train_indices": train_indices,
              "test_indices": test_indices, "steps": parse_steps(steps)}
     warnings: list[str] = []
     with as_options(FOREIGN_OPTIONS, FOREIGN_RENAMED), progress("import", quiet) as update:

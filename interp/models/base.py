@@ -131,6 +131,11 @@ class Family:
         view (one hidden layer: use :meth:`terms`)."""
         return None
 
+    def no_decay(self, cfg: Any) -> frozenset[str]:
+        """Parameters trained without weight decay (by default none: the paper's MLP
+        decays every parameter)."""
+        return frozenset()
+
     def can_stack(self, cfg: Any) -> bool:
         """Whether models of ``cfg`` can train as a stack (:meth:`stacked_logits`): by
         default when a training forward is an eval forward (no dropout masks, no batch

@@ -171,7 +171,7 @@ def analyze_run(run: Run, step: int | None = None, *, ipr: bool = True, prune: b
 #: seed of the random pruning orders).
 FOREIGN_OPTIONS = ("layout", "p", "mapping", "allow_pickle", "op", "act", "loss",
                    "train_indices", "test_indices", "steps", "train_frac", "corrupt",
-                   "split_seed", "normalization")
+                   "split_seed", "normalization", "scaling")
 
 
 def analyze(run_path: str | os.PathLike, step: int | None = None, **options: Any

@@ -80,10 +80,13 @@ def import_checkpoint(path: Any, out: str | os.PathLike, *, overwrite: bool = Fa
 
 
 def to_state_dicts(run_path: str | os.PathLike) -> list[dict[str, Any]]:
-    """A trajectory file as ``[{"step": int, "state_dict": {name: tensor}}, ...]``, the
-    structure :func:`interp.store.foreign.load_checkpoints` reads back (``torch.save`` it
-    as a list)."""
+    """A trajectory file as ``[{"step": int, "state_dict": {name: tensor}, "config":
+    {model config fields}}, ...]``, the structure :func:`interp.store.foreign.
+    load_checkpoints` reads back (``torch.save`` it as a list); an import reads what the
+    weights do not show (the activation, a Transformer's scaling) from ``config``."""
     with Run(run_path) as run:
-        return [{"step": int(s), "state_dict": {k: torch.from_numpy(np.ascontiguousarray(v))
-                                                 for k, v in run.weights(int(s)).items()}}
+        model = run.config.model.to_dict()
+        return [{"step": int(s), "config": dict(model),
+                 "state_dict": {k: torch.from_numpy(np.ascontiguousarray(v))
+                                for k, v in run.weights(int(s)).items()}}
                 for s in run.steps]

@@ -152,6 +152,8 @@ def _structure(obj: Any, path: Path, facts: Facts) -> Checkpoints:
                              "checkpoints.")
         out = []
         found = []
+        if obj:
+            read_facts(obj[0], facts)  # a config or split beside the first checkpoint
         for i, item in enumerate(obj):
             where = f"checkpoint {i} of {str(path)!r}"
             state = _state_of(item, where, facts)

@@ -108,7 +108,9 @@ class Trainer:
             else [dataset]
         self.family = family_of(self.cfg.model)
         self.models = [self.family.build(c.data.p, c.model, self.device) for c in self.cfgs]
-        self.optimizer = make_optimizer(self.models, [c.train for c in self.cfgs])
+        self.no_decay = self.family.no_decay(self.cfg.model)
+        self.optimizer = make_optimizer(self.models, [c.train for c in self.cfgs],
+                                        self.no_decay)
         self.data = DeviceData(self.datasets, self.device)
         self.metric_names = metric_names(k for k, _ in self.models[0].named_parameters())
         self.finite = DivergenceCheck(self.metric_names, self.device, labels)
@@ -259,7 +261,7 @@ class Trainer:
         model = self.models[j]
         return RunStart(self.cfgs[j], self.datasets[j], tuple(self.metric_names),
                         {k: tuple(v.shape) for k, v in model.arrays().items()},
-                        optimizer_layout(model, self.cfgs[j].train), self.step)
+                        optimizer_layout(model, self.cfgs[j].train, self.no_decay), self.step)
 
     def state_arrays(self, j: int = 0) -> dict[str, torch.Tensor]:
         """Parameters and buffers of model ``j``'s weights at the current step."""

@@ -45,6 +45,9 @@ def test_default_configs_store_what_they_stored_before():
                                               "init_scale", "init_seed"}
     t = TransformerConfig().to_dict()
     assert not {"n_layers", "attn_only", "normalization", "ln_eps"} & set(t)
+    assert {"scaling", "s", "mu"} <= set(t)  # the paper's scaling, new since format 4
+    lens = TransformerConfig(scaling="lens").to_dict()
+    assert not {"scaling", "s", "mu"} & set(lens)  # TransformerLens's reads as before
     rich = TransformerConfig(n_layers=2, normalization="LNPre").to_dict()
     assert rich["n_layers"] == 2 and rich["normalization"] == "LNPre"
     assert RunConfig.from_json(RunConfig(model=DeepMLPConfig(
@@ -88,16 +91,17 @@ def test_new_features_train_and_their_terms_are_the_forward(tmp_path, model):
     assert ipr.shape == (model.n_neurons,) and np.all((ipr >= 0) & (ipr <= 1))
 
 
-def test_one_layer_general_forward_is_the_fast_path():
+@pytest.mark.parametrize("scaling", [{"scaling": "lens"}, {"s": 0.3, "mu": 0.8}])
+def test_one_layer_general_forward_is_the_fast_path(scaling):
     """With one layer the causal mask changes nothing at the last position: the general
     forward (every position, masked) equals the one that computes the last query only."""
     cfg = TransformerConfig(d_model=8, n_heads=2, d_mlp=12, bias=True, n_ctx=3,
-                            extra_tokens=1)
+                            extra_tokens=1, **scaling)
     g = torch.Generator().manual_seed(0)
     params = {k: torch.randn(s, generator=g, dtype=torch.float64)
               for k, s in param_shapes(P, cfg).items()}
     tok = tokens(torch.as_tensor(PAIRS[:, 0]), torch.as_tensor(PAIRS[:, 1]), P, 3)
-    fast, post, _ = forward(params, tok, cfg.act)
+    fast, post, _ = forward(params, tok, cfg)
     general, post_g, _, scale = full_forward(params, tok, cfg)
     torch.testing.assert_close(general, fast, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(post_g, post, rtol=1e-12, atol=1e-12)
@@ -107,7 +111,8 @@ def test_one_layer_general_forward_is_the_fast_path():
 def test_attention_only_neurons_are_the_residual_coordinates():
     """Without MLPs or LayerNorm the logits are ``resid @ W_U + b_U`` exactly: the neuron
     terms hold everything but the unembedding bias."""
-    cfg = TransformerConfig(d_model=6, n_heads=2, n_layers=2, attn_only=True, bias=True)
+    cfg = TransformerConfig(d_model=6, n_heads=2, n_layers=2, attn_only=True, bias=True,
+                            scaling="lens")  # TransformerLens's: plain logits
     g = torch.Generator().manual_seed(1)
     weights = {k: torch.randn(s, generator=g).numpy() for k, s in param_shapes(P, cfg).items()}
     terms = neuron_terms(weights, cfg, PAIRS)
@@ -117,13 +122,22 @@ def test_attention_only_neurons_are_the_residual_coordinates():
                                rtol=1e-9, atol=1e-9)
     assert "W_Q_L1" in weights and split_name("ln1_w_L12") == ("ln1_w", 12)
     assert layer_name("W_in", 0) == "W_in" and split_name("W_in") == ("W_in", 0)
+    # the paper's scaling: the readout carries the logit scale, the base the rest
+    paper = TransformerConfig(d_model=6, n_heads=2, n_layers=2, attn_only=True, bias=True,
+                              s=0.5)
+    scaled = neuron_terms(weights, paper, PAIRS)
+    c = 6 ** -0.75  # d_model^(-(1 + s)/2)
+    np.testing.assert_allclose(scaled.readout, weights["W_U"].T.astype(np.float64) * c,
+                               rtol=1e-7)
+    np.testing.assert_allclose(scaled.base, np.broadcast_to(
+        weights["b_U"].astype(np.float64) * c, (P * P, P)), rtol=1e-9, atol=1e-9)
 
 
 def test_layernorm_terms_hold_the_final_scale_fixed():
     """With a final LayerNorm, neuron k's term is its activation over the example's scale
     times the centered, gained direction of its W_out row in the logits (checked against a
     by-hand computation for one pair)."""
-    cfg = TransformerConfig(d_model=6, n_heads=2, d_mlp=5, normalization="LN")
+    cfg = TransformerConfig(d_model=6, n_heads=2, d_mlp=5, normalization="LN", scaling="lens")
     g = torch.Generator().manual_seed(2)
     w = {k: torch.randn(s, generator=g, dtype=torch.float64)
          for k, s in param_shapes(P, cfg).items()}

@@ -48,7 +48,7 @@ def test_a_reader_without_the_family_refuses_its_runs(site, tmp_path):
     res = subprocess.run([sys.executable, "-m", "interp.cli", "inspect", "t.h5"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=300,
                          env=os.environ | {"PYTHONPATH": str(ROOT)})
-    assert res.returncode == 2 and "has format version 4; this interp reads versions up to 3" \
+    assert res.returncode == 2 and "has format version 5; this interp reads versions up to 4" \
         in res.stderr, res.stderr
 
 
@@ -74,7 +74,7 @@ def test_train_sweep_import_and_analyze_a_family_from_outside(site, tmp_path):
     assert summary["fit"] is None  # the analytic solution is the paper MLP's
     info = json.loads(interp(site, "inspect", "toy.h5", "--json", cwd=tmp_path).stdout)
     assert info["config"]["model"]["kind"] == "toy"
-    assert info["format"] == "interp-trajectory v4"  # the family's own version, read as is
+    assert info["format"] == "interp-trajectory v5"  # the family's own version, read as is
     for name, value in summary["accuracy"].items():
         assert value == pytest.approx(info["final_metrics"][f"accuracy/{name}"], abs=1e-6)
     assert summary["accuracy"]["train"] > 0.5  # it learned

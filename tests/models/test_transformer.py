@@ -57,34 +57,37 @@ def test_config_defaults_validation_and_old_configs():
     assert RunConfig.from_dict({"model": old_t}).model == tiny().model
 
 
-def reference_logits(w: dict, m: int, n: int, p: int, n_ctx: int) -> np.ndarray:
+def reference_logits(w: dict, m: int, n: int, cfg: TransformerConfig) -> np.ndarray:
     """The module docstring's formulas for one pair, head by head, in plain numpy."""
     w = {k: np.asarray(v, np.float64) for k, v in w.items()}
     b = {k: w.get(k, 0.0) for k in ("b_Q", "b_K", "b_V", "b_O", "b_in", "b_out", "b_U")}
-    seq = [m, n, p][:n_ctx]
+    a, c, mu = ((1 + cfg.s) / 2, cfg.d_model ** (-(1 + cfg.s) / 2), cfg.mu) \
+        if cfg.scaling == "paper" else (0.5, 1.0, 1.0)
+    seq = [m, n, P][:cfg.n_ctx]
     x = w["W_E"][seq] + w["W_pos"]
     attn = np.zeros(x.shape[1]) + b["b_O"]
     for h in range(w["W_Q"].shape[0]):
         bq, bk, bv = (b[k][h] if np.ndim(b[k]) else 0.0 for k in ("b_Q", "b_K", "b_V"))
         q, k, v = x[-1] @ w["W_Q"][h] + bq, x @ w["W_K"][h] + bk, x @ w["W_V"][h] + bv
-        s = np.exp(k @ q / np.sqrt(len(q)))
-        attn += (s / s.sum()) @ v @ w["W_O"][h]
-    mid = x[-1] + attn
+        e = np.exp(k @ q / len(q) ** a)
+        attn += (e / e.sum()) @ v @ w["W_O"][h]
+    mid = mu * x[-1] + attn
     post = np.maximum(mid @ w["W_in"] + b["b_in"], 0)
-    return (mid + post @ w["W_out"] + b["b_out"]) @ w["W_U"] + b["b_U"]
+    return c * ((mu * mid + post @ w["W_out"] + b["b_out"]) @ w["W_U"] + b["b_U"])
 
 
-@pytest.mark.parametrize("model", [{}, {"n_ctx": 3, "extra_tokens": 1, "bias": True}])
+@pytest.mark.parametrize("model", [{}, {"n_ctx": 3, "extra_tokens": 1, "bias": True},
+                                   {"s": 0.0, "mu": 0.8}, {"scaling": "lens"}])
 def test_forward_matches_the_formulas(model):
     cfg = tiny(**model)
     g = np.random.default_rng(0)
     w = {k: g.normal(size=s) for k, s in param_shapes(P, cfg.model).items()}
     pairs = np.array([[0, 0], [3, 5], [6, 1]])
     tok = tokens(torch.as_tensor(pairs[:, 0]), torch.as_tensor(pairs[:, 1]), P, cfg.model.n_ctx)
-    logits = forward({k: torch.as_tensor(v) for k, v in w.items()}, tok, "relu")[0].numpy()
+    logits = forward({k: torch.as_tensor(v) for k, v in w.items()}, tok, cfg.model)[0].numpy()
     h, readout, base = astuple(logit_terms(w, cfg.model, P, pairs))
     for (m, n), got, split in zip(pairs, logits, base + h @ readout.T):
-        want = reference_logits(w, m, n, P, cfg.model.n_ctx)
+        want = reference_logits(w, m, n, cfg.model)
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
         np.testing.assert_allclose(split, want, rtol=1e-10, atol=1e-10)
 
@@ -94,7 +97,7 @@ def test_trains_records_and_resumes_bit_exactly(tmp_path):
                                            "loss": "ce"})
     ref = train_to_file(cfg, tmp_path / "ref.h5")
     with Run(ref) as run:
-        assert run.attrs["model"] == "transformer" and run.attrs["format_version"] == 2
+        assert run.attrs["model"] == "transformer" and run.attrs["format_version"] == 4
         assert {"W_E", "W_pos", "W_Q", "W_K", "W_V", "W_O", "W_in", "W_out", "W_U"} == set(
             run.names)
         m = run.metrics()

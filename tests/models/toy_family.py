@@ -93,7 +93,7 @@ class ToyFamily(Family):
     name = "toy"
     config = ToyConfig
     layouts = (ToyLayout(),)
-    format_version = 4  # newer than any built-in family: readers need no edit for it
+    format_version = 5  # newer than any built-in family: readers need no edit for it
 
     def build(self, p: int, cfg: ToyConfig, device: str | torch.device = "cpu") -> Toy:
         return Toy(p, cfg, device)

@@ -188,7 +188,8 @@ def test_transformerlens_checkpoint_loads_and_analyzes(tmp_path):
     assert p == 113 and keys["W_in"] == "blocks.0.mlp.W_in"
     assert fields == {"kind": "transformer", "d_model": 128, "n_heads": 4, "d_head": 32,
                       "d_mlp": 512, "n_ctx": 3, "extra_tokens": 1, "bias": True,
-                      "n_layers": 1, "attn_only": False, "normalization": ""}
+                      "n_layers": 1, "attn_only": False, "normalization": "",
+                      "scaling": "lens"}
     assert arrays["W_U"].shape == (128, 113) and arrays["b_U"].shape == (113,)
     pairs = np.array([[0, 0], [5, 17], [112, 3]])
     model = TransformerConfig(**{k: v for k, v in fields.items() if k != "kind"})
@@ -198,7 +199,7 @@ def test_transformerlens_checkpoint_loads_and_analyzes(tmp_path):
         np.testing.assert_allclose(logits, reference_logits(sd, m, n, p), rtol=1e-9, atol=1e-9)
     out = import_checkpoint(foreign, tmp_path / "tl.h5")
     with Run(out) as run:
-        assert run.attrs["model"] == "transformer" and run.attrs["format_version"] == 2
+        assert run.attrs["model"] == "transformer" and run.attrs["format_version"] == 4
         assert run.config.model.act == "relu" and run.config.data.p == 113
         assert sorted(run.names) == sorted(arrays)
     s = analyze(out, prune=False, ablate=False)

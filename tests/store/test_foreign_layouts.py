@@ -387,8 +387,8 @@ def test_a_file_without_config_lists_every_assumption(tmp_path):
     res = runner.invoke(app, ["import", str(tmp_path / "bare.npz"), "--out",
                               str(tmp_path / "bare.h5")])
     assert res.exit_code == 0, res.output
-    expected = {"model.act", "model.normalization", "data.op", "train.loss", "train.steps",
-                "data.split", "data.corrupt"}
+    expected = {"model.act", "model.normalization", "model.scaling", "data.op", "train.loss",
+                "train.steps", "data.split", "data.corrupt"}
     assert res.output.count("warning: the foreign run does not say") == 1
     for key in expected:
         assert key in res.output
@@ -407,6 +407,7 @@ def test_a_file_without_config_lists_every_assumption(tmp_path):
     # stated on the command line, nothing is assumed; a bad statement is one sentence
     np.save(tmp_path / "train.npy", TRAIN.numpy())
     stated = ["--act", "relu", "--op", "add", "--loss", "ce", "--normalization", "none",
+              "--scaling", "lens",
               "--steps", "5", "--train-indices", str(tmp_path / "train.npy")]
     res = runner.invoke(app, ["import", str(tmp_path / "bare.npz"), *stated, "--out",
                               str(tmp_path / "stated.h5")])
@@ -421,6 +422,7 @@ def test_a_file_without_config_lists_every_assumption(tmp_path):
     import interp
 
     with interp.Run(model, act="relu", op="add", loss="ce", normalization="none", steps=[7],
+                    scaling="lens",
                     train_indices=TRAIN.numpy()) as run:
         assert run.assumed == {} and int(run.steps[0]) == 7
 

@@ -28,6 +28,23 @@ def _plus(x: torch.Tensor, params: Mapping[str, torch.Tensor], name: str) -> tor
     return x + params[name] if name in params else x
 
 
+def rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` (rows of ``table`` at integer ``index`` of any shape) through
+    ``index_select``, whose backward (an ``index_add_``) sums in a fixed order on the CPU
+    with any number of threads; the backward of advanced indexing (``index_put_``
+    accumulating) does not, and made a Transformer's weights differ run to run."""
+    return table.index_select(0, index.reshape(-1)).view(*index.shape, *table.shape[1:])
+
+
+def score_divisor(d_head: int, power: float) -> float:
+    """What attention scores are divided by: ``d_head ** power`` (``sqrt`` for 1/2)."""
+    return math.sqrt(d_head) if power == 0.5 else d_head ** power
+
+
+def _skip(x: torch.Tensor, mu: float) -> torch.Tensor:
+    return x if mu == 1 else mu * x
+
+
 def normalize(x: torch.Tensor, params: Mapping[str, torch.Tensor], prefix: str, cfg: Any
               ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The LayerNorm ``prefix`` (``ln1``, ``ln2_L1``, ``lnf``, ...) of ``cfg.normalization``
@@ -66,7 +83,7 @@ def full_forward(params: Mapping[str, torch.Tensor], tok: torch.Tensor, cfg: Any
     scale : shape=(B, 1), the final normalization's scale (None without normalization).
     """
     ctx = tok.shape[1]
-    x = params["W_E"][tok] + params["W_pos"][:ctx]                          # (B, c, d)
+    x = rows(params["W_E"], tok) + params["W_pos"][:ctx]                    # (B, c, d)
     causal = torch.ones(ctx, ctx, dtype=torch.bool, device=tok.device).tril()
     post0 = None
     for layer in range(cfg.n_layers):
@@ -76,10 +93,12 @@ def full_forward(params: Mapping[str, torch.Tensor], tok: torch.Tensor, cfg: Any
         q = _plus(torch.einsum("bcd,hde->bche", a, params[w("W_Q")]), params, w("b_Q"))
         k = _plus(torch.einsum("bcd,hde->bche", a, params[w("W_K")]), params, w("b_K"))
         v = _plus(torch.einsum("bcd,hde->bche", a, params[w("W_V")]), params, w("b_V"))
-        scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / math.sqrt(q.shape[-1])
+        scores = (torch.einsum("bqhe,bkhe->bhqk", q, k)
+                  / score_divisor(q.shape[-1], cfg.attention_power))
         pattern = scores.masked_fill(~causal, -math.inf).softmax(-1)
         z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
-        x = x + _plus(torch.einsum("bqhe,hed->bqd", z, params[w("W_O")]), params, w("b_O"))
+        x = _skip(x, cfg.residual) + _plus(torch.einsum("bqhe,hed->bqd", z, params[w("W_O")]),
+                                           params, w("b_O"))
         if cfg.attn_only:
             continue
         m, _ = normalize(x, params, w("ln2"), cfg)
@@ -89,20 +108,27 @@ def full_forward(params: Mapping[str, torch.Tensor], tok: torch.Tensor, cfg: Any
         post = activation(cfg.act, pre)
         if layer == 0:
             post0 = post[:, -1]
-        x = x + _plus(post @ params[w("W_out")], params, w("b_out"))
+        x = _skip(x, cfg.residual) + _plus(post @ params[w("W_out")], params, w("b_out"))
     resid = x[:, -1]
     final, scale = normalize(resid, params, "lnf", cfg)
-    return _plus(final @ params["W_U"], params, "b_U"), post0, resid, scale
+    logits = _plus(final @ params["W_U"], params, "b_U")
+    if cfg.logit_scale != 1:
+        logits = logits * cfg.logit_scale
+    return logits, post0, resid, scale
 
 
 def direct_readout(params: Mapping[str, torch.Tensor], cfg: Any) -> torch.Tensor:
     """What a unit of each neuron adds to the logits along its direct path, with the final
     normalization's scale held fixed: shape=(p, N). The neurons are layer 0's MLP neurons
-    (their ``W_out`` rows), or the residual stream's coordinates when attention-only."""
+    (their ``W_out`` rows), or the residual stream's coordinates when attention-only; the
+    path passes the later blocks' residual factor (``mu``) and the logit scale."""
     out = (torch.eye(cfg.d_model, dtype=params["W_U"].dtype) if cfg.attn_only
            else params["W_out"])
     if cfg.normalization:  # the centering is linear; the gain ln_w scales each coordinate
         out = out - out.mean(-1, keepdim=True)
         if cfg.normalization == "LN":
             out = out * params["lnf_w"]
-    return (out @ params["W_U"]).t()
+    later = 0 if cfg.attn_only else 2 * (cfg.n_layers - 1)  # sublayers after layer 0's MLP
+    factor = cfg.logit_scale * cfg.residual ** later
+    readout = out @ params["W_U"]
+    return (readout if factor == 1 else readout * factor).t()

@@ -7,11 +7,21 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from interp.models.config import ModelConfig, setting
-from interp.validate import check_bool, check_choice, check_int, check_positive, fail
+from interp.validate import (
+    check_bool,
+    check_choice,
+    check_finite,
+    check_int,
+    check_positive,
+    fail,
+)
 
 #: LayerNorm choices: none, TransformerLens's LN (with scales and shifts) and LNPre (the
 #: same normalization without them).
 NORMALIZATIONS = ("", "LN", "LNPre")
+#: Parametrizations: the paper's code (d-doshi/Grokking, ``s`` and ``mu``) and
+#: TransformerLens's (imported models, and runs stored before ``scaling`` existed).
+SCALINGS = ("paper", "lens")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -21,9 +31,15 @@ class TransformerConfig(ModelConfig):
     ``d_model // n_heads``) without a causal mask, an MLP of width ``d_mlp`` (0: ``4 *
     d_model``) with activation ``act``, no LayerNorm, biases only with ``bias``; logits at
     the last position. ``extra_tokens`` vocabulary entries follow the p residues. Dropout
-    acts on the MLP pre-activation. Each weight matrix is drawn with std ``init_scale /
-    sqrt(fan_in)``. The defaults are the paper's Transformer (ReLU, d_model 128, 4 heads,
-    MLP width 512, no biases, ``init_scale`` 1).
+    acts on the MLP pre-activation. The defaults are the paper's Transformer (ReLU,
+    d_model 128, 4 heads, MLP width 512, no biases) parametrized as the paper's code does
+    (``scaling="paper"``): attention scores divided by ``d_head ** ((1 + s) / 2)``, the
+    logits multiplied by ``d_model ** (-(1 + s) / 2)``, each block's residual by ``mu``,
+    embeddings drawn N(0, init_scale^2) and every other matrix with std ``init_scale /
+    sqrt(fan_in)``, weight decay on matrices only; ``s = 1`` (the paper's) or ``s = 0``
+    (standard). ``scaling="lens"`` is TransformerLens's: scores divided by
+    ``sqrt(d_head)``, plain logits, every weight (embeddings too) drawn with std
+    ``init_scale / sqrt(fan_in)``, weight decay on every parameter.
 
     TransformerLens's other models: ``n_layers`` blocks (causal attention), ``attn_only``
     (no MLPs), ``normalization`` ``"LN"`` or ``"LNPre"`` (with ``ln_eps``), see
@@ -48,6 +64,11 @@ class TransformerConfig(ModelConfig):
     attn_only: bool = setting(False, "Transformer without MLPs.")
     normalization: str = setting("", "Transformer LayerNorm: '' (none), LN or LNPre.")
     ln_eps: float = setting(1e-5, "Transformer LayerNorm epsilon.")
+    scaling: str = setting("paper", "Transformer parametrization: paper (the paper's code, "
+                                    "with s and mu) or lens (TransformerLens's).")
+    s: float = setting(1.0, "The paper's scaling exponent s: attention / d_head^((1+s)/2), "
+                            "logits x d_model^(-(1+s)/2); 1 the paper's, 0 standard.")
+    mu: float = setting(1.0, "The paper's skip-connection factor mu (residual x mu).")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -66,21 +87,46 @@ class TransformerConfig(ModelConfig):
                  self.d_model)
         if self.n_ctx == 3 and self.extra_tokens < 1:
             fail("extra_tokens", "at least 1 with n_ctx 3 (the '=' token p)", self.extra_tokens)
+        check_choice("scaling", self.scaling, SCALINGS)
+        check_finite("s", self.s)
+        check_positive("mu", self.mu)
+        if self.scaling == "lens" and (self.s, self.mu) != (1.0, 1.0):
+            fail("scaling", "paper when s or mu is set (they are the paper's parameters)",
+                 self.scaling)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TransformerConfig:
         """From a stored dict; drops the MLP fields that configs written before model
-        families carried (``width``, and ``batchnorm`` when false)."""
+        families carried (``width``, and ``batchnorm`` when false). A config without
+        ``scaling`` is TransformerLens's (runs stored before it existed were trained so)."""
         d = {k: v for k, v in d.items() if k not in ("kind", "width")}
         if d.get("batchnorm") is False:
             del d["batchnorm"]
-        return cls(**d)
+        return cls(**({"scaling": "lens"} | d))
 
     def to_dict(self) -> dict[str, Any]:
         """The fields; those added for TransformerLens models only when they differ from
-        the paper's (a config without them reads as before they existed)."""
+        the paper's, and ``scaling``, ``s``, ``mu`` only with the paper's scaling (a config
+        without them reads as before they existed)."""
+        lens = self.scaling == "lens"
         return {k: v for k, v in super().to_dict().items()
-                if k not in GENERAL_DEFAULTS or v != GENERAL_DEFAULTS[k]}
+                if not (k in GENERAL_DEFAULTS and v == GENERAL_DEFAULTS[k])
+                and not (lens and k in ("scaling", "s", "mu"))}
+
+    @property
+    def attention_power(self) -> float:
+        """Attention scores are divided by ``head_dim`` to this power."""
+        return (1 + self.s) / 2 if self.scaling == "paper" else 0.5
+
+    @property
+    def logit_scale(self) -> float:
+        """What the unembedding's output is multiplied by."""
+        return self.d_model ** (-(1 + self.s) / 2) if self.scaling == "paper" else 1.0
+
+    @property
+    def residual(self) -> float:
+        """What each block's residual stream is multiplied by (the paper's ``mu``)."""
+        return self.mu if self.scaling == "paper" else 1.0
 
     @property
     def general(self) -> bool:

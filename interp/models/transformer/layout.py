@@ -6,8 +6,9 @@ TransformerLens names (``embed.W_E``, ``pos_embed.W_pos``, ``blocks.{l}.attn.W_Q
 stored names (:mod:`interp.models.transformer.model`, layer l >= 1 with the suffix ``_Ll``).
 What the weights cannot show comes from ``hints``, the file's config
 (``HookedTransformerConfig`` fields: ``act_fn``, ``n_layers``, ``normalization_type``,
-``attn_only``, ``d_vocab_out``, ``eps``, ...). ``W_U`` and ``b_U`` keep only the p residue
-columns (an extra output such as "=" is never a target).
+``attn_only``, ``d_vocab_out``, ``eps``, ...; interp's own: ``scaling``, ``s``, ``mu``).
+``W_U`` and ``b_U`` keep only the p residue columns (an extra output such as "=" is never
+a target).
 """
 
 from __future__ import annotations
@@ -232,7 +233,7 @@ class TransformerLayout(Layout):
     """TransformerLens's ``HookedTransformer`` or our names (see the module docstring)."""
 
     name = "transformer"
-    options = ("normalization",)
+    options = ("normalization", "scaling")
 
     def guess(self, state: State, hints: Mapping[str, Any]) -> float:
         return 1.0 if has_key(state, "W_E") else 0.0
@@ -243,7 +244,30 @@ class TransformerLayout(Layout):
         assumed: dict[str, str] = {}
         fields["normalization"] = _option_normalization(
             fields["normalization"], options.get("normalization"), hints, assumed)
+        fields |= _scaling(hints, options.get("scaling"), assumed)
         return Converted(p, fields, arrays, keys, assumed, needs_act=not fields["attn_only"])
+
+
+def _scaling(hints: Mapping[str, Any], option: str | None,
+             assumed: dict[str, str]) -> dict[str, Any]:
+    """The parametrization: the option's, or the file's config's ``scaling`` (with ``s``
+    and ``mu``; interp's own exports carry them), else TransformerLens's, assumed unless
+    the config is TransformerLens's own (it has ``d_vocab``). The weights never show it."""
+    found = hints.get("scaling")
+    if option is not None and found is not None and option != found:
+        raise ValueError(f"scaling must agree with the file, which says {found!r}, got "
+                         f"{option!r}.")
+    scaling = option or found
+    if scaling is None:
+        if "d_vocab" not in hints:
+            assumed["model.scaling"] = ("lens (TransformerLens's: scores / sqrt(d_head), "
+                                        "plain logits; the weights do not show it; pass "
+                                        "--scaling)")
+        return {"scaling": "lens"}
+    out = {"scaling": scaling}
+    if scaling == "paper":
+        out |= {k: hints[k] for k in ("s", "mu") if k in hints}
+    return out
 
 
 TRANSFORMER = TransformerLayout()

@@ -6,11 +6,15 @@ Tokens are ``(m, n)``, or ``(m, n, p)`` when ``n_ctx == 3`` (token ``p`` is "=",
 extra vocabulary entry, as in TransformerLens grokking models). With ``x_i = W_E[t_i] +
 W_pos[i]`` at positions i and the last position ``L``::
 
-    attn  = sum_h softmax_i(q_h . k_hi / sqrt(d_head)) v_hi W_O[h]   (+ b_O)
+    attn  = sum_h softmax_i(q_h . k_hi / d_head^a) v_hi W_O[h]   (+ b_O)
             q_h = x_L W_Q[h] (+ b_Q[h]),  k_hi = x_i W_K[h] (+ b_K[h]),  v_hi = x_i W_V[h] (+ ...)
-    mid   = x_L + attn
-    post  = act(mid W_in (+ b_in))                       # the MLP neurons, shape (d_mlp,)
-    logit = (mid + post W_out (+ b_out)) W_U (+ b_U)     # p classes
+    mid   = mu x_L + attn
+    post  = act(mid W_in (+ b_in))                        # the MLP neurons, shape (d_mlp,)
+    logit = c ((mu mid + post W_out (+ b_out)) W_U (+ b_U))   # p classes
+
+with the paper's scaling (``scaling="paper"``) ``a = (1 + s) / 2``, ``c = d_model ** -a``
+and the skip factor ``mu``; with TransformerLens's (``"lens"``) ``a = 1/2``, ``c = 1``,
+``mu = 1`` (:class:`~interp.models.transformer.config.TransformerConfig`).
 
 By default no LayerNorm and one layer; no causal mask (in one layer read at the last
 position a causal mask changes nothing: the last query may see every position either way),
@@ -29,7 +33,6 @@ torch.Size([2, 7])
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -39,7 +42,12 @@ from torch import nn
 
 from interp.models.base import Family, FourierView, NeuronTerms
 from interp.models.tools import Network, activation, grid_view
-from interp.models.transformer.blocks import direct_readout, full_forward
+from interp.models.transformer.blocks import (
+    direct_readout,
+    full_forward,
+    rows,
+    score_divisor,
+)
 from interp.models.transformer.config import (
     TransformerConfig,
     param_shapes,
@@ -61,7 +69,8 @@ def _plus(x: torch.Tensor, params: Mapping[str, torch.Tensor], name: str) -> tor
     return x + params[name] if name in params else x
 
 
-def residual_mid(params: Mapping[str, torch.Tensor], tok: torch.Tensor) -> torch.Tensor:
+def residual_mid(params: Mapping[str, torch.Tensor], tok: torch.Tensor,
+                 cfg: TransformerConfig) -> torch.Tensor:
     """Residual stream at the last position after attention. shape=(B, d_model).
 
     Every projection of an embedding (``W_E @ W_Q``, ``W_E @ W_K``, ``W_E @ W_V @ W_O``,
@@ -71,20 +80,22 @@ def residual_mid(params: Mapping[str, torch.Tensor], tok: torch.Tensor) -> torch
     """
     ctx, last = tok.shape[1], tok[:, -1]
     E, pos = params["W_E"], params["W_pos"][:ctx]
+    power, mu = cfg.attention_power, cfg.residual
     W_Q, W_K, W_O = params["W_Q"], params["W_K"], params["W_O"]
     OV = torch.einsum("hde,hef->hdf", params["W_V"], W_O)                  # (h, d, d)
-    q = torch.einsum("vd,hde->vhe", E, W_Q)[last] + torch.einsum("d,hde->he", pos[-1], W_Q)
-    k = torch.einsum("vd,hde->vhe", E, W_K)[tok] + torch.einsum("cd,hde->che", pos, W_K)
-    ov = torch.einsum("vd,hdf->vhf", E, OV)[tok] + torch.einsum("cd,hdf->chf", pos, OV)
+    q = rows(torch.einsum("vd,hde->vhe", E, W_Q), last) + torch.einsum("d,hde->he", pos[-1], W_Q)
+    k = rows(torch.einsum("vd,hde->vhe", E, W_K), tok) + torch.einsum("cd,hde->che", pos, W_K)
+    ov = rows(torch.einsum("vd,hdf->vhf", E, OV), tok) + torch.einsum("cd,hdf->chf", pos, OV)
     q, k = _plus(q, params, "b_Q"), _plus(k, params, "b_K")               # (B, h, e), (B, c, h, e)
-    pattern = (torch.einsum("bhe,bche->bhc", q, k) / math.sqrt(q.shape[-1])).softmax(-1)
+    pattern = (torch.einsum("bhe,bche->bhc", q, k) / score_divisor(q.shape[-1], power)).softmax(-1)
     attn = torch.einsum("bhc,bchd->bd", pattern, ov)
     if "b_V" in params:  # each head's pattern sums to 1, so b_V adds b_V W_O once
         attn = attn + torch.einsum("he,hed->d", params["b_V"], W_O)
-    return E[last] + pos[-1] + _plus(attn, params, "b_O")
+    x = rows(E, last) + pos[-1]
+    return (x if mu == 1 else mu * x) + _plus(attn, params, "b_O")
 
 
-def forward(params: Mapping[str, torch.Tensor], tok: torch.Tensor, act: str,
+def forward(params: Mapping[str, torch.Tensor], tok: torch.Tensor, cfg: TransformerConfig,
             pre_hook: Callable[[torch.Tensor], torch.Tensor] | None = None
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Logits, MLP neuron activations and the mid residual at the last position.
@@ -93,7 +104,7 @@ def forward(params: Mapping[str, torch.Tensor], tok: torch.Tensor, act: str,
     ----------
     params : the arrays of :func:`param_shapes` as tensors (any float dtype, one device).
     tok : shape=(B, n_ctx) int64 token ids.
-    act : activation name as in ``TransformerConfig.act``.
+    cfg : the config (its activation and scaling).
     pre_hook : applied to the MLP pre-activation (dropout in training).
 
     Returns
@@ -102,21 +113,29 @@ def forward(params: Mapping[str, torch.Tensor], tok: torch.Tensor, act: str,
     post : shape=(B, d_mlp), the neurons after the activation.
     mid : shape=(B, d_model), the residual stream entering the MLP.
     """
-    mid = residual_mid(params, tok)
+    mid = residual_mid(params, tok, cfg)
     pre = _plus(mid @ params["W_in"], params, "b_in")
     if pre_hook is not None:
         pre = pre_hook(pre)
-    post = activation(act, pre)
-    out = _plus(mid + post @ params["W_out"], params, "b_out")
-    return _plus(out @ params["W_U"], params, "b_U"), post, mid
+    post = activation(cfg.act, pre)
+    skip = mid if cfg.residual == 1 else cfg.residual * mid
+    out = _plus(skip + post @ params["W_out"], params, "b_out")
+    return scaled(_plus(out @ params["W_U"], params, "b_U"), cfg), post, mid
+
+
+def scaled(logits: torch.Tensor, cfg: TransformerConfig) -> torch.Tensor:
+    """The unembedding's output times the config's logit scale (1: left as is)."""
+    return logits if cfg.logit_scale == 1 else logits * cfg.logit_scale
 
 
 class Transformer(Network):
     """One-layer Transformer with TransformerLens parameter names (see the module docstring).
 
-    Each weight is drawn from a normal distribution with std ``init_scale /
-    sqrt(fan_in)`` (fan-in: ``d_model`` for every matrix but ``W_out``, ``d_mlp`` for it);
-    biases start at zero.
+    Each matrix is drawn from a normal distribution with std ``init_scale / sqrt(fan_in)``
+    (fan-in: ``d_model`` for every matrix but ``W_out``, ``d_mlp`` for it), the embeddings
+    ``W_E`` and ``W_pos`` too with TransformerLens's scaling and with std ``init_scale``
+    with the paper's (``nn.Embedding``'s N(0, 1)); biases start at zero, LayerNorm gains
+    at one.
     """
 
     def __init__(self, p: int, cfg: TransformerConfig, device: str | torch.device = "cpu") -> None:
@@ -131,7 +150,9 @@ class Transformer(Network):
                 value = torch.zeros(shape)
             else:
                 fan_in = cfg.mlp_width if base == "W_out" else cfg.d_model
-                value = torch.randn(shape, generator=gen) * (cfg.init_scale / fan_in**0.5)
+                embedding = cfg.scaling == "paper" and base in ("W_E", "W_pos")
+                std = cfg.init_scale if embedding else cfg.init_scale / fan_in**0.5
+                value = torch.randn(shape, generator=gen) * std
             # Drawn on the CPU so that the same seed gives the same weights on every device.
             setattr(self, name, nn.Parameter(value.to(device)))
 
@@ -152,7 +173,7 @@ class Transformer(Network):
         tok = tokens(m, n, self.p, self.cfg.n_ctx)
         if self.cfg.general:
             return full_forward(self.params(), tok, self.cfg, hook)[0]
-        return forward(self.params(), tok, self.cfg.act, hook)[0]
+        return forward(self.params(), tok, self.cfg, hook)[0]
 
 
 def logit_terms(arrays: Mapping[str, Any], cfg: TransformerConfig, p: int,
@@ -160,18 +181,19 @@ def logit_terms(arrays: Mapping[str, Any], cfg: TransformerConfig, p: int,
     """The logits split into MLP-neuron terms and the rest, in float64.
 
     ``hidden`` shape=(P, d_mlp): the neurons after the activation; ``readout``
-    shape=(p, d_mlp): ``(W_out @ W_U).T``, each neuron's direction in the logits; ``base``
-    shape=(P, p): the logits without the neurons (attention and direct paths, biases).
+    shape=(p, d_mlp): ``c (W_out @ W_U).T`` (``c`` the logit scale), each neuron's
+    direction in the logits; ``base`` shape=(P, p): the logits without the neurons
+    (attention and direct paths, biases).
     """
     params = {k: torch.as_tensor(np.asarray(v, dtype=np.float64)) for k, v in arrays.items()}
     pairs = torch.as_tensor(np.asarray(pairs, dtype=np.int64))
     if cfg.general:
         return _general_terms(params, cfg, p, pairs)
     with torch.no_grad():
-        _, post, mid = forward(params, tokens(pairs[:, 0], pairs[:, 1], p, cfg.n_ctx), cfg.act)
-        out = mid + params["b_out"] if "b_out" in params else mid
-        base = out @ params["W_U"] + (params["b_U"] if "b_U" in params else 0.0)
-        readout = (params["W_out"] @ params["W_U"]).t()
+        _, post, mid = forward(params, tokens(pairs[:, 0], pairs[:, 1], p, cfg.n_ctx), cfg)
+        out = _plus(cfg.residual * mid, params, "b_out")
+        base = scaled(_plus(out @ params["W_U"], params, "b_U"), cfg)
+        readout = scaled(params["W_out"] @ params["W_U"], cfg).t()
     return NeuronTerms(post.numpy(), readout.numpy(), base.numpy())
 
 
@@ -212,7 +234,8 @@ class TransformerFamily(Family):
 
     name = "transformer"
     config = TransformerConfig
-    format_version = 2
+    #: 4: the paper's scaling (version 2 readers would read its runs as TransformerLens's)
+    format_version = 4
     view_ndim = 2
     default_loss = "ce"
     layouts = (TRANSFORMER,)
@@ -242,3 +265,9 @@ class TransformerFamily(Family):
 
     def embedding(self, weights: Mapping[str, Any], p: int) -> np.ndarray:
         return np.asarray(weights["W_E"])
+
+    def no_decay(self, cfg: TransformerConfig) -> frozenset[str]:
+        """The paper's code decays matrices only: its biases and LayerNorm gains not."""
+        if cfg.scaling != "paper":
+            return frozenset()
+        return frozenset(k for k, s in param_shapes(2, cfg).items() if len(s) == 1)
