@@ -14,12 +14,16 @@ never more than the file stores (a crafted shape is refused, not allocated).
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
 import json
 import math
 import os
-import time
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import h5py
 import numpy as np
@@ -27,6 +31,7 @@ import numpy as np
 from interp.config import RunConfig
 from interp.data import Dataset
 from interp.models import families, family_of
+from interp.store.h5open import open_checked
 
 FORMAT_NAME = "interp-trajectory"
 #: The version of the file's own layout (groups, datasets, commit protocol), unchanged
@@ -41,17 +46,44 @@ DATASET_FIELDS = ("pairs", "true_labels", "train_idx", "test_idx", "train_labels
 #: What every trajectory holds, checked when it is opened (a file lacking one is refused).
 REQUIRED_ATTRS = ("format_version", "config")
 REQUIRED_PATHS = ("checkpoints/step", "metrics/step", "dataset", "resume/slot_step")
-#: The 8 bytes that start an HDF5 superblock (at offset 0, 512, 1024, 2048, ...).
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-#: Superblock consistency flags (version 3) set while a writer has the file open, and left
-#: set by a writer that was killed: opened for writing, opened for SWMR writing.
-WRITING_FLAGS = 0b101
 #: Reads up to this many bytes are not checked against what the file stores (see
 #: ``Run._take``); a damaged file can make each cost at most this much memory.
 UNCHECKED_READ = 64 * 2**20
-#: How many times a file that looks truncated while its writer is flushing is looked at
-#: again (0.1 s apart): the superblock may name a new end a moment before the file has it.
-TRUNCATION_RECHECKS = 3
+#: The root attribute holding the SHA-256 of the ``config`` attribute (files written
+#: before checksums existed lack it, and their datasets lack Fletcher32 checksums).
+CONFIG_CHECKSUM = "config_sha256"
+
+
+def config_checksum(text: str | bytes) -> str:
+    """The hex SHA-256 of a config attribute's UTF-8 text."""
+    return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
+
+
+def _reason(exc: BaseException) -> str:
+    """HDF5's reason for a failure, without h5py's wording around it."""
+    text = str(exc).strip("'\" \n").splitlines()[0] if str(exc).strip() else ""
+    inner = re.search(r"\(([^()]+)\)\W*$", text)  # h5py: "Can't read data (REASON)"
+    return (inner.group(1) if inner else text).rstrip(".") or type(exc).__name__
+
+
+M = TypeVar("M", bound=Callable[..., Any])
+
+
+def _damaged(what: str) -> Callable[[M], M]:
+    """A method whose HDF5 errors (damaged metadata: h5py raises OSError, RuntimeError or
+    KeyError) become one sentence naming the file and ``what`` it was reading."""
+    def wrap(method: M) -> M:
+        @functools.wraps(method)
+        def reading(self: TrajectoryFile, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except (OSError, RuntimeError, KeyError) as exc:
+                if isinstance(exc, KeyError) and not str(exc).startswith("'Unable to"):
+                    raise  # ours: an array or metric the file does not store
+                raise ValueError(f"run file {str(self.path)!r} is damaged: reading {what} "
+                                 f"failed ({_reason(exc)}).") from None
+        return reading  # type: ignore[return-value]
+    return wrap
 
 
 def readable_version(config: RunConfig | None = None) -> int:
@@ -60,96 +92,6 @@ def readable_version(config: RunConfig | None = None) -> int:
     registered family (None)."""
     found = [family_of(config.model)] if config is not None else families().values()
     return max([FORMAT_VERSION, *(f.format_version for f in found)])
-
-
-def existing_file(path: str | os.PathLike) -> Path:
-    """``path`` as a Path, checked to be an existing run file (not a folder)."""
-    p = Path(path)
-    if p.is_dir():
-        raise IsADirectoryError(f"run file {str(p)!r} must be a file, but it is a folder.")
-    if not p.is_file():
-        raise FileNotFoundError(f"run file {str(p)!r} does not exist.")
-    return p
-
-
-def _superblock(p: Path) -> tuple[int, int | None, int]:
-    """(file size, the end of file its HDF5 superblock records (None: none recorded),
-    consistency flags); ValueError when no superblock starts at 0, 512, 1024, ..."""
-    size = p.stat().st_size
-    not_hdf5 = ValueError(f"run file {str(p)!r} must be an HDF5 trajectory written by interp, "
-                          "but it is not a readable HDF5 file" + (" (it is empty)." if size == 0
-                                                                  else "."))
-    with open(p, "rb") as fh:
-        base = 0
-        while base + len(HDF5_SIGNATURE) <= size:
-            fh.seek(base)
-            head = fh.read(128)
-            if head.startswith(HDF5_SIGNATURE):
-                break
-            base = 512 if base == 0 else 2 * base
-        else:
-            raise not_hdf5
-    version = head[8]
-    if version >= 2:  # signature, version, sizes of offsets and lengths, flags, addresses
-        n, at, flags = head[9], 12, head[11]
-    else:
-        n, at = head[13], 24 if version == 0 else 28
-        flags = int.from_bytes(head[20:24], "little")
-    if n not in (2, 4, 8, 16):
-        raise not_hdf5
-    field = at + 2 * n  # base address, then another address, then the end of file
-    if len(head) < field + n:
-        raise ValueError(f"run file {str(p)!r} is truncated: its HDF5 superblock is cut "
-                         f"short, found {size} bytes.")
-    end = int.from_bytes(head[field:field + n], "little")
-    return size, (None if end == 2 ** (8 * n) - 1 else end), flags
-
-
-def check_hdf5(path: str | os.PathLike) -> bool:
-    """Check that ``path`` is a whole HDF5 file: ValueError if it is not HDF5, or shorter
-    than the end its superblock records (a copy or download cut short). Returns whether
-    the file is marked open for writing (a writer is at work, or was killed)."""
-    p = Path(path)
-    for attempt in range(TRUNCATION_RECHECKS + 1):
-        size, end, flags = _superblock(p)
-        if end is None or size >= end or not flags & WRITING_FLAGS:
-            break
-        if attempt < TRUNCATION_RECHECKS:  # a live writer may be extending the file
-            time.sleep(0.1)
-    if end is not None and size < end:
-        raise ValueError(f"run file {str(p)!r} is truncated: expected {end} bytes (the end its "
-                         f"HDF5 superblock records), found {size}.")
-    return bool(flags & WRITING_FLAGS)
-
-
-def _h5_read(p: Path, swmr: bool) -> h5py.File:
-    # Without HDF5's file lock, a reader never stops a writer from opening the file (the
-    # writers' own lock is interp.store.writer's). HDF5 before 1.12.1 lacks the option,
-    # and a file this process has open already (its writer) keeps the setting it has.
-    try:
-        return h5py.File(p, "r", swmr=swmr, locking=False)
-    except (ValueError, OSError):
-        return h5py.File(p, "r", swmr=swmr)
-
-
-def _open_read(path: str | os.PathLike) -> h5py.File:
-    """Open read-only, after checking the file is whole. A file marked open for writing
-    (a writer at work, or killed) is opened in SWMR read mode, which HDF5 requires for
-    it; any other plainly, where a damaged file fails at once (SWMR read retries a bad
-    checksum for many minutes)."""
-    p = existing_file(path)
-    writing = check_hdf5(p)
-    try:
-        return _h5_read(p, writing)
-    except OSError:
-        pass
-    if not writing and check_hdf5(p):  # a writer opened it in between
-        try:
-            return _h5_read(p, True)
-        except OSError:
-            pass
-    raise ValueError(f"run file {str(p)!r} must be an HDF5 trajectory written by interp, "
-                     "but it is not a readable HDF5 file.") from None
 
 
 def _gib(n: int) -> str:
@@ -161,35 +103,43 @@ class TrajectoryFile:
     :class:`interp.store.run.Run` reads a file through (its other source is a run in
     memory, :class:`interp.store.memory.MemoryTrajectory`)."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, *, idle: bool = False) -> None:
         self.path = Path(path)
-        self.file = _open_read(self.path)
-        fmt = self.file.attrs.get("format")
-        if fmt != FORMAT_NAME:
-            self.file.close()
-            raise ValueError(f"run file {str(self.path)!r} must have format {FORMAT_NAME!r}, "
-                             f"found {fmt!r}.")
+        self.file = open_checked(self.path, idle)
         try:
-            missing = [k for k in REQUIRED_ATTRS if k not in self.file.attrs] + \
-                [k for k in REQUIRED_PATHS if k not in self.file]
-            if missing:
-                raise ValueError(f"run file {str(self.path)!r} must hold what every interp "
-                                 f"trajectory holds, but it lacks {', '.join(missing)}.")
-            version = int(self.file.attrs["format_version"])
-            try:
-                self.config = RunConfig.from_json(self.file.attrs["config"])
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                if version > readable_version():  # a family or layout newer than this interp
-                    raise self._too_new(version, readable_version()) from None
-                raise ValueError(f"run file {str(self.path)!r} must hold a valid interp config, "
-                                 f"but its config attribute does not parse: {exc}") from None
-            if version > readable_version(self.config):
-                raise self._too_new(version, readable_version(self.config))
-            self.steps: np.ndarray = self._take(self.file["checkpoints/step"])
-            self._n_metrics = len(self.file["metrics/step"])
+            self._header()
         except BaseException:
             self.file.close()
             raise
+
+    @_damaged("its header")
+    def _header(self) -> None:
+        fmt = self.file.attrs.get("format")
+        if fmt != FORMAT_NAME:
+            raise ValueError(f"run file {str(self.path)!r} must have format {FORMAT_NAME!r}, "
+                             f"found {fmt!r}.")
+        missing = [k for k in REQUIRED_ATTRS if k not in self.file.attrs] + \
+            [k for k in REQUIRED_PATHS if k not in self.file]
+        if missing:
+            raise ValueError(f"run file {str(self.path)!r} must hold what every interp "
+                             f"trajectory holds, but it lacks {', '.join(missing)}.")
+        version = int(self.file.attrs["format_version"])
+        text = self.file.attrs["config"]
+        if CONFIG_CHECKSUM in self.file.attrs and \
+                config_checksum(text) != self.file.attrs[CONFIG_CHECKSUM]:
+            raise ValueError(f"run file {str(self.path)!r} is damaged: its config attribute "
+                             f"does not match its checksum ({CONFIG_CHECKSUM}).")
+        try:
+            self.config = RunConfig.from_json(text)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            if version > readable_version():  # a family or layout newer than this interp
+                raise self._too_new(version, readable_version()) from None
+            raise ValueError(f"run file {str(self.path)!r} must hold a valid interp config, "
+                             f"but its config attribute does not parse: {exc}") from None
+        if version > readable_version(self.config):
+            raise self._too_new(version, readable_version(self.config))
+        self.steps: np.ndarray = self._take(self.file["checkpoints/step"])
+        self._n_metrics = len(self.file["metrics/step"])
 
     def _too_new(self, version: int, readable: int) -> ValueError:
         return ValueError(f"run file {str(self.path)!r} has format version {version}; this "
@@ -224,21 +174,87 @@ class TrajectoryFile:
                     f"run file {str(self.path)!r} is damaged: reading {rows} rows of "
                     f"{ds.name} would need {_gib(need)}, but the file holds {_gib(stored)} "
                     "of its data.")
-        return ds[()] if sel is None else ds[sel]
+        return self._read(ds, sel)
+
+    def _read(self, ds: h5py.Dataset, sel: slice | np.ndarray | int | None) -> np.ndarray:
+        """``ds[sel]``; a chunk that fails its checksum (or cannot be read) refused with
+        one sentence naming the dataset and the steps it holds."""
+        try:
+            return ds[()] if sel is None else ds[sel]
+        except (OSError, RuntimeError) as exc:
+            reason = _reason(exc)
+        n = ds.shape[0] if ds.shape else 1
+        rows = np.arange(n)[slice(None) if sel is None else sel].reshape(-1)
+        per = ds.chunks[0] if ds.chunks else n
+        bad = next((r - r % per for r in rows if not self._readable(ds, r - r % per, per)),
+                   int(rows[0]) if len(rows) else 0)
+        what = "fails its checksum" if ds.fletcher32 else "cannot be read"
+        raise ValueError(f"run file {str(self.path)!r} is damaged: {ds.name} at "
+                         f"{self._where(ds, bad, min(bad + per, n))} {what} "
+                         f"(HDF5: {reason}).") from None
+
+    @staticmethod
+    def _readable(ds: h5py.Dataset, start: int, per: int) -> bool:
+        try:
+            ds[start:start + per] if ds.shape else ds[()]
+        except (OSError, RuntimeError):
+            return False
+        return True
+
+    def _where(self, ds: h5py.Dataset, start: int, stop: int) -> str:
+        """Which steps (or slots) rows ``start:stop`` of ``ds`` hold, in words."""
+        top, last = ds.name.split("/")[1], stop - 1
+        steps = self.steps if top == "checkpoints" else None
+        if top == "metrics":
+            with contextlib.suppress(OSError, RuntimeError, KeyError):
+                steps = self.file["metrics/step"][: self._n_metrics]
+        if steps is not None and ds.name not in ("/checkpoints/step", "/metrics/step"):
+            last = min(last, len(steps) - 1)
+            if start <= last:
+                return (f"step {steps[start]}" if start == last
+                        else f"steps {steps[start]} to {steps[last]}")
+        kind = "slot" if top == "resume" else "row"
+        return f"{kind} {start}" if start >= last else f"{kind}s {start} to {last}"
+
+    @_damaged("its datasets")
+    def verify(self) -> dict[str, int]:
+        """Read every chunk of every dataset (committed rows only of the growable ones),
+        which checks each chunk's checksum where the file has them; ValueError naming
+        the dataset and step of the first that fails. Returns the counts of datasets,
+        of those with checksums, and of the chunks read."""
+        found: list[h5py.Dataset] = []
+        self.file.visititems(lambda _, v: found.append(v) if isinstance(v, h5py.Dataset)
+                             else None)
+        committed = {"checkpoints": len(self.steps), "metrics": self._n_metrics}
+        chunks = checked = 0
+        for ds in found:
+            n = ds.shape[0] if ds.shape else 1
+            n = min(n, committed.get(ds.name.split("/")[1], n)) if ds.maxshape[:1] == (None,) \
+                else n
+            per = ds.chunks[0] if ds.chunks else max(n, 1)
+            for start in range(0, n, per):
+                self._take(ds, slice(start, min(start + per, n)) if ds.shape else None)
+                chunks += 1
+            checked += bool(ds.fletcher32)
+        return {"datasets": len(found), "checksummed": checked, "chunks": chunks}
 
     @property
+    @_damaged("its attributes")
     def attrs(self) -> dict[str, object]:
         return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in self.file.attrs.items()}
 
     @property
+    @_damaged("its checkpoints")
     def names(self) -> list[str]:
         """Names of the arrays stored at every checkpoint (``U``, ``V``, ``W``, ...)."""
         return [k for k in self.file["checkpoints"] if k != "step"]
 
+    @_damaged("its checkpoints")
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """Each stored array's shape (without the checkpoint axis)."""
         return {k: tuple(self.file["checkpoints"][k].shape[1:]) for k in self.names}
 
+    @_damaged("its checkpoints")
     def rows(self, name: str, sel: slice | np.ndarray) -> np.ndarray:
         """Committed checkpoints ``sel`` (a slice, or increasing unique indices) of array
         ``name``: shape=(k, *shape)."""
@@ -247,10 +263,12 @@ class TrajectoryFile:
                            f"stored: {', '.join(self.names)}.")
         return self._take(self.file["checkpoints"][name], sel, len(self.steps))
 
+    @_damaged("its dataset")
     def dataset(self) -> Dataset:
         g = self.file["dataset"]
         return Dataset(self.config.data.p, *(self._take(g[k]) for k in DATASET_FIELDS))
 
+    @_damaged("its metrics")
     def metric_names(self) -> list[str]:
         """The stored metrics in the order they were recorded (the root attribute
         ``metric_names``), any other stored one after them."""
@@ -265,6 +283,7 @@ class TrajectoryFile:
         ordered = list(dict.fromkeys(k for k in recorded if k in stored))
         return [k for k in ordered + sorted(set(stored) - set(ordered)) if k != "step"]
 
+    @_damaged("its metrics")
     def metrics(self, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Committed per-step metrics by name, plus ``step``. Each shape=(T,)."""
         names = self.metric_names() if names is None else list(names)
@@ -278,6 +297,7 @@ class TrajectoryFile:
             out[name] = self._take(g[name], slice(n), n)
         return out
 
+    @_damaged("its optimizer state")
     def optimizer_state(self, step: int) -> dict[str, np.ndarray] | None:
         """Optimizer state saved with checkpoint ``step``, or None if not kept."""
         g = self.file["resume"]

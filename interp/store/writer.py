@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import stat
+import time
 import weakref
 from pathlib import Path
 
@@ -24,12 +25,13 @@ import torch
 from interp.models import family_of
 from interp.records import Checkpoint, RunStart
 from interp.store.atomic import remove_stale_temps, write_atomic_path
+from interp.store.h5open import check_hdf5, existing_file, lock_path
 from interp.store.trajectory import (
+    CONFIG_CHECKSUM,
     DATASET_FIELDS,
     FORMAT_NAME,
     TrajectoryFile,
-    check_hdf5,
-    existing_file,
+    config_checksum,
 )
 from interp.version import __version__
 
@@ -40,7 +42,13 @@ N_SLOTS = 3
 def _growable(g: h5py.Group, name: str, row_shape: tuple[int, ...], dtype: object,
               rows_per_chunk: int) -> None:
     g.create_dataset(name, shape=(0, *row_shape), maxshape=(None, *row_shape), dtype=dtype,
-                     chunks=(rows_per_chunk, *row_shape) if row_shape else (rows_per_chunk,))
+                     chunks=(rows_per_chunk, *row_shape), fletcher32=True)
+
+
+def _fixed(g: h5py.Group, name: str, data: np.ndarray, per_row: bool = False) -> None:
+    """A dataset of ``data`` with its checksum: one chunk, or a chunk per row (a slot)."""
+    chunks = ((1, *data.shape[1:]) if per_row else data.shape) if data.size else None
+    g.create_dataset(name, data=data, chunks=chunks, fletcher32=chunks is not None)
 
 
 def _create(path: Path, start: RunStart, attrs: dict[str, str]) -> None:
@@ -51,15 +59,16 @@ def _create(path: Path, start: RunStart, attrs: dict[str, str]) -> None:
 def _header(tmp: Path, start: RunStart, attrs: dict[str, str]) -> None:
     with h5py.File(tmp, "w", libver="latest") as f:
         family = family_of(start.config.model)
+        text = start.config.to_json()
         f.attrs.update(format=FORMAT_NAME, format_version=family.format_version,
                        interp_version=__version__, model=family.name,
                        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                       config=start.config.to_json(),
-                       metric_names=json.dumps(list(start.metric_names)))
+                       config=text, metric_names=json.dumps(list(start.metric_names)))
+        f.attrs[CONFIG_CHECKSUM] = config_checksum(text)
         f.attrs.update(attrs)
         ds = f.create_group("dataset")
         for k in DATASET_FIELDS:
-            ds.create_dataset(k, data=getattr(start.dataset, k))
+            _fixed(ds, k, np.asarray(getattr(start.dataset, k)))
         ck = f.create_group("checkpoints")
         _growable(ck, "step", (), np.int64, 1024)
         for k, shape in start.arrays.items():
@@ -69,16 +78,24 @@ def _header(tmp: Path, start: RunStart, attrs: dict[str, str]) -> None:
         for k in start.metric_names:
             _growable(mg, k, (), np.float32, 1024)
         rg = f.create_group("resume")
-        rg.create_dataset("slot_step", data=np.full(N_SLOTS, -1, np.int64))
-        rg.create_dataset("slot_filled", data=np.zeros(N_SLOTS, np.int8))
+        _fixed(rg, "slot_step", np.full(N_SLOTS, -1, np.int64), per_row=True)
+        _fixed(rg, "slot_filled", np.zeros(N_SLOTS, np.int8), per_row=True)
         og = rg.create_group("optimizer")
         for k, (shape, dtype) in start.optimizer.items():
-            og.create_dataset(k, shape=(N_SLOTS, *shape), dtype=dtype)
+            _fixed(og, k, np.zeros((N_SLOTS, *shape), dtype), per_row=True)
 
 
-def lock_path(path: Path) -> Path:
-    """The lock file a writer of ``path`` holds: ``.NAME.lock`` beside it."""
-    return path.parent / f".{path.name}.lock"
+def _flock(fd: int) -> bool:
+    """Take the exclusive lock; a reader's momentary shared lock (``writer_holds``) is
+    waited out (a few tries 20 ms apart). False when another writer holds it."""
+    for attempt in range(5):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt < 4:
+                time.sleep(0.02)
+    return False
 
 
 def _lock(path: Path) -> int:
@@ -102,12 +119,10 @@ def _lock(path: Path) -> int:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise PermissionError(f"lock file {str(lock)!r} of {str(path)!r} must be a "
                                       "regular file, but it is not.")
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not _flock(fd):
                 raise BlockingIOError(f"another process is writing run file {str(path)!r} (it "
                                       f"holds {str(lock)!r}); wait for it to finish or stop "
-                                      "it first.") from None
+                                      "it first.")
             try:  # the one we locked may have been removed by its writer as it finished
                 if os.stat(lock, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
                     return fd
@@ -279,7 +294,7 @@ class TrajectoryWriter:
     def _check_resumable(self, start: RunStart) -> None:
         """Refuse, before anything changes, to continue a file that has no room for the
         run's optimizer state (one written from given weights keeps none)."""
-        with TrajectoryFile(self.path) as run:
+        with TrajectoryFile(self.path, idle=True) as run:
             kept: list[str] = []
             run.file["resume/optimizer"].visititems(
                 lambda k, v: kept.append(k) if isinstance(v, h5py.Dataset) else None)
@@ -304,7 +319,9 @@ class TrajectoryWriter:
 
     def _copy_committed(self, tmp: Path) -> None:
         """Copy the committed part of the file at ``path`` to ``tmp``."""
-        with TrajectoryFile(self.path) as run, h5py.File(tmp, "w", libver="latest") as dst:
+        with TrajectoryFile(self.path, idle=True) as run, \
+                h5py.File(tmp, "w", libver="latest") as dst:
+            run.verify()  # every committed chunk read once, its checksum checked
             rows = {"checkpoints": len(run.steps), "metrics": len(run.file["metrics/step"])}
             _copy_rows(run.file, dst, rows)
 
@@ -386,10 +403,10 @@ def _copy_rows(src: h5py.File, dst: h5py.File, rows: dict[str, int]) -> None:
             return
         assert isinstance(obj, h5py.Dataset)
         top = name.split("/", 1)[0]
+        kept = {"chunks": obj.chunks, "fletcher32": obj.fletcher32}  # the same checksums
         if top in rows and obj.maxshape[0] is None:
-            dst.create_dataset(name, data=obj[: rows[top]], maxshape=obj.maxshape,
-                               chunks=obj.chunks)
+            dst.create_dataset(name, data=obj[: rows[top]], maxshape=obj.maxshape, **kept)
         else:
-            dst.create_dataset(name, data=obj[()])
+            dst.create_dataset(name, data=obj[()], **kept)
 
     src.visititems(visit)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from interp.config import RunConfig
 from interp.store.run import Run
+from interp.store.trajectory import TrajectoryFile
 from interp.store.writer import TrajectoryWriter
 from interp.training.trainer import Trainer
 
@@ -56,7 +57,7 @@ def resume_file(path: str | os.PathLike, *, device: str = "cpu",
     """
     writer = TrajectoryWriter(path, append=True)
     with contextlib.closing(writer):
-        with Run(path) as run:
+        with Run(TrajectoryFile(path, idle=True)) as run:  # we hold it; no writer has it open
             cfg = run.config
             if run.complete:
                 raise ValueError(f"run file {str(path)!r} is already complete at step "

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
+from interp.store.h5open import check_hdf5, lock_path
 from interp.store.run import Run
-from interp.store.trajectory import check_hdf5
-from interp.store.writer import TrajectoryWriter, lock_path
+from interp.store.writer import TrajectoryWriter
 from interp.training.runner import resume_file, train_to_file
 
 
