@@ -79,6 +79,7 @@ def sweep(
     """
     from interp.config import DataConfig, RunConfig, TrainConfig
     from interp.models import family
+    from interp.store.writer import WriteFailed
     from interp.sweeps.run import run_sweep
     from interp.sweeps.spec import SweepSpec, parse_grid
 
@@ -102,8 +103,12 @@ def sweep(
         def on_cell(event: Any) -> None:
             update(f"{event.cell_id}: {event.action}", event.done)
 
-        report = run_sweep(spec, out_dir, workers=workers, scheduler=scheduler,
-                           progress=on_cell, batch=batch, threads=threads, device=device)
+        try:
+            report = run_sweep(spec, out_dir, workers=workers, scheduler=scheduler,
+                               progress=on_cell, batch=batch, threads=threads, device=device)
+        except WriteFailed as exc:
+            raise ValueError(f"{str(exc).rstrip('.')} by running the same sweep "
+                             "again.") from None
     result = {"out": str(out_dir), "n_cells": report.n_cells, "n_trained": report.n_trained,
               "n_resumed": report.n_resumed, "n_skipped": report.n_skipped,
               "failed": list(report.failed), "rows": list(report.rows)}

@@ -112,11 +112,12 @@ def train(
     from interp.config import DataConfig, RunConfig, TrainConfig
     from interp.models import family
     from interp.store.run import Run
+    from interp.store.trajectory import TrajectoryFile
     from interp.training.runner import resume_file, train_to_file
 
     start = time.perf_counter()
     if resume is not None:
-        with Run(resume) as run:
+        with TrajectoryFile(resume, recover=True) as run:  # a failed writer's cut tail too
             cfg = run.config
         bar = [] if quiet else [ProgressBar(cfg.train.steps, max(1, cfg.train.steps // 100))]
         with _stopped(resume):
@@ -160,6 +161,8 @@ _RENAMED = {"weight_decay": "--wd", "split_seed": "--seed", "corrupt_seed": "--s
 @contextlib.contextmanager
 def _stopped(path: Path) -> Iterator[None]:
     """Ctrl-C (exit code 130) or a full disk during training: say how to continue."""
+    from interp.store.writer import WriteFailed
+
     try:
         yield
     except KeyboardInterrupt:
@@ -167,6 +170,9 @@ def _stopped(path: Path) -> Iterator[None]:
                 else "")
         err.print(f"error: interrupted{hint}.", markup=False, highlight=False)
         raise typer.Exit(130) from None
+    except WriteFailed as exc:
+        hint = f" with `interp train --resume {path}`" if path.is_file() else ""
+        raise ValueError(f"{str(exc).rstrip('.')}{hint}.") from None
     except OSError as exc:
         if path.is_file() and common.no_space(exc):
             raise ValueError(f"no space left on the device writing {str(path)!r}; free some "
@@ -180,11 +186,15 @@ def inspect(
     run_path: Path = typer.Argument(..., metavar="RUN", help="Trajectory file (.h5)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout "
                                  "instead of tables."),
+    verify: bool = typer.Option(False, "--verify", help="Read every stored chunk, checking "
+                                "its checksum (exit 2 at the first that fails)."),
 ) -> None:
     """Show a run file's config, stored steps and checkpoints, final metrics and size.
 
     It reads a file that is still being written, too. With --json it prints one JSON
-    object instead of the tables.
+    object instead of the tables; with --verify it first reads every chunk of the file,
+    checking each one's checksum (files written before interp stored checksums have
+    none, which it says).
 
     Example:
 
@@ -193,8 +203,10 @@ def inspect(
     from rich.table import Table
 
     from interp.store.run import Run
+    from interp.store.trajectory import TrajectoryFile
 
-    with Run(run_path) as run:
+    with TrajectoryFile(run_path) as store, Run(store) as run:
+        verified = store.verify() if verify else None
         m = run.metrics()
         info = {
             "path": str(run_path),
@@ -211,7 +223,8 @@ def inspect(
             "arrays": {k: list(shape) for k, shape in run.shapes().items()},
             "final_metrics": final_metrics(m),
             "assumed": run.assumed,
-        }
+            "checksums": store.checksummed,
+        } | ({"verified": verified} if verified is not None else {})
         if as_json:
             sys.stdout.write(json.dumps(info, indent=2, allow_nan=False) + "\n")
             return
@@ -229,7 +242,18 @@ def inspect(
         out.print(f"checkpoints: {ck['count']} (steps {ck['first']}..{ck['last']}); "
                   f"metrics for {info['metric_steps']} steps; "
                   f"{'complete' if run.complete else 'INCOMPLETE (resume with --resume)'}")
+        out.print(_checksum_line(info["checksums"], verified))
         out.print(summary_table(run, m))
+
+
+def _checksum_line(checksummed: bool, verified: dict[str, int] | None) -> str:
+    """What ``inspect`` says of the file's checksums, and of ``--verify``."""
+    text = ("checksums: Fletcher32 per chunk and SHA-256 of the config" if checksummed else
+            "checksums: none (written before interp stored them; a changed byte goes unseen)")
+    if verified is not None:
+        text += (f"; verified: read all {verified['chunks']} chunks of {verified['datasets']} "
+                 f"datasets, {verified['checksummed']} of them with checksums, all match")
+    return text
 
 
 @friendly

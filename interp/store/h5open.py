@@ -11,7 +11,6 @@ called through ctypes in the HDF5 library h5py itself loaded.
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import functools
 import glob
 import os
@@ -19,6 +18,8 @@ import time
 from pathlib import Path
 
 import h5py
+
+from interp.store.lock import writer_holds
 
 
 @functools.cache
@@ -123,10 +124,11 @@ def _superblock(p: Path) -> tuple[int, int | None, int]:
     return size, (None if end == 2 ** (8 * n) - 1 else end), flags
 
 
-def check_hdf5(path: str | os.PathLike) -> bool:
+def check_hdf5(path: str | os.PathLike, cut: bool = False) -> bool:
     """Check that ``path`` is a whole HDF5 file: ValueError if it is not HDF5, or shorter
-    than the end its superblock records (a copy or download cut short). Returns whether
-    the file is marked open for writing (a writer is at work, or was killed)."""
+    than the end its superblock records (a copy or download cut short; with ``cut``, not
+    for a file marked open for writing, whose writer's last writes failed). Returns
+    whether the file is marked open for writing (a writer is at work, or was killed)."""
     p = Path(path)
     for attempt in range(TRUNCATION_RECHECKS + 1):
         size, end, flags = _superblock(p)
@@ -134,31 +136,10 @@ def check_hdf5(path: str | os.PathLike) -> bool:
             break
         if attempt < TRUNCATION_RECHECKS:  # a live writer may be extending the file
             time.sleep(0.1)
-    if end is not None and size < end:
+    if end is not None and size < end and not (cut and flags & WRITING_FLAGS):
         raise ValueError(f"run file {str(p)!r} is truncated: expected {end} bytes (the end its "
                          f"HDF5 superblock records), found {size}.")
     return bool(flags & WRITING_FLAGS)
-
-
-def lock_path(path: Path) -> Path:
-    """The lock file a writer of ``path`` holds: ``.NAME.lock`` beside it
-    (:mod:`interp.store.writer`)."""
-    return path.parent / f".{path.name}.lock"
-
-
-def writer_holds(path: Path) -> bool:
-    """Whether a writer (of any process, this one too) holds ``path``'s lock file now."""
-    try:
-        fd = os.open(lock_path(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return False  # no lock file: no writer
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)  # releases the shared lock taken, if any
-    return False
 
 
 def _h5_read(p: Path, swmr: bool) -> h5py.File:
@@ -169,14 +150,21 @@ def _h5_read(p: Path, swmr: bool) -> h5py.File:
         return h5py.File(p, "r", swmr=swmr)
 
 
-def open_checked(path: str | os.PathLike, idle: bool) -> h5py.File:
+def cut_short(path: Path) -> bool:
+    """Whether ``path`` is shorter than the end its HDF5 superblock records."""
+    size, end, _ = _superblock(path)
+    return end is not None and size < end
+
+
+def open_checked(path: str | os.PathLike, idle: bool, cut: bool = False) -> h5py.File:
     """Open read-only, after checking the file is whole. A file marked open for writing
     (a writer at work, or killed) is opened in SWMR read mode, which HDF5 requires for
     it; any other plainly, where a damaged file fails at once. A file no writer holds
     (``idle``: the caller holds its lock and has not opened it) has each metadata block
-    read once, so a damaged one fails at once in SWMR mode too (:mod:`hdf5lib`)."""
+    read once, so a damaged one fails at once in SWMR mode too. ``cut`` as for
+    :func:`check_hdf5`."""
     p = existing_file(path)
-    writing = check_hdf5(p)
+    writing = check_hdf5(p, cut)
     once = idle or not writer_holds(p)
     for swmr in (writing, True):
         try:

@@ -31,7 +31,7 @@ import numpy as np
 from interp.config import RunConfig
 from interp.data import Dataset
 from interp.models import families, family_of
-from interp.store.h5open import open_checked
+from interp.store.h5open import cut_short, open_checked
 
 FORMAT_NAME = "interp-trajectory"
 #: The version of the file's own layout (groups, datasets, commit protocol), unchanged
@@ -56,7 +56,8 @@ CONFIG_CHECKSUM = "config_sha256"
 
 def config_checksum(text: str | bytes) -> str:
     """The hex SHA-256 of a config attribute's UTF-8 text."""
-    return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
+    raw = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+    return hashlib.sha256(raw).hexdigest()
 
 
 def _reason(exc: BaseException) -> str:
@@ -103,11 +104,14 @@ class TrajectoryFile:
     :class:`interp.store.run.Run` reads a file through (its other source is a run in
     memory, :class:`interp.store.memory.MemoryTrajectory`)."""
 
-    def __init__(self, path: str | os.PathLike, *, idle: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, *, idle: bool = False,
+                 recover: bool = False) -> None:
         self.path = Path(path)
-        self.file = open_checked(self.path, idle)
+        self.file = open_checked(self.path, idle, recover)
         try:
             self._header()
+            if recover and cut_short(self.path):  # the last writes of its writer failed
+                self.verify()
         except BaseException:
             self.file.close()
             raise
@@ -138,7 +142,8 @@ class TrajectoryFile:
                              f"but its config attribute does not parse: {exc}") from None
         if version > readable_version(self.config):
             raise self._too_new(version, readable_version(self.config))
-        self.steps: np.ndarray = self._take(self.file["checkpoints/step"])
+        self.steps, self._n_metrics = np.zeros(0, np.int64), 0  # until read
+        self.steps = self._take(self.file["checkpoints/step"])
         self._n_metrics = len(self.file["metrics/step"])
 
     def _too_new(self, version: int, readable: int) -> ValueError:
@@ -216,6 +221,19 @@ class TrajectoryFile:
         kind = "slot" if top == "resume" else "row"
         return f"{kind} {start}" if start >= last else f"{kind}s {start} to {last}"
 
+    def _within(self, ds: h5py.Dataset, start: int, size: int) -> None:
+        """Refuse a chunk (``ds``'s from row ``start``) that does not lie whole within the
+        file's ``size`` bytes: a file whose tail was cut reads missing bytes as zeros."""
+        if ds.chunks:
+            info = ds.id.get_chunk_info_by_coord((start, *(0,) * (ds.ndim - 1)))
+            at, length = info.byte_offset, info.size
+        else:
+            at, length = ds.id.get_offset(), ds.id.get_storage_size()
+        if at is not None and at + length > size:
+            raise ValueError(f"run file {str(self.path)!r} is truncated: {ds.name} at "
+                             f"{self._where(ds, start, start + (ds.chunks or (1,))[0])} "
+                             f"ends at byte {at + length}, but the file has {size}.")
+
     @_damaged("its datasets")
     def verify(self) -> dict[str, int]:
         """Read every chunk of every dataset (committed rows only of the growable ones),
@@ -227,16 +245,23 @@ class TrajectoryFile:
                              else None)
         committed = {"checkpoints": len(self.steps), "metrics": self._n_metrics}
         chunks = checked = 0
+        size = self.path.stat().st_size
         for ds in found:
             n = ds.shape[0] if ds.shape else 1
             n = min(n, committed.get(ds.name.split("/")[1], n)) if ds.maxshape[:1] == (None,) \
                 else n
             per = ds.chunks[0] if ds.chunks else max(n, 1)
             for start in range(0, n, per):
+                self._within(ds, start, size)
                 self._take(ds, slice(start, min(start + per, n)) if ds.shape else None)
                 chunks += 1
             checked += bool(ds.fletcher32)
         return {"datasets": len(found), "checksummed": checked, "chunks": chunks}
+
+    @property
+    def checksummed(self) -> bool:
+        """Whether the file was written with checksums (its config's and each chunk's)."""
+        return CONFIG_CHECKSUM in self.attrs
 
     @property
     @_damaged("its attributes")

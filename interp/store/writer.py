@@ -8,14 +8,13 @@ sees a trainer. The commit protocol, the writer's lock and resuming are specifie
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import errno
-import fcntl
 import json
 import os
-import stat
-import time
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -25,7 +24,9 @@ import torch
 from interp.models import family_of
 from interp.records import Checkpoint, RunStart
 from interp.store.atomic import remove_stale_temps, write_atomic_path
-from interp.store.h5open import check_hdf5, existing_file, lock_path
+from interp.store.h5open import check_hdf5, existing_file
+from interp.store.lock import lock, lock_path, unlock
+from interp.store.rows import Rows, Slots
 from interp.store.trajectory import (
     CONFIG_CHECKSUM,
     DATASET_FIELDS,
@@ -85,130 +86,22 @@ def _header(tmp: Path, start: RunStart, attrs: dict[str, str]) -> None:
             _fixed(og, k, np.zeros((N_SLOTS, *shape), dtype), per_row=True)
 
 
-def _flock(fd: int) -> bool:
-    """Take the exclusive lock; a reader's momentary shared lock (``writer_holds``) is
-    waited out (a few tries 20 ms apart). False when another writer holds it."""
-    for attempt in range(5):
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if attempt < 4:
-                time.sleep(0.02)
-    return False
+class WriteFailed(OSError):
+    """Writing a run file failed (a full disk, a file-size limit); the file keeps every
+    checkpoint committed before, and ``--resume`` continues it once there is space."""
 
 
-def _lock(path: Path) -> int:
-    """Lock ``path`` for writing: an exclusive ``flock`` on its lock file, created if
-    missing (a killed writer's is reused: the kernel drops a lock with its process).
-    Returns the lock file's descriptor; BlockingIOError if another writer holds it."""
-    lock = lock_path(path)
-    for _ in range(100):
-        try:  # never through a planted link, never blocking on a planted pipe; read-only
-            # suffices for flock, and opens another user's lock file too
-            fd = os.open(lock, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
-                         | os.O_CLOEXEC, 0o666)
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.EISDIR):
-                raise PermissionError(f"lock file {str(lock)!r} of {str(path)!r} must be a "
-                                      "regular file, but it is a link or a folder.") from None
-            raise PermissionError(f"output folder {str(path.parent)!r} must be writable, but "
-                                  f"creating the lock file {lock.name!r} there failed: "
-                                  f"{exc.strerror}.") from None
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise PermissionError(f"lock file {str(lock)!r} of {str(path)!r} must be a "
-                                      "regular file, but it is not.")
-            if not _flock(fd):
-                raise BlockingIOError(f"another process is writing run file {str(path)!r} (it "
-                                      f"holds {str(lock)!r}); wait for it to finish or stop "
-                                      "it first.")
-            try:  # the one we locked may have been removed by its writer as it finished
-                if os.stat(lock, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
-                    return fd
-            except FileNotFoundError:
-                pass
-        except BaseException:
-            os.close(fd)
-            raise
-        os.close(fd)
-    raise BlockingIOError(f"the lock file {str(lock)!r} of run file {str(path)!r} keeps "
-                          "being replaced; another process is writing it.")
+def _no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the file-size limit, or the quota) is full; h5py
+    gives the errno only in its message."""
+    found = getattr(exc, "errno", None)
+    return found in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) or any(
+        f"errno = {code}," in str(exc) for code in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT))
 
 
-def _unlock(fd: int, lock: Path, owner: int) -> None:
-    """Remove the lock file (while still holding it, so no one else's), then release. A
-    forked child that inherited the descriptor only closes its copy."""
-    try:
-        if os.getpid() == owner and os.stat(lock, follow_symlinks=False).st_ino == \
-                os.fstat(fd).st_ino:
-            os.unlink(lock)
-    except OSError:
-        pass
-    os.close(fd)
-
-
-class _Rows:
-    """A growable dataset appended to through h5py's low-level API.
-
-    The high-level API costs about 0.3 ms of Python per write; a checkpoint makes about
-    twenty writes. ``n`` counts the rows written (the next one goes there); the extent
-    may run ahead of it (``reserve``) and is trimmed to ``n`` by ``trim``.
-    """
-
-    def __init__(self, ds: h5py.Dataset, n: int) -> None:
-        self.id, self.n, self.extent = ds.id, n, ds.shape[0]
-        self.row: tuple[int, ...] = ds.shape[1:]
-        self.dtype = ds.dtype
-        self._mtype = h5py.h5t.py_create(self.dtype)
-        self._zeros = (0,) * len(self.row)
-        self._fspace: h5py.h5s.SpaceID | None = None
-        self._mspaces: dict[tuple[int, ...], h5py.h5s.SpaceID] = {}
-        # one row per chunk and no filters: a row is a chunk, written as is
-        self.direct = (ds.chunks == (1, *self.row)
-                       and ds.id.get_create_plist().get_nfilters() == 0)
-
-    def append(self, rows: np.ndarray, reserve: int = 1) -> None:
-        """Write ``rows`` (k, *row) after the last row, growing the extent if needed
-        to a multiple of ``reserve`` rows."""
-        k, n = len(rows), self.n
-        if n + k > self.extent:
-            self.extent = -(-(n + k) // reserve) * reserve
-            self.id.set_extent((self.extent, *self.row))
-            self._fspace = None
-        rows = np.ascontiguousarray(rows, dtype=self.dtype)
-        if self.direct and k == 1:
-            self.id.write_direct_chunk((n, *self._zeros), rows)
-        else:
-            if self._fspace is None:
-                self._fspace = self.id.get_space()
-            self._fspace.select_hyperslab((n, *self._zeros), rows.shape)
-            mspace = self._mspaces.get(rows.shape)
-            if mspace is None:
-                mspace = self._mspaces[rows.shape] = h5py.h5s.create_simple(rows.shape)
-            self.id.write(mspace, self._fspace, rows, self._mtype)
-        self.n = n + k
-
-    def trim(self) -> None:
-        if self.extent != self.n:
-            self.extent = self.n
-            self.id.set_extent((self.n, *self.row))
-
-
-class _Slots:
-    """A fixed-size dataset whose rows (``resume/`` slots) are overwritten, low-level."""
-
-    def __init__(self, ds: h5py.Dataset) -> None:
-        self.id, self.dtype, self.row = ds.id, ds.dtype, ds.shape[1:]
-        self._mtype = h5py.h5t.py_create(self.dtype)
-        self._fspace = ds.id.get_space()
-        self._mspace = h5py.h5s.create_simple((1, *self.row))
-
-    def write(self, i: int, value: np.ndarray) -> None:
-        """``ds[i] = value``."""
-        value = np.asarray(value, dtype=self.dtype, order="C")
-        self._fspace.select_hyperslab((i, *(0,) * len(self.row)), (1, *self.row))
-        self.id.write(self._mspace, self._fspace, value, self._mtype)
+def _write_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (from h5py) is a failed write to the file, not a mistake of ours."""
+    return _no_space(exc) or "write failed" in str(exc) or "errno = " in str(exc)
 
 
 class TrajectoryWriter:
@@ -240,14 +133,15 @@ class TrajectoryWriter:
         self.file: h5py.File | None = None
         self._pending: list[tuple[int, torch.Tensor]] = []
         self._done_metrics = self._done_checkpoints = -1  # steps the file already holds
+        self._committed, self._last = 0, -1  # checkpoints committed, the last one's step
         self._check_target(overwrite)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise PermissionError(f"output folder {str(self.path.parent)!r} must be writable, "
                                   f"but creating it failed: {exc.strerror}.") from None
-        fd = _lock(self.path)
-        self._release = weakref.finalize(self, _unlock, fd, lock_path(self.path), os.getpid())
+        fd = lock(self.path)
+        self._release = weakref.finalize(self, unlock, fd, lock_path(self.path), os.getpid())
         try:
             self._check_target(overwrite)  # again, now that no other writer can change it
             remove_stale_temps(self.path.parent, self.path.name)  # a killed writer's copy
@@ -263,27 +157,33 @@ class TrajectoryWriter:
                                   "pass --overwrite (overwrite=True) to replace it.")
 
     def on_start(self, start: RunStart) -> None:
+        with self._writing():
+            self._start(start)
+
+    def _start(self, start: RunStart) -> None:
         if not self.append:
             _create(self.path, start, self.attrs)
         else:
             self._check_resumable(start)
-            if check_hdf5(self.path):  # a killed writer's mark: HDF5 will not open it r+
+            if check_hdf5(self.path, cut=True):  # a killed writer's mark: HDF5 opens
+                # it r+ only once cleared, and a failed writer's file may be cut short
                 write_atomic_path(self.path, self._copy_committed)
         f = self.file = h5py.File(self.path, "r+", libver="latest")
         f.swmr_mode = True
         # handles cached once; rows are written after the committed ones
         n_ck, n_m = len(f["checkpoints/step"]), len(f["metrics/step"])
-        self._ck_step = _Rows(f["checkpoints/step"], n_ck)
-        self._ck = {k: _Rows(f["checkpoints"][k], n_ck) for k in f["checkpoints"] if k != "step"}
-        self._m_step = _Rows(f["metrics/step"], n_m)
-        self._m = [_Rows(f["metrics"][k], n_m) for k in start.metric_names]
+        self._ck_step = Rows(f["checkpoints/step"], n_ck)
+        self._ck = {k: Rows(f["checkpoints"][k], n_ck) for k in f["checkpoints"] if k != "step"}
+        self._m_step = Rows(f["metrics/step"], n_m)
+        self._m = [Rows(f["metrics"][k], n_m) for k in start.metric_names]
         g = f["resume"]
-        self._slot_step_ds, self._slot_filled_ds = _Slots(g["slot_step"]), _Slots(g["slot_filled"])
+        self._slot_step_ds, self._slot_filled_ds = Slots(g["slot_step"]), Slots(g["slot_filled"])
         self._slot_step = g["slot_step"][()]
-        self._opt: dict[str, _Slots] = {}
+        self._opt: dict[str, Slots] = {}
         g["optimizer"].visititems(
-            lambda k, v: self._opt.__setitem__(k, _Slots(v)) if isinstance(v, h5py.Dataset)
+            lambda k, v: self._opt.__setitem__(k, Slots(v)) if isinstance(v, h5py.Dataset)
             else None)
+        self._committed = n_ck
         if self.append:
             self._continue(f)
         # a file with three or more slots keeps the next one to overwrite invalid
@@ -294,7 +194,7 @@ class TrajectoryWriter:
     def _check_resumable(self, start: RunStart) -> None:
         """Refuse, before anything changes, to continue a file that has no room for the
         run's optimizer state (one written from given weights keeps none)."""
-        with TrajectoryFile(self.path, idle=True) as run:
+        with TrajectoryFile(self.path, idle=True, recover=True) as run:
             kept: list[str] = []
             run.file["resume/optimizer"].visititems(
                 lambda k, v: kept.append(k) if isinstance(v, h5py.Dataset) else None)
@@ -319,7 +219,7 @@ class TrajectoryWriter:
 
     def _copy_committed(self, tmp: Path) -> None:
         """Copy the committed part of the file at ``path`` to ``tmp``."""
-        with TrajectoryFile(self.path, idle=True) as run, \
+        with TrajectoryFile(self.path, idle=True, recover=True) as run, \
                 h5py.File(tmp, "w", libver="latest") as dst:
             run.verify()  # every committed chunk read once, its checksum checked
             rows = {"checkpoints": len(run.steps), "metrics": len(run.file["metrics/step"])}
@@ -337,10 +237,14 @@ class TrajectoryWriter:
         """Called after each stage of a checkpoint; tests kill the writer here."""
 
     def on_checkpoint(self, checkpoint: Checkpoint) -> None:
+        if checkpoint.step > self._done_checkpoints:  # else the file holds it already
+            with self._writing():
+                self._checkpoint(checkpoint)
+                self._committed, self._last = self._ck_step.n, checkpoint.step
+
+    def _checkpoint(self, checkpoint: Checkpoint) -> None:
         f, step = self.file, checkpoint.step
         assert f is not None
-        if step <= self._done_checkpoints:  # the file holds it (and every metric row before)
-            return
         # the slot this checkpoint's optimizer state goes to: an invalid one, else the
         # oldest; with three slots it was invalidated by the previous checkpoint's commit
         s = int(np.argmin(self._slot_step))
@@ -384,13 +288,41 @@ class TrajectoryWriter:
         """Close the file (trimming reserved rows) and release the lock."""
         try:
             if self.file is not None:
-                if self.file.id.valid:
-                    for rows in (self._ck_step, *self._ck.values(), self._m_step, *self._m):
-                        rows.trim()
-                self.file.close()
-                self.file = None
+                with self._writing():
+                    if self.file.id.valid:
+                        for rows in (self._ck_step, *self._ck.values(), self._m_step, *self._m):
+                            rows.trim()
+                    self.file.close()
+                    self.file = None
         finally:
             self._release()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A failed write (a full disk, a file-size limit, an I/O error) ends the writer
+        without another write: HDF5's file descriptor is pointed at /dev/null before the
+        file is closed, so the flush that closing makes cannot fail again (before, that
+        ended in a crash); the file keeps what reached the disk, every committed
+        checkpoint among it (``interp train --resume`` recovers it). Raises
+        :class:`WriteFailed`, one sentence."""
+        try:
+            yield
+        except (OSError, RuntimeError) as exc:
+            if isinstance(exc, WriteFailed) or not _write_error(exc):
+                raise
+            f, self.file = self.file, None
+            if f is not None:
+                with contextlib.suppress(Exception):
+                    null = os.open(os.devnull, os.O_RDWR)
+                    os.dup2(null, f.id.get_vfd_handle())
+                    os.close(null)
+                with contextlib.suppress(Exception):
+                    f.close()
+            last = f" (the last at step {self._last})" if self._committed else ""
+            why = "disk full" if _no_space(exc) else f"writing failed ({exc})"
+            raise WriteFailed(f"{why}: run file {str(self.path)!r} keeps its {self._committed} "
+                              f"committed checkpoints{last}; free some space and resume "
+                              "it.") from None
 
 
 def _copy_rows(src: h5py.File, dst: h5py.File, rows: dict[str, int]) -> None:

@@ -18,6 +18,7 @@ from interp.data import ACCURACY_NAMES
 from interp.jsonable import to_jsonable
 from interp.store.atomic import write_text_atomic
 from interp.store.run import Run
+from interp.store.trajectory import TrajectoryFile
 from interp.sweeps.spec import cells, load_spec, value_of
 from interp.validate import is_finite_number
 
@@ -56,8 +57,8 @@ def file_state(path: Path, cfg: RunConfig) -> str:
     """complete, incomplete, missing or unreadable; a run of another config is an error."""
     if not path.exists():
         return "missing"
-    try:
-        with Run(path) as run:
+    try:  # a file whose writer's last writes failed (a full disk) is resumed too
+        with Run(TrajectoryFile(path, recover=True)) as run:
             stored, complete = run.config, run.complete
     except (OSError, KeyError, ValueError):
         return "unreadable"

@@ -31,6 +31,7 @@ import torch
 
 from interp.config import RunConfig
 from interp.store.atomic import pid_alive
+from interp.store.writer import WriteFailed
 from interp.sweeps.summary import cell_row, file_state
 from interp.training.runner import resume_file, train_stack_to_files, train_to_file
 from interp.training.stacking import stack_key
@@ -48,6 +49,8 @@ def _resume(file: Path, device: str, metrics_every: int) -> bool:
     try:
         resume_file(file, device=device, metrics_every=metrics_every)
         return True
+    except WriteFailed:  # a full disk: the file keeps its checkpoints, the sweep stops
+        raise
     except (OSError, ValueError, KeyError):  # not resumable: redo from scratch
         return False
 
@@ -72,6 +75,8 @@ def run_group(items: list[tuple[str, str, str]], regularizer: str,
             state = file_state(file, cfg)
             if state == "incomplete" and _resume(file, device, metrics_every):
                 state = "resumed"
+        except WriteFailed:
+            raise
         except Exception as exc:  # the cell's own error: record it, go on
             out.append((cid, None, None, exc))
             continue
@@ -92,6 +97,8 @@ def run_group(items: list[tuple[str, str, str]], regularizer: str,
             else:
                 train_to_file(group[0][1], group[0][2], device=device, overwrite=True,
                               metrics_every=metrics_every)
+        except WriteFailed:  # a full disk fails every cell after it too: stop the sweep
+            raise
         except Exception as exc:  # the cells' own error: record it, go on
             out += [(cid, None, None, exc) for cid, _, _ in group]
         else:

@@ -57,7 +57,8 @@ def resume_file(path: str | os.PathLike, *, device: str = "cpu",
     """
     writer = TrajectoryWriter(path, append=True)
     with contextlib.closing(writer):
-        with Run(TrajectoryFile(path, idle=True)) as run:  # we hold it; no writer has it open
+        # we hold the file and no writer has it open; a failed writer's cut tail recovered
+        with Run(TrajectoryFile(path, idle=True, recover=True)) as run:
             cfg = run.config
             if run.complete:
                 raise ValueError(f"run file {str(path)!r} is already complete at step "

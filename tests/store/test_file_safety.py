@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from interp.store.h5open import check_hdf5, lock_path
+from interp.store.h5open import check_hdf5
+from interp.store.lock import lock_path
 from interp.store.run import Run
 from interp.store.writer import TrajectoryWriter
 from interp.training.runner import resume_file, train_to_file
