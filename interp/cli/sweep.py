@@ -107,8 +107,8 @@ def sweep(
             report = run_sweep(spec, out_dir, workers=workers, scheduler=scheduler,
                                progress=on_cell, batch=batch, threads=threads, device=device)
         except WriteFailed as exc:
-            raise ValueError(f"{str(exc).rstrip('.')} by running the same sweep "
-                             "again.") from None
+            hint = " by running the same sweep again" if exc.resumable else ""
+            raise ValueError(f"{str(exc).rstrip('.')}{hint}.") from None
     result = {"out": str(out_dir), "n_cells": report.n_cells, "n_trained": report.n_trained,
               "n_resumed": report.n_resumed, "n_skipped": report.n_skipped,
               "failed": list(report.failed), "rows": list(report.rows)}

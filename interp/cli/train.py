@@ -171,7 +171,7 @@ def _stopped(path: Path) -> Iterator[None]:
         err.print(f"error: interrupted{hint}.", markup=False, highlight=False)
         raise typer.Exit(130) from None
     except WriteFailed as exc:
-        hint = f" with `interp train --resume {path}`" if path.is_file() else ""
+        hint = f" with `interp train --resume {path}`" if exc.resumable else ""
         raise ValueError(f"{str(exc).rstrip('.')}{hint}.") from None
     except OSError as exc:
         if path.is_file() and common.no_space(exc):

@@ -86,9 +86,24 @@ def _header(tmp: Path, start: RunStart, attrs: dict[str, str]) -> None:
             _fixed(og, k, np.zeros((N_SLOTS, *shape), dtype), per_row=True)
 
 
+def _abandon(f: h5py.File) -> None:
+    """Close a file whose writes failed without writing to it again: HDF5's descriptor
+    is pointed at /dev/null first, so the flush that closing makes cannot fail (HDF5
+    crashes on a second failure)."""
+    with contextlib.suppress(Exception):
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, f.id.get_vfd_handle())
+        os.close(null)
+    with contextlib.suppress(Exception):
+        f.close()
+
+
 class WriteFailed(OSError):
     """Writing a run file failed (a full disk, a file-size limit); the file keeps every
-    checkpoint committed before, and ``--resume`` continues it once there is space."""
+    checkpoint committed before, and ``--resume`` continues it once there is space
+    (``resumable``; False: the file was not created, or an existing one not replaced)."""
+
+    resumable = False
 
 
 def _no_space(exc: BaseException) -> bool:
@@ -134,6 +149,7 @@ class TrajectoryWriter:
         self._pending: list[tuple[int, torch.Tensor]] = []
         self._done_metrics = self._done_checkpoints = -1  # steps the file already holds
         self._committed, self._last = 0, -1  # checkpoints committed, the last one's step
+        self._created = append  # whether the file is this run's
         self._check_target(overwrite)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -163,6 +179,7 @@ class TrajectoryWriter:
     def _start(self, start: RunStart) -> None:
         if not self.append:
             _create(self.path, start, self.attrs)
+            self._created = True
         else:
             self._check_resumable(start)
             if check_hdf5(self.path, cut=True):  # a killed writer's mark: HDF5 opens
@@ -195,6 +212,8 @@ class TrajectoryWriter:
         """Refuse, before anything changes, to continue a file that has no room for the
         run's optimizer state (one written from given weights keeps none)."""
         with TrajectoryFile(self.path, idle=True, recover=True) as run:
+            if len(run.steps):  # what a failed write leaves
+                self._committed, self._last = len(run.steps), int(run.steps[-1])
             kept: list[str] = []
             run.file["resume/optimizer"].visititems(
                 lambda k, v: kept.append(k) if isinstance(v, h5py.Dataset) else None)
@@ -219,11 +238,16 @@ class TrajectoryWriter:
 
     def _copy_committed(self, tmp: Path) -> None:
         """Copy the committed part of the file at ``path`` to ``tmp``."""
-        with TrajectoryFile(self.path, idle=True, recover=True) as run, \
-                h5py.File(tmp, "w", libver="latest") as dst:
+        with TrajectoryFile(self.path, idle=True, recover=True) as run:
             run.verify()  # every committed chunk read once, its checksum checked
             rows = {"checkpoints": len(run.steps), "metrics": len(run.file["metrics/step"])}
-            _copy_rows(run.file, dst, rows)
+            dst = h5py.File(tmp, "w", libver="latest")
+            try:
+                _copy_rows(run.file, dst, rows)
+            except BaseException:
+                _abandon(dst)  # the temporary copy is removed
+                raise
+            dst.close()
 
     def on_step(self, step: int, values: torch.Tensor) -> None:
         if step > self._done_metrics:
@@ -310,19 +334,19 @@ class TrajectoryWriter:
         except (OSError, RuntimeError) as exc:
             if isinstance(exc, WriteFailed) or not _write_error(exc):
                 raise
-            f, self.file = self.file, None
-            if f is not None:
-                with contextlib.suppress(Exception):
-                    null = os.open(os.devnull, os.O_RDWR)
-                    os.dup2(null, f.id.get_vfd_handle())
-                    os.close(null)
-                with contextlib.suppress(Exception):
-                    f.close()
-            last = f" (the last at step {self._last})" if self._committed else ""
+            if self.file is not None:
+                _abandon(self.file)
+                self.file = None
             why = "disk full" if _no_space(exc) else f"writing failed ({exc})"
-            raise WriteFailed(f"{why}: run file {str(self.path)!r} keeps its {self._committed} "
-                              f"committed checkpoints{last}; free some space and resume "
-                              "it.") from None
+            if not self._created:
+                raise WriteFailed(f"{why}: run file {str(self.path)!r} could not be written; "
+                                  "free some space and try again.") from None
+            last = f" (the last at step {self._last})" if self._committed else ""
+            failed = WriteFailed(f"{why}: run file {str(self.path)!r} keeps its "
+                                 f"{self._committed} committed checkpoints{last}; free some "
+                                 "space and resume it.")
+            failed.resumable = True
+            raise failed from None
 
 
 def _copy_rows(src: h5py.File, dst: h5py.File, rows: dict[str, int]) -> None:
