@@ -8,8 +8,11 @@ growable chunked datasets whose visible length is set by a commit index
 are flushed; the file is written in HDF5's single-writer/multiple-reader (SWMR) mode, so
 a writer killed at any moment leaves a file that opens and shows every committed
 checkpoint and nothing half written. Before opening a file the reader checks that it is
-whole (a truncated copy is refused, not read as zeros), and it reads committed rows only,
-never more than the file stores (a crafted shape is refused, not allocated).
+whole (a truncated copy is refused, not read as zeros; :mod:`interp.store.h5open`), and
+it reads committed rows only, never more than the file stores (a crafted shape is
+refused, not allocated). Every chunk carries a Fletcher32 checksum and the config its
+SHA-256 (files written before lack both): a damaged chunk or header is refused with one
+sentence naming the dataset and step, and :meth:`TrajectoryFile.verify` reads them all.
 """
 
 from __future__ import annotations
