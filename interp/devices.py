@@ -18,8 +18,12 @@ def resolve_device(device: str) -> torch.device:
         raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}.") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was requested but CUDA is not available here.")
-    if dev.type not in ("cpu", "cuda"):
+    if dev.type not in ("cpu", "cuda") or dev.type == "cpu" and dev.index not in (None, 0):
         raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}.")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r} must name one of the {torch.cuda.device_count()} "
+                         "CUDA devices here (cuda:0 to cuda:"
+                         f"{torch.cuda.device_count() - 1}).")
     return dev
 
 
@@ -28,14 +32,35 @@ def available_memory(device: torch.device) -> int | None:
     (Linux); None where it cannot be told."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
+    free = [x for x in (_proc_kib("/proc/meminfo", "MemAvailable:"), _address_space_left())
+            if x is not None]
+    return min(free) if free else None
+
+
+def _proc_kib(path: str, key: str) -> int | None:
+    """The bytes a ``/proc`` file's line ``key N kB`` gives (Linux), else None."""
     try:
-        with open("/proc/meminfo") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(key):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def _address_space_left() -> int | None:
+    """What this process's address-space limit (``ulimit -v``, RLIMIT_AS) leaves it, or
+    None when unlimited or unknown: an allocation past it fails however much is free."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Windows
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    used = _proc_kib("/proc/self/status", "VmSize:")
+    if soft == resource.RLIM_INFINITY or used is None:
+        return None
+    return max(0, soft - used)
 
 
 _ALLOCATOR_TUNED = False

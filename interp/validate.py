@@ -4,7 +4,9 @@ what was expected and what was found."""
 from __future__ import annotations
 
 import math
+import os
 import re
+import stat
 from typing import Any
 
 #: Activation names: ``relu``, ``gelu`` (exact, erf), ``gelu_new`` (tanh approximation, as
@@ -16,9 +18,19 @@ def fail(name: str, expected: str, found: Any) -> None:
     raise ValueError(f"{name} must be {expected}, got {found!r}.")
 
 
-def check_int(name: str, value: Any, minimum: int) -> None:
+#: The largest seed torch's generators take (an unsigned 64-bit integer).
+MAX_SEED = 2**64 - 1
+
+
+def check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         fail(name, f"an integer >= {minimum}", value)
+    if maximum is not None and value > maximum:
+        fail(name, f"an integer in [{minimum}, {maximum}]", value)
+
+
+def check_seed(name: str, value: Any) -> None:
+    check_int(name, value, 0, MAX_SEED)
 
 
 def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
@@ -72,3 +84,25 @@ def act_power(act: str) -> int | None:
     """The exponent K of an ``x^K`` activation, else None."""
     match = ACT_RE.match(act)
     return int(match.group(2)) if match and match.group(2) else None
+
+
+def file_kind(mode: int) -> str:
+    """What a ``stat`` mode says a path is, in words ("a FIFO", "a character device")."""
+    kinds = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"),
+             (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISLNK, "a symbolic link"))
+    return next((word for test, word in kinds if test(mode)), "not a regular file")
+
+
+def check_regular_input(path: Any, what: str) -> None:
+    """Refuse an input that exists but is neither a regular file nor a folder (a FIFO, a
+    device, a socket), which reading could block on or never finish; missing paths and
+    folders are left to the caller's own message. A link to a regular file is fine."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise ValueError(f"{what} {str(path)!r} must be a regular file, but it is "
+                         f"{file_kind(mode)}.")

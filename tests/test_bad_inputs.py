@@ -13,6 +13,7 @@ import fractions
 import hashlib
 import json
 import os
+import pickle
 import re
 import time
 from pathlib import Path
@@ -70,6 +71,21 @@ def _foreign_files(d: Path) -> None:
     for name in ("text.pt", "text.npz", "text.safetensors"):
         (d / name).write_text("this is not a checkpoint\n")
     (d / "folder.pt").mkdir()
+    _bombs(d)
+
+
+def _bombs(d: Path) -> None:
+    """Inputs that cost without bound unless refused: 678 bytes of pickle whose 60 levels
+    each share the dict below twice (2**60 paths), 100,000 nested lists, a TOML array
+    nested 100,000 deep, and a FIFO (reading it blocks until someone writes)."""
+    shared: dict = {}
+    for _ in range(60):
+        shared = {"a": shared, "b": shared}
+    (d / "shared_bomb.pt").write_bytes(pickle.dumps(shared, protocol=2))
+    (d / "deep_bomb.pt").write_bytes(b"\x80\x02" + b"]" * 100_000 + b"a" * 99_999 + b".")
+    (d / "deep.toml").write_text("xi = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    for name in ("fifo.npy", "fifo.toml", "fifo.pt"):
+        os.mkfifo(d / name)
 
 
 def _sweep_files(d: Path) -> None:
@@ -84,6 +100,9 @@ def _sweep_files(d: Path) -> None:
         "lr_inf.toml": "[base.train]\nlr = inf\n",
         "eps_nan.toml": "[base.train]\neps = nan\n",
         "init_inf.toml": "[base.model]\ninit_scale = inf\n",
+        "empty.toml": "# nothing set\n",
+        "one.toml": "xi = [0.1]\n",
+        "huge_width.toml": "xi = [0.1]\nalpha = [0.5]\n[base.model]\nwidth = 100000000\n",
     }
     for name, text in toml.items():
         (d / name).write_text(text)
@@ -153,6 +172,8 @@ def _hashes(folder: Path) -> dict[str, str]:
             out[key] = hashlib.sha256(path.read_bytes()).hexdigest()
         elif path.is_dir():
             out[key + "/"] = "folder"
+        else:  # a FIFO or a device: never read, its kind must stay
+            out[key] = oct(os.lstat(path).st_mode)
     return out
 
 
@@ -314,7 +335,7 @@ CASES = [
     C(["analyze", "{d}/run.h5", "--out", "{out}", "--seed", "-1"],
       "seed must be an integer >= 0, got -1.", id="analyze-seed"),
     C(["analyze", "{d}/run.h5", "--out", "{out}", "--threshold", "nan"],
-      "threshold must be a finite number or None, got nan.", id="analyze-threshold"),
+      "threshold must be a number in (0, 1] (an IPR) or None, got nan.", id="analyze-threshold"),
     C(["analyze", "{d}/run.h5", "--out", "{out}", "--step", "3"],
       "step must be one of the stored checkpoints", id="analyze-step"),
     C(["analyze", "{d}/nan_run.h5", "--out", "{out}"],
@@ -389,6 +410,60 @@ CASES = [
        "{out}"], "--scheduler 'tcp://127.0.0.1:1' cannot be reached", id="sweep-scheduler"),
     C(["sweep", "--scheduler", "tcp://:99999", "--out", "{out}"],
       "--scheduler must be a Dask scheduler address", id="sweep-scheduler-form"),
+    # issue 23, point 3: untrusted inputs that would cost without bound, refused at once
+    C(["import", "{d}/shared_bomb.pt", "--out", "{out}"],
+      "the content of '{d}/shared_bomb.pt' must hold at most 1000000 objects", id="pickle-shared"),
+    C(["analyze", "{d}/shared_bomb.pt", "--out", "{out}"], "as a pickle bomb does",
+      id="analyze-pickle-shared"),
+    C(["import", "{d}/deep_bomb.pt", "--out", "{out}"],
+      "the content of '{d}/deep_bomb.pt' must nest its containers at most 100 levels deep",
+      id="pickle-deep"),
+    C(["sweep", "--config", "{d}/deep.toml", "--out", "{out}"],
+      "sweep config '{d}/deep.toml' must be a TOML table nested a few levels deep",
+      id="sweep-deep-toml"),
+    C(["sweep", "--p", "100003", "--xi", "0.1", "--alpha", "0.5", "--out", "{out}"],
+      "the sweep's largest cell", id="sweep-p-memory"),
+    C(["sweep", "--config", "{d}/huge_width.toml", "--out", "{out}"],
+      "the sweep's largest cell", id="sweep-width-memory"),
+    C([*TRAIN, "--model", "deep_mlp", "--depth", "100000"],
+      "(mostly the bookkeeping of 100002 arrays)", id="depth-memory"),
+    C(["import", "{d}/good.npz", "--out", "{out}", "--train-indices", "{d}/fifo.npy"],
+      "train_indices file '{d}/fifo.npy' must be a regular file, but it is a FIFO",
+      id="fifo-indices"),
+    C(["sweep", "--config", "{d}/fifo.toml", "--out", "{out}"],
+      "sweep config '{d}/fifo.toml' must be a regular file, but it is a FIFO", id="fifo-toml"),
+    C(["import", "{d}/fifo.pt", "--out", "{out}"],
+      "checkpoint '{d}/fifo.pt' must be a regular file, but it is a FIFO", id="fifo-checkpoint"),
+    # point 4: outputs that are folders or nodes
+    C([*TRAIN, "--out", "{d}/newdir/"], "path '{d}/newdir/' must be a file path, but it ends "
+      "with '/'", id="out-trailing-slash"),
+    C(["import", "{d}/good.npz", "--out", "{d}/newdir/"], "which names a folder",
+      id="import-out-trailing-slash"),
+    C([*TRAIN, "--out", "{d}/fifo.npy", "--overwrite"], "path '{d}/fifo.npy' must be a regular "
+      "file or a new path, but it is a FIFO", id="out-fifo"),
+    C(["solution", "--out", "{d}/fifo.npy", "--overwrite"], "but it is a FIFO",
+      id="solution-out-fifo"),
+    # point 5: accepted silently or unclear before
+    C([*TRAIN, "--device", "cpu:1"], "device must be 'cpu' or 'cuda[:N]', got 'cpu:1'.",
+      id="device-cpu-1"),
+    C([*TRAIN, "--seed", str(2**64)], "--seed must be an integer in [0, 18446744073709551615], "
+      "got 18446744073709551616.", id="seed-2-64"),
+    C(["analyze", "{d}/run.h5", "--out", "{out}", "--threshold", "2"],
+      "threshold must be a number in (0, 1] (an IPR) or None, got 2.0.", id="threshold-2"),
+    C(["analyze", "{d}/run.h5", "--out", "{out}", "--threshold", "-1"],
+      "threshold must be a number in (0, 1] (an IPR) or None, got -1.0.", id="threshold-neg"),
+    C(["analyze", "{d}/run.h5", "--out", "{out}", "--p", "5"], "--p applies only to a foreign "
+      "checkpoint, but '{d}/run.h5' is a trajectory file", id="analyze-p-h5"),
+    C(["analyze", "{d}/run.h5", "--out", "{out}", "--map", "U=V"],
+      "--map applies only to a foreign checkpoint", id="analyze-map-h5"),
+    C(["sweep", "--seeds", "1.5", "--out", "{out}"],
+      "seeds must hold only integers >= 0, got 1.5", id="sweep-seeds-float"),
+    C(["sweep", "--config", "{d}/empty.toml", "--out", "{out}"],
+      "sweep config '{d}/empty.toml' must set at least one key", id="sweep-empty-toml"),
+    C(["sweep", "--config", "{d}/one.toml", "--xi", "0.2", "--out", "{out}"],
+      "--xi must not be given with --config '{d}/one.toml'", id="sweep-config-xi"),
+    C(["sweep", "--config", "{d}/one.toml", "--width", "5", "--out", "{out}"],
+      "--width must not be given with --config", id="sweep-config-width"),
     # interp phase-diagram: not a sweep folder, broken spec or summary
     C(["phase-diagram", "{d}/nope"], "sweep folder '{d}/nope' does not exist",
       id="phase-missing"),
@@ -569,3 +644,75 @@ def test_memory_is_checked_against_what_is_free():
     check_memory([cfg], None)  # unknown: not checked
     small = RunConfig().replace(data={"p": 7}, model={"width": 8})
     check_memory([small], 2**30)
+
+
+# -- the API refuses the same inputs: a ValueError or TypeError of one sentence ----------
+
+def _api_cases(d: Path, out: Path) -> list:
+    from interp import Run, classify, make_model, train_to_file, write_trajectory
+    from interp.store.foreign import read_foreign
+    from interp.sweeps.run import run_sweep
+
+    tiny = RunConfig().replace(data={"p": 7}, model={"width": 8}, train={"steps": 4})
+
+    def run_call(method: str, **kw):
+        def call():
+            with Run(d / "run.h5") as run:
+                return getattr(run, method)(**kw)
+        return call
+
+    return [
+        (lambda: train_to_file(None, out), TypeError, "cfg must be a RunConfig, got NoneType."),
+        (lambda: train_to_file(tiny, None), TypeError, "path must be a file path (str or "
+         "os.PathLike), got NoneType."),
+        (lambda: train_to_file(tiny, d / "fifo.npy", overwrite=True), ValueError,
+         "but it is a FIFO, which interp never replaces."),
+        (run_call("read", name="U", steps=[999]), ValueError, "steps must hold checkpoint "
+         "indices from -3 to 2 (the run holds 3 checkpoints), got 999."),
+        (run_call("read", name="U", steps=["a"]), TypeError, "steps must be a slice or a list "
+         "of checkpoint indices (integers), got ['a']."),
+        (run_call("model", device="cuda:7"), ValueError, "cuda:7"),
+        (run_call("model", device="cpu:1"), ValueError, "device must be 'cpu' or 'cuda[:N]', "
+         "got 'cpu:1'."),
+        (lambda: make_model(0, MLPConfig(width=8)), ValueError,
+         "p must be an integer >= 2, got 0."),
+        (lambda: write_trajectory(tiny, out, []), ValueError,
+         "checkpoints must hold at least one (step, arrays) pair, got none."),
+        (lambda: classify(np.ones(3) / 2, threshold=2), ValueError,
+         "threshold must be a number in (0, 1] (an IPR) or None, got 2."),
+        (lambda: TrainConfig(seed=2**64), ValueError,
+         "seed must be an integer in [0, 18446744073709551615], got 18446744073709551616."),
+        (lambda: SweepSpec(seeds=(1.5,)), ValueError, "seeds must hold only integers >= 0, "
+         "got 1.5."),
+        (lambda: SweepSpec.from_toml(d / "deep.toml"), ValueError, "nest too deeply to read."),
+        (lambda: SweepSpec.from_toml(d / "empty.toml"), ValueError, "but it is empty."),
+        (lambda: read_foreign(d / "fifo.pt"), ValueError, "must be a regular file, but it is a "
+         "FIFO."),
+        (lambda: read_foreign(d / "shared_bomb.pt"), ValueError, "as a pickle bomb does."),
+        (lambda: run_sweep(SweepSpec(base=RunConfig().replace(data={"p": 100003}), xi=(0.1,),
+                                     alpha=(0.5,)), out, workers=0), ValueError,
+         "the sweep's largest cell needs at least"),
+        (lambda: check_memory([RunConfig(model=DeepMLPConfig(depth=100_000, width=8)).replace(
+            data={"p": 7})], 8 * 2**30), ValueError, "(mostly the bookkeeping of 100002 "
+         "arrays), more than the 8.0 GiB available on the cpu."),
+    ]
+
+
+API_IDS = ["train-none", "train-path-none", "train-fifo", "read-step-999", "read-step-text",
+           "model-cuda-7", "model-cpu-1", "make-model-0", "write-empty", "classify-2",
+           "seed-2-64", "seeds-float", "deep-toml", "empty-toml", "read-fifo", "read-bomb",
+           "sweep-memory", "depth-memory"]
+
+
+@pytest.mark.parametrize("i", range(len(API_IDS)), ids=API_IDS)
+def test_the_api_refuses_bad_input_in_one_sentence(inputs, tmp_path, i):
+    out = tmp_path / "out.h5"
+    call, kind, message = _api_cases(inputs, out)[i]
+    before = _hashes(inputs)
+    with pytest.raises(kind) as info:
+        call()
+    text = str(info.value)
+    assert type(info.value) is kind or kind is ValueError and isinstance(info.value, ValueError)
+    assert message in text and text.endswith(".") and "\n" not in text, text
+    assert not re.search(r"\.\s+[A-Z]", text), f"more than one sentence: {text}"
+    assert _hashes(inputs) == before and not out.exists()

@@ -88,8 +88,11 @@ def classify(ipr: np.ndarray, threshold: float | None = None) -> NeuronClasses:
     if threshold is None:
         method, cut = "otsu", otsu_threshold(values)
     else:
-        if isinstance(threshold, bool) or not np.isfinite(threshold):
-            raise ValueError(f"threshold must be a finite number or None, got {threshold!r}.")
+        number = isinstance(threshold, (int, float, np.number)) and not isinstance(
+            threshold, bool)
+        if not number or not np.isfinite(threshold) or not 0 < threshold <= 1:  # an IPR
+            raise ValueError(f"threshold must be a number in (0, 1] (an IPR) or None, got "
+                             f"{threshold!r}.")
         method, cut = "fixed", float(threshold)
     high = values >= cut
     return NeuronClasses(cut, method, np.flatnonzero(high), np.flatnonzero(~high))

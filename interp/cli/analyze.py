@@ -111,8 +111,21 @@ def analyze(
     if layout is not None or is_foreign(run_path):
         foreign = foreign_options(layout, p, op, mapping, act, train_frac, corrupt,
                                   split_seed, unsafe_pickle)
+    else:
+        only_foreign({"--p": p, "--op": op, "--map": mapping, "--act": act,
+                      "--train-frac": train_frac, "--corrupt": corrupt,
+                      "--split-seed": split_seed, "--unsafe-pickle": unsafe_pickle}, run_path)
     _analyze_run(run_path, foreign, step, flags, folder, json_path, plots, no_plots,
                  threshold, seed, device, overwrite, quiet)
+
+
+def only_foreign(options: dict[str, Any], run_path: Path) -> None:
+    """Refuse an option of foreign checkpoints given for a trajectory file, which its
+    own config describes (the option would be ignored)."""
+    given = [name for name, value in options.items() if value not in (None, False, [])]
+    if given:
+        raise ValueError(f"{given[0]} applies only to a foreign checkpoint, but "
+                         f"{str(run_path)!r} is a trajectory file, whose own config is used.")
 
 
 def _warn(text: str) -> None:

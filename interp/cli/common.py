@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 from rich.console import Console
 
-from interp.store.atomic import write_text_atomic
+from interp.store.atomic import check_output_file, write_text_atomic
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -38,6 +38,17 @@ def json_option(what: str = "a JSON summary") -> Any:
     """The ``--json FILE|-`` option of a command with a result: write ``what`` there."""
     return typer.Option(None, "--json", metavar="FILE|-", help=f"Also write {what} here "
                         "('-': stdout, alone).", rich_help_panel=OUTPUT)
+
+
+def out_file(text: str) -> Path:
+    """The ``--out FILE`` parser: keeps the trailing separator a Path would drop, so that
+    ``--out newdir/`` is refused as naming a folder, not written as a file ``newdir``;
+    an existing device or FIFO is refused too (:func:`check_output_file`)."""
+    try:
+        check_output_file(text, "path")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return Path(text)
 
 
 def overwrite_option(what: str = "output file") -> Any:

@@ -16,6 +16,7 @@ from interp.cli.common import (
     friendly,
     json_option,
     layout_help,
+    out_file,
     overwrite_option,
     print_json_or,
     progress,
@@ -29,7 +30,7 @@ from interp.cli.common import (
 def import_(
     foreign: Path = typer.Argument(..., metavar="FOREIGN", help="Checkpoint or trajectory: "
                                    ".pt/.pth/.bin/.ckpt (PyTorch), .safetensors or .npz."),
-    out_path: Path = typer.Option(..., "--out", metavar="FILE",
+    out_path: Path = typer.Option(..., "--out", metavar="FILE", parser=out_file,
                                   help="Trajectory file to write (.h5)."),
     layout: str = typer.Option("auto", help=layout_help()),
     p: int | None = typer.Option(None, help="Modulus (inferred where the layout allows)."),

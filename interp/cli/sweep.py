@@ -31,6 +31,7 @@ from interp.models.registry import DEFAULT
 @with_model_options
 @friendly
 def sweep(
+    ctx: typer.Context,
     out_dir: Path = typer.Option(..., "--out", help="Sweep folder (cells, summary, spec)."),
     config: Path | None = typer.Option(None, help="Sweep TOML file (see docs/sweeps.md); "
                                                   "replaces the grid options below."),
@@ -86,6 +87,7 @@ def sweep(
     if scheduler is not None:
         check_scheduler(scheduler)
     if config is not None:
+        _config_alone(ctx, config)
         spec = SweepSpec.from_toml(config)
     else:
         with as_options(("p", "model", "steps", "lr", "loss", "save_every",
@@ -96,7 +98,7 @@ def sweep(
         spec = SweepSpec(base=base, xi=parse_grid(xi), alpha=parse_grid(alpha),
                          regularizer=regularizer,
                          values=None if values is None else parse_grid(values),
-                         seeds=tuple(int(s) for s in parse_grid(seeds)),
+                         seeds=parse_grid(seeds),
                          metrics_every=metrics_every)
     note_slow_bf16(spec.base.train.precision, device, "cells run")
     with progress("sweep", quiet, total=spec.n_cells) as update:
@@ -120,6 +122,21 @@ def sweep(
         err.print("failed cells: " + ", ".join(report.failed) + f" (see {out_dir}/cells/*.error)",
                   markup=False)
         raise typer.Exit(1)
+
+
+#: Options of ``interp sweep`` that do not describe the grid, which --config may join.
+_RUN_OPTIONS = ("out_dir", "config", "workers", "threads", "batch", "device", "scheduler",
+                "json_path", "quiet")
+
+
+def _config_alone(ctx: typer.Context, config: Path) -> None:
+    """Refuse a grid or base-run option given beside ``--config``, which replaces them
+    (it would be ignored)."""
+    given = [param.opts[0] for param in ctx.command.params if param.name not in _RUN_OPTIONS
+             and getattr(ctx.get_parameter_source(param.name), "name", "") != "DEFAULT"]
+    if given:
+        raise ValueError(f"{given[0]} must not be given with --config {str(config)!r}, whose "
+                         "sweep config sets the grid and the base run.")
 
 
 @friendly

@@ -26,6 +26,7 @@ from interp.cli.common import (
     friendly,
     json_option,
     out,
+    out_file,
     overwrite_option,
     print_json_or,
     progress,
@@ -82,7 +83,7 @@ def train(
                                    rich_help_panel=OUTPUT),
     save_log: int = typer.Option(0, help="Instead keep this many log-spaced checkpoints.",
                                  rich_help_panel=OUTPUT),
-    out_path: Path | None = typer.Option(None, "--out", metavar="FILE",
+    out_path: Path | None = typer.Option(None, "--out", metavar="FILE", parser=out_file,
                                          help="Run file (default checkpoints/NAME.h5, NAME "
                                               "from the settings).", rich_help_panel=OUTPUT),
     resume: Path | None = typer.Option(None, metavar="FILE",
@@ -262,8 +263,8 @@ def solution(
     width: int = typer.Option(500, help="Number of neurons N."),
     op: str = typer.Option("add", help="add or sub (the operations with a phase relation)."),
     seed: int = typer.Option(0, help="Seed of the random phases."),
-    out_path: Path = typer.Option(..., "--out", metavar="FILE", help="Trajectory file to "
-                                  "write.", rich_help_panel=OUTPUT),
+    out_path: Path = typer.Option(..., "--out", metavar="FILE", parser=out_file,
+                                  help="Trajectory file to write.", rich_help_panel=OUTPUT),
     overwrite: bool = overwrite_option(),
     json_path: Path | None = json_option(),
     quiet: bool = quiet_option(),

@@ -18,7 +18,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from interp.validate import act_power, check_act, check_int, check_range
+from interp.validate import act_power, check_act, check_range, check_seed
 
 
 def setting(default: Any, help: str) -> Any:
@@ -44,7 +44,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         check_act(self.act)
         check_range("dropout", self.dropout, 0.0, 1.0, hi_open=True)
-        check_int("init_seed", self.init_seed, 0)
+        check_seed("init_seed", self.init_seed)
 
     @property
     def power(self) -> int | None:

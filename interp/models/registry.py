@@ -17,6 +17,7 @@ train --help``) imports no torch.
 from __future__ import annotations
 
 import importlib
+import operator
 import pkgutil
 import warnings
 from collections.abc import Mapping
@@ -163,6 +164,12 @@ def default_model_config() -> ModelConfig:
 
 def make_model(p: int, cfg: ModelConfig, device: str | torch.device = "cpu") -> nn.Module:
     """The network ``cfg`` describes, called as ``model(m, n, generator)``."""
+    try:
+        ok = not isinstance(p, bool) and operator.index(p) >= 2
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"p must be an integer >= 2, got {p!r}.")
     return family_of(cfg).build(p, cfg, device)
 
 

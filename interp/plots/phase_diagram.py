@@ -26,6 +26,7 @@ from matplotlib.patches import Patch
 
 from interp.analysis.phase import PHASES
 from interp.plots.style import new_figure, save_png
+from interp.store.atomic import check_not_linked
 
 #: One colour per phase, in :data:`interp.analysis.phase.PHASES` order.
 PHASE_COLORS = ("#4daf4a", "#377eb8", "#984ea3", "#e41a1c", "#ff7f00", "#a65628",
@@ -228,6 +229,7 @@ def write_phase_diagram(sweep_dir: str | os.PathLike,
     spec = load_spec(sweep_dir)
     rows = read_summary(sweep_dir)
     out = Path(out_dir) if out_dir is not None else sweep_dir / "figures"
+    check_not_linked(out, "figure folder")
     out.mkdir(parents=True, exist_ok=True)
     return [save_png(fig, out / f"{name}.png", bbox_inches="tight")
             for name, fig in phase_figures(spec, rows).items()]

@@ -37,7 +37,7 @@ from interp.data import accuracies
 from interp.devices import resolve_device
 from interp.jsonable import to_jsonable
 from interp.store.run import Run
-from interp.validate import check_int
+from interp.validate import check_int, check_seed
 
 
 def _finite_weights(run: Run, step: int) -> dict[str, np.ndarray]:
@@ -111,7 +111,7 @@ def analyze_run(run: Run, step: int | None = None, *, ipr: bool = True, prune: b
     """:func:`analyze` on an open run, with the arrays its figures draw."""
     cfg = run.config
     resolve_device(device)  # a device that does not exist is an input error, not a crash
-    check_int("seed", seed, 0)
+    check_seed("seed", seed)
     check_int("n_random", n_random, 1)
     step = int(run.steps[run.index_of(step)])
     weights, ds = _finite_weights(run, step), run.dataset()

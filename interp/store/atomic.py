@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from interp.validate import file_kind
+
 #: A temporary name of this module (the random part is ``tempfile``'s).
 TEMP_NAME = re.compile(r"\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-[a-z0-9_]{8}")
 
@@ -189,12 +191,13 @@ def write_folder_atomic(path: str | os.PathLike, fill: Callable[[Path], object],
     afterwards ``path`` holds exactly what ``fill`` wrote, never a mix with what it held
     before; a failure leaves ``path`` as it was and removes the temporary folder.
 
-    ``path`` (a link to a folder is followed) is replaced only when
+    ``path`` (never a link: :func:`check_not_linked`) is replaced only when
     :func:`check_replaceable` allows it (``marker``: the file every such output holds),
     checked before ``fill`` runs. Temporary folders of killed writers are removed first
     (:func:`remove_stale_temps`). The folder gets the old folder's permissions, or the
     umask's. Returns the resolved ``path``.
     """
+    check_not_linked(path)
     path = Path(path).resolve()
     if not path.name:
         raise ValueError(f"output folder {path} must not be the file-system root.")
@@ -210,3 +213,57 @@ def write_folder_atomic(path: str | os.PathLike, fill: Callable[[Path], object],
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already once swapped in
     return path
+
+
+def check_not_linked(path: str | os.PathLike, what: str = "output folder") -> None:
+    """Refuse an output ``path`` that is a symbolic link: writing through it would change
+    the files of the folder it points to, which the user did not name."""
+    if os.path.islink(path):
+        raise ValueError(f"{what} {str(path)!r} must not be a symbolic link (it points to "
+                         f"{os.readlink(path)!r}), as writing would change that folder; give "
+                         "the folder itself.")
+
+
+def lock_folder(folder: Path, what: str) -> int:
+    """Lock ``folder`` for one writer: an exclusive ``flock`` on ``folder/.lock`` (created
+    if missing, never through a link or blocking on a planted pipe; the kernel drops the
+    lock with its process). Returns the descriptor to ``os.close`` when done;
+    BlockingIOError, naming ``what``, when another process holds it."""
+    import fcntl
+
+    lock = folder / ".lock"
+    fd = os.open(lock, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"lock file {str(lock)!r} must be a regular file, but it is not.")
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise BlockingIOError(f"another process is writing {what} {str(folder)!r} (it holds "
+                              f"{str(lock)!r}); wait for it to finish or stop it.") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def check_output_file(path: str | os.PathLike, what: str = "output file") -> None:
+    """Refuse an output file path that names a folder (ends with a separator) or an
+    existing node that is not a regular file (a device, a FIFO, a socket), which
+    renaming a new file over it would destroy. A link is left to the overwrite rule: it
+    is replaced, never followed."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{what} must be a file path (str or os.PathLike), got "
+                        f"{type(path).__name__}.")
+    text = os.fspath(path)
+    if text.endswith(("/", os.sep)):
+        raise ValueError(f"{what} {text!r} must be a file path, but it ends with "
+                         f"{text[-1]!r}, which names a folder; give a file name such as "
+                         f"'{text}run.h5'.")
+    try:
+        mode = os.lstat(text).st_mode
+    except OSError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode) or stat.S_ISDIR(mode)):
+        raise ValueError(f"{what} {text!r} must be a regular file or a new path, but it is "
+                         f"{file_kind(mode)}, which interp never replaces.")

@@ -20,6 +20,7 @@ import torch
 from interp.config import RunConfig
 from interp.data import Dataset
 from interp.records import Checkpoint, RunStart
+from interp.store.atomic import check_output_file
 from interp.store.run import Run
 from interp.store.writer import TrajectoryWriter
 
@@ -27,6 +28,7 @@ from interp.store.writer import TrajectoryWriter
 def write_run(run: Run, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write every checkpoint and metrics row of ``run`` (in memory, or a file) as a new
     trajectory file at ``path``, with its root attributes ``source`` and ``assumed``."""
+    check_output_file(path, "path")
     attrs = {"device": "cpu"} | {k: str(v) for k, v in run.attrs.items()
                                  if k in ("source", "assumed")}
     metrics = run.metrics()
@@ -57,6 +59,9 @@ def write_trajectory(cfg: RunConfig, path: str | os.PathLike,
     weights came from), ``assumed`` (settings nobody gave, with the value used) as the
     root attribute ``assumed`` (JSON).
     """
+    checkpoints = list(checkpoints)
+    if not checkpoints:
+        raise ValueError("checkpoints must hold at least one (step, arrays) pair, got none.")
     with Run.from_weights(cfg, checkpoints, dataset, source, assumed) as run:
         return write_run(run, path, overwrite=overwrite)
 

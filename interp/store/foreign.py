@@ -54,7 +54,8 @@ from interp.store.run_facts import (
     module_act,
     read_facts,
 )
-from interp.store.unpickle import RefusedGlobal, load_restricted, module_state
+from interp.store.unpickle import RefusedGlobal, check_budget, load_restricted, module_state
+from interp.validate import check_regular_input
 
 FOREIGN_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".npz")
 NEST_KEYS = ("state_dict", "model_state_dict", "model", "module", "params", "weights")
@@ -139,6 +140,7 @@ def _state_of(obj: Any, where: str, facts: Facts | None = None) -> dict[str, np.
 def _structure(obj: Any, path: Path, facts: Facts) -> Checkpoints:
     """(step, flat state) of each checkpoint in a loaded PyTorch object."""
     steps: Sequence[Any] | None = None
+    check_budget(obj, f"the content of {str(path)!r}")
     read_facts(obj, facts)
     if isinstance(obj, Mapping) and isinstance(obj.get("checkpoints"), (list, tuple)):
         steps = next((obj[k] for k in LIST_STEP_KEYS if k in obj), None)
@@ -264,6 +266,7 @@ def read_foreign(source: Any, *, allow_pickle: bool = False) -> tuple[Checkpoint
         if path.is_dir():
             raise IsADirectoryError(f"checkpoint {label!r} must be a file, but it is a folder.")
         if not path.is_file():
+            check_regular_input(path, "checkpoint")
             raise FileNotFoundError(f"checkpoint {label!r} does not exist.")
         if path.suffix == ".safetensors":
             found = [(0, _load_safetensors(path))]

@@ -27,6 +27,7 @@ import torch
 
 from interp.config import RunConfig
 from interp.data import Dataset
+from interp.devices import resolve_device
 from interp.models import family_of
 from interp.store.foreign import foreign_run, is_foreign
 from interp.store.memory import MemoryTrajectory, assumed_attrs
@@ -161,7 +162,7 @@ class Run:
         if steps is None or isinstance(steps, slice):  # committed rows only
             rows = self._store.rows(name, slice(*(steps or slice(None)).indices(n)))
         else:  # read increasing unique indices; reorder afterwards
-            idx = np.arange(n)[np.asarray(steps, dtype=np.int64)]
+            idx = _indices(steps, n, "steps")
             uniq, inverse = np.unique(idx, return_inverse=True)
             rows = self._store.rows(name, uniq)[inverse]
         if neurons is not None:
@@ -192,7 +193,8 @@ class Run:
 
     def model(self, step: int | None = None, device: str = "cpu") -> torch.nn.Module:
         """The model (of the run's family) at a stored step, in eval mode."""
-        model = self.family.build(self.config.data.p, self.config.model, device)
+        model = self.family.build(self.config.data.p, self.config.model,
+                                  resolve_device(device))
         model.load_arrays(self.weights(step))
         return model.eval()
 
@@ -227,3 +229,19 @@ def _foreign(source: Any, warn: Callable[[str], None] | None,
         else:
             warnings.warn(message, AssumedWarning, stacklevel=3)
     return store
+
+
+def _indices(selection: Any, n: int, name: str) -> np.ndarray:
+    """Checkpoint indices from a list of integers, each in [-n, n), as non-negative ones."""
+    try:
+        idx = np.asarray(selection)
+    except (TypeError, ValueError):
+        idx = np.asarray([None])
+    if idx.ndim != 1 or idx.size and not np.issubdtype(idx.dtype, np.integer):
+        raise TypeError(f"{name} must be a slice or a list of checkpoint indices (integers), "
+                        f"got {selection!r}.")
+    bad = idx[(idx < -n) | (idx >= n)]
+    if bad.size:
+        raise ValueError(f"{name} must hold checkpoint indices from {-n} to {n - 1} (the run "
+                         f"holds {n} checkpoints), got {int(bad[0])}.")
+    return np.arange(n)[idx.astype(np.int64)]

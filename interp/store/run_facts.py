@@ -25,7 +25,7 @@ from interp.data import Dataset, all_pairs, apply_op
 from interp.models import family, model_config_from_dict
 from interp.models.layout import ACTIVATION_NAMES, Converted
 from interp.store.unpickle import Record, record_dict
-from interp.validate import ACT_RE
+from interp.validate import ACT_RE, check_regular_input
 
 #: Options of :func:`build_run` (the rest of :func:`interp.store.foreign.foreign_run`'s).
 OPTIONS = ("op", "act", "loss", "train_indices", "test_indices", "steps", "train_frac",
@@ -205,6 +205,7 @@ def _indices(value: Any, name: str) -> np.ndarray | None:
         return None
     if isinstance(value, (str, os.PathLike)):
         path = Path(value)
+        check_regular_input(path, f"{name} file")
         try:
             value = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:

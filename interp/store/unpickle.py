@@ -194,3 +194,46 @@ def module_state(obj: Any, prefix: str = "") -> dict[str, torch.Tensor] | None:
         sub = module_state(child, f"{prefix}{key}.") if child is not None else None
         out |= sub or {}
     return out
+
+
+#: The most objects a loaded checkpoint may hold, an object reached through several
+#: references (the pickle memo shares them) counted each time, since whatever walks the
+#: structure reaches it each time; and the deepest nesting of containers it may have.
+MAX_OBJECTS, MAX_DEPTH = 1_000_000, 100
+
+
+def check_budget(obj: Any, where: str) -> None:
+    """Refuse, in one sentence naming ``where``, a loaded structure over the budget
+    (:data:`MAX_OBJECTS`, :data:`MAX_DEPTH`): a few kilobytes of pickle that share each
+    level's container twice (60 levels: 2**60 paths), or nest 100,000 lists, would make
+    every later walk of it hang or overflow the stack. Walks it without recursion and
+    stops as soon as the budget is spent."""
+    todo: list[tuple[Any, int]] = [(obj, 0)]
+    count = 1
+    while todo:
+        item, depth = todo.pop()
+        children = _children(item)
+        count += len(children)
+        if count > MAX_OBJECTS:
+            raise ValueError(f"{where} must hold at most {MAX_OBJECTS} objects (one reached "
+                             "through several references counted each time), but it holds "
+                             "more, as a pickle bomb does.")
+        if children and depth >= MAX_DEPTH:
+            raise ValueError(f"{where} must nest its containers at most {MAX_DEPTH} levels "
+                             "deep, but it nests them deeper.")
+        todo.extend((child, depth + 1) for child in children if isinstance(child, _CONTAINERS))
+
+
+_CONTAINERS = (Mapping, list, tuple, set, frozenset)
+
+
+def _children(item: Any) -> list[Any]:
+    """What a walk of a loaded checkpoint visits below ``item``: the keys and values of a
+    mapping (a record's state too), the items of a list, tuple or set."""
+    if isinstance(item, Record):
+        return [item.state, *item.keys(), *item.values()]
+    if isinstance(item, Mapping):
+        return [*item.keys(), *item.values()]
+    if isinstance(item, (list, tuple, set, frozenset)):
+        return list(item)
+    return []

@@ -21,8 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from interp.analysis.neurons import ipr_convention
-from interp.devices import resolve_device
-from interp.store.atomic import remove_stale_temps, write_text_atomic
+from interp.config import memory_estimate, size_text
+from interp.devices import available_memory, resolve_device
+from interp.store.atomic import (
+    check_not_linked,
+    lock_folder,
+    remove_stale_temps,
+    write_text_atomic,
+)
 from interp.sweeps.spec import SweepSpec, cells, is_int
 from interp.sweeps.summary import cell_files, cell_row, file_state, read_error, write_summary
 from interp.sweeps.workers import Plan, Task, available_cores, dask_client_class, outcomes
@@ -109,8 +115,39 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, *, workers: int | Non
     plan = Plan(threads, str(dev), spec.metrics_every, dev.type == "cuda")
     if scheduler is not None:
         dask_client_class()  # fail before any work when dask is missing
+    else:
+        parallel = 1 if workers == 0 or dev.type == "cuda" else workers or max(
+            1, cores // threads)
+        check_sweep_memory(spec, min(parallel, spec.n_cells), available_memory(dev), dev.type)
+    for folder in (Path(out_dir), Path(out_dir) / "cells"):
+        check_not_linked(folder, "sweep folder")
     out = Path(out_dir).resolve()
     (out / "cells").mkdir(parents=True, exist_ok=True)
+    lock = lock_folder(out, "sweep folder")
+    try:
+        return _run(spec, out, plan, workers, scheduler, progress, retries, batch)
+    finally:
+        os.close(lock)
+
+
+def check_sweep_memory(spec: SweepSpec, parallel: int, free: int | None, where: str) -> None:
+    """Refuse, before anything is written, a sweep whose largest cell, run ``parallel``
+    at a time, cannot fit in ``free`` bytes (:func:`interp.config.memory_estimate`, a
+    lower bound; None: unknown, not checked)."""
+    if free is None:
+        return
+    need, what = max(memory_estimate(cfg) for _, cfg in cells(spec))
+    if need * parallel > free:
+        at_once = f", {parallel} at a time," if parallel > 1 else ""
+        raise ValueError(f"the sweep's largest cell{at_once} needs at least "
+                         f"{size_text(need * parallel)} (mostly {what}), more than the "
+                         f"{size_text(free)} available on the {where}.")
+
+
+def _run(spec: SweepSpec, out: Path, plan: Plan, workers: int | None, scheduler: Any,
+         progress: Callable[[CellEvent], None] | None, retries: int,
+         batch: int | None) -> SweepReport:
+    """The body of :func:`run_sweep`, its arguments checked and ``out`` locked."""
     for folder in (out, out / "cells"):  # what a killed sweep's writers left
         remove_stale_temps(folder)
     write_text_atomic(out / "sweep.json", spec.to_json() + "\n", if_changed=True)

@@ -24,6 +24,7 @@ import numpy as np
 
 from interp.config import RunConfig
 from interp.models import family_of
+from interp.validate import check_regular_input
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -210,7 +211,12 @@ class SweepSpec:
 
     @classmethod
     def from_json(cls, text: str) -> SweepSpec:
-        return cls.from_dict(json.loads(text))
+        try:
+            d = json.loads(text)
+        except RecursionError:  # the decoder recurses once per level of nesting
+            raise ValueError("a sweep spec must be JSON nested a few levels deep, but it "
+                             "nests too deeply to read.") from None
+        return cls.from_dict(d)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> SweepSpec:
@@ -220,6 +226,13 @@ class SweepSpec:
             d = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"sweep config {str(path)!r} must be valid TOML: {exc}.") from None
+        except RecursionError:  # the parser recurses once per level of nesting
+            raise ValueError(f"sweep config {str(path)!r} must be a TOML table nested a few "
+                             "levels deep, but its arrays or tables nest too deeply to "
+                             "read.") from None
+        if not d:  # a typo'd or truncated file would start the paper's full sweep
+            raise ValueError(f"sweep config {str(path)!r} must set at least one key (see "
+                             "docs/sweeps.md), but it is empty.")
         try:
             return cls.from_dict(d)
         except ValueError as exc:
@@ -234,6 +247,7 @@ def _read_text(path: str | os.PathLike, what: str, kind: str) -> str:
                                 "folder.")
     if not path.is_file():
         raise FileNotFoundError(f"{what} {str(path)!r} does not exist.")
+    check_regular_input(path, what)
     try:
         return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:

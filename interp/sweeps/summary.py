@@ -20,7 +20,7 @@ from interp.store.atomic import write_text_atomic
 from interp.store.run import Run
 from interp.store.trajectory import TrajectoryFile
 from interp.sweeps.spec import cells, load_spec, value_of
-from interp.validate import is_finite_number
+from interp.validate import check_regular_input, is_finite_number
 
 COLUMNS = ("cell_id", "regularizer", "value", "xi", "alpha", "seed", "status", "phase",
            *(f"acc_{name}" for name in ACCURACY_NAMES), "mean_ipr", "final_norm", "steps",
@@ -55,6 +55,11 @@ def cell_row(cell_id: str, cfg: RunConfig, regularizer: str, path: str | os.Path
 
 def file_state(path: Path, cfg: RunConfig) -> str:
     """complete, incomplete, missing or unreadable; a run of another config is an error."""
+    if path.is_symlink():
+        raise ValueError(f"cell file {str(path)!r} must be a run file this sweep wrote, but "
+                         f"it is a symbolic link (to {os.readlink(path)!r}), which a sweep "
+                         "never resumes through; remove the link.")
+    check_regular_input(path, "cell file")
     if not path.exists():
         return "missing"
     try:  # a file whose writer's last writes failed (a full disk) is resumed too
@@ -98,7 +103,8 @@ def cell_files(out_dir: Path, cell_id: str) -> tuple[Path, Path]:
 
 
 def read_error(path: Path) -> str | None:
-    return path.read_text().strip() if path.is_file() else None
+    """A cell's error message; a link or a non-regular file planted there is not read."""
+    return path.read_text().strip() if path.is_file() and not path.is_symlink() else None
 
 
 def summary(out_dir: str | os.PathLike) -> list[dict[str, Any]]:
@@ -124,6 +130,8 @@ def read_summary(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:
         doc = json.loads(path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{what}, but it is not valid JSON ({exc}).") from None
+    except RecursionError:
+        raise ValueError(f"{what}, but it nests too deeply to read.") from None
     rows = doc.get("rows") if isinstance(doc, dict) else None
     if not isinstance(rows, list):
         raise ValueError(f"{what}, but it has no list of rows.")

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from interp.config import RunConfig
+from interp.store.atomic import check_output_file
 from interp.store.run import Run
 from interp.store.trajectory import TrajectoryFile
 from interp.store.writer import TrajectoryWriter
@@ -20,6 +21,9 @@ def train_to_file(cfg: RunConfig, path: str | os.PathLike, *, device: str = "cpu
                   metrics_every: int = 1) -> Path:
     """Train a run and record it to ``path`` (metrics every ``metrics_every`` steps, at
     every checkpoint and at the end). Returns the path."""
+    if not isinstance(cfg, RunConfig):
+        raise TypeError(f"cfg must be a RunConfig, got {type(cfg).__name__}.")
+    check_output_file(path, "path")
     writer = TrajectoryWriter(path, overwrite=overwrite, attrs={"device": device})
     with contextlib.closing(writer):
         Trainer(cfg, device, [writer, *callbacks], metrics_every=metrics_every).run()

@@ -72,8 +72,10 @@ def test_fixed_threshold_overrides_otsu():
     assert classes.method == "fixed" and classes.threshold == 0.3
     np.testing.assert_array_equal(classes.generalizing, [1, 2, 3])
     np.testing.assert_array_equal(classes.memorizing, [0])
-    with pytest.raises(ValueError, match="threshold must be a finite number"):
-        classify(ipr, threshold=float("nan"))
+    for bad in (float("nan"), 2.0, -1.0, 0.0, True, "0.5"):  # an IPR lies in (0, 1]
+        with pytest.raises(ValueError, match=r"^threshold must be a number in \(0, 1\]"):
+            classify(ipr, threshold=bad)
+    assert classify(ipr, threshold=1.0).generalizing.size == 0  # no IPR reaches 1 here
 
 
 def test_ranking_is_a_stable_argsort():

@@ -21,6 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from interp.cli import app
+from interp.store.atomic import check_output_file
 
 TINY = ["--p", "11", "--width", "12", "--steps", "30", "--save-every", "10", "--quiet"]
 FULL = {"summary.json", "accuracy.png", "loss.png", "ipr_histogram.png",
@@ -261,3 +262,45 @@ def test_a_folder_moved_aside_by_a_killed_swap_comes_back(tmp_path):
     (aside / "out").mkdir(parents=True)  # with the folder in place, the copy aside goes
     assert remove_stale_temps(tmp_path, "out") == [aside]
     assert names(tmp_path) == {"out"} and (tmp_path / "out" / "summary.json").read_text() == "old"
+
+
+def test_an_output_folder_that_is_a_link_is_refused_and_its_target_kept(run, tmp_path):
+    """Issue 23, point 4: analyze replaced the contents of a linked output folder, and
+    phase-diagram wrote into a linked figures/ folder."""
+    target = tmp_path / "someone_elses"
+    target.mkdir()
+    (target / "summary.json").write_text("{}\n")  # looks like an earlier analysis
+    link = tmp_path / "analysis"
+    link.symlink_to(target)
+    res = invoke("analyze", run, "--ipr", "--out", link, "--overwrite")
+    assert res.exit_code == 2, res.output
+    assert res.stderr == (f"error: output folder {str(link)!r} must not be a symbolic link (it "
+                          f"points to {str(target)!r}), as writing would change that folder; "
+                          "give the folder itself.\n")
+    assert names(target) == {"summary.json"} and (target / "summary.json").read_text() == "{}\n"
+    sweep = tmp_path / "sweep"
+    ok("sweep", "--p", "7", "--width", "8", "--steps", "4", "--save-every", "2", "--xi", "0.1",
+       "--alpha", "0.5", "--values", "0", "--workers", "0", "--quiet", "--out", sweep)
+    (sweep / "figures").symlink_to(target)
+    res = invoke("phase-diagram", sweep, "--quiet")
+    assert res.exit_code == 2 and "figure folder" in res.stderr, res.output
+    assert "must not be a symbolic link" in res.stderr
+    assert names(target) == {"summary.json"}
+
+
+def test_out_naming_a_folder_or_a_node_is_refused(tmp_path):
+    """``--out newdir/`` wrote a file called newdir; ``--out NODE --overwrite`` replaced a
+    device or FIFO with a regular file."""
+    res = invoke("train", *TINY, "--out", f"{tmp_path}/newdir/")
+    assert res.exit_code == 2 and "which names a folder" in res.output, res.output
+    assert list(tmp_path.iterdir()) == []
+    fifo = tmp_path / "node"
+    os.mkfifo(fifo)
+    res = invoke("train", *TINY, "--out", fifo, "--overwrite")
+    assert res.exit_code == 2 and "but it is a FIFO" in res.output, res.output
+    assert os.path.exists(fifo) and not fifo.is_file()
+    # a device, checked without a command (one that failed to refuse would replace it)
+    with pytest.raises(ValueError, match=r"^--out '/dev/null' must be a regular file or a new "
+                                         r"path, but it is a character device, which interp "
+                                         r"never replaces\.$"):
+        check_output_file("/dev/null", "--out")
