@@ -51,9 +51,9 @@ from interp.store.run_facts import (
     build_run,
     check_options,
     config_p,
-    module_act,
     read_facts,
 )
+from interp.store.modules import module_act, module_config, unused_layers
 from interp.store.unpickle import RefusedGlobal, load_restricted, module_state
 
 FOREIGN_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".npz")
@@ -122,8 +122,14 @@ def _step_of(obj: Any) -> int | None:
 def _state_of(obj: Any, where: str, facts: Facts | None = None) -> dict[str, np.ndarray]:
     module = module_state(obj)
     if module is not None:
-        if facts is not None:
+        unused = unused_layers(obj)
+        if unused:
+            raise ValueError(f"{where} registers {unused[0]!r}, which its forward never uses; "
+                             "interp reads the network the forward computes: remove the "
+                             "layer, or import a state dict without it.")
+        if facts is not None:  # what the module itself says: its layers and its config
             facts.act = facts.act or module_act(obj)
+            facts.config = module_config(obj) | facts.config
         return _flatten(module)
     if not isinstance(obj, Mapping):
         raise ValueError(f"{where} must be a dict of arrays (a state dict) or a module, got "
@@ -193,8 +199,21 @@ def _load_torch(path: Path, allow_pickle: bool) -> Any:
         if _is_pickle(path) and ("Weights only load failed" in str(exc)
                                  or not zipfile.is_zipfile(path)):
             return _load_restricted(path)
+        if allow_pickle and _is_pickle(path) and _reads_safely(path):
+            raise ValueError(f"file {str(path)!r} could not be unpickled with --unsafe-pickle "
+                             f"({type(exc).__name__}: {exc}), but safe loading reads it: "
+                             "drop --unsafe-pickle (allow_pickle=False).") from None
         raise ValueError(f"file {str(path)!r} must be a PyTorch checkpoint, but torch.load "
                          f"could not read it ({type(exc).__name__}).") from None
+
+
+def _reads_safely(path: Path) -> bool:
+    """Whether the restricted unpickler reads ``path``."""
+    try:
+        load_restricted(path)
+    except Exception:  # any failure: it does not
+        return False
+    return True
 
 
 def _load_restricted(path: Path) -> Any:
