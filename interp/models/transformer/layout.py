@@ -153,7 +153,8 @@ def transformer_layout(state: State, p: int | None, mapping: Mapping[str, str],
         raise shape_error(keys["W_pos"], pos, f"(n_ctx, d_model) = (2 or 3, {d}): the "
                            "inputs are m, n or m, n, =")
     n_ctx = pos.shape[0]
-    p, order = _tokens(keys["W_E"], d_vocab, n_ctx, p, hints, eq_token, assumed)
+    outputs = np.shape(arrays["W_U"])[-1] if np.ndim(arrays["W_U"]) == 2 else d_vocab
+    p, order = _tokens(keys["W_E"], d_vocab, n_ctx, p, hints, eq_token, assumed, outputs)
     arrays["W_E"] = np.ascontiguousarray(E[order])
     Q = arrays["W_Q"]
     h, _, e = Q.shape if Q.ndim == 3 else (0, 0, 0)
@@ -194,11 +195,12 @@ def transformer_layout(state: State, p: int | None, mapping: Mapping[str, str],
 
 
 def _tokens(key: str, d_vocab: int, n_ctx: int, p: int | None, hints: Mapping[str, Any],
-            eq_token: Any, assumed: dict[str, str]) -> tuple[int, list[int]]:
+            eq_token: Any, assumed: dict[str, str], outputs: int) -> tuple[int, list[int]]:
     """p, and the token ids in our order: the residues 0..p-1 (the p smallest ids but the
     "=" token), then "=", then the rest. Inputs are ``m, n`` or ``m, n, =``; "=" is
     ``eq_token`` (the option's, else the file's config's, else token p, assumed); p is
-    the given one, else the config's ``d_vocab_out``, else ``d_vocab`` less "=", assumed."""
+    the given one, else the config's ``d_vocab_out``, else the fewest of ``d_vocab`` less
+    "=" and the ``outputs`` (W_U's columns), assumed."""
     if isinstance(hints.get("d_vocab"), int) and hints["d_vocab"] != d_vocab:
         raise ValueError(f"the file's config says d_vocab {hints['d_vocab']!r}, but array "
                          f"{key!r} has {d_vocab} rows.")
@@ -207,9 +209,11 @@ def _tokens(key: str, d_vocab: int, n_ctx: int, p: int | None, hints: Mapping[st
         p, out = d_vocab - eq, hints.get("d_vocab_out")
         if isinstance(out, int) and 2 <= out < p:
             p = out
+        elif 2 <= outputs < p:
+            p = outputs
         if out != p:
-            assumed["data.p"] = (f"{p} (d_vocab {d_vocab}{' less the = token' if eq else ''}; "
-                                 "the file does not say; pass --p)")
+            assumed["data.p"] = (f"{p} (d_vocab {d_vocab}{' less the = token' if eq else ''}"
+                                 f", {outputs} outputs; the file does not say; pass --p)")
     if not 2 <= p <= d_vocab - eq:
         raise ValueError(f"array {key!r} of {d_vocab} rows has room for p = {p} residues "
                          f"{'plus the = token ' if eq else ''}only if p <= {d_vocab - eq}.")
