@@ -12,7 +12,8 @@ unpickles arbitrary objects for files you trust: unpickling can run arbitrary co
 Structures a PyTorch file may hold:
 
 - a state dict ``{key: tensor}`` (nested dicts are joined with "."), or a pickled
-  ``nn.Module`` (its state dict is taken);
+  ``nn.Module`` (its state dict is taken, and what the module says besides:
+  :mod:`interp.store.modules`);
 - a dict nesting one under ``state_dict``, ``model_state_dict``, ``model``, ``module``,
   ``params`` or ``weights``, with an optional ``step``/``global_step``/``iteration``/
   ``epoch`` beside it (a Lightning ``.ckpt`` is one);
@@ -45,6 +46,7 @@ import torch
 
 from interp.models import layouts
 from interp.models.layout import Converted, convert_state, parse_map
+from interp.store.modules import module_act, module_config, unused_layers
 from interp.store.run_facts import (
     Facts,
     ForeignRun,
@@ -53,7 +55,6 @@ from interp.store.run_facts import (
     config_p,
     read_facts,
 )
-from interp.store.modules import module_act, module_config, unused_layers
 from interp.store.unpickle import RefusedGlobal, load_restricted, module_state
 
 FOREIGN_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".npz")

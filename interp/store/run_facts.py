@@ -107,12 +107,13 @@ class ForeignRun:
     dataset: Dataset | None = None
 
     def warning(self) -> str | None:
-        """One sentence listing what was assumed, or None (the training settings that
-        change nothing interp computes, in one item)."""
-        if not self.assumed:
-            return None
+        """One sentence listing what was assumed (the training settings that change
+        nothing interp computes in one item), or None when nothing else was: those alone
+        no option can state, so they are recorded without a warning."""
         unknown = [k for k, v in self.assumed.items() if v.endswith(UNKNOWN)]
         items = [f"{k} = {v}" for k, v in self.assumed.items() if k not in unknown]
+        if not items:
+            return None
         if unknown:
             items.append(f"{', '.join(unknown)} = interp's defaults{UNKNOWN}")
         return (f"the foreign run does not say, so interp assumed: {'; '.join(items)} "

@@ -335,7 +335,7 @@ def test_transformerlens_models_with_their_config(tmp_path, name):
     path = tmp_path / "tl.pt"
     torch.save({"model": model.state_dict(), "config": cfg, "epoch": 40} | SPLIT_FACTS, path)
     eq = {"eq_token": P} if cfg.n_ctx == 3 else {}  # TransformerLens's config never says
-    out = import_checkpoint(path, tmp_path / "tl.h5", loss="ce", op="add", **eq)  # no --unsafe-pickle
+    out = import_checkpoint(path, tmp_path / "tl.h5", loss="ce", op="add", **eq)  # safe loading
     with Run(out) as run:
         m = run.config.model
         assert (m.n_layers, m.attn_only, m.bias) == (cfg.n_layers, cfg.attn_only, bias)
