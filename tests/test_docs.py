@@ -159,9 +159,10 @@ def _mlp_state(path: Path, p: int) -> None:
 
 
 def _tl_state(path: Path, p: int) -> None:
-    """A TransformerLens-named one-layer Transformer, as TransformerLens saves it."""
+    """A TransformerLens-named one-layer Transformer, as TransformerLens saves it, with a
+    grokking model's inputs m, n, = (token p)."""
     import torch
-    cfg = interp.TransformerConfig(d_model=8, n_heads=2, d_mlp=16)
+    cfg = interp.TransformerConfig(d_model=8, n_heads=2, d_mlp=16, n_ctx=3, extra_tokens=1)
     ours = interp.Transformer(p, cfg).state_dict()
     tl = {"W_E": "embed.W_E", "W_pos": "pos_embed.W_pos", "W_U": "unembed.W_U",
           "W_in": "blocks.0.mlp.W_in", "W_out": "blocks.0.mlp.W_out"}

@@ -10,25 +10,25 @@ import typer
 
 from interp.cli.common import (
     ANALYSES,
-    FOREIGN,
     FOREIGN_OPTIONS,
     FOREIGN_RENAMED,
-    MAP_HELP,
     OUTPUT,
     as_options,
     check_new_folder,
     emit_json,
     err,
-    foreign_options,
     friendly,
     json_option,
-    layout_help,
     out,
     overwrite_option,
     progress,
     quiet_option,
     save_json,
 )
+from interp.cli.foreign_options import foreign_options, option
+
+#: foreign_options' keys whose flag has another name.
+FLAGS = {"mapping": "map", "seed": "split_seed", "allow_pickle": "unsafe_pickle"}
 
 
 @friendly
@@ -65,23 +65,22 @@ def analyze(
     no_plots: bool = typer.Option(False, "--no-plots", help="Write no figures.",
                                   rich_help_panel=OUTPUT),
     quiet: bool = quiet_option(),
-    layout: str | None = typer.Option(None, help=layout_help(), rich_help_panel=FOREIGN),
-    p: int | None = typer.Option(None, help="Modulus.", rich_help_panel=FOREIGN),
-    op: str | None = typer.Option(None, help="Operation (default: the file's config, else "
-                                  "add, assumed).", rich_help_panel=FOREIGN),
-    mapping: list[str] | None = typer.Option(None, "--map", metavar="NAME=KEY", help=MAP_HELP,
-                                             rich_help_panel=FOREIGN),
-    act: str | None = typer.Option(None, help="Activation.", rich_help_panel=FOREIGN),
-    train_frac: float | None = typer.Option(None, help="Train fraction of our split, when the "
-                                            "file lacks its own (default 0.5).",
-                                            rich_help_panel=FOREIGN),
-    corrupt: float | None = typer.Option(None, help="Corrupted fraction of our split "
-                                         "(default 0).", rich_help_panel=FOREIGN),
-    split_seed: int | None = typer.Option(None, help="Seed of our split (default 0).",
-                                          rich_help_panel=FOREIGN),
-    unsafe_pickle: bool = typer.Option(False, "--unsafe-pickle", help="Unpickle arbitrary "
-                                       "objects (trusted files only).",
-                                       rich_help_panel=FOREIGN),
+    layout: str | None = option("layout"),
+    p: int | None = option("p"),
+    op: str | None = option("op"),
+    mapping: list[str] | None = option("mapping"),
+    act: str | None = option("act"),
+    loss: str | None = option("loss"),
+    normalization: str | None = option("normalization"),
+    scaling: str | None = option("scaling"),
+    eq_token: int | None = option("eq_token"),
+    train_indices: Path | None = option("train_indices"),
+    test_indices: Path | None = option("test_indices"),
+    steps: str | None = option("steps"),
+    train_frac: float | None = option("train_frac"),
+    corrupt: float | None = option("corrupt"),
+    split_seed: int | None = option("split_seed"),
+    unsafe_pickle: bool = option("unsafe_pickle"),
 ) -> None:
     """Analyze a run: accuracies, IPR, neuron classes, pruning, ablation, fit, phase.
 
@@ -107,14 +106,11 @@ def analyze(
     folder = out_dir or run_path.with_name(run_path.stem + "-analysis")
     flags = {"ipr": ipr, "prune": prune, "ablate": ablate, "fit": fit, "phase": phase,
              "progress": measures}
-    foreign: dict[str, Any] = {}
-    if layout is not None or is_foreign(run_path):
-        foreign = foreign_options(layout, p, op, mapping, act, train_frac, corrupt,
-                                  split_seed, unsafe_pickle)
-    else:
-        only_foreign({"--p": p, "--op": op, "--map": mapping, "--act": act,
-                      "--train-frac": train_frac, "--corrupt": corrupt,
-                      "--split-seed": split_seed, "--unsafe-pickle": unsafe_pickle}, run_path)
+    foreign = foreign_options(locals())
+    if layout is None and not is_foreign(run_path):
+        only_foreign({"--" + FLAGS.get(k, k).replace("_", "-"): v
+                      for k, v in foreign.items() if k != "layout"}, run_path)
+        foreign = {}
     _analyze_run(run_path, foreign, step, flags, folder, json_path, plots, no_plots,
                  threshold, seed, device, overwrite, quiet)
 
@@ -122,7 +118,7 @@ def analyze(
 def only_foreign(options: dict[str, Any], run_path: Path) -> None:
     """Refuse an option of foreign checkpoints given for a trajectory file, which its
     own config describes (the option would be ignored)."""
-    given = [name for name, value in options.items() if value not in (None, False, [])]
+    given = [name for name, value in options.items() if value not in (None, False, [], {})]
     if given:
         raise ValueError(f"{given[0]} applies only to a foreign checkpoint, but "
                          f"{str(run_path)!r} is a trajectory file, whose own config is used.")

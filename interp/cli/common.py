@@ -109,7 +109,9 @@ def friendly(fn: F) -> F:
 
 
 #: Config fields of a foreign import named after their option, and the renamed ones.
-FOREIGN_OPTIONS = ("layout", "p", "op", "act", "loss", "train_frac", "corrupt", "split_seed")
+FOREIGN_OPTIONS = ("layout", "p", "op", "act", "loss", "train_frac", "corrupt", "split_seed",
+                   "normalization", "scaling", "eq_token", "train_indices", "test_indices",
+                   "steps")
 FOREIGN_RENAMED = {"corrupt_seed": "--split-seed"}
 
 
@@ -349,15 +351,3 @@ def layout_help() -> str:
 
 
 MAP_HELP = "name=key: which foreign key holds our array (repeatable), e.g. W=fc2.weight."
-
-
-def foreign_options(layout: str | None, p: int | None, op: str | None,
-                    mapping: list[str] | None, act: str | None, train_frac: float | None,
-                    corrupt: float | None, split_seed: int | None,
-                    unsafe_pickle: bool, loss: str | None = None) -> dict[str, Any]:
-    """Keyword arguments of :func:`interp.import_checkpoint` from CLI options."""
-    from interp.models.layout import parse_map
-
-    return {"layout": layout or "auto", "p": p, "op": op, "mapping": parse_map(mapping),
-            "act": act, "loss": loss, "train_frac": train_frac, "corrupt": corrupt,
-            "seed": split_seed, "allow_pickle": unsafe_pickle}

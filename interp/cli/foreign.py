@@ -9,13 +9,10 @@ import typer
 from interp.cli.common import (
     FOREIGN_OPTIONS,
     FOREIGN_RENAMED,
-    MAP_HELP,
     as_options,
     err,
-    foreign_options,
     friendly,
     json_option,
-    layout_help,
     out_file,
     overwrite_option,
     print_json_or,
@@ -24,6 +21,7 @@ from interp.cli.common import (
     run_result,
     summary_table,
 )
+from interp.cli.foreign_options import foreign_options, option
 
 
 @friendly
@@ -32,36 +30,22 @@ def import_(
                                    ".pt/.pth/.bin/.ckpt (PyTorch), .safetensors or .npz."),
     out_path: Path = typer.Option(..., "--out", metavar="FILE", parser=out_file,
                                   help="Trajectory file to write (.h5)."),
-    layout: str = typer.Option("auto", help=layout_help()),
-    p: int | None = typer.Option(None, help="Modulus (inferred where the layout allows)."),
-    op: str | None = typer.Option(None, help="Operation the network computes (default: the "
-                                  "file's config, else add, assumed)."),
-    mapping: list[str] | None = typer.Option(None, "--map", metavar="NAME=KEY", help=MAP_HELP),
-    act: str | None = typer.Option(None, help="Activation (default: the file's, else x^2 MLP, "
-                                   "relu Transformer, assumed)."),
-    loss: str | None = typer.Option(None, help="Loss the run was trained with, mse or ce "
-                                    "(default: the file's config, else assumed)."),
-    normalization: str | None = typer.Option(None, help="A Transformer's LayerNorm: none, LN "
-                                             "or LNPre (default: the weights and config)."),
-    scaling: str | None = typer.Option(None, help="A Transformer's parametrization: lens "
-                                       "(TransformerLens's) or paper (the paper's code; "
-                                       "default: the file's config, else lens, assumed)."),
-    train_indices: Path | None = typer.Option(None, metavar="FILE.npy", help="The run's "
-                                              "training pairs as indices m*p+n (default: "
-                                              "the file's train_indices)."),
-    test_indices: Path | None = typer.Option(None, metavar="FILE.npy", help="Its test pairs "
-                                             "(default: every pair not trained on)."),
-    steps: str | None = typer.Option(None, metavar="S1,S2,..", help="The checkpoints' steps "
-                                     "(default: the file's epochs or steps)."),
-    train_frac: float | None = typer.Option(None, help="Without the run's own split: the "
-                                            "train fraction of ours (default 0.5)."),
-    corrupt: float | None = typer.Option(None, help="Corrupted fraction of our split's "
-                                         "labels (default 0)."),
-    split_seed: int | None = typer.Option(None, help="Seed of our split and corruption "
-                                          "(default 0)."),
-    unsafe_pickle: bool = typer.Option(False, "--unsafe-pickle", help="Let torch.load unpickle "
-                                       "arbitrary objects: ONLY for files you trust (it can "
-                                       "run code)."),
+    layout: str | None = option("layout"),
+    p: int | None = option("p"),
+    op: str | None = option("op"),
+    mapping: list[str] | None = option("mapping"),
+    act: str | None = option("act"),
+    loss: str | None = option("loss"),
+    normalization: str | None = option("normalization"),
+    scaling: str | None = option("scaling"),
+    eq_token: int | None = option("eq_token"),
+    train_indices: Path | None = option("train_indices"),
+    test_indices: Path | None = option("test_indices"),
+    steps: str | None = option("steps"),
+    train_frac: float | None = option("train_frac"),
+    corrupt: float | None = option("corrupt"),
+    split_seed: int | None = option("split_seed"),
+    unsafe_pickle: bool = option("unsafe_pickle"),
     overwrite: bool = overwrite_option(),
     json_path: Path | None = json_option(),
     quiet: bool = quiet_option(),
@@ -84,10 +68,7 @@ def import_(
     from interp.store.convert import import_checkpoint
     from interp.store.run import Run
 
-    opts = foreign_options(layout, p, op, mapping, act, train_frac, corrupt, split_seed,
-                           unsafe_pickle, loss)
-    opts |= {"normalization": normalization, "scaling": scaling, "train_indices": train_indices,
-             "test_indices": test_indices, "steps": parse_steps(steps)}
+    opts = foreign_options(locals())
     warnings: list[str] = []
     with as_options(FOREIGN_OPTIONS, FOREIGN_RENAMED), progress("import", quiet) as update:
         update(f"reading {foreign} and measuring its accuracies")
@@ -102,13 +83,3 @@ def import_(
                       f"wrote {path}: {len(run.steps)} checkpoint(s), model "
                       f"{run.family.name}, p {run.config.data.p}")
 
-
-def parse_steps(text: str | None) -> list[int] | None:
-    """``--steps 0,100,200`` as a list (None when not given); a bad entry is a ValueError."""
-    if text is None:
-        return None
-    try:
-        return [int(part) for part in text.split(",")]
-    except ValueError:
-        raise ValueError(f"--steps must be integers separated by commas, got {text!r}.") \
-            from None

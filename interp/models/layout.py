@@ -87,6 +87,25 @@ def parse_map(items: Sequence[str] | None) -> dict[str, str]:
     return out
 
 
+def path_order(keys: Sequence[str]) -> list[str]:
+    """``keys`` with those that differ only in their numeric parts (``net.2.weight``,
+    ``net.10.weight``) in numeric order, in the places the group held; the others keep
+    their order. safetensors returns keys sorted as text ("net.10" before "net.2")."""
+    def skeleton(key: str) -> tuple[str, ...]:
+        return tuple("#" if part.isdigit() else part for part in key.split("."))
+
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(skeleton(key), []).append(i)
+    out = list(keys)
+    for places in groups.values():
+        ordered = sorted((keys[i] for i in places),
+                         key=lambda k: [int(x) for x in k.split(".") if x.isdigit()])
+        for i, key in zip(places, ordered):
+            out[i] = key
+    return out
+
+
 def keys_text(state: State, limit: int = 12) -> str:
     keys = [f"{k} {tuple(np.shape(v))}" for k, v in state.items()]
     more = f", ... ({len(keys) - limit} more)" if len(keys) > limit else ""

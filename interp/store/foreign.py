@@ -12,7 +12,8 @@ unpickles arbitrary objects for files you trust: unpickling can run arbitrary co
 Structures a PyTorch file may hold:
 
 - a state dict ``{key: tensor}`` (nested dicts are joined with "."), or a pickled
-  ``nn.Module`` (its state dict is taken);
+  ``nn.Module`` (its state dict is taken, and what the module says besides:
+  :mod:`interp.store.modules`);
 - a dict nesting one under ``state_dict``, ``model_state_dict``, ``model``, ``module``,
   ``params`` or ``weights``, with an optional ``step``/``global_step``/``iteration``/
   ``epoch`` beside it (a Lightning ``.ckpt`` is one);
@@ -45,13 +46,13 @@ import torch
 
 from interp.models import layouts
 from interp.models.layout import Converted, convert_state, parse_map
+from interp.store.modules import module_act, module_config, unused_layers
 from interp.store.run_facts import (
     Facts,
     ForeignRun,
     build_run,
     check_options,
     config_p,
-    module_act,
     read_facts,
 )
 from interp.store.unpickle import RefusedGlobal, check_budget, load_restricted, module_state
@@ -123,8 +124,14 @@ def _step_of(obj: Any) -> int | None:
 def _state_of(obj: Any, where: str, facts: Facts | None = None) -> dict[str, np.ndarray]:
     module = module_state(obj)
     if module is not None:
-        if facts is not None:
+        unused = unused_layers(obj)
+        if unused:
+            raise ValueError(f"{where} registers {unused[0]!r}, which its forward never uses; "
+                             "interp reads the network the forward computes: remove the "
+                             "layer, or import a state dict without it.")
+        if facts is not None:  # what the module itself says: its layers and its config
             facts.act = facts.act or module_act(obj)
+            facts.config = module_config(obj) | facts.config
         return _flatten(module)
     if not isinstance(obj, Mapping):
         raise ValueError(f"{where} must be a dict of arrays (a state dict) or a module, got "
@@ -195,8 +202,21 @@ def _load_torch(path: Path, allow_pickle: bool) -> Any:
         if _is_pickle(path) and ("Weights only load failed" in str(exc)
                                  or not zipfile.is_zipfile(path)):
             return _load_restricted(path)
+        if allow_pickle and _is_pickle(path) and _reads_safely(path):
+            raise ValueError(f"file {str(path)!r} could not be unpickled with --unsafe-pickle "
+                             f"({type(exc).__name__}: {exc}), but safe loading reads it: "
+                             "drop --unsafe-pickle (allow_pickle=False).") from None
         raise ValueError(f"file {str(path)!r} must be a PyTorch checkpoint, but torch.load "
                          f"could not read it ({type(exc).__name__}).") from None
+
+
+def _reads_safely(path: Path) -> bool:
+    """Whether the restricted unpickler reads ``path``."""
+    try:
+        load_restricted(path)
+    except Exception:  # any failure: it does not
+        return False
+    return True
 
 
 def _load_restricted(path: Path) -> Any:

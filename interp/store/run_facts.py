@@ -24,7 +24,7 @@ from interp.config import DataConfig, RunConfig, TrainConfig
 from interp.data import Dataset, all_pairs, apply_op
 from interp.models import family, model_config_from_dict
 from interp.models.layout import ACTIVATION_NAMES, Converted
-from interp.store.unpickle import Record, record_dict
+from interp.store.modules import config_fields
 from interp.validate import ACT_RE, check_regular_input
 
 #: Options of :func:`build_run` (the rest of :func:`interp.store.foreign.foreign_run`'s).
@@ -38,8 +38,17 @@ LOSS_NAMES = {"ce": "ce", "cross_entropy": "ce", "crossentropy": "ce",
               "crossentropyloss": "ce", "mse": "mse", "mseloss": "mse", "l2": "mse"}
 SPLIT_KEYS = {"train": ("train_indices", "train_idx"), "test": ("test_indices", "test_idx")}
 CONFIG_KEYS = ("config", "cfg", "hyper_parameters", "hparams", "args")
-#: torch.nn activation modules -> our activation names.
-ACT_MODULES = {"ReLU": "relu", "SiLU": "silu", "Tanh": "tanh", "GELU": "gelu"}
+#: Training settings a file's config may give: its name -> ours.
+TRAIN_NAMES = {"lr": "lr", "learning_rate": "lr", "weight_decay": "weight_decay",
+               "wd": "weight_decay", "batch_size": "batch_size", "optimizer": "optimizer"}
+OPTIMIZERS = ("adamw", "adam", "sgd")
+#: What the run's config shows of its training and initialization that a file seldom
+#: gives; when it does not, each is assumed with this note (they change nothing interp
+#: computes from the weights).
+TRAIN_UNKNOWN = ("lr", "optimizer", "betas", "eps", "momentum", "weight_decay", "batch_size",
+                 "seed", "precision", "save_every", "save_log")
+MODEL_UNKNOWN = ("init_seed", "init_scale", "dropout")
+UNKNOWN = " (not the run's own: the file does not give it)"
 
 
 @dataclass
@@ -60,26 +69,6 @@ class Facts:
     steps_known: bool = False
 
 
-def module_act(obj: Any) -> str | None:
-    """The one activation among a pickled module's layers (None: none, or several)."""
-    found: set[str] = set()
-
-    def walk(m: Any) -> None:
-        if isinstance(m, torch.nn.Module):
-            name, fields = type(m).__name__, vars(m)
-        elif isinstance(m, Record):
-            name, fields = m.qualname.rsplit(".", 1)[-1], record_dict(m) or {}
-        else:
-            return
-        if name in ACT_MODULES:
-            tanh = name == "GELU" and fields.get("approximate") == "tanh"
-            found.add("gelu_new" if tanh else ACT_MODULES[name])
-        for child in (fields.get("_modules") or {}).values():
-            walk(child)
-    walk(obj)
-    return found.pop() if len(found) == 1 else None
-
-
 def read_facts(obj: Any, facts: Facts) -> None:
     """The split and config beside the weights of a top-level dict."""
     if not isinstance(obj, Mapping):
@@ -95,9 +84,8 @@ def read_facts(obj: Any, facts: Facts) -> None:
                 setattr(facts, part, value.astype(np.int64))
                 break
     for name in CONFIG_KEYS:
-        fields = record_dict(obj.get(name)) if obj.get(name) is not None else None
-        if fields:
-            facts.config |= {k: v for k, v in fields.items() if isinstance(k, str)}
+        if obj.get(name) is not None:
+            facts.config |= config_fields(obj[name])
 
 
 @dataclass(frozen=True)
@@ -119,12 +107,17 @@ class ForeignRun:
     dataset: Dataset | None = None
 
     def warning(self) -> str | None:
-        """One sentence listing what was assumed, or None."""
-        if not self.assumed:
+        """One sentence listing what was assumed (the training settings that change
+        nothing interp computes in one item), or None when nothing else was: those alone
+        no option can state, so they are recorded without a warning."""
+        unknown = [k for k, v in self.assumed.items() if v.endswith(UNKNOWN)]
+        items = [f"{k} = {v}" for k, v in self.assumed.items() if k not in unknown]
+        if not items:
             return None
-        items = "; ".join(f"{k} = {v}" for k, v in self.assumed.items())
-        return (f"the foreign run does not say, so interp assumed: {items} (recorded as "
-                "'assumed' in the trajectory; pass the options to state them).")
+        if unknown:
+            items.append(f"{', '.join(unknown)} = interp's defaults{UNKNOWN}")
+        return (f"the foreign run does not say, so interp assumed: {'; '.join(items)} "
+                "(recorded as 'assumed' in the trajectory; pass the options to state them).")
 
 
 def _named(config: Mapping[str, Any], keys: Sequence[str], names: Mapping[str, str],
@@ -219,6 +212,14 @@ def _indices(value: Any, name: str) -> np.ndarray | None:
 
 
 def _steps(checkpoints: list, steps: Any, known: bool, assumed: dict[str, str]) -> list:
+    """The checkpoints with the steps the option gives (which must agree with the file's,
+    when it records them), else the file's, else the index, assumed."""
+    if steps is not None and known:
+        steps = [steps] if isinstance(steps, int) else list(steps)
+        own = [s for s, _ in checkpoints]
+        if steps != own:
+            raise ValueError(f"steps must agree with the file's own {own}, got {steps}; leave "
+                             "it out to use the file's.")
     if steps is None:
         if not known:
             which = ("0 (the file records no step" if len(checkpoints) == 1 else
@@ -254,6 +255,12 @@ def _data(p: int, op: str, opt: Mapping[str, Any], facts: Facts, assumed: dict[s
     test = _indices(opt["test_indices"], "test_indices")
     if train is None and test is not None:
         raise ValueError("test_indices must come with train_indices (the split's two parts).")
+    for name, given, own in (("train_indices", train, facts.train),
+                             ("test_indices", test, facts.test)):
+        if given is not None and own is not None and not np.array_equal(np.sort(given),
+                                                                          np.sort(own)):
+            raise ValueError(f"{name} must agree with the file's own ({len(own)} pairs), got "
+                             f"{len(given)} pairs that differ; leave it out to use the file's.")
     train = train if train is not None else facts.train
     test = test if test is not None or opt["train_indices"] is not None else facts.test
     dataset = None
@@ -280,6 +287,25 @@ def _data(p: int, op: str, opt: Mapping[str, Any], facts: Facts, assumed: dict[s
             assumed["data.corrupt"] = "0.0 (no corrupted labels)"
         split = "interp's"
     return data, dataset, split
+
+
+def _train(config: Mapping[str, Any], steps: int, loss: str, assumed: dict[str, str]
+           ) -> TrainConfig:
+    """The training section: the steps, the loss, and the settings the file's config
+    gives (:data:`TRAIN_NAMES`); every other one is interp's default, assumed."""
+    given: dict[str, Any] = {}
+    for name, ours in TRAIN_NAMES.items():
+        value = config.get(name)
+        if ours == "optimizer" and isinstance(value, str) and value.lower() in OPTIMIZERS:
+            given.setdefault(ours, value.lower())
+        elif ours != "optimizer" and isinstance(value, (int, float)) and not isinstance(
+                value, bool):
+            given.setdefault(ours, int(value) if ours == "batch_size" else float(value))
+    train = TrainConfig(steps=steps, loss=loss, **given)
+    for name in TRAIN_UNKNOWN:
+        if name not in given:
+            assumed[f"train.{name}"] = f"{getattr(train, name)}{UNKNOWN}"
+    return train
 
 
 def check_options(options: Mapping[str, Any]) -> None:
@@ -315,7 +341,9 @@ def build_run(source: Any, layout: str, conv: Converted, checkpoints: list, fact
                  "train.loss", assumed, f"the usual loss of a {kind}")
     checkpoints = _steps(checkpoints, opt["steps"], facts.steps_known, assumed)
     data, dataset, split = _data(conv.p, op, opt, facts, assumed)
-    cfg = RunConfig(data, model, TrainConfig(steps=checkpoints[-1][0], loss=loss))
+    cfg = RunConfig(data, model, _train(facts.config, checkpoints[-1][0], loss, assumed))
+    assumed |= {f"model.{k}": f"{getattr(model, k)}{UNKNOWN}" for k in MODEL_UNKNOWN
+                if hasattr(model, k)}
     name = (Path(source).name if isinstance(source, (str, os.PathLike))
             else f"an in-memory {type(source).__name__}")
     text = (f"imported from {name} (layout {layout}, model {model.kind}, split {split}, "

@@ -23,6 +23,7 @@ from interp.models import make_model
 from interp.reports.analyze import accuracies_at
 from interp.store.convert import import_checkpoint
 from interp.store.run import Run
+from interp.store.run_facts import UNKNOWN
 
 P = 11
 M, N = np.meshgrid(np.arange(P), np.arange(P), indexing="ij")
@@ -236,6 +237,12 @@ def check_faithful(model: nn.Module, run_path, step=None) -> dict:
 SPLIT_FACTS = {"train_indices": TRAIN, "test_indices": TEST}
 
 
+def stated(assumed: dict) -> set:
+    """The assumed fields that change what interp computes (training settings such as lr
+    are assumed whenever the file does not give them)."""
+    return {k for k, v in assumed.items() if not v.endswith(UNKNOWN)}
+
+
 # -- MLPs ------------------------------------------------------------------------------
 @pytest.mark.parametrize("how", ["state_dict", "checkpoint_dict", "lightning", "module",
                                  "safetensors", "npz"])
@@ -327,12 +334,13 @@ def test_transformerlens_models_with_their_config(tmp_path, name):
     model = trained(TLTransformer(cfg, bias), steps=40)
     path = tmp_path / "tl.pt"
     torch.save({"model": model.state_dict(), "config": cfg, "epoch": 40} | SPLIT_FACTS, path)
-    out = import_checkpoint(path, tmp_path / "tl.h5", loss="ce", op="add")  # no --unsafe-pickle
+    eq = {"eq_token": P} if cfg.n_ctx == 3 else {}  # TransformerLens's config never says
+    out = import_checkpoint(path, tmp_path / "tl.h5", loss="ce", op="add", **eq)  # safe loading
     with Run(out) as run:
         m = run.config.model
         assert (m.n_layers, m.attn_only, m.bias) == (cfg.n_layers, cfg.attn_only, bias)
         assert m.normalization == (cfg.normalization_type or "")
-        assert run.assumed == {} and int(run.steps[0]) == 40
+        assert stated(run.assumed) == set() and int(run.steps[0]) == 40
         if not cfg.attn_only:
             assert m.act == cfg.act_fn
     check_faithful(model, out)
@@ -360,12 +368,13 @@ def test_progress_measures_full_run_file_imports_in_one_command(tmp_path):
                 "train_losses": [1.0] * 300, "test_losses": [2.0] * 300},
                tmp_path / "full_run.pth")
     res = CliRunner().invoke(app, ["import", str(tmp_path / "full_run.pth"), "--loss", "ce",
-                                   "--op", "add", "--out", str(tmp_path / "run.h5")])
+                                   "--op", "add", "--eq-token", str(P),
+                                   "--out", str(tmp_path / "run.h5")])
     assert res.exit_code == 0, res.output
-    assert "assumed" not in res.output
+    assert "model.tokens" not in res.output and "data.op" not in res.output
     with Run(tmp_path / "run.h5") as run:
         assert [int(s) for s in run.steps] == epochs and run.config.model.act == "gelu"
-        assert run.assumed == {} and run.config.data.p == P
+        assert stated(run.assumed) == set() and run.config.data.p == P
     for step, state in zip(epochs, checkpoints):
         model.load_state_dict(state)
         check_faithful(model.eval(), tmp_path / "run.h5", step)
@@ -388,32 +397,33 @@ def test_a_file_without_config_lists_every_assumption(tmp_path):
                               str(tmp_path / "bare.h5")])
     assert res.exit_code == 0, res.output
     expected = {"model.act", "model.normalization", "model.scaling", "data.op", "train.loss",
-                "train.steps", "data.split", "data.corrupt"}
+                "train.steps", "data.split", "data.corrupt", "data.p", "model.tokens"}
     assert res.output.count("warning: the foreign run does not say") == 1
     for key in expected:
         assert key in res.output
     res = runner.invoke(app, ["inspect", str(tmp_path / "bare.h5"), "--json"])
     assert res.exit_code == 0, res.output
-    assert set(json.loads(res.stdout)["assumed"]) == expected
+    assert stated(json.loads(res.stdout)["assumed"]) == expected
     res = runner.invoke(app, ["analyze", str(tmp_path / "bare.h5"), "--ipr", "--no-plots",
                               "--json", "-"])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
-    assert set(summary["assumed"]) == expected and summary["assumed"]["train.loss"].startswith(
+    assert stated(summary["assumed"]) == expected and summary["assumed"]["train.loss"].startswith(
         "ce")
     with pytest.warns(UserWarning, match="assumed: model.act = relu") as caught:
         import_checkpoint(tmp_path / "bare.npz", tmp_path / "again.h5")
     assert len(caught) == 1
     # stated on the command line, nothing is assumed; a bad statement is one sentence
     np.save(tmp_path / "train.npy", TRAIN.numpy())
-    stated = ["--act", "relu", "--op", "add", "--loss", "ce", "--normalization", "none",
-              "--scaling", "lens",
+    given = ["--act", "relu", "--op", "add", "--loss", "ce", "--normalization", "none",
+              "--scaling", "lens", "--p", str(P), "--eq-token", str(P),
               "--steps", "5", "--train-indices", str(tmp_path / "train.npy")]
-    res = runner.invoke(app, ["import", str(tmp_path / "bare.npz"), *stated, "--out",
+    res = runner.invoke(app, ["import", str(tmp_path / "bare.npz"), *given, "--out",
                               str(tmp_path / "stated.h5")])
-    assert res.exit_code == 0 and "warning" not in res.output, res.output
+    assert res.exit_code == 0, res.output
+    assert all(key not in res.output for key in expected), res.output  # only lr and such
     with Run(tmp_path / "stated.h5") as run:
-        assert run.assumed == {} and int(run.steps[0]) == 5
+        assert stated(run.assumed) == set() and int(run.steps[0]) == 5
     res = runner.invoke(app, ["import", str(tmp_path / "bare.npz"), "--steps", "5,x",
                               "--out", str(tmp_path / "bad.h5")])
     assert res.exit_code == 2 and "--steps must be integers separated by commas, got '5,x'" \
@@ -422,9 +432,9 @@ def test_a_file_without_config_lists_every_assumption(tmp_path):
     import interp
 
     with interp.Run(model, act="relu", op="add", loss="ce", normalization="none", steps=[7],
-                    scaling="lens",
+                    scaling="lens", p=P, eq_token=P,
                     train_indices=TRAIN.numpy()) as run:
-        assert run.assumed == {} and int(run.steps[0]) == 7
+        assert stated(run.assumed) == set() and int(run.steps[0]) == 7
 
 
 def test_one_api_for_files_modules_and_state_dicts(tmp_path):

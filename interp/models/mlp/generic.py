@@ -1,6 +1,7 @@
 """The ``generic-mlp`` layout: MLPs written with ``nn.Linear``/``nn.Embedding``, any depth.
 
-The matrices of the state, in file order, chain from the inputs to the p logits, each
+The matrices of the state, in file order (keys that differ only in numbers, such as an
+``nn.Sequential``'s, in numeric order), chain from the inputs to the p logits, each
 with its optional ``.bias`` (:func:`generic_mlp_layout`; the first layer's forms:
 :func:`_first_layer`). With ``--map`` roles ``U``/``V``/``UV``/``W`` the named two-layer
 MLP is read instead, each matrix in either orientation, told apart by p (a square one is
@@ -21,6 +22,7 @@ from interp.models.layout import (
     array_of,
     keys_text,
     lookup,
+    path_order,
     shape_error,
 )
 from interp.models.mlp.layouts import BN_NAMES, Parts, check_roles, mlp_fields, read_batchnorm
@@ -197,8 +199,8 @@ def _embedded(state: State, mats: list[str], p: int, keys: dict[str, str],
 
 def _chain_layout(state: State, p: int, embeds: Sequence[str] = ()) -> Parts:
     """The MLP whose matrices, in file order, chain from the inputs to the p logits."""
-    mats = [k for k, v in state.items() if np.ndim(v) == 2
-            and k.rsplit(".", 1)[-1] not in BN_NAMES]
+    mats = path_order([k for k, v in state.items() if np.ndim(v) == 2
+                       and k.rsplit(".", 1)[-1] not in BN_NAMES])
     if len(mats) < 2:
         raise ValueError(f"the generic-mlp layout needs at least two weight matrices, found "
                          f"{keys_text(state)}.")

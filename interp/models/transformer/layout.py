@@ -44,16 +44,40 @@ BLOCK = {"W_Q": "attn.W_Q", "W_K": "attn.W_K", "W_V": "attn.W_V", "W_O": "attn.W
          "b_Q": "attn.b_Q", "b_K": "attn.b_K", "b_V": "attn.b_V", "b_O": "attn.b_O",
          "W_in": "mlp.W_in", "b_in": "mlp.b_in", "W_out": "mlp.W_out", "b_out": "mlp.b_out",
          "ln1_w": "ln1.w", "ln1_b": "ln1.b", "ln2_w": "ln2.w", "ln2_b": "ln2.b"}
-#: Settings of a HookedTransformerConfig our forward does not have: (field, the value we
-#: compute, why it matters).
-UNSUPPORTED = (("positional_embedding_type", "standard", "rotary and shortformer embeddings "
-                "are another network"),
-               ("use_attn_scale", True, "scores not divided by sqrt(d_head)"),
-               ("parallel_attn_mlp", False, "the MLP reading the block's input"),
-               ("gated_mlp", False, "a gated MLP has a third matrix"),
-               ("final_rms", False, "RMSNorm"),
-               ("scale_attn_by_inverse_layer_idx", False, "scores also divided by layer + 1"),
-               ("use_local_attn", False, "local (banded) attention"))
+def _off(value: Any) -> bool:
+    """A soft cap or count that TransformerLens leaves off (None, or <= 0)."""
+    return value is None or isinstance(value, (int, float)) and value <= 0
+
+
+def _equals(ours: Any) -> Any:
+    return lambda value: value == ours
+
+
+#: Fields of a HookedTransformerConfig that change the forward and that interp's
+#: Transformer does not compute: field -> (whether a value leaves the forward as ours,
+#: what ours computes, what the field would change). docs/foreign-and-transformer.md
+#: lists every field.
+UNSUPPORTED = {
+    "positional_embedding_type": (_equals("standard"), "standard",
+                                  "rotary and shortformer embeddings are another network"),
+    "use_attn_scale": (_equals(True), True, "scores not divided by sqrt(d_head)"),
+    "parallel_attn_mlp": (_equals(False), False, "the MLP reading the block's input"),
+    "gated_mlp": (_equals(False), False, "a gated MLP has a third matrix"),
+    "final_rms": (_equals(False), False, "RMSNorm"),
+    "scale_attn_by_inverse_layer_idx": (_equals(False), False,
+                                        "scores also divided by layer + 1"),
+    "use_local_attn": (_equals(False), False, "local (banded) attention"),
+    "attn_scores_soft_cap": (_off, -1.0, "attention scores capped by tanh"),
+    "output_logits_soft_cap": (_off, -1.0, "logits capped by tanh"),
+    "n_key_value_heads": (_equals(None), None, "grouped-query attention"),
+    "use_qk_norm": (_equals(False), False, "queries and keys normalized"),
+    "num_experts": (_off, None, "a mixture of experts"),
+    "post_embedding_ln": (_equals(False), False, "a LayerNorm after the embedding"),
+    "use_normalization_before_and_after": (_equals(False), False,
+                                           "a second normalization after each sublayer"),
+    "load_in_4bit": (_equals(False), False, "4-bit quantized weights"),
+    "relative_attention_num_buckets": (_equals(None), None, "T5's relative attention"),
+}
 
 
 def _n_layers(state: State, hints: Mapping[str, Any]) -> int:
@@ -68,8 +92,8 @@ def _n_layers(state: State, hints: Mapping[str, Any]) -> int:
 
 
 def _check_hints(hints: Mapping[str, Any], n_layers: int) -> None:
-    for field, ours, why in UNSUPPORTED:
-        if field in hints and hints[field] is not None and hints[field] != ours:
+    for field, (same, ours, why) in UNSUPPORTED.items():
+        if hints.get(field) is not None and not same(hints[field]):
             raise ValueError(f"the file's config has {field}={hints[field]!r}, which interp's "
                              f"Transformer does not compute ({why}); it computes {ours!r}.")
     norm = hints.get("normalization_type")
@@ -110,9 +134,12 @@ def _read(state: State, n_layers: int, attn_only: bool, mapping: Mapping[str, st
 
 
 def transformer_layout(state: State, p: int | None, mapping: Mapping[str, str],
-                       hints: Mapping[str, Any]
+                       hints: Mapping[str, Any], eq_token: int | None = None,
+                       assumed: dict[str, str] | None = None
                        ) -> tuple[int, dict[str, Any], dict[str, np.ndarray], dict[str, str]]:
-    """A TransformerLens-style Transformer (see the module docstring)."""
+    """A TransformerLens-style Transformer (see the module docstring); what the file does
+    not say of its tokens goes to ``assumed``."""
+    assumed = {} if assumed is None else assumed
     n_layers = _n_layers(state, hints)
     _check_hints(hints, n_layers)
     has_mlp = any(re.search(r"(^|\.)(mlp\.W_in|W_in)(_L\d+)?$", k) for k in state)
@@ -126,15 +153,9 @@ def transformer_layout(state: State, p: int | None, mapping: Mapping[str, str],
         raise shape_error(keys["W_pos"], pos, f"(n_ctx, d_model) = (2 or 3, {d}): the "
                            "inputs are m, n or m, n, =")
     n_ctx = pos.shape[0]
-    if p is None:  # the residues: every token but "=", or fewer when the outputs say so
-        p = d_vocab if n_ctx == 2 else d_vocab - 1
-        out = hints.get("d_vocab_out")
-        if isinstance(out, int) and 2 <= out < p:
-            p = out
-    if not 2 <= p <= d_vocab - (n_ctx == 3):
-        raise ValueError(f"array {keys['W_E']!r} of shape {E.shape} has room for p = {p} "
-                         f"residues {'plus the = token ' if n_ctx == 3 else ''}only if p <= "
-                         f"{d_vocab - (n_ctx == 3)}.")
+    outputs = np.shape(arrays["W_U"])[-1] if np.ndim(arrays["W_U"]) == 2 else d_vocab
+    p, order = _tokens(keys["W_E"], d_vocab, n_ctx, p, hints, eq_token, assumed, outputs)
+    arrays["W_E"] = np.ascontiguousarray(E[order])
     Q = arrays["W_Q"]
     h, _, e = Q.shape if Q.ndim == 3 else (0, 0, 0)
     scale = hints.get("attn_scale")
@@ -156,9 +177,10 @@ def transformer_layout(state: State, p: int | None, mapping: Mapping[str, str],
                                "W_E, n_heads and d_head from W_Q, d_mlp from W_in)")
     if U_cols < p:
         raise shape_error(keys["W_U"], arrays["W_U"], f"(d_model, >= p) = ({d}, >= {p})")
-    arrays["W_U"] = np.ascontiguousarray(arrays["W_U"][:, :p])
+    outputs = order[:p] if U_cols == d_vocab else list(range(p))  # the residues' columns
+    arrays["W_U"] = np.ascontiguousarray(arrays["W_U"][:, outputs])
     if "b_U" in arrays:
-        arrays["b_U"] = arrays["b_U"][:p]
+        arrays["b_U"] = arrays["b_U"][outputs]
     expected["b_U"] = (p,)
     normalization = _normalization(arrays, hints)
     fields = {"kind": "transformer", "d_model": d, "n_heads": h, "d_head": e, "d_mlp": f,
@@ -170,6 +192,47 @@ def transformer_layout(state: State, p: int | None, mapping: Mapping[str, str],
         fields["act"] = ACTIVATION_NAMES[hints["act_fn"]]
     fields["bias"] = _fill(arrays, expected, n_layers, attn_only, normalization)
     return p, fields, arrays, keys
+
+
+def _tokens(key: str, d_vocab: int, n_ctx: int, p: int | None, hints: Mapping[str, Any],
+            eq_token: Any, assumed: dict[str, str], outputs: int) -> tuple[int, list[int]]:
+    """p, and the token ids in our order: the residues 0..p-1 (the p smallest ids but the
+    "=" token), then "=", then the rest. Inputs are ``m, n`` or ``m, n, =``; "=" is
+    ``eq_token`` (the option's, else the file's config's, else token p, assumed); p is
+    the given one, else the config's ``d_vocab_out``, else the fewest of ``d_vocab`` less
+    "=" and the ``outputs`` (W_U's columns), assumed."""
+    if isinstance(hints.get("d_vocab"), int) and hints["d_vocab"] != d_vocab:
+        raise ValueError(f"the file's config says d_vocab {hints['d_vocab']!r}, but array "
+                         f"{key!r} has {d_vocab} rows.")
+    eq = n_ctx == 3
+    if p is None:
+        p, out = d_vocab - eq, hints.get("d_vocab_out")
+        if isinstance(out, int) and 2 <= out < p:
+            p = out
+        elif 2 <= outputs < p:
+            p = outputs
+        if out != p:
+            assumed["data.p"] = (f"{p} (d_vocab {d_vocab}{' less the = token' if eq else ''}"
+                                 f", {outputs} outputs; the file does not say; pass --p)")
+    if not 2 <= p <= d_vocab - eq:
+        raise ValueError(f"array {key!r} of {d_vocab} rows has room for p = {p} residues "
+                         f"{'plus the = token ' if eq else ''}only if p <= {d_vocab - eq}.")
+    if not eq:
+        if eq_token is not None:
+            raise ValueError(f"eq_token must not be given for a Transformer whose inputs are "
+                             f"m, n (array {key!r} has no = position), got {eq_token!r}.")
+        return p, list(range(d_vocab))
+    stated = eq_token if eq_token is not None else hints.get("eq_token")
+    if stated is None:
+        stated = p
+        assumed["model.tokens"] = (f"m, n, = at positions 0, 1, 2 with = token {p} and residue "
+                                   "r token r (the file does not say; pass --eq-token)")
+    if isinstance(stated, bool) or not isinstance(stated, (int, np.integer)) \
+            or not 0 <= stated < d_vocab:
+        raise ValueError(f"eq_token must be a token id in [0, {d_vocab}) (the rows of array "
+                         f"{key!r}), got {stated!r}.")
+    ids = [t for t in range(d_vocab) if t != stated]
+    return p, ids[:p] + [int(stated)] + ids[p:]
 
 
 def _normalization(arrays: Mapping[str, np.ndarray], hints: Mapping[str, Any]) -> str:
@@ -233,15 +296,16 @@ class TransformerLayout(Layout):
     """TransformerLens's ``HookedTransformer`` or our names (see the module docstring)."""
 
     name = "transformer"
-    options = ("normalization", "scaling")
+    options = ("normalization", "scaling", "eq_token")
 
     def guess(self, state: State, hints: Mapping[str, Any]) -> float:
         return 1.0 if has_key(state, "W_E") else 0.0
 
     def convert(self, state: State, p: int | None, mapping: Mapping[str, str],
                 hints: Mapping[str, Any], options: Mapping[str, Any]) -> Converted:
-        p, fields, arrays, keys = transformer_layout(state, p, mapping, hints)
         assumed: dict[str, str] = {}
+        p, fields, arrays, keys = transformer_layout(state, p, mapping, hints,
+                                                     options.get("eq_token"), assumed)
         fields["normalization"] = _option_normalization(
             fields["normalization"], options.get("normalization"), hints, assumed)
         fields |= _scaling(hints, options.get("scaling"), assumed)
