@@ -30,9 +30,9 @@ def _module_parts(m: Any) -> tuple[str, str, dict[str, Any]] | None:
 
 
 def module_act(obj: Any) -> str | None:
-    """The one activation among a pickled module's layers (None: none). An activation
-    layer interp does not compute (``LeakyReLU``), or layers of two activations, are a
-    ValueError naming them."""
+    """The one activation among a module's layers, live or pickled (None: none). An
+    activation layer interp does not compute (``LeakyReLU``), or layers of two
+    activations, are a ValueError naming them."""
     found: dict[str, str] = {}
 
     def walk(m: Any, path: str) -> None:

@@ -211,7 +211,7 @@ def _tokens(key: str, d_vocab: int, n_ctx: int, p: int | None, hints: Mapping[st
             p = out
         elif 2 <= outputs < p:
             p = outputs
-        if out != p:
+        if out != p and (eq or outputs != d_vocab):  # else every token is a residue
             assumed["data.p"] = (f"{p} (d_vocab {d_vocab}{' less the = token' if eq else ''}"
                                  f", {outputs} outputs; the file does not say; pass --p)")
     if not 2 <= p <= d_vocab - eq:
