@@ -30,7 +30,7 @@ from interp.cli.common import (
 def import_(
     foreign: Path = typer.Argument(..., metavar="FOREIGN", help="Checkpoint or trajectory: "
                                    ".pt/.pth/.bin/.ckpt (PyTorch), .safetensors or .npz."),
-    out_path: Path = typer.Option(..., "--out", metavar="FILE", parser=out_file,
+    out_path: str = typer.Option(..., "--out", metavar="FILE",
                                   help="Trajectory file to write (.h5)."),
     layout: str = typer.Option("auto", help=layout_help()),
     p: int | None = typer.Option(None, help="Modulus (inferred where the layout allows)."),
@@ -91,8 +91,8 @@ def import_(
     warnings: list[str] = []
     with as_options(FOREIGN_OPTIONS, FOREIGN_RENAMED), progress("import", quiet) as update:
         update(f"reading {foreign} and measuring its accuracies")
-        path = import_checkpoint(foreign, out_path, overwrite=overwrite, warn=warnings.append,
-                                 **opts)
+        path = import_checkpoint(foreign, out_file(out_path), overwrite=overwrite,
+                                 warn=warnings.append, **opts)
     for message in warnings:
         err.print(f"warning: {message}", markup=False, highlight=False)
     with Run(path) as run:
