@@ -435,11 +435,11 @@ CASES = [
     C(["import", "{d}/fifo.pt", "--out", "{out}"],
       "checkpoint '{d}/fifo.pt' must be a regular file, but it is a FIFO", id="fifo-checkpoint"),
     # point 4: outputs that are folders or nodes
-    C([*TRAIN, "--out", "{d}/newdir/"], "path '{d}/newdir/' must be a file path, but it ends "
+    C([*TRAIN, "--out", "{d}/newdir/"], "--out '{d}/newdir/' must be a file path, but it ends "
       "with '/'", id="out-trailing-slash"),
     C(["import", "{d}/good.npz", "--out", "{d}/newdir/"], "which names a folder",
       id="import-out-trailing-slash"),
-    C([*TRAIN, "--out", "{d}/fifo.npy", "--overwrite"], "path '{d}/fifo.npy' must be a regular "
+    C([*TRAIN, "--out", "{d}/fifo.npy", "--overwrite"], "--out '{d}/fifo.npy' must be a regular "
       "file or a new path, but it is a FIFO", id="out-fifo"),
     C(["solution", "--out", "{d}/fifo.npy", "--overwrite"], "but it is a FIFO",
       id="solution-out-fifo"),

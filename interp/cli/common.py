@@ -40,14 +40,13 @@ def json_option(what: str = "a JSON summary") -> Any:
                         "('-': stdout, alone).", rich_help_panel=OUTPUT)
 
 
-def out_file(text: str) -> Path:
-    """The ``--out FILE`` parser: keeps the trailing separator a Path would drop, so that
-    ``--out newdir/`` is refused as naming a folder, not written as a file ``newdir``;
-    an existing device or FIFO is refused too (:func:`check_output_file`)."""
-    try:
-        check_output_file(text, "path")
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+def out_file(text: str | None) -> Path | None:
+    """The ``--out FILE`` option's value as given (a Path would drop a trailing separator),
+    checked: ``--out newdir/`` is refused as naming a folder, not written as a file
+    ``newdir``, and an existing device or FIFO is refused (:func:`check_output_file`)."""
+    if text is None:
+        return None
+    check_output_file(text, "--out")
     return Path(text)
 
 

@@ -28,7 +28,7 @@ from interp.cli.foreign_options import foreign_options, option
 def import_(
     foreign: Path = typer.Argument(..., metavar="FOREIGN", help="Checkpoint or trajectory: "
                                    ".pt/.pth/.bin/.ckpt (PyTorch), .safetensors or .npz."),
-    out_path: Path = typer.Option(..., "--out", metavar="FILE", parser=out_file,
+    out_path: str = typer.Option(..., "--out", metavar="FILE",
                                   help="Trajectory file to write (.h5)."),
     layout: str | None = option("layout"),
     p: int | None = option("p"),
@@ -72,8 +72,8 @@ def import_(
     warnings: list[str] = []
     with as_options(FOREIGN_OPTIONS, FOREIGN_RENAMED), progress("import", quiet) as update:
         update(f"reading {foreign} and measuring its accuracies")
-        path = import_checkpoint(foreign, out_path, overwrite=overwrite, warn=warnings.append,
-                                 **opts)
+        path = import_checkpoint(foreign, out_file(out_path), overwrite=overwrite,
+                                 warn=warnings.append, **opts)
     for message in warnings:
         err.print(f"warning: {message}", markup=False, highlight=False)
     with Run(path) as run:

@@ -83,7 +83,7 @@ def train(
                                    rich_help_panel=OUTPUT),
     save_log: int = typer.Option(0, help="Instead keep this many log-spaced checkpoints.",
                                  rich_help_panel=OUTPUT),
-    out_path: Path | None = typer.Option(None, "--out", metavar="FILE", parser=out_file,
+    out_path: str | None = typer.Option(None, "--out", metavar="FILE",
                                          help="Run file (default checkpoints/NAME.h5, NAME "
                                               "from the settings).", rich_help_panel=OUTPUT),
     resume: Path | None = typer.Option(None, metavar="FILE",
@@ -134,7 +134,7 @@ def train(
                             seed=seed, save_every=save_every, save_log=save_log,
                             precision=precision),
             )
-        path = out_path or Path("checkpoints") / default_run_name(cfg)
+        path = out_file(out_path) or Path("checkpoints") / default_run_name(cfg)
         if path.is_dir():
             raise IsADirectoryError(f"--out must be a file path, got the folder {str(path)!r}.")
         bar = [] if quiet else [ProgressBar(steps, max(1, steps // 100))]
@@ -263,7 +263,7 @@ def solution(
     width: int = typer.Option(500, help="Number of neurons N."),
     op: str = typer.Option("add", help="add or sub (the operations with a phase relation)."),
     seed: int = typer.Option(0, help="Seed of the random phases."),
-    out_path: Path = typer.Option(..., "--out", metavar="FILE", parser=out_file,
+    out_path: str = typer.Option(..., "--out", metavar="FILE",
                                   help="Trajectory file to write.", rich_help_panel=OUTPUT),
     overwrite: bool = overwrite_option(),
     json_path: Path | None = json_option(),
@@ -285,15 +285,16 @@ def solution(
     from interp.store.convert import write_trajectory
     from interp.store.run import Run
 
+    target = out_file(out_path)
     with as_options(_OPTIONS, _RENAMED):  # the analytic solution is the paper's MLP's
         cfg = RunConfig(DataConfig(p=p, op=op, corrupt=0.0), config_class(DEFAULT)(width=width),
                         TrainConfig(steps=0))
     check_memory([cfg], available_memory(resolve_device("cpu")))
     with progress("solution", quiet) as update:
-        update(f"building the network, writing {out_path} and measuring its accuracies")
+        update(f"building the network, writing {target} and measuring its accuracies")
         weights = analytic_network(p, width, seed=seed, op=op)
-        write_trajectory(cfg, out_path, [(0, weights)], overwrite=overwrite,
+        write_trajectory(cfg, target, [(0, weights)], overwrite=overwrite,
                          source=f"analytic solution (interp.analytic_network, seed {seed})")
-    with Run(out_path) as run:
+    with Run(target) as run:
         m = run.metrics()
-        print_json_or(run_result(run, m), json_path, summary_table(run, m), f"wrote {out_path}")
+        print_json_or(run_result(run, m), json_path, summary_table(run, m), f"wrote {target}")

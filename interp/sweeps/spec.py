@@ -245,9 +245,9 @@ def _read_text(path: str | os.PathLike, what: str, kind: str) -> str:
     if path.is_dir():
         raise IsADirectoryError(f"{what} {str(path)!r} must be a {kind} file, but it is a "
                                 "folder.")
+    check_regular_input(path, what)
     if not path.is_file():
         raise FileNotFoundError(f"{what} {str(path)!r} does not exist.")
-    check_regular_input(path, what)
     try:
         return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
