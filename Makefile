@@ -6,16 +6,21 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 
-.PHONY: demo test setup bench lint clean reproduce
+.PHONY: demo test setup bench lint clean reproduce chromium
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,distributed]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,distributed,report]"
 	touch $@
 
-setup: $(BIN)/.installed
+setup: $(BIN)/.installed chromium
+
+# The browser of the HTML reports' tests (playwright drives it; Debian's package, as root).
+chromium:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y \
+		--no-install-recommends chromium)
 
 # Main job: train the paper's coexistence run, analyze it, write figures and a summary.
 demo: setup

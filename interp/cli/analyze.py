@@ -29,6 +29,7 @@ from interp.cli.common import (
     quiet_option,
     save_json,
 )
+from interp.cli.report import html_option
 
 
 @friendly
@@ -64,6 +65,7 @@ def analyze(
                                       "output folder).", rich_help_panel=OUTPUT),
     no_plots: bool = typer.Option(False, "--no-plots", help="Write no figures.",
                                   rich_help_panel=OUTPUT),
+    html: bool = html_option(),
     quiet: bool = quiet_option(),
     layout: str | None = typer.Option(None, help=layout_help(), rich_help_panel=FOREIGN),
     p: int | None = typer.Option(None, help="Modulus.", rich_help_panel=FOREIGN),
@@ -107,12 +109,13 @@ def analyze(
     folder = out_dir or run_path.with_name(run_path.stem + "-analysis")
     flags = {"ipr": ipr, "prune": prune, "ablate": ablate, "fit": fit, "phase": phase,
              "progress": measures}
+    outputs = {"json": json_path, "plots": plots, "no_plots": no_plots, "html": html}
     foreign: dict[str, Any] = {}
     if layout is not None or is_foreign(run_path):
         foreign = foreign_options(layout, p, op, mapping, act, train_frac, corrupt,
                                   split_seed, unsafe_pickle)
-    _analyze_run(run_path, foreign, step, flags, folder, json_path, plots, no_plots,
-                 threshold, seed, device, overwrite, quiet)
+    _analyze_run(run_path, foreign, step, flags, folder, outputs, threshold, seed, device,
+                 overwrite, quiet)
 
 
 def _warn(text: str) -> None:
@@ -120,20 +123,20 @@ def _warn(text: str) -> None:
 
 
 def _analyze_run(run_path: Path, foreign: dict[str, Any], step: int | None,
-                 flags: dict[str, bool], folder: Path, json_path: Path | None,
-                 plots: Path | None, no_plots: bool, threshold: float | None, seed: int,
-                 device: str, overwrite: bool, quiet: bool) -> None:
+                 flags: dict[str, bool], folder: Path, outputs: dict[str, Any],
+                 threshold: float | None, seed: int, device: str, overwrite: bool,
+                 quiet: bool) -> None:
     """Analyze a run file, or a foreign checkpoint read into memory with ``foreign``
-    options, into ``folder``."""
-    from interp.analysis.task import task_support
+    options, into ``folder``; ``outputs``: the --json, --plots, --no-plots and --html
+    options."""
     from interp.cli.tables import analysis_tables
     from interp.plots.style import run_identity
-    from interp.reports.analyze import analyze_run
+    from interp.reports.analyze import analyze_run, default_analyses
     from interp.store.atomic import check_replaceable, write_folder_atomic
     from interp.store.run import Run
 
-    json_path = _outside(folder, json_path, "--json")
-    plots = _outside(folder, plots, "--plots")
+    json_path = _outside(folder, outputs["json"], "--json")
+    plots = _outside(folder, outputs["plots"], "--plots")
     with as_options(FOREIGN_OPTIONS, FOREIGN_RENAMED):  # the input's errors first
         run = Run(run_path, warn=_warn, **foreign)
     written: list[Path] = []
@@ -141,9 +144,7 @@ def _analyze_run(run_path: Path, foreign: dict[str, Any], step: int | None,
         check_replaceable(folder, "summary.json")  # before the work, not after it
         check_new_folder(folder, overwrite)
         if not any(flags.values()):
-            fit = task_support(run.config.data.op,
-                               run.family.analytic_solution)["analytic_solution"]
-            flags = {"ipr": True, "prune": True, "ablate": True, "phase": True, "fit": fit}
+            flags = default_analyses(run)
         update(", ".join(k for k, v in flags.items() if v) or "accuracies")
         analysis = analyze_run(run, step, threshold=threshold, seed=seed, device=device,
                                **flags)
@@ -153,7 +154,15 @@ def _analyze_run(run_path: Path, foreign: dict[str, Any], step: int | None,
 
         def fill(tmp: Path) -> None:
             paths = save_json(summary, tmp / "summary.json", json_path)
-            if not no_plots:
+            if outputs["html"]:
+                from interp.plots.html.page import write_page
+                from interp.plots.html.run import run_arrays, run_layout
+
+                update("report.html")
+                data = run_arrays(run, summary, analysis.arrays)
+                paths.append(write_page(tmp / "report.html", title,
+                                        run_layout(summary, data)))
+            if not outputs["no_plots"]:
                 from interp.plots.figures import write_figures
                 from interp.plots.fit import write_fit_figures
 
@@ -211,6 +220,7 @@ def compare(
     json_path: Path | None = json_option("the JSON result"),
     no_plots: bool = typer.Option(False, "--no-plots", help="Write no figures.",
                                   rich_help_panel=OUTPUT),
+    html: bool = html_option(),
     quiet: bool = quiet_option(),
 ) -> None:
     """Compare runs side by side: config differences, accuracies, phase, IPR, norms.
@@ -240,6 +250,12 @@ def compare(
 
         def fill(tmp: Path) -> None:
             paths = save_json(result, tmp / "compare.json", json_path)
+            if html:
+                from interp.plots.html.compare import compare_layout
+                from interp.plots.html.page import write_page
+
+                paths.append(write_page(tmp / "report.html", "interp comparison",
+                                        compare_layout(result)))
             if not no_plots:
                 from interp.plots.compare import write_compare_figures
 
