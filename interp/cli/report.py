@@ -32,9 +32,10 @@ def _warn(text: str) -> None:
 
 @friendly
 def report(
-    source: Path = typer.Argument(..., metavar="RUN.h5|ANALYSIS_DIR|SWEEP_DIR|COMPARE_DIR",
-                                  help="A run file, or a folder written by interp analyze, "
-                                       "sweep or compare."),
+    source: Path = typer.Argument(..., metavar="SOURCE",
+                                  help="RUN.h5|ANALYSIS_DIR|SWEEP_DIR|COMPARE_DIR: a run "
+                                       "file, or a folder written by interp analyze, sweep "
+                                       "or compare."),
     out_path: Path | None = typer.Option(None, "--out", metavar="FILE",
                                          help="HTML file (default: beside the input, "
                                               "run.h5 -> run.html, DIR/ -> DIR.html).",

@@ -65,13 +65,15 @@ def mark(fig: Any, stages: Mapping[str, tuple[str, int | float | None]]) -> Any:
 def step_tabs(panels: Sequence[tuple[Series, str]], name: str,
               stages: Mapping[str, tuple[str, int | None]] | None = None) -> Any:
     """Curves against the step, one figure per ``(series, y_label)``, in two tabs: a linear
-    and a log step axis (step 0 left out), the stages marked on each; the figures of a tab
-    share their step axis (zooming one zooms all)."""
+    and a log step axis (step 0 left out; no such tab for curves of step 0 alone), the
+    stages marked on each; the figures of a tab share their step axis (zooming one zooms
+    all)."""
     from bokeh.layouts import column
     from bokeh.models import TabPanel, Tabs
 
     tabs = []
-    for log_x, title in ((False, "linear step"), (True, "log step")):
+    later = any(np.any(np.asarray(x) > 0) for series, _ in panels for x, _ in series.values())
+    for log_x, title in ((False, "linear step"), (True, "log step"))[:2 if later else 1]:
         figs: list = []
         for series, y_label in panels:
             figs.append(mark(line_figure(
