@@ -22,10 +22,11 @@ chromium:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y \
 		--no-install-recommends chromium)
 
-# Main job: train the paper's coexistence run, analyze it, write figures and a summary.
+# Main job: train the paper's coexistence run, analyze it, write figures, a summary and
+# report.html (the page to click through, docs/report.md).
 demo: setup
 	$(BIN)/interp train --steps 1000 --out checkpoints/demo.h5 --overwrite
-	$(BIN)/interp analyze checkpoints/demo.h5 --out checkpoints/demo-analysis --overwrite
+	$(BIN)/interp analyze checkpoints/demo.h5 --out checkpoints/demo-analysis --overwrite --html
 
 # Test suite (slow tests excluded by pyproject's addopts; `make test-slow` runs them).
 # pytest's exit code 5 ("no tests collected") is not a failure of the suite.

@@ -31,16 +31,18 @@ def line_figure(series: Series, *, x_label: str, y_label: str, name: str,
     fig = figure(width=WIDE, height=height, tools=TOOLS, x_axis_type="log" if log_x else
                  "linear", x_axis_label=x_label, y_axis_label=y_label, title=title,
                  name=name, **options)
+    lines = []
     for i, (label, (x, y)) in enumerate(series.items()):
         x, y = np.asarray(x, dtype=np.float64), finite(y)
         keep = x > 0 if log_x else np.ones(len(x), dtype=bool)
         if not np.isfinite(y[keep]).any():
             continue
         source = ColumnDataSource({"x": x[keep], "y": y[keep]})
-        fig.line("x", "y", source=source, legend_label=label, name=label,
-                 color=COLORS[i % len(COLORS)], line_width=2)
-    fig.add_tools(HoverTool(tooltips=[("", "$name"), (x_label, "@x{0,0.[00]}"),
-                                      (y_label, "@y{0.[0000]}")]))
+        lines.append(fig.line("x", "y", source=source, legend_label=label, name=label,
+                              color=COLORS[i % len(COLORS)], line_width=2))
+    if lines:
+        fig.add_tools(HoverTool(renderers=lines, tooltips=[
+            ("", "$name"), (x_label, "@x{0,0.[00]}"), (y_label, "@y{0.[0000]}")]))
     if fig.legend:  # beside the data, not over it; a click hides a series
         fig.legend.click_policy = "hide"
         fig.add_layout(fig.legend[0], "right")
@@ -98,6 +100,8 @@ def table(columns: Mapping[str, Any], titles: Mapping[str, str], name: str,
         if any(isinstance(v, float) for v in data[key]):  # None (null) shows as a blank
             data[key] = [np.nan if v is None else v for v in data[key]]
             options["formatter"] = NumberFormatter(format="0.0000", nan_format="")
+        elif None in data[key]:
+            data[key] = ["" if v is None else v for v in data[key]]
         cols.append(TableColumn(field=key, title=title, **options))
     source = ColumnDataSource(data, name=f"{name}-source")
     return DataTable(source=source, columns=cols, width=width, height=height,

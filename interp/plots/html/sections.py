@@ -21,9 +21,9 @@ def fit_section(summary: Mapping[str, Any]) -> list:
     accuracies of the idealized network (per-neuron residuals are in the neuron table)."""
     fit = summary.get("fit")
     if not fit:
-        why = ("it applies to MLPs trained on add or sub" if not (summary.get("task") or {})
-               .get("analytic_solution", True) else "the analysis did not compute it "
-               "(interp analyze --fit)")
+        task = summary.get("task") or {}
+        why = (task["notes"][-1] if not task.get("analytic_solution", True) and task.get(
+            "notes") else "the analysis did not compute it (interp analyze --fit)")
         return [heading("Analytic fit"), note(f"No fit: {why}.", "missing")]
     rows = ({f"fit: {k}": v for k, v in _scalars(fit["summary"]).items()}
             | {f"idealized network: {k}": v for k, v in fit["idealized"].items()}

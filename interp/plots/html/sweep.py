@@ -136,7 +136,7 @@ def _diagram(value: float, regularizer: str, squares: dict[str, list], curves: A
 def sweep_layout(folder: str | Path) -> Any:
     """The page of the sweep in ``folder`` (its sweep.json, summary.json and cell files)."""
     from bokeh.layouts import column, row
-    from bokeh.models import ColumnDataSource, Div, Range1d
+    from bokeh.models import ColumnDataSource, Div, HoverTool, Range1d
 
     folder = Path(folder)
     spec, rows = load_spec(folder), read_summary(folder)
@@ -149,8 +149,10 @@ def sweep_layout(folder: str | Path) -> Any:
     plot = line_figure({}, x_label="step", y_label="accuracy", name="cell-curves-figure",
                        title="the clicked square's cells (one line per seed)",
                        x_range=Range1d(0, spec.base.train.steps), y_range=Range1d(-0.02, 1.02))
-    for i, key in enumerate(CURVES):
-        plot.line("x", key, source=curves, color=COLORS[i], legend_label=key, line_width=2)
+    lines = [plot.line("x", key, source=curves, color=COLORS[i], legend_label=key,
+                       line_width=2) for i, key in enumerate(CURVES)]
+    plot.add_tools(HoverTool(renderers=lines, tooltips=[("step", "@x")] + [
+        (key, f"@{key}{{0.0000}}") for key in CURVES]))
     plot.add_layout(plot.legend[0], "right")
     legend = " ".join(f'<span style="background:{c}">&nbsp;&nbsp;&nbsp;</span> {p}'
                       for p, c in zip(PHASES, PHASE_COLORS))
