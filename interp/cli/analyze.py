@@ -31,6 +31,9 @@ from interp.cli.common import (
 )
 from interp.cli.report import html_option
 
+#: The files of an earlier analysis or comparison besides its JSON: figures and the report.
+OUTPUT_SUFFIXES = (".png", ".html")
+
 
 @friendly
 def analyze(
@@ -141,7 +144,7 @@ def _analyze_run(run_path: Path, foreign: dict[str, Any], step: int | None,
         run = Run(run_path, warn=_warn, **foreign)
     written: list[Path] = []
     with run, progress("analyze", quiet) as update:
-        check_replaceable(folder, "summary.json")  # before the work, not after it
+        check_replaceable(folder, "summary.json", OUTPUT_SUFFIXES)  # before the work
         check_new_folder(folder, overwrite)
         if not any(flags.values()):
             flags = default_analyses(run)
@@ -175,7 +178,7 @@ def _analyze_run(run_path: Path, foreign: dict[str, Any], step: int | None,
                                                fig_dir, title=title)
             written.extend(_moved(paths, tmp, folder))
 
-        write_folder_atomic(folder, fill, marker="summary.json")
+        write_folder_atomic(folder, fill, marker="summary.json", suffixes=OUTPUT_SUFFIXES)
     if str(json_path) == "-":  # stdout carries the JSON alone
         emit_json(summary, json_path)
         return
@@ -241,7 +244,7 @@ def compare(
     from interp.store.atomic import check_replaceable, write_folder_atomic
 
     json_path = _outside(out_dir, json_path, "--json")
-    check_replaceable(out_dir, "compare.json")
+    check_replaceable(out_dir, "compare.json", OUTPUT_SUFFIXES)
     check_new_folder(out_dir, overwrite)
     with progress("compare", quiet, total=len(runs)) as update:
         result = compare_runs(runs, step, prune=prune, labels=labels,
@@ -263,7 +266,8 @@ def compare(
                 paths += write_compare_figures(result, tmp)
             written.extend(_moved(paths, tmp, out_dir))
 
-        write_folder_atomic(out_dir, fill, marker="compare.json")
+        write_folder_atomic(out_dir, fill, marker="compare.json",
+                            suffixes=OUTPUT_SUFFIXES)
     if str(json_path) == "-":
         emit_json(result, json_path)
         return

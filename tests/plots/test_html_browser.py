@@ -100,10 +100,20 @@ def open_page(browser, path):
 
 
 def check_drawn(page, names):
-    drawn = dict(page.evaluate(DRAWN))
+    """Every figure shown (``names`` among them) has ink: axes, ticks and data drawn.
+    Painting is asynchronous: asked again for up to 20 s on a loaded machine."""
+    for _ in range(80):
+        drawn = dict(page.evaluate(DRAWN))
+        if set(names) <= set(drawn) and all(ink > 300 for ink in drawn.values()):
+            return drawn
+        page.wait_for_timeout(250)
     assert set(names) <= set(drawn), (names, drawn)
-    assert all(ink > 300 for ink in drawn.values()), drawn  # axes, ticks and data drawn
-    return drawn
+    assert all(ink > 300 for ink in drawn.values()), drawn
+
+
+def wait_for(page, condition):
+    """Wait (up to 20 s) until the JavaScript ``condition`` holds, e.g. after a click."""
+    page.wait_for_function(condition, timeout=20_000)
 
 
 def test_run_report_neuron_click_and_numbers(browser, tmp_path):
@@ -116,7 +126,6 @@ def test_run_report_neuron_click_and_numbers(browser, tmp_path):
     check_drawn(page, ["curves-accuracy-linear", "curves-loss-linear", "spectrum", "U row",
                        "V row", "W row", "IPR over training", "prune"])
     page.locator(".bk-tab", has_text="log step").first.click()
-    page.wait_for_timeout(200)
     check_drawn(page, ["curves-accuracy-log", "curves-loss-log"])
     # the page's numbers are summary.json's
     for key, value in summary["accuracy"].items():
@@ -131,8 +140,9 @@ def test_run_report_neuron_click_and_numbers(browser, tmp_path):
     row = page.locator(".slick-row").filter(has=page.locator(".slick-cell.l0",
                                                              has_text="3")).first
     row.locator(".slick-cell.l1").click()
-    page.wait_for_timeout(200)
-    assert "neuron 3" in model(page, "neuron-title", "text")
+    wait_for(page, "Bokeh.documents[0].get_model_by_name('neuron-title').text"
+                   ".includes('neuron 3</b>')")
+    assert "neuron 3</b>" in model(page, "neuron-title", "text")
     with Run(run) as r:
         w = r.weights()
     np.testing.assert_array_equal(model(page, "U row-source")["y"], w["U"][3])
@@ -146,7 +156,8 @@ def test_run_report_neuron_click_and_numbers(browser, tmp_path):
     assert ipr_line[-1] == pytest.approx(summary["ipr"]["neurons"][3], rel=1e-6)
     # the class filter shows the memorizing neurons alone
     page.locator("select").select_option("memorizing")
-    page.wait_for_timeout(200)
+    wait_for(page, "Bokeh.documents[0].get_model_by_name('neurons').view.filter.indices"
+                   f".length === {len(memorizing)}")
     shown = page.evaluate("Bokeh.documents[0].get_model_by_name('neurons').view.filter"
                           ".indices")
     assert sorted(shown) == sorted(memorizing)
@@ -185,7 +196,7 @@ def test_sweep_report_cell_click(browser, tmp_path):
         assert squares["acc_test"][i] == row["acc_test"] and squares["phase"][i] == row["phase"]
     cell = next(r for r in rows.values() if r["xi"] == 0.3 and r["alpha"] == 0.8)
     page.mouse.click(*page.evaluate(WHERE, ["phase-1", "0.3", "0.8"]))
-    page.wait_for_timeout(200)
+    wait_for(page, "Bokeh.documents[0].get_model_by_name('cell-curves').data.x.length > 0")
     info = model(page, "cell-info", "text")
     assert f'data-cell="{cell["cell_id"]}"' in info and number(cell["acc_test"]) in info
     curves = model(page, "cell-curves")

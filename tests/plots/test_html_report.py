@@ -108,6 +108,16 @@ def test_a_foreign_file_shows_what_was_assumed(run_file, tmp_path):
     assert 'class=\\"assumed\\"' in text  # the box, inside the page's JSON
 
 
+def test_an_analysis_with_its_report_is_replaced_with_overwrite(run_file, tmp_path):
+    args = ["analyze", str(run_file), "--out", str(tmp_path / "a"), "--ipr", "--html",
+            "--quiet"]
+    assert runner.invoke(app, args).exit_code == 0
+    first = (tmp_path / "a" / "report.html").read_bytes()
+    res = runner.invoke(app, [*args, "--overwrite"])  # an earlier report is an output too
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "a" / "report.html").read_bytes() == first
+
+
 def test_missing_bokeh_is_one_sentence(monkeypatch):
     monkeypatch.setitem(sys.modules, "bokeh", None)
     with pytest.raises(ImportError, match=r"^HTML reports need bokeh.*interp\[report\]'\.$"):
