@@ -6,21 +6,27 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 
-.PHONY: demo test setup bench lint clean reproduce
+.PHONY: demo test setup bench lint clean reproduce chromium
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,distributed]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,distributed,report]"
 	touch $@
 
-setup: $(BIN)/.installed
+setup: $(BIN)/.installed chromium
 
-# Main job: train the paper's coexistence run, analyze it, write figures and a summary.
+# The browser of the HTML reports' tests (playwright drives it; Debian's package, as root).
+chromium:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y \
+		--no-install-recommends chromium)
+
+# Main job: train the paper's coexistence run, analyze it, write figures, a summary and
+# report.html (the page to click through, docs/report.md).
 demo: setup
 	$(BIN)/interp train --steps 1000 --out checkpoints/demo.h5 --overwrite
-	$(BIN)/interp analyze checkpoints/demo.h5 --out checkpoints/demo-analysis --overwrite
+	$(BIN)/interp analyze checkpoints/demo.h5 --out checkpoints/demo-analysis --overwrite --html
 
 # Test suite (slow tests excluded by pyproject's addopts; `make test-slow` runs them).
 # pytest's exit code 5 ("no tests collected") is not a failure of the suite.

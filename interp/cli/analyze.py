@@ -26,9 +26,12 @@ from interp.cli.common import (
     save_json,
 )
 from interp.cli.foreign_options import foreign_options, option
+from interp.cli.report import html_option
 
 #: foreign_options' keys whose flag has another name.
 FLAGS = {"mapping": "map", "seed": "split_seed", "allow_pickle": "unsafe_pickle"}
+#: The files of an earlier analysis or comparison besides its JSON: figures and the report.
+OUTPUT_SUFFIXES = (".png", ".html")
 
 
 @friendly
@@ -64,6 +67,7 @@ def analyze(
                                       "output folder).", rich_help_panel=OUTPUT),
     no_plots: bool = typer.Option(False, "--no-plots", help="Write no figures.",
                                   rich_help_panel=OUTPUT),
+    html: bool = html_option(),
     quiet: bool = quiet_option(),
     layout: str | None = option("layout"),
     p: int | None = option("p"),
@@ -90,8 +94,8 @@ def analyze(
     --overwrite, and a folder holding other files is refused. A --plots folder elsewhere
     gets the figures file by file. A Transformer run adds the spectrum of its token
     embedding. A foreign checkpoint (a .pt/.pth/.bin/.ckpt, .safetensors or .npz file, or
-    any file with --layout) is converted to a temporary trajectory first, as by interp
-    import; the foreign file is only read.
+    any file with --layout) is read into memory as by interp import, with the same options;
+    the foreign file is only read.
 
     Examples:
 
@@ -106,13 +110,14 @@ def analyze(
     folder = out_dir or run_path.with_name(run_path.stem + "-analysis")
     flags = {"ipr": ipr, "prune": prune, "ablate": ablate, "fit": fit, "phase": phase,
              "progress": measures}
+    outputs = {"json": json_path, "plots": plots, "no_plots": no_plots, "html": html}
     foreign = foreign_options(locals())
     if layout is None and not is_foreign(run_path):
         only_foreign({"--" + FLAGS.get(k, k).replace("_", "-"): v
                       for k, v in foreign.items() if k != "layout"}, run_path)
         foreign = {}
-    _analyze_run(run_path, foreign, step, flags, folder, json_path, plots, no_plots,
-                 threshold, seed, device, overwrite, quiet)
+    _analyze_run(run_path, foreign, step, flags, folder, outputs, threshold, seed, device,
+                 overwrite, quiet)
 
 
 def only_foreign(options: dict[str, Any], run_path: Path) -> None:
@@ -129,30 +134,28 @@ def _warn(text: str) -> None:
 
 
 def _analyze_run(run_path: Path, foreign: dict[str, Any], step: int | None,
-                 flags: dict[str, bool], folder: Path, json_path: Path | None,
-                 plots: Path | None, no_plots: bool, threshold: float | None, seed: int,
-                 device: str, overwrite: bool, quiet: bool) -> None:
+                 flags: dict[str, bool], folder: Path, outputs: dict[str, Any],
+                 threshold: float | None, seed: int, device: str, overwrite: bool,
+                 quiet: bool) -> None:
     """Analyze a run file, or a foreign checkpoint read into memory with ``foreign``
-    options, into ``folder``."""
-    from interp.analysis.task import task_support
+    options, into ``folder``; ``outputs``: the --json, --plots, --no-plots and --html
+    options."""
     from interp.cli.tables import analysis_tables
     from interp.plots.style import run_identity
-    from interp.reports.analyze import analyze_run
+    from interp.reports.analyze import analyze_run, default_analyses
     from interp.store.atomic import check_replaceable, write_folder_atomic
     from interp.store.run import Run
 
-    json_path = _outside(folder, json_path, "--json")
-    plots = _outside(folder, plots, "--plots")
+    json_path = _outside(folder, outputs["json"], "--json")
+    plots = _outside(folder, outputs["plots"], "--plots")
     with as_options(FOREIGN_OPTIONS, FOREIGN_RENAMED):  # the input's errors first
         run = Run(run_path, warn=_warn, **foreign)
     written: list[Path] = []
     with run, progress("analyze", quiet) as update:
-        check_replaceable(folder, "summary.json")  # before the work, not after it
+        check_replaceable(folder, "summary.json", OUTPUT_SUFFIXES)  # before the work
         check_new_folder(folder, overwrite)
         if not any(flags.values()):
-            fit = task_support(run.config.data.op,
-                               run.family.analytic_solution)["analytic_solution"]
-            flags = {"ipr": True, "prune": True, "ablate": True, "phase": True, "fit": fit}
+            flags = default_analyses(run)
         update(", ".join(k for k, v in flags.items() if v) or "accuracies")
         analysis = analyze_run(run, step, threshold=threshold, seed=seed, device=device,
                                **flags)
@@ -162,7 +165,15 @@ def _analyze_run(run_path: Path, foreign: dict[str, Any], step: int | None,
 
         def fill(tmp: Path) -> None:
             paths = save_json(summary, tmp / "summary.json", json_path)
-            if not no_plots:
+            if outputs["html"]:
+                from interp.plots.html.page import write_page
+                from interp.plots.html.run import run_arrays, run_layout
+
+                update("report.html")
+                data = run_arrays(run, summary, analysis.arrays)
+                paths.append(write_page(tmp / "report.html", title,
+                                        run_layout(summary, data)))
+            if not outputs["no_plots"]:
                 from interp.plots.figures import write_figures
                 from interp.plots.fit import write_fit_figures
 
@@ -175,7 +186,7 @@ def _analyze_run(run_path: Path, foreign: dict[str, Any], step: int | None,
                                                fig_dir, title=title)
             written.extend(_moved(paths, tmp, folder))
 
-        write_folder_atomic(folder, fill, marker="summary.json")
+        write_folder_atomic(folder, fill, marker="summary.json", suffixes=OUTPUT_SUFFIXES)
     if str(json_path) == "-":  # stdout carries the JSON alone
         emit_json(summary, json_path)
         return
@@ -220,6 +231,7 @@ def compare(
     json_path: Path | None = json_option("the JSON result"),
     no_plots: bool = typer.Option(False, "--no-plots", help="Write no figures.",
                                   rich_help_panel=OUTPUT),
+    html: bool = html_option(),
     quiet: bool = quiet_option(),
 ) -> None:
     """Compare runs side by side: config differences, accuracies, phase, IPR, norms.
@@ -240,7 +252,7 @@ def compare(
     from interp.store.atomic import check_replaceable, write_folder_atomic
 
     json_path = _outside(out_dir, json_path, "--json")
-    check_replaceable(out_dir, "compare.json")
+    check_replaceable(out_dir, "compare.json", OUTPUT_SUFFIXES)
     check_new_folder(out_dir, overwrite)
     with progress("compare", quiet, total=len(runs)) as update:
         result = compare_runs(runs, step, prune=prune, labels=labels,
@@ -249,6 +261,12 @@ def compare(
 
         def fill(tmp: Path) -> None:
             paths = save_json(result, tmp / "compare.json", json_path)
+            if html:
+                from interp.plots.html.compare import compare_layout
+                from interp.plots.html.page import write_page
+
+                paths.append(write_page(tmp / "report.html", "interp comparison",
+                                        compare_layout(result)))
             if not no_plots:
                 from interp.plots.compare import write_compare_figures
 
@@ -256,7 +274,8 @@ def compare(
                 paths += write_compare_figures(result, tmp)
             written.extend(_moved(paths, tmp, out_dir))
 
-        write_folder_atomic(out_dir, fill, marker="compare.json")
+        write_folder_atomic(out_dir, fill, marker="compare.json",
+                            suffixes=OUTPUT_SUFFIXES)
     if str(json_path) == "-":
         emit_json(result, json_path)
         return

@@ -1,7 +1,7 @@
 """The ``interp`` command line: a thin layer over the importable API.
 
 The Typer ``app`` lives here; each command group is a module of :mod:`interp.cli`
-(``train``, ``foreign``, ``analyze``, ``sweep``) and is registered below, in the order
+(``train``, ``foreign``, ``analyze``, ``sweep``, ``report``) and is registered below, in the order
 ``interp --help`` lists the commands. The command modules import torch, numpy, h5py and
 matplotlib only inside the commands, so ``interp --help`` loads none of them.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import typer
 
-from interp.cli import analyze, foreign, sweep, train
+from interp.cli import analyze, foreign, report, sweep, train
 from interp.cli.help import Command, Group
 
 app = typer.Typer(cls=Group, no_args_is_help=True, rich_markup_mode="markdown",
@@ -49,6 +49,7 @@ app.command(cls=Command)(analyze.compare)
 app.command(cls=Command)(train.solution)
 app.command(cls=Command)(sweep.sweep)
 app.command("phase-diagram", cls=Command)(sweep.phase_diagram)
+app.command(cls=Command)(report.report)
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ from interp.cli.model_options import (
     model_help,
     with_model_options,
 )
+from interp.cli.report import html_option
 from interp.models.registry import DEFAULT
 
 
@@ -64,6 +65,7 @@ def sweep(
                                                     "tcp://host:8786 (needs interp[distributed])."),
     json_path: Path | None = json_option("the report (counts, failed cells, summary rows) "
                                          "as JSON"),
+    html: bool = html_option(),
     quiet: bool = quiet_option(),
     **model_options: Any,
 ) -> None:
@@ -111,6 +113,11 @@ def sweep(
         except WriteFailed as exc:
             hint = " by running the same sweep again" if exc.resumable else ""
             raise ValueError(f"{str(exc).rstrip('.')}{hint}.") from None
+        if html:  # failed cells too: the page says why each failed
+            from interp.plots.html import write_report
+
+            update("report.html", spec.n_cells)
+            write_report(out_dir, out_dir / "report.html")
     result = {"out": str(out_dir), "n_cells": report.n_cells, "n_trained": report.n_trained,
               "n_resumed": report.n_resumed, "n_skipped": report.n_skipped,
               "failed": list(report.failed), "rows": list(report.rows)}

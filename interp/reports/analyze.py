@@ -166,6 +166,14 @@ def analyze_run(run: Run, step: int | None = None, *, ipr: bool = True, prune: b
     return Analysis(to_jsonable(out), arrays)
 
 
+def default_analyses(run: Run) -> dict[str, bool]:
+    """The analyses ``interp analyze`` runs when told none: every one that applies to the
+    run (the fit needs a family with the analytic solution and op add or sub), not the
+    progress measures (a pass over every checkpoint)."""
+    fit = task_support(run.config.data.op, run.family.analytic_solution)["analytic_solution"]
+    return {"ipr": True, "prune": True, "ablate": True, "phase": True, "fit": fit}
+
+
 #: Options of :func:`analyze` that describe a foreign checkpoint (those of
 #: :func:`interp.import_checkpoint`; ``split_seed`` is its ``seed``: here ``seed`` is the
 #: seed of the random pruning orders).

@@ -1,0 +1,162 @@
+"""The report of a sweep: the phase diagram per regularizer value, each square (one xi and
+alpha, every seed) with its phase, accuracies and grokking delay in a hover; clicking a
+square shows its cells' curves and summary rows, read from the cell files.
+
+The numbers are the rows of the sweep's summary.json (:func:`interp.sweeps.summary.
+read_summary`); the curves are each cell file's metrics (:class:`interp.Run`).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from interp.analysis.phase import PHASES, progress_boundaries
+from interp.plots.html.figures import line_figure
+from interp.plots.html.page import COLORS, WIDE, heading, note, number
+from interp.plots.phase_diagram import MISSING_COLOR, PHASE_COLORS, majority_phase
+from interp.store.run import Run
+from interp.sweeps.spec import load_spec
+from interp.sweeps.summary import cell_files, read_summary
+
+#: The curves a square shows, by metric name.
+CURVES = {"train": "accuracy/train", "test": "accuracy/test",
+          "corrupted": "accuracy/train_corrupted"}
+#: Fills the curves and summary of the clicked square.
+SHOW_CELL = """
+const i = cb_obj.indices[0];
+if (i === undefined) { return; }
+const d = squares.data;
+curves.data = {x: d.step[i], train: d.train[i], test: d.test[i], corrupted: d.corrupted[i]};
+info.text = d.info[i];
+"""
+
+
+def cell_curves(folder: Path, cell_id: str) -> tuple[dict[str, np.ndarray] | None, str]:
+    """A cell's step and accuracy curves from its file, and its grokking delay in words
+    (the steps from train accuracy reaching its threshold to test accuracy reaching its
+    own, :func:`interp.analysis.phase.progress_boundaries`); None and why when the file
+    is missing or unreadable."""
+    path = cell_files(folder, cell_id)[0]
+    if not path.is_file():
+        return None, "no cell file"
+    try:
+        with Run(path) as run:
+            m = run.metrics()
+    except (OSError, ValueError) as exc:
+        return None, f"unreadable cell file ({exc})"
+    curves = {"step": np.asarray(m["step"], dtype=np.float64)}
+    curves |= {k: np.asarray(m.get(name, np.full(len(m["step"]), np.nan)), dtype=np.float64)
+               for k, name in CURVES.items()}
+    ends = progress_boundaries(m["step"], m["accuracy/train"], m["accuracy/test"])
+    t_m, t_g = ends["memorization_end"], ends["cleanup_end"]
+    return curves, (f"{t_g - t_m}" if t_m is not None and t_g is not None else "none")
+
+
+def _joined(curves: Sequence[dict[str, np.ndarray]], key: str) -> np.ndarray:
+    """The seeds' curves one after another, a NaN between them (a gap in the line)."""
+    parts = []
+    for c in curves:
+        parts += [c[key], np.array([np.nan])]
+    return np.concatenate(parts[:-1]) if parts else np.zeros(0)
+
+
+def _info(rows: Sequence[dict[str, Any]], delays: Sequence[str]) -> str:
+    head = ("<tr><th>cell</th><th>seed</th><th>status</th><th>phase</th><th>test</th>"
+            "<th>train</th><th>corrupted</th><th>delay</th></tr>")
+    body = "".join(
+        f"<tr class=\"cell\" data-cell=\"{html.escape(r['cell_id'])}\"><td>"
+        f"{html.escape(r['cell_id'])}</td><td>{r['seed']}</td><td>{r['status']}</td>"
+        f"<td>{r['phase'] or 'n/a'}</td><td>{number(r['acc_test'])}</td>"
+        f"<td>{number(r['acc_train'])}</td><td>{number(r['acc_train_corrupted'])}</td>"
+        f"<td>{delay}</td></tr>" for r, delay in zip(rows, delays))
+    errors = "".join(f"<p class=\"missing\">{html.escape(r['cell_id'])}: "
+                     f"{html.escape(r['error'])}</p>" for r in rows if r.get("error"))
+    return f"<table>{head}{body}</table>{errors}"
+
+
+def _mean(rows: Sequence[dict[str, Any]], key: str) -> float:
+    vals = [r[key] for r in rows if r["status"] == "complete" and r[key] is not None]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def _squares(folder: Path, rows: Sequence[dict[str, Any]]) -> dict[str, list]:
+    """One entry per (xi, alpha) of one value's rows: phase, means, delays and curves."""
+    data: dict[str, list] = {k: [] for k in (
+        "xi", "alpha", "phase", "color", "acc_test", "acc_train", "acc_train_corrupted",
+        "delay", "info", "step", *CURVES)}
+    for a in sorted({r["alpha"] for r in rows}):
+        for x in sorted({r["xi"] for r in rows}):
+            here = [r for r in rows if r["xi"] == x and r["alpha"] == a]
+            found = [cell_curves(folder, r["cell_id"]) for r in here]
+            curves = [c for c, _ in found if c is not None]
+            phase = majority_phase([r["phase"] for r in here if r["status"] == "complete"])
+            data["xi"].append(f"{x:g}")
+            data["alpha"].append(f"{a:g}")
+            data["phase"].append(phase or "no complete cell")
+            data["color"].append(PHASE_COLORS[PHASES.index(phase)] if phase else MISSING_COLOR)
+            for key in ("acc_test", "acc_train", "acc_train_corrupted"):
+                data[key].append(_mean(here, key))
+            data["delay"].append(", ".join(d for _, d in found))
+            data["info"].append(_info(here, [d for _, d in found]))
+            for key in ("step", *CURVES):
+                data[key].append(_joined(curves, key))
+    return data
+
+
+def _diagram(value: float, regularizer: str, squares: dict[str, list], curves: Any,
+             info: Any) -> Any:
+    from bokeh.models import ColumnDataSource, CustomJS, HoverTool, TapTool
+    from bokeh.plotting import figure
+
+    xs = sorted(set(squares["xi"]), key=float)
+    ys = sorted(set(squares["alpha"]), key=float)
+    source = ColumnDataSource(squares, name=f"squares-{value:g}")
+    fig = figure(x_range=xs, y_range=ys, width=420, height=380, tools="tap,reset,save",
+                 title=f"{regularizer.replace('_', ' ')} {value:g}",
+                 x_axis_label="xi (corrupted fraction)",
+                 y_axis_label="alpha (training fraction)", name=f"phase-{value:g}")
+    fig.rect("xi", "alpha", width=0.95, height=0.95, source=source, fill_color="color",
+             line_color="#444444", nonselection_fill_alpha=0.6)
+    fig.add_tools(HoverTool(tooltips=[("xi, alpha", "@xi, @alpha"), ("phase", "@phase"),
+                                      ("test", "@acc_test{0.0000}"),
+                                      ("train", "@acc_train{0.0000}"),
+                                      ("corrupted", "@acc_train_corrupted{0.0000}"),
+                                      ("delay", "@delay")]))
+    fig.select_one(TapTool).behavior = "select"
+    source.selected.js_on_change("indices", CustomJS(
+        args={"squares": source, "curves": curves, "info": info}, code=SHOW_CELL))
+    return fig
+
+
+def sweep_layout(folder: str | Path) -> Any:
+    """The page of the sweep in ``folder`` (its sweep.json, summary.json and cell files)."""
+    from bokeh.layouts import column, row
+    from bokeh.models import ColumnDataSource, Div, HoverTool, Range1d
+
+    folder = Path(folder)
+    spec, rows = load_spec(folder), read_summary(folder)
+    curves = ColumnDataSource({"x": [], **{k: [] for k in CURVES}}, name="cell-curves")
+    info = Div(text="<p class=\"missing\">Click a square to see its cells' curves.</p>",
+               width=WIDE, name="cell-info")
+    figs = [_diagram(v, spec.regularizer, _squares(folder, [r for r in rows
+                                                              if r["value"] == v]), curves,
+                     info) for v in sorted({r["value"] for r in rows})]
+    plot = line_figure({}, x_label="step", y_label="accuracy", name="cell-curves-figure",
+                       title="the clicked square's cells (one line per seed)",
+                       x_range=Range1d(0, spec.base.train.steps), y_range=Range1d(-0.02, 1.02))
+    lines = [plot.line("x", key, source=curves, color=COLORS[i], legend_label=key,
+                       line_width=2) for i, key in enumerate(CURVES)]
+    plot.add_tools(HoverTool(renderers=lines, tooltips=[("step", "@x")] + [
+        (key, f"@{key}{{0.0000}}") for key in CURVES]))
+    plot.add_layout(plot.legend[0], "right")
+    legend = " ".join(f'<span style="background:{c}">&nbsp;&nbsp;&nbsp;</span> {p}'
+                      for p, c in zip(PHASES, PHASE_COLORS))
+    return column(heading(f"Sweep {folder.name}: {len(rows)} cells", 1), Div(text=legend),
+                  note("Hover a square for its phase, mean accuracies over complete seeds "
+                       "and grokking delay; click it for its cells."),
+                  *[row(*figs[i:i + 2]) for i in range(0, len(figs), 2)], info, plot)
