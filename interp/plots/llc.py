@@ -5,7 +5,7 @@ stages), and the calibration's loss traces."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +106,18 @@ def llc_figures(result: Mapping[str, Any], metrics: Mapping[str, Any] | None = N
                         + ("passed" if cal["passed"] else "no setting passed"))
         figures["llc-calibration"] = fig
     return figures
+
+
+def llc_compare_figure(runs: Sequence[Mapping[str, Any]], colors: Sequence[str]) -> Any:
+    """The LLC curves of :func:`interp.compare`'s runs on one axes, one colour per run."""
+    fig, (ax,) = new_figure(7.4, 4.0)
+    for run, color in zip(runs, colors):
+        plot_llc(ax, run["llc"], label=run["label"], color=color)
+    mark = runs[0]["llc"]["settings"]
+    ax.set_title(f"LLC by devinterp (every run: lr {mark['lr']:g}, localization "
+                 f"{mark['localization']:g})", fontsize="small")
+    outside_legend(ax)
+    return fig
 
 
 def write_llc_figures(result: Mapping[str, Any], out_dir: str | os.PathLike,

@@ -22,11 +22,13 @@ trace kept, and a stated rule picks the setting (:data:`CALIBRATION_RULE`).
 from __future__ import annotations
 
 import contextlib
+import gc
+import io
 import random
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +60,9 @@ class LLCSettings:
 
     ``lr`` and ``localization``: SGLD step size and pull towards the checkpoint (both
     None: :func:`calibrate` chooses them). ``n_beta``: inverse temperature (None:
-    devinterp's ``default_nbeta(batch_size)``, ``b / log b``). ``seed``: devinterp's
-    ``init_seed`` (chain c draws from ``seed + c``).
+    devinterp's ``default_nbeta(batch_size)``, ``b / log b``). ``init_loss_batches``:
+    batches of the checkpoint's loss (devinterp's ``num_init_loss_batches``). ``seed``:
+    devinterp's ``init_seed`` (chain c draws from ``seed + c``).
     """
 
     lr: float | None = None
@@ -69,6 +72,7 @@ class LLCSettings:
     num_draws: int = 100
     num_burnin_steps: int = 0
     batch_size: int = 64
+    init_loss_batches: int = 32
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -82,7 +86,7 @@ class LLCSettings:
         if self.localization is not None:
             check_nonnegative("localization", self.localization)
         for name, least in (("num_chains", 1), ("num_draws", 4), ("num_burnin_steps", 0),
-                            ("batch_size", 2), ("seed", 0)):
+                            ("batch_size", 2), ("init_loss_batches", 1), ("seed", 0)):
             check_int(name, getattr(self, name), least)
 
     def beta(self) -> float:
@@ -142,6 +146,18 @@ def _own_random_state() -> Iterator[None]:
             random.setstate(py_state)
 
 
+@contextlib.contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """devinterp runs a full garbage collection around every chain, which walks every
+    object of the process (datasets and transformers bring many); objects older than the
+    call are set aside meanwhile (``gc.freeze``) and given back after."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def estimate(model: torch.nn.Module, rows: np.ndarray, loss: str, settings: LLCSettings,
              lr: float, localization: float,
              masks: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
@@ -150,19 +166,22 @@ def estimate(model: torch.nn.Module, rows: np.ndarray, loss: str, settings: LLCS
     Returns ``llc`` (the mean over chains), ``llc_std``, ``per_chain`` (C,), ``init_loss``
     (the loss at the checkpoint), ``trace`` (shape=(C, S), each SGLD step's mean loss)
     and ``healthy`` (no chain failed). devinterp's samples go to a temporary folder,
-    removed on return.
+    removed on return; its progress bars are silenced (the caller reports progress).
     """
     from datasets import Dataset
 
     llc = _devinterp()
     data = Dataset.from_dict({"input_ids": rows}).with_format("torch")
     with (tempfile.TemporaryDirectory(prefix="interp-llc-") as tmp, _own_random_state(),
-          warnings.catch_warnings(record=True) as caught):
+          _frozen_heap(),
+          warnings.catch_warnings(record=True) as caught,
+          contextlib.redirect_stderr(io.StringIO())):  # devinterp's per-chain bars
         warnings.simplefilter("always")
         result = llc(model, data, {}, lr=lr, n_beta=settings.beta(), param_masks=masks,
                      loss_fn=_token_loss(loss), num_chains=settings.num_chains,
                      num_draws=settings.num_draws, batch_size=settings.batch_size,
                      num_burnin_steps=settings.num_burnin_steps, init_seed=settings.seed,
+                     num_init_loss_batches=settings.init_loss_batches,
                      localization=localization, device=_device_of(model),
                      output_path=str(Path(tmp) / "samples.zarr"))
         out = {"llc": float(result["llc_mean"]), "llc_std": float(result["llc_std"]),
@@ -178,8 +197,9 @@ def _device_of(model: torch.nn.Module) -> str:
     return str(next(model.parameters()).device)
 
 
-def _passes(est: dict[str, Any]) -> bool:
-    """The calibration rule's test of one setting (:data:`CALIBRATION_RULE`)."""
+def calibration_passes(est: dict[str, Any]) -> bool:
+    """Whether one setting's estimate (:func:`estimate`'s ``healthy``, ``llc``, ``trace``,
+    ``init_loss``) passes :data:`CALIBRATION_RULE`."""
     if not est["healthy"] or not est["llc"] > 0:
         return False
     rise = est["trace"].mean(0) - est["init_loss"]
@@ -201,7 +221,7 @@ def calibrate(model: torch.nn.Module, rows: np.ndarray, loss: str, settings: LLC
             est = estimate(model, rows, loss, settings, float(lr), float(gamma))
             grid.append({"lr": float(lr), "localization": float(gamma), "llc": est["llc"],
                          "init_loss": est["init_loss"], "trace": est["trace"].mean(0),
-                         "passed": _passes(est)})
+                         "passed": calibration_passes(est)})
     good = [g for g in grid if g["passed"]]
     if good:
         best = max(good, key=lambda g: (g["lr"], -g["localization"]))
@@ -315,3 +335,16 @@ def llc(run: Any, steps: Sequence[int] | None = None, *, settings: LLCSettings |
         "calibration": cal, "loss": run.config.train.loss, "n_train": len(rows),
         "stages": run_phase(run)["stages"] if len(run.steps) > 1 else None,
     })
+
+
+def llc_of_runs(paths: Sequence[Any], settings: LLCSettings | None = None) -> list[dict]:
+    """The LLC (every weight) at each run's checkpoints with one set of sampler settings,
+    so that the curves compare: a step size and localization left to the calibration are
+    calibrated on the first run's last checkpoint and used for every run."""
+    settings = settings or LLCSettings()
+    results = []
+    for path in paths:
+        results.append(llc(path, settings=settings, populations=False))
+        chosen = results[-1]["settings"]
+        settings = replace(settings, lr=chosen["lr"], localization=chosen["localization"])
+    return results
