@@ -18,6 +18,7 @@ from devinterp.slt.llc import llc as devinterp_llc
 from devinterp.utils import default_nbeta
 from typer.testing import CliRunner
 
+from interp.analysis.phase import run_phase as interp_phase
 from interp.cli import app
 from interp.config import RunConfig
 from interp.reports import llc as llc_mod
@@ -244,3 +245,33 @@ def test_compare_draws_the_llc_curves_with_one_setting(run_path, tmp_path, monke
     np.testing.assert_allclose(curves[0]["llc"]["all"], expected, rtol=1e-6)
     paths = write_compare_figures(result, tmp_path)
     assert tmp_path / "llc.png" in paths
+
+
+#: The classic-grokking run of analyses/classic_grokking.py --quick (p 41, alpha 0.4, xi 0,
+#: N 192, cross-entropy, AdamW lr 3e-3, weight decay 3, 2000 steps), 30 log-spaced
+#: checkpoints; docs/analysis.md draws its LLC.
+GROKKING = RunConfig().replace(
+    data={"p": 41, "train_frac": 0.4, "corrupt": 0.0}, model={"width": 192},
+    train={"loss": "ce", "lr": 3e-3, "weight_decay": 3.0, "steps": 2000, "save_log": 30})
+GROKKING_STEPS = [0, 23, 51, 86, 145, 246, 415, 701, 1184, 2000]
+GROKKING_LLC = LLCSettings(lr=1e-3, localization=100.0, num_draws=60, num_chains=2,
+                           batch_size=64)
+
+
+@pytest.mark.slow
+def test_llc_rises_through_memorization_and_falls_after_generalization(tmp_path):
+    path = train_to_file(GROKKING, tmp_path / "grok.h5")
+    result = llc(path, GROKKING_STEPS, settings=GROKKING_LLC, populations=False)
+    with Run(path) as run:
+        classic = interp_phase(run)["classic"]
+    memorized, generalized = classic["memorization_step"], classic["generalization_step"]
+    assert memorized < generalized  # grokking: the run generalizes long after it memorizes
+    steps, values = np.array(result["steps"]), np.array(result["llc"]["all"])
+    peak = int(np.argmax(values))
+    # rises through memorization: the peak lies after the start, by the end of
+    # memorization or later but before generalization, well above the start
+    assert steps[0] < steps[peak] < generalized and values[peak] > 2 * values[0]
+    # falls after generalization: from the generalization step on it decreases at every
+    # checkpoint, and ends below a third of the peak
+    after = values[steps >= generalized]
+    assert len(after) >= 2 and (np.diff(after) < 0).all() and after[-1] < values[peak] / 3
