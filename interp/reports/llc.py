@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from interp.analysis.classify import classify
-from interp.analysis.neurons import trajectory_ipr
+from interp.analysis.neurons import check_finite_weights, trajectory_ipr
 from interp.analysis.phase import run_phase
 from interp.jsonable import to_jsonable
 from interp.losses import mean_loss
@@ -265,6 +265,7 @@ def _checkpoint(run: Run, step: int, rows: np.ndarray, settings: LLCSettings, lr
                 ) -> dict[str, dict[str, Any] | None]:
     """The LLC at one checkpoint: of every weight, and of each population's (None when it
     is empty)."""
+    check_finite_weights(run.weights(step), f"at step {step} of {str(run.path)!r}")
     model, loss = run.model(step), run.config.train.loss
     out: dict[str, dict[str, Any] | None] = {
         "all": estimate(model, rows, loss, settings, lr, localization)}
@@ -308,6 +309,9 @@ def llc(run: Any, steps: Sequence[int] | None = None, *, settings: LLCSettings |
             return llc(opened, steps, settings=settings, populations=populations,
                        threshold=threshold, progress=progress)
     settings = settings or LLCSettings()
+    if steps is not None and len(steps) == 0:
+        raise ValueError("steps must name at least one stored step (or be None for every "
+                         "checkpoint), got none.")
     chosen = [int(s) for s in run.steps] if steps is None else sorted(
         {int(run.steps[run.index_of(s)]) for s in steps})
     rows = training_rows(run.dataset())

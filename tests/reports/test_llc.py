@@ -156,6 +156,8 @@ def test_bad_settings_and_a_missing_devinterp(run_path, monkeypatch):
         LLCSettings(num_draws=2)
     with pytest.raises(ValueError, match="step must be one of the stored"):
         llc(run_path, [7], settings=FIXED)
+    with pytest.raises(ValueError, match="steps must name at least one stored step"):
+        llc(run_path, [], settings=FIXED)
     monkeypatch.setitem(sys.modules, "devinterp.slt.llc", None)
     with pytest.raises(ImportError, match=r"interp\[llc\]"):
         llc(run_path, [20], settings=FIXED, populations=False)

@@ -68,11 +68,11 @@ def test_three_seeds_on_a_tiny_grid(tmp_path):
 
 
 def test_a_cell_whose_seeds_disagree_is_drawn_as_mixed():
-    rows = [{"xi": x, "alpha": 0.5, "seed": s, "status": "complete", "value": 1.0,
-             "phase": p, "acc_test": 0.5, "acc_train": 1.0} for x, phases in ((0.1, ("coexistence",) * 3),
-                                           (0.3, ("coexistence", "memorization",
+    cells = ((0.1, ("coexistence",) * 3), (0.3, ("coexistence", "memorization",
                                                   "coexistence")))
-            for s, p in enumerate(phases)]
+    rows = [{"xi": x, "alpha": 0.5, "seed": s, "status": "complete", "value": 1.0,
+             "phase": p, "acc_test": 0.5, "acc_train": 1.0}
+            for x, phases in cells for s, p in enumerate(phases)]
     xi, alpha, mixed = mixed_grid(rows)
     assert mixed.tolist() == [[False, True]]
     spec = SweepSpec(xi=(0.1, 0.3), alpha=(0.5,), values=(1.0,), seeds=(0, 1, 2))
