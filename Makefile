@@ -12,7 +12,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,distributed,report]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,distributed,report,llc]"
 	touch $@
 
 setup: $(BIN)/.installed chromium

@@ -25,13 +25,16 @@ from interp.cli.common import (
     quiet_option,
     save_json,
 )
-from interp.cli.foreign_options import foreign_options, option
+from interp.cli.foreign_options import foreign_options, option, parse_steps
 from interp.cli.report import html_option
 
 #: foreign_options' keys whose flag has another name.
 FLAGS = {"mapping": "map", "seed": "split_seed", "allow_pickle": "unsafe_pickle"}
 #: The files of an earlier analysis or comparison besides its JSON: figures and the report.
 OUTPUT_SUFFIXES = (".png", ".html")
+
+#: The help panel of the LLC's options.
+LLC = "Local learning coefficient (--llc)"
 
 
 @friendly
@@ -53,6 +56,23 @@ def analyze(
                                   "at every checkpoint: restricted/excluded loss, Gini, key "
                                   "frequencies, sum of squared weights.",
                                   rich_help_panel=ANALYSES),
+    llc: bool = typer.Option(False, "--llc", help="Local learning coefficient at the "
+                             "checkpoints, of every weight and of the generalizing and the "
+                             "memorizing neurons (devinterp: pip install 'interp[llc]').",
+                             rich_help_panel=ANALYSES),
+    llc_steps: str | None = typer.Option(None, metavar="S1,S2,...", help="Stored steps for "
+                                         "the LLC (default: every checkpoint).",
+                                         rich_help_panel=LLC),
+    llc_draws: int = typer.Option(100, help="SGLD draws per chain.", rich_help_panel=LLC),
+    llc_chains: int = typer.Option(2, help="SGLD chains.", rich_help_panel=LLC),
+    llc_batch: int = typer.Option(64, help="SGLD batch size.", rich_help_panel=LLC),
+    llc_lr: float | None = typer.Option(None, help="SGLD step size (with "
+                                        "--llc-localization; default: calibrated).",
+                                        rich_help_panel=LLC),
+    llc_localization: float | None = typer.Option(None, help="SGLD localization (with "
+                                                  "--llc-lr; default: calibrated).",
+                                                  rich_help_panel=LLC),
+    llc_seed: int = typer.Option(0, help="Seed of the SGLD chains.", rich_help_panel=LLC),
     threshold: float | None = typer.Option(None, help="Fixed IPR threshold (default: Otsu).",
                                            rich_help_panel=ANALYSES),
     seed: int = typer.Option(0, help="Seed of the random pruning orders.",
@@ -86,12 +106,14 @@ def analyze(
     split_seed: int | None = option("split_seed"),
     unsafe_pickle: bool = option("unsafe_pickle"),
 ) -> None:
-    """Analyze a run: accuracies, IPR, neuron classes, pruning, ablation, fit, phase.
+    """Analyze a run: accuracies, IPR, neuron classes, pruning, ablation, fit, phase, LLC.
 
     With no analysis flag every analysis that applies runs (the fit needs an MLP with op
-    add or sub). The run file is opened read-only. Writes summary.json and PNG figures to
-    the output folder; an existing one (an earlier analysis) is replaced as a whole with
-    --overwrite, and a folder holding other files is refused. A --plots folder elsewhere
+    add or sub), except the LLC, which runs with --llc (llc.png, and llc-calibration.png
+    when its step size and localization are calibrated). The run file is opened
+    read-only. Writes summary.json and PNG figures to the output folder; an existing one
+    (an earlier analysis) is replaced as a whole with --overwrite, and a folder holding
+    other files is refused. A --plots folder elsewhere
     gets the figures file by file. A Transformer run adds the spectrum of its token
     embedding. A foreign checkpoint (a .pt/.pth/.bin/.ckpt, .safetensors or .npz file, or
     any file with --layout) is read into memory as by interp import, with the same options;
@@ -103,6 +125,7 @@ def analyze(
         interp analyze run.h5 --ipr --prune --json -
         interp analyze run.h5 --step 200 --fit --out results/step200
         interp analyze run.h5 --overwrite              # replace run-analysis/
+        interp analyze run.h5 --llc --llc-steps 0,500,1000
         interp analyze tl_grokking.pt --layout transformer --p 113
     """
     from interp.store.foreign import is_foreign
@@ -116,8 +139,13 @@ def analyze(
         only_foreign({"--" + FLAGS.get(k, k).replace("_", "-"): v
                       for k, v in foreign.items() if k != "layout"}, run_path)
         foreign = {}
+    llc_options = None
+    if llc:
+        settings = _llc_settings(llc_lr, llc_localization, num_draws=llc_draws,
+                                 num_chains=llc_chains, batch_size=llc_batch, seed=llc_seed)
+        llc_options = {"settings": settings, "steps": parse_steps(llc_steps, "--llc-steps")}
     _analyze_run(run_path, foreign, step, flags, folder, outputs, threshold, seed, device,
-                 overwrite, quiet)
+                 overwrite, quiet, llc_options)
 
 
 def only_foreign(options: dict[str, Any], run_path: Path) -> None:
@@ -129,6 +157,21 @@ def only_foreign(options: dict[str, Any], run_path: Path) -> None:
                          f"{str(run_path)!r} is a trajectory file, whose own config is used.")
 
 
+def _llc_settings(lr: float | None, localization: float | None, **fields: int) -> Any:
+    """:class:`interp.LLCSettings` from the --llc-* options, their errors naming them."""
+    from interp.reports.llc import LLCSettings
+
+    if (lr is None) != (localization is None):
+        raise ValueError(f"--llc-lr and --llc-localization must be given together (or "
+                         f"neither, to calibrate them), got --llc-lr {lr} and "
+                         f"--llc-localization {localization}.")
+    names = {"num_draws": "--llc-draws", "num_chains": "--llc-chains",
+             "batch_size": "--llc-batch", "seed": "--llc-seed", "lr": "--llc-lr",
+             "localization": "--llc-localization"}
+    with as_options((), names):
+        return LLCSettings(lr=lr, localization=localization, **fields)
+
+
 def _warn(text: str) -> None:
     err.print(f"warning: {text}", markup=False, highlight=False)
 
@@ -136,10 +179,10 @@ def _warn(text: str) -> None:
 def _analyze_run(run_path: Path, foreign: dict[str, Any], step: int | None,
                  flags: dict[str, bool], folder: Path, outputs: dict[str, Any],
                  threshold: float | None, seed: int, device: str, overwrite: bool,
-                 quiet: bool) -> None:
+                 quiet: bool, llc_options: dict[str, Any] | None = None) -> None:
     """Analyze a run file, or a foreign checkpoint read into memory with ``foreign``
     options, into ``folder``; ``outputs``: the --json, --plots, --no-plots and --html
-    options."""
+    options; with ``llc_options`` (``settings``, ``steps``) the LLC too."""
     from interp.cli.tables import analysis_tables
     from interp.plots.style import run_identity
     from interp.reports.analyze import analyze_run, default_analyses
@@ -154,12 +197,14 @@ def _analyze_run(run_path: Path, foreign: dict[str, Any], step: int | None,
     with run, progress("analyze", quiet) as update:
         check_replaceable(folder, "summary.json", OUTPUT_SUFFIXES)  # before the work
         check_new_folder(folder, overwrite)
-        if not any(flags.values()):
+        if not any(flags.values()) and llc_options is None:
             flags = default_analyses(run)
         update(", ".join(k for k, v in flags.items() if v) or "accuracies")
         analysis = analyze_run(run, step, threshold=threshold, seed=seed, device=device,
                                **flags)
         summary = analysis.summary
+        if llc_options is not None:
+            summary["llc"] = _llc(run, llc_options, update)
         title = run_identity(run.config, summary["step"])
         view = run.family.view_names(run.config.model)
 
@@ -181,6 +226,11 @@ def _analyze_run(run_path: Path, foreign: dict[str, Any], step: int | None,
                 fig_dir = plots or tmp
                 paths += write_figures(summary, analysis.arrays, fig_dir, title=title,
                                        spectra_of=view)
+                if summary.get("llc"):
+                    from interp.plots.llc import write_llc_figures
+
+                    paths += write_llc_figures(summary["llc"], fig_dir, run.metrics(),
+                                               title=run_identity(run.config))
                 if summary.get("fit"):
                     paths += write_fit_figures(summary["fit"], run.weights(summary["step"]),
                                                fig_dir, title=title)
@@ -193,6 +243,15 @@ def _analyze_run(run_path: Path, foreign: dict[str, Any], step: int | None,
     for table in analysis_tables(summary):
         out.print(table)
     out.print("wrote " + ", ".join(str(p) for p in written))
+
+
+def _llc(run: Any, options: dict[str, Any], update: Any) -> dict[str, Any]:
+    """The LLC section of a summary, its progress reported through ``update``."""
+    from interp.reports.llc import llc
+
+    update("LLC: calibrating" if options["settings"].lr is None else "LLC")
+    return llc(run, options["steps"], settings=options["settings"],
+               progress=lambda done, total: update(f"LLC: checkpoint {done} of {total}"))
 
 
 def _outside(folder: Path, path: Path | None, option: str) -> Path | None:
@@ -225,6 +284,16 @@ def compare(
                                                  "from the others)."),
     prune: bool = typer.Option(True, help="Include pruning curves (slower).",
                                rich_help_panel=ANALYSES),
+    llc: bool = typer.Option(False, "--llc", help="The LLC at every checkpoint of each run, "
+                             "one sampler setting for all (devinterp: pip install "
+                             "'interp[llc]').", rich_help_panel=ANALYSES),
+    llc_draws: int = typer.Option(100, help="SGLD draws per chain.", rich_help_panel=LLC),
+    llc_lr: float | None = typer.Option(None, help="SGLD step size (with "
+                                        "--llc-localization; default: calibrated on the "
+                                        "first run).", rich_help_panel=LLC),
+    llc_localization: float | None = typer.Option(None, help="SGLD localization (with "
+                                                  "--llc-lr; default: calibrated).",
+                                                  rich_help_panel=LLC),
     out_dir: Path = typer.Option(Path("compare"), "--out", metavar="DIR",
                                  help="Output folder.", rich_help_panel=OUTPUT),
     overwrite: bool = overwrite_option("output folder (an earlier comparison)"),
@@ -237,10 +306,11 @@ def compare(
     """Compare runs side by side: config differences, accuracies, phase, IPR, norms.
 
     Figures overlay the runs on shared axes, one colour per run: accuracy and loss
-    curves, IPR histograms, mean IPR over training, pruning curves, and |gamma| against
-    IPR for BatchNorm runs (with the Spearman rank correlation). Writes compare.json and
-    the figures to the output folder; an existing one (an earlier comparison) is replaced
-    as a whole with --overwrite, and a folder holding other files is refused.
+    curves, IPR histograms, mean IPR over training, pruning curves, the LLC (--llc), and
+    |gamma| against IPR for BatchNorm runs (with the Spearman rank correlation). Writes
+    compare.json and the figures to the output folder; an existing one (an earlier
+    comparison) is replaced as a whole with --overwrite, and a folder holding other files
+    is refused.
 
     Examples:
 
@@ -255,8 +325,10 @@ def compare(
     check_replaceable(out_dir, "compare.json", OUTPUT_SUFFIXES)
     check_new_folder(out_dir, overwrite)
     with progress("compare", quiet, total=len(runs)) as update:
+        settings = _llc_settings(llc_lr, llc_localization, num_draws=llc_draws) if llc else None
         result = compare_runs(runs, step, prune=prune, labels=labels,
-                              progress=lambda i, name: update(f"analyzing {name}", i))
+                              progress=lambda i, name: update(f"analyzing {name}", i),
+                              llc=settings)
         written: list[Path] = []
 
         def fill(tmp: Path) -> None:

@@ -65,12 +65,13 @@ def foreign_options(values: Mapping[str, Any]) -> dict[str, Any]:
                   "allow_pickle": values["unsafe_pickle"]}
 
 
-def parse_steps(text: str | None) -> list[int] | None:
-    """``--steps 0,100,200`` as a list (None when not given); a bad entry is a ValueError."""
+def parse_steps(text: str | None, option: str = "--steps") -> list[int] | None:
+    """``--steps 0,100,200`` as a list (None when not given); a bad entry is a ValueError
+    naming ``option``."""
     if text is None:
         return None
     try:
         return [int(part) for part in text.split(",")]
     except ValueError:
-        raise ValueError(f"--steps must be integers separated by commas, got {text!r}.") \
+        raise ValueError(f"{option} must be integers separated by commas, got {text!r}.") \
             from None

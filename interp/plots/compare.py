@@ -159,8 +159,8 @@ def plot_gamma_vs_ipr(ax: Axes, ipr: np.ndarray, gamma: np.ndarray,
 def compare_figures(result: Mapping[str, Any]) -> dict[str, Figure]:
     """The figures of an :func:`interp.compare` result, by file name without ``.png``:
     ``accuracy``, ``loss`` (when every run has its losses), ``ipr_histograms``,
-    ``ipr_mean``, ``prune`` (when every run was pruned) and ``gamma_ipr`` (when a run
-    has BatchNorm)."""
+    ``ipr_mean``, ``prune`` (when every run was pruned), ``llc`` (when every run has its
+    LLC) and ``gamma_ipr`` (when a run has BatchNorm)."""
     runs = result["runs"]
     figures = {"accuracy": accuracy_figure(runs)}
     if all(all(k in r["curves"] for k in LOSS_NAMES) for r in runs):
@@ -169,6 +169,10 @@ def compare_figures(result: Mapping[str, Any]) -> dict[str, Figure]:
     figures["ipr_mean"] = ipr_mean_figure(runs)
     if all(r["prune"] for r in runs):
         figures["prune"] = prune_figure(runs)
+    if all(r.get("llc") for r in runs):
+        from interp.plots.llc import llc_compare_figure
+
+        figures["llc"] = llc_compare_figure(runs, [run_color(i) for i in range(len(runs))])
     bn = [dict(r, color=run_color(i)) for i, r in enumerate(runs) if r["batchnorm"]]
     if bn:
         figures["gamma_ipr"] = gamma_figure(bn)

@@ -22,7 +22,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 
 from interp.analysis.phase import PHASES
 from interp.plots.style import new_figure, save_png
@@ -79,6 +79,29 @@ def phase_grid(rows: Sequence[Row]) -> tuple[np.ndarray, np.ndarray, np.ndarray]
             if phase is not None:
                 grid[i, j] = PHASES.index(phase)
     return xi, alpha, grid
+
+
+def mixed_grid(rows: Sequence[Row]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where the seeds of a cell disagree on the phase: xi shape=(X,), alpha shape=(A,)
+    and grid shape=(A, X) bool (False where fewer than two seeds are complete)."""
+    xi, alpha = _axes_of(rows)
+    grid = np.zeros((len(alpha), len(xi)), dtype=bool)
+    for i, a in enumerate(alpha):
+        for j, x in enumerate(xi):
+            phases = {r["phase"] for r in _complete(rows) if r["xi"] == x and r["alpha"] == a}
+            grid[i, j] = len(phases) > 1
+    return xi, alpha, grid
+
+
+def plot_mixed(mixed: np.ndarray, xi: np.ndarray, alpha: np.ndarray, ax: Axes) -> Axes:
+    """Hatch the cells whose seeds disagree (``mixed`` shape=(A, X) bool) over a phase
+    diagram: their colour is the majority phase, the hatching says it is not unanimous."""
+    xe, ae = _edges(xi), _edges(alpha)
+    for i, j in zip(*np.nonzero(_check_grid(mixed, xi, alpha))):
+        ax.add_patch(Rectangle((xe[j], ae[i]), xe[j + 1] - xe[j], ae[i + 1] - ae[i],
+                               fill=False, hatch="xx", edgecolor="0.15", lw=0,
+                               label="_mixed"))
+    return ax
 
 
 def accuracy_grid(rows: Sequence[Row],
@@ -180,8 +203,9 @@ def plot_accuracy_heatmap(grid: np.ndarray, xi: np.ndarray, alpha: np.ndarray, a
 
 def phase_figures(spec: Any, rows: Sequence[Row]) -> dict[str, Figure]:
     """The figures of a sweep (its :class:`interp.SweepSpec` and summary rows), by file
-    name without ``.png``: ``phase_diagram`` (majority phase over seeds, one panel per
-    regularizer value, a legend of the phases shown), ``accuracy_test`` and
+    name without ``.png``: ``phase_diagram`` (majority phase over seeds, cells whose
+    seeds disagree hatched, one panel per regularizer value, a legend of the phases
+    shown), ``accuracy_test`` and
     ``accuracy_train`` (mean over seeds)."""
     label = _LABELS[spec.regularizer]
     panels = [(v, [r for r in rows if r["value"] == v]) for v in spec.values]
@@ -199,12 +223,16 @@ def phase_figures(spec: Any, rows: Sequence[Row]) -> dict[str, Figure]:
             if draw is None:
                 xi, alpha, grid = phase_grid(panel_rows)
                 plot_phase_diagram(grid, xi, alpha, ax, title)
+                plot_mixed(mixed_grid(panel_rows)[2], xi, alpha, ax)
                 grids.append(grid)
             else:
                 xi, alpha, grid = accuracy_grid(panel_rows, draw)
                 plot_accuracy_heatmap(grid, xi, alpha, ax, title, colorbar=ax is axes[-1])
         if draw is None:
-            fig.legend(handles=phase_legend_handles(grids), loc="outside right upper",
+            mixed = [Patch(facecolor="white", edgecolor="0.15", hatch="xx",
+                           label="seeds disagree")] if any(
+                mixed_grid(rs)[2].any() for _, rs in panels) else []
+            fig.legend(handles=phase_legend_handles(grids) + mixed, loc="outside right upper",
                        fontsize="small", frameon=False, title="phase")
         what = "phase (majority over seeds)" if draw is None else \
             f"{draw.removeprefix('acc_')} accuracy (mean over seeds)"

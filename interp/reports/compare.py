@@ -110,7 +110,8 @@ def _one(path: Path, step: int | None, prune: bool, seed: int) -> dict[str, Any]
 
 def compare(paths: Sequence[str | os.PathLike], step: int | None = None, *,
             prune: bool = True, seed: int = 0, labels: Sequence[str] | None = None,
-            progress: Callable[[int, str], None] | None = None) -> dict[str, Any]:
+            progress: Callable[[int, str], None] | None = None,
+            llc: Any = None) -> dict[str, Any]:
     """Compare runs at one stored step (None: each run's last checkpoint).
 
     ``labels`` name the runs (one per path; default :func:`run_labels`, the shortest
@@ -124,7 +125,9 @@ def compare(paths: Sequence[str | os.PathLike], step: int | None = None, *,
     counts), ``norms`` (final, per parameter and ``total``), ``batchnorm`` (``spearman``
     and ``p_value`` of |gamma| against IPR, ``gamma``; None without BatchNorm),
     ``prune`` (curves, or None), ``curves`` (per-step accuracies) and
-    ``ipr_over_training`` (mean neuron IPR per stored checkpoint).
+    ``ipr_over_training`` (mean neuron IPR per stored checkpoint); with ``llc`` (an
+    :class:`interp.LLCSettings`) also ``llc``, the LLC at every checkpoint with the same
+    settings for every run (:func:`interp.reports.llc.llc_of_runs`).
     """
     if len(paths) < 1:
         raise ValueError("compare needs at least one run file, got none.")
@@ -138,6 +141,11 @@ def compare(paths: Sequence[str | os.PathLike], step: int | None = None, *,
         if progress is not None:
             progress(i, name)
         runs.append({"label": name} | _one(Path(path), step, prune, seed))
+    if llc is not None:
+        from interp.reports.llc import llc_of_runs
+
+        for r, result in zip(runs, llc_of_runs(paths, llc)):
+            r["llc"] = result
     diff = config_differences([r["config"] for r in runs])
     for r in runs:
         flat = _flat(r.pop("config"))

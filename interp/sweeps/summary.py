@@ -19,6 +19,8 @@ from interp.jsonable import to_jsonable
 from interp.store.atomic import write_text_atomic
 from interp.store.run import Run
 from interp.store.trajectory import TrajectoryFile
+from interp.sweeps.seeds import COLUMNS as SEED_COLUMNS
+from interp.sweeps.seeds import seed_rows
 from interp.sweeps.spec import cells, load_spec, value_of
 from interp.validate import check_regular_input, is_finite_number
 
@@ -86,16 +88,23 @@ def csv_value(value: Any) -> Any:
 
 def write_summary(out_dir: str | os.PathLike, rows: Sequence[dict[str, Any]],
                   convention: str) -> None:
-    """Write ``summary.csv`` and ``summary.json`` (rows in :data:`COLUMNS` order);
+    """Write ``summary.csv`` and ``summary.json`` (rows in :data:`COLUMNS` order), and
+    ``seeds.csv`` (each cell over its seeds, :func:`interp.sweeps.seeds.seed_rows`);
     ``convention`` is the IPR convention of ``mean_ipr`` (that of the sweep's family)."""
     out_dir = Path(out_dir)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows([{k: csv_value(row[k]) for k in COLUMNS} for row in rows])
-    write_text_atomic(out_dir / "summary.csv", buf.getvalue(), if_changed=True)
+    write_text_atomic(out_dir / "summary.csv", _csv(COLUMNS, rows), if_changed=True)
+    write_text_atomic(out_dir / "seeds.csv", _csv(SEED_COLUMNS, seed_rows(rows)),
+                      if_changed=True)
     doc = {"columns": list(COLUMNS), "ipr_convention": convention, "rows": list(rows)}
     write_text_atomic(out_dir / "summary.json", json.dumps(doc, indent=1) + "\n", if_changed=True)
+
+
+def _csv(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows([{k: csv_value(row[k]) for k in columns} for row in rows])
+    return buf.getvalue()
 
 
 def cell_files(out_dir: Path, cell_id: str) -> tuple[Path, Path]:

@@ -69,7 +69,8 @@ def test_shell_completion_is_typers_own():
 
     assert complete("interp ana") == ["analyze"]
     assert complete("interp analyze --ove") == ["--overwrite"]
-    assert set(complete("interp compare --l")) == {"--label"}
+    assert set(complete("interp compare --l")) == {"--label", "--llc", "--llc-draws",
+                                                   "--llc-lr", "--llc-localization"}
 
 
 @pytest.mark.parametrize("name", sorted(GROUP.commands))
