@@ -87,13 +87,16 @@ def parse_map(items: Sequence[str] | None) -> dict[str, str]:
     return out
 
 
+def skeleton(key: str) -> tuple[str, ...]:
+    """A key's module path with its numeric parts blanked (``net.2.weight`` and
+    ``net.10.weight`` share one: layers of one ``nn.Sequential``)."""
+    return tuple("#" if part.isdigit() else part for part in key.split("."))
+
+
 def path_order(keys: Sequence[str]) -> list[str]:
     """``keys`` with those that differ only in their numeric parts (``net.2.weight``,
     ``net.10.weight``) in numeric order, in the places the group held; the others keep
     their order. safetensors returns keys sorted as text ("net.10" before "net.2")."""
-    def skeleton(key: str) -> tuple[str, ...]:
-        return tuple("#" if part.isdigit() else part for part in key.split("."))
-
     groups: dict[tuple[str, ...], list[int]] = {}
     for i, key in enumerate(keys):
         groups.setdefault(skeleton(key), []).append(i)

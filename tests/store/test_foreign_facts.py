@@ -305,6 +305,24 @@ def test_layers_follow_the_module_path(tmp_path):
         same_logits(own_logits(model), run)
 
 
+def test_layers_named_apart_are_read_in_file_order_as_assumed(tmp_path):
+    """A state dict of layers not numbered in one nn.Sequential does not say which layers
+    its forward calls, or in what order: the order read is listed as assumed (an
+    nn.Sequential's numbered layers are not)."""
+    torch.manual_seed(16)
+    model = trained(OneHotMLP((8, 8), nn.ReLU), steps=5)
+    state = {k.replace("net.0.", "first.").replace("net.2.", "mid.").replace("net.4.", "out."):
+             v.contiguous() for k, v in sd(model).items()}
+    save_file(state, str(tmp_path / "named.safetensors"))
+    save_file({k: v.contiguous() for k, v in sd(model).items()},
+              str(tmp_path / "seq.safetensors"))
+    with Run(tmp_path / "named.safetensors", p=P, act="relu") as run:
+        same_logits(own_logits(model), run)
+        assert "first.weight -> mid.weight -> out.weight" in run.assumed["model.layers"]
+    with Run(tmp_path / "seq.safetensors", p=P, act="relu") as run:
+        assert "model.layers" not in run.assumed
+
+
 def test_a_layer_the_forward_never_uses_is_refused():
     torch.manual_seed(14)
     model = trained(Unused())

@@ -24,6 +24,7 @@ from interp.models.layout import (
     lookup,
     path_order,
     shape_error,
+    skeleton,
 )
 from interp.models.mlp.layouts import BN_NAMES, Parts, check_roles, mlp_fields, read_batchnorm
 
@@ -274,7 +275,22 @@ class GenericMLPLayout(Layout):
     def convert(self, state: State, p: int | None, mapping: Mapping[str, str],
                 hints: Mapping[str, Any], options: Mapping[str, Any]) -> Converted:
         check_roles(self.name, mapping, ("U", "V", "UV", "W", "E", "E_m", "E_n", *BN_NAMES))
-        return Converted(*generic_mlp_layout(state, p, mapping))
+        p, fields, arrays, keys = generic_mlp_layout(state, p, mapping)
+        return Converted(p, fields, arrays, keys, assumed=layer_order(keys))
+
+
+def layer_order(keys: Mapping[str, str]) -> dict[str, str]:
+    """The hidden layers' order and use, as assumed, when their module paths do not fix
+    it: a state dict does not say which of its layers the forward calls, or in what order
+    (the layers of one ``nn.Sequential``, numbered, do; a live module's unused layers are
+    refused before this)."""
+    hidden = sorted((k for k in keys if k[0] == "H" and k[1:].isdigit()), key=lambda k: int(k[1:]))
+    chain = [keys[k] for k in ("UV", "U", *hidden, "W") if k in keys]
+    if not hidden or len({skeleton(k) for k in chain}) == 1:
+        return {}
+    return {"model.layers": "the weight matrices in the file's order, each used once: "
+                            f"{' -> '.join(chain)} (the file does not say which layers its "
+                            "forward calls, or in what order)"}
 
 
 GENERIC_MLP = GenericMLPLayout()
