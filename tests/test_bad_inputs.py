@@ -84,7 +84,7 @@ def _bombs(d: Path) -> None:
     (d / "shared_bomb.pt").write_bytes(pickle.dumps(shared, protocol=2))
     (d / "deep_bomb.pt").write_bytes(b"\x80\x02" + b"]" * 100_000 + b"a" * 99_999 + b".")
     (d / "deep.toml").write_text("xi = " + "[" * 100_000 + "]" * 100_000 + "\n")
-    for name in ("fifo.npy", "fifo.toml", "fifo.pt"):
+    for name in ("fifo.npy", "fifo.toml", "fifo.pt", "fifo.h5"):
         os.mkfifo(d / name)
 
 
@@ -434,6 +434,10 @@ CASES = [
       "sweep config '{d}/fifo.toml' must be a regular file, but it is a FIFO", id="fifo-toml"),
     C(["import", "{d}/fifo.pt", "--out", "{out}"],
       "checkpoint '{d}/fifo.pt' must be a regular file, but it is a FIFO", id="fifo-checkpoint"),
+    C(["inspect", "{d}/fifo.h5"], "run file '{d}/fifo.h5' must be a regular file, but it is a "
+      "FIFO", id="fifo-run"),
+    C(["analyze", "{d}/fifo.h5", "--out", "{out}"], "run file '{d}/fifo.h5' must be a regular "
+      "file, but it is a FIFO", id="fifo-run-analyze"),
     # point 4: outputs that are folders or nodes
     C([*TRAIN, "--out", "{d}/newdir/"], "--out '{d}/newdir/' must be a file path, but it ends "
       "with '/'", id="out-trailing-slash"),

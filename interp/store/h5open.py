@@ -20,6 +20,7 @@ from pathlib import Path
 import h5py
 
 from interp.store.lock import writer_holds
+from interp.validate import check_regular_input
 
 
 @functools.cache
@@ -86,6 +87,7 @@ def existing_file(path: str | os.PathLike) -> Path:
     p = Path(path)
     if p.is_dir():
         raise IsADirectoryError(f"run file {str(p)!r} must be a file, but it is a folder.")
+    check_regular_input(p, "run file")  # a FIFO or device: refused before anything reads it
     if not p.is_file():
         raise FileNotFoundError(f"run file {str(p)!r} does not exist.")
     return p
