@@ -36,9 +36,10 @@ from interp.analysis.progress import (
 from interp.analysis.spectra import grid_weights
 from interp.losses import per_example_loss
 
-FOURIER_NOTE = ("restricted and excluded loss and key frequencies need an operation whose "
-                "true label is m + s n mod p (add, sub) over all p^2 pairs: the Fourier "
-                "circuit does not describe op {op!r}")
+FOURIER_NOTE = ("the Fourier measures (key frequencies, restricted and excluded loss, "
+                "Gini coefficients, embedding norms) need an operation whose true label is "
+                "m + s n mod p (add, sub) over all p^2 pairs: the Fourier circuit does not "
+                "describe op {op!r}")
 #: The measures of Nanda et al. and interp's variants, each shape=(T,) in the result.
 NANDA = ("restricted_loss", "restricted_loss_train", "excluded_loss", "wl_gini")
 VARIANTS = ("logit_restricted_loss", "logit_excluded_loss", "embedding_gini", "view_gini",
@@ -186,11 +187,13 @@ def run_progress(run: Any, until: int | None = None, key_fraction: float = 0.9,
             for name, value in _checkpoint_losses(family.terms(w, cfg.model, ds.pairs), ds,
                                                   cfg.train.loss, keys).items():
                 rows[name].append(value)
+        rows["sum_sq_weights"].extend(_sum_squares(arrays, params))
+        if note:  # no Fourier basis: no Fourier-derived measure
+            continue
         emb = family.input_embedding(arrays, cfg.data.p)
         if emb is not None:
             rows["embedding_norms"].extend(fourier_norms(emb, cfg.data.p))
         rows["view_gini"].extend(view_gini(family, arrays, cfg.model, cfg.data.p))
-        rows["sum_sq_weights"].extend(_sum_squares(arrays, params))
     out: dict[str, Any] = {k: np.asarray(v, dtype=np.float64) if v else None
                            for k, v in rows.items()}
     out["steps"] = np.asarray(rows["steps"], dtype=np.int64)

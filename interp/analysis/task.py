@@ -21,9 +21,9 @@ from interp.data import OP_FORMULAS
 
 FOURIER_NOTE = ("the Fourier analysis (periodic neurons in the additive Fourier basis of "
                 "Z_p, key frequencies, restricted and excluded loss) describes operations "
-                "m + s n mod p (add, sub), not {formula}: the IPR and neuron classes measure "
-                "concentration in that basis only, and the progress measures that need key "
-                "frequencies are left out")
+                "m + s n mod p (add, sub), not {formula}: the IPR measures concentration "
+                "in that basis only, no neuron is labelled generalizing or memorizing, and "
+                "the Fourier progress measures are left out")
 SOLUTION_NOTE = ("the analytic periodic solution (and --fit) exists for op add and sub with "
                  "the paper's MLP, not for {what}")
 

@@ -51,9 +51,12 @@ def _ipr_table(s: dict[str, Any]) -> Table:
     c = s["classes"]
     t = Table(title="IPR and neuron classes", show_header=False)
     t.add_row("mean IPR", f"{s['ipr']['mean']:.4f}")
-    t.add_row("threshold", f"{c['threshold']:.4f} ({c['method']})")
-    t.add_row("generalizing", str(len(c["generalizing"])))
-    t.add_row("memorizing", str(len(c["memorizing"])))
+    if c["threshold"] is None:
+        t.add_row("classes", f"no split: {c['reason']}")
+    else:
+        t.add_row("threshold", f"{c['threshold']:.4f} ({c['method']})")
+        t.add_row("generalizing", str(len(c["generalizing"])))
+        t.add_row("memorizing", str(len(c["memorizing"])))
     t.add_row("convention", s["ipr"]["convention"].split(";")[0])
     return t
 
@@ -75,7 +78,9 @@ def _prune_table(s: dict[str, Any]) -> Table:
     for col in ("order", "n_pruned", "test", "train_corrupted", "train_clean"):
         t.add_column(col, justify="right")
     marks = sorted({0, n // 4, n // 2, 3 * n // 4, n}
-                   | ({len(s["classes"]["memorizing"])} if s.get("classes") else set()))
+                   | ({len(s["classes"]["memorizing"])}
+                      if s.get("classes") and s["classes"]["threshold"] is not None
+                      else set()))
     for order, curve in s["prune"].items():
         for k in marks:
             row = [curve[name][k] for name in ("test", "train_corrupted", "train_clean")]
@@ -110,7 +115,8 @@ def compare_table(result: dict[str, Any]) -> Table:
         rows[f"accuracy {k}"] = [r["accuracy"][k] for r in result["runs"]]
     rows["mean IPR"] = [r["ipr"]["mean"] for r in result["runs"]]
     rows["generalizing / memorizing"] = [
-        f"{r['classes']['n_generalizing']} / {r['classes']['n_memorizing']}"
+        "no split" if r["classes"]["threshold"] is None
+        else f"{r['classes']['n_generalizing']} / {r['classes']['n_memorizing']}"
         for r in result["runs"]]
     rows["total norm"] = [r["norms"]["total"] for r in result["runs"]]
     if any(r["batchnorm"] for r in result["runs"]):

@@ -74,6 +74,9 @@ LONG = np.arange(0, 1000, 5)
     (100, 500, "grokking"),        # test 5x later than train
     (100, 200, "grokking"),        # delay_ratio 2 is inclusive
     (100, 195, "comprehension"),
+    (30, 60, "comprehension"),     # twice as late, but a delay of 30 < min_delay 100 steps
+    (50, 145, "comprehension"),    # 145 >= 2 x 50, but a delay of 95 < 100
+    (50, 150, "grokking"),         # min_delay 100 is inclusive
     (100, 100, "comprehension"),
     (100, None, "memorization"),
     (None, None, "confusion"),
