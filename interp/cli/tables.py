@@ -17,7 +17,7 @@ def analysis_tables(s: dict[str, Any]) -> list[Table]:
     tables = [_accuracy_table(s)]
     sections: list[tuple[str, Callable[[dict[str, Any]], Table]]] = [
         ("phase", _phase_table), ("ipr", _ipr_table), ("embedding", _embedding_table),
-        ("prune", _prune_table), ("fit", _fit_table)]
+        ("prune", _prune_table), ("fit", _fit_table), ("progress", _progress_table)]
     for key, make in sections:
         if s.get(key):
             tables.append(make(s))
@@ -69,6 +69,27 @@ def _embedding_table(s: dict[str, Any]) -> Table:
               ", ".join(str(f) for f in key["frequencies"]))
     t.add_row("their shares", ", ".join(f"{v:.3f}" for v in key["shares"]))
     t.add_row("count / total share", f"{key['n_key']} / {key['key_share']:.3f}")
+    return t
+
+
+def _progress_table(s: dict[str, Any]) -> Table:
+    """Each progress measure at initialization (the first stored checkpoint) and at the
+    analyzed step; Nanda et al.'s first, then interp's variants."""
+    pr = s["progress"]
+    first = pr["initial"]
+    t = Table(title="progress measures (Nanda et al.; then interp's variants)")
+    for col in ("measure", f"step {first['step']}", f"step {s['step']}"):
+        t.add_column(col, justify="right")
+    for k in ("train_loss", "test_loss", "restricted_loss", "restricted_loss_train",
+              "excluded_loss", "wl_gini", "logit_restricted_loss", "logit_excluded_loss",
+              "embedding_gini", "view_gini", "embedding_key_share"):
+        if pr.get(k) is not None:
+            t.add_row(k, *("-" if v is None else f"{v:.4g}" for v in (first[k], pr[k][-1])))
+    key = pr["key_frequencies"]
+    t.add_row("key_frequencies", "", "-" if key is None else ", ".join(map(str, key))
+              or "none")
+    if pr["fourier"]["note"]:
+        t.add_row("note", "", pr["fourier"]["note"])
     return t
 
 

@@ -127,6 +127,13 @@ def test_a_clean_sweep_over_train_fraction_and_weight_decay_draws_its_phase_diag
     interp.run_sweep(spec, tmp_path / "sweep", workers=0)
     rows = interp.summary(tmp_path / "sweep")
     assert len(rows) == 4 and all(r["phase"] in CLASSIC_PHASES for r in rows)
+    for r in rows:  # the classic steps and delay, as the run's own phase gives them
+        with interp.Run(tmp_path / "sweep" / "cells" / f"{r['cell_id']}.h5") as run:
+            classic = interp.run_phase(run)["classic"]
+        assert [r[k] for k in ("memorization_step", "generalization_step",
+                               "grokking_delay")] == [classic["memorization_step"],
+                                                      classic["generalization_step"],
+                                                      classic["grokking_delay"]]
     assert len(PHASE_COLORS) == len(PHASES)  # every phase has its colour
     synthetic = [{"xi": 0.0, "alpha": a, "seed": 0, "status": "complete", "phase": ph}
                  for a, ph in ((0.3, "grokking"), (0.6, "comprehension"))]

@@ -71,6 +71,7 @@ def test_cli_trains_and_analyzes_a_new_operation(tmp_path):
     s = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert s["phase"]["vocabulary"] == "classic"
     assert s["progress"]["fourier"]["applies"] is False
+    assert "progress measures" in res.output and "div_odd_sub" in res.output  # the note
     assert (tmp_path / "a" / "progress_losses.png").stat().st_size > 1000
     res = runner.invoke(app, ["train", "--p", "9", "--op", "div_odd_sub", "--quiet",
                               "--out", str(tmp_path / "bad.h5")])

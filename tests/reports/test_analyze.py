@@ -181,3 +181,23 @@ def test_write_figures_saves_pngs_atomically(run_path, tmp_path):
         few = analyze_run(run, ipr=False, prune=False, ablate=False)
     only = write_figures(few.summary, few.arrays, tmp_path / "few")
     assert [p.name for p in only] == ["accuracy.png", "loss.png"]
+
+
+def test_progress_gives_each_measure_at_initialization_and_prints_it(run_path):
+    from rich.console import Console
+
+    from interp.analysis.progress_run import NANDA
+    from interp.cli.tables import analysis_tables
+
+    s = analyze(run_path, ipr=False, prune=False, ablate=False, progress=True)
+    pr = s["progress"]
+    assert pr["initial"]["step"] == 0 and pr["steps"][0] == 0
+    for k in NANDA:
+        assert pr["initial"][k] == pr[k][0] and len(pr[k]) == 5
+    console = Console(record=True, width=120)
+    for table in analysis_tables(s):
+        console.print(table)
+    text = console.export_text()
+    row = next(line for line in text.splitlines() if " excluded_loss " in line)
+    assert f"{pr['excluded_loss'][0]:.4g}" in row and f"{pr['excluded_loss'][-1]:.4g}" in row
+    assert "step 0" in text and "step 20" in text and "key_frequencies" in text
