@@ -154,6 +154,8 @@ def classify(ipr: np.ndarray, threshold: float | None = None,
         caller's: e.g. a collapsed network); None to split.
     """
     values = _as_ipr(ipr)
+    if threshold is not None and (isinstance(threshold, bool) or not np.isfinite(threshold)):
+        raise ValueError(f"threshold must be a finite number or None, got {threshold!r}.")
     none = np.zeros(0, dtype=np.int64)
     if reason is not None:
         return NeuronClasses(None, "none", none, none, reason)
@@ -163,8 +165,6 @@ def classify(ipr: np.ndarray, threshold: float | None = None,
         if why is not None:
             return NeuronClasses(None, "none", none, none, why)
     else:
-        if isinstance(threshold, bool) or not np.isfinite(threshold):
-            raise ValueError(f"threshold must be a finite number or None, got {threshold!r}.")
         method, cut = "fixed", float(threshold)
     high = values >= cut
     return NeuronClasses(cut, method, np.flatnonzero(high), np.flatnonzero(~high))
