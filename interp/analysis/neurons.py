@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from interp.analysis.basis import basis_view
 from interp.analysis.spectra import CONVENTIONS, ipr, shares
 from interp.models import FourierView, ModelConfig, NeuronTerms, family_of
 
@@ -90,7 +91,9 @@ def trajectory_ipr(run: Any, r: float = 2, chunk: int = 32,
     chunk : checkpoints read at a time; memory is bounded by one block.
     stride : keep every ``stride``-th checkpoint.
 
-    A checkpoint with NaN or infinite weights is a ValueError naming its step.
+    The IPR is taken in the basis of the run's operation
+    (:func:`interp.analysis.basis.basis_view`). A checkpoint with NaN or infinite
+    weights is a ValueError naming its step.
 
     Returns
     -------
@@ -110,7 +113,8 @@ def trajectory_ipr(run: Any, r: float = 2, chunk: int = 32,
             for i, step in enumerate(block_steps):
                 check_finite_weights({k: v[i] for k, v in arrays.items()},
                                      f"at step {int(step)} of {where}")
-        block = view_ipr(family.fourier_view(arrays, model, p), r, fast=True)
+        view = basis_view(family.fourier_view(arrays, model, p), p, run.config.data.op)
+        block = view_ipr(view, r, fast=True)
         if values is None:
             values = np.empty((total, block.shape[-1]))
         steps[done:done + len(block)] = block_steps

@@ -18,6 +18,7 @@ import numpy as np
 
 from interp.analysis import classify as classify_mod
 from interp.analysis import prune as prune_mod
+from interp.analysis.basis import basis_convention, basis_view
 from interp.analysis.embedding import EMBEDDING_CONVENTION, embedding_spectrum, key_frequencies
 from interp.analysis.fit import fit_summary, frequency_lock_steps
 from interp.analysis.layers import layer_sections
@@ -89,9 +90,10 @@ def _neuron_sections(run: Run, weights: dict[str, np.ndarray], r: float,
     """The IPR, classes (none, with ``reason``, where the network earns no labels) and
     family-specific spectra sections, and the figure arrays."""
     model, p = run.config.model, run.config.data.p
-    view = run.family.fourier_view(weights, model, p)
+    view = basis_view(run.family.fourier_view(weights, model, p), p, run.config.data.op)
     neuron = view_ipr(view, r)
     ipr = {"convention": ipr_convention(model), "r": r, "neurons": neuron,
+           "basis": basis_convention(run.config.data.op),
            "mean": float(neuron.mean())}
     if view.ndim == 2:
         ipr["top_frequency"] = grid_top_frequency(view.parts[0])

@@ -1,0 +1,95 @@
+"""The Fourier basis per operation: mul and div are addition in the discrete log."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from interp.analysis.basis import (
+    basis_convention,
+    basis_view,
+    log_order,
+    log_weights,
+    operation_basis,
+    primitive_root,
+)
+from interp.analysis.fit import fit_neurons
+from interp.analysis.neurons import view_ipr
+from interp.analysis.spectra import ipr_bounds
+from interp.analysis.task import task_support
+from interp.data import apply_op
+from interp.models import FourierView
+
+
+def test_primitive_roots_and_log_order_by_hand():
+    assert [primitive_root(p) for p in (3, 5, 7, 11, 23, 31)] == [2, 2, 3, 2, 5, 3]
+    np.testing.assert_array_equal(log_order(7), [1, 3, 2, 6, 4, 5])  # 3^k mod 7
+    for p in (11, 23, 31):
+        assert sorted(log_order(p)) == list(range(1, p))
+    for bad in (9, 2, 1, 7.0):
+        with pytest.raises(ValueError, match="p must be an odd prime"):
+            primitive_root(bad)
+
+
+def test_mul_and_div_become_add_and_sub_of_the_logs():
+    p = 11
+    order = log_order(p)
+    k_m, k_n = np.meshgrid(np.arange(p - 1), np.arange(p - 1), indexing="ij")
+    m, n = order[k_m], order[k_n]
+    np.testing.assert_array_equal(apply_op("mul", m, n, p), order[(k_m + k_n) % (p - 1)])
+    np.testing.assert_array_equal(apply_op("div", m, n, p), order[(k_m - k_n) % (p - 1)])
+    assert operation_basis("mul") == ("discrete_log", "add")
+    assert operation_basis("div") == ("discrete_log", "sub")
+    assert operation_basis("add") == ("additive", "add") and operation_basis("m3_mn") is None
+    assert "Z_{p-1}" in basis_convention("div") and "Z_p" in basis_convention("m3_mn")
+
+
+def log_cosine(p: int, f: int, phase: float = 0.3) -> np.ndarray:
+    """cos(2 pi f log_g(m) / (p-1) + phase) over residues m = 0..p-1, 0 at m = 0."""
+    x = np.zeros(p)
+    x[log_order(p)] = np.cos(2 * np.pi * f * np.arange(p - 1) / (p - 1) + phase)
+    return x
+
+
+def test_a_log_periodic_neuron_has_ipr_one_in_the_log_basis_only():
+    p, f = 23, 3
+    x = log_cosine(p, f)
+    view = FourierView((x[None], x[None], x[:, None]), (-1, -1, -2))
+    additive = view_ipr(basis_view(view, p, "add"))[0]
+    logs = view_ipr(basis_view(view, p, "mul"))[0]
+    np.testing.assert_allclose(logs, 1.0, atol=1e-12)
+    assert additive < 0.3  # spread over many additive frequencies
+    grid = np.cos(2 * np.pi * f * np.add.outer(np.arange(p - 1), np.arange(p - 1)) / (p - 1))
+    full = np.zeros((p, p))
+    order = log_order(p)
+    full[np.ix_(order, order)] = grid
+    grid_view = FourierView((full[None],), ndim=2)
+    np.testing.assert_allclose(view_ipr(basis_view(grid_view, p, "div"))[0], 1.0, atol=1e-12)
+    assert view_ipr(basis_view(grid_view, p, "add"))[0] < 0.3
+    assert basis_view(grid_view, p, "m3_mn") is grid_view  # no basis: the additive view
+
+
+def test_the_analytic_fit_reads_planted_log_periodic_neurons():
+    p, width = 23, 6
+    rng = np.random.default_rng(0)
+    freq = rng.integers(1, (p - 1) // 2, width)
+    phase_u, phase_v = rng.uniform(-np.pi, np.pi, (2, width))
+    U = np.stack([log_cosine(p, f, a) for f, a in zip(freq, phase_u)])
+    V = np.stack([log_cosine(p, f, b) for f, b in zip(freq, phase_v)])
+    W = np.stack([log_cosine(p, f, a + b) for f, a, b in zip(freq, phase_u, phase_v)], 1)
+    fit = fit_neurons(*log_weights(U, V, W, p), op=operation_basis("mul")[1])
+    assert fit["consistent"].all()
+    np.testing.assert_array_equal(fit["frequency"], freq)
+    assert not fit_neurons(U, V, W, op="add")["consistent"].any()  # the additive basis fails
+    assert log_weights(U, V, W, p)[2].shape == (p - 1, width)
+
+
+def test_task_support_gives_mul_and_div_the_log_basis():
+    for op in ("mul", "div"):
+        task = task_support(op, analytic_family=True)
+        assert task["fourier"] and task["basis"] == "discrete_log"
+        assert not task["analytic_solution"] and len(task["notes"]) == 1
+        assert "Z_{p-1}" in task["basis_convention"]
+    assert task_support("add", True)["basis"] == "additive"
+    assert task_support("m3_mn", True)["basis"] is None
+    assert ipr_bounds(22)[0] == pytest.approx(1 / 12)  # the log basis has (p-1)//2 + 1 bins
