@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import interp
 from interp.analysis.basis import (
     basis_convention,
     basis_view,
@@ -19,6 +20,7 @@ from interp.analysis.spectra import ipr_bounds
 from interp.analysis.task import task_support
 from interp.data import apply_op
 from interp.models import FourierView
+from interp.reports.analyze import analyze_run
 
 
 def test_primitive_roots_and_log_order_by_hand():
@@ -93,3 +95,34 @@ def test_task_support_gives_mul_and_div_the_log_basis():
     assert task_support("add", True)["basis"] == "additive"
     assert task_support("m3_mn", True)["basis"] is None
     assert ipr_bounds(22)[0] == pytest.approx(1 / 12)  # the log basis has (p-1)//2 + 1 bins
+
+
+def grokked(tmp_path, op: str) -> tuple[dict, dict]:
+    """A p = 23 MLP trained to full test accuracy on ``op``: its summary and last weights."""
+    cfg = interp.RunConfig().replace(
+        data={"p": 23, "op": op, "corrupt": 0.0, "train_frac": 0.6}, model={"width": 32},
+        train={"steps": 150, "save_every": 50, "weight_decay": 1.0, "lr": 0.03})
+    interp.train_to_file(cfg, tmp_path / f"{op}.h5")
+    with interp.Run(tmp_path / f"{op}.h5") as run:
+        summary = analyze_run(run, prune=False, ablate=False, phase=False).summary
+        return summary, run.weights(None)
+
+
+def test_a_grokked_mul_run_is_periodic_in_the_log_basis_as_add_is_in_the_additive(tmp_path):
+    p = 23
+    results = {op: grokked(tmp_path, op) for op in ("add", "mul")}
+    median, consistent = {}, {}
+    for op, (s, weights) in results.items():
+        assert s["accuracy"]["test"] > 0.98 and s["task"]["fourier"]
+        assert "no Fourier basis" not in (s["classes"]["reason"] or "")
+        median[op] = np.median(s["ipr"]["neurons"])  # no noise: every neuron is periodic
+        U, V, W = (np.asarray(weights[k]) for k in "UVW")
+        if op == "mul":
+            U, V, W = log_weights(U, V, W, p)
+        consistent[op] = fit_neurons(U, V, W, op=operation_basis(op)[1])["consistent"]
+    assert results["mul"][0]["ipr"]["basis"] == basis_convention("mul")
+    assert median["mul"] > 0.85 and median["mul"] > median["add"] - 0.05, median
+    assert consistent["mul"].mean() > 0.6 and consistent["add"].mean() > 0.6, consistent
+    U, V, W = (np.asarray(results["mul"][1][k]) for k in "UVW")
+    additive = view_ipr(FourierView((U, V, W), (-1, -1, -2)))
+    assert np.median(additive) < 0.5  # the same neurons are not periodic in the additive basis
