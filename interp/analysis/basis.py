@@ -88,6 +88,16 @@ def basis_view(view: FourierView, p: int, op: str) -> FourierView:
                                      for a, axis in zip(view.parts, view.residue_axes)))
 
 
+def basis_embedding(W_E: np.ndarray, p: int, op: str) -> tuple[np.ndarray, int]:
+    """A token embedding shape=(..., d_vocab, d_model) in the basis of ``op``: its residue
+    rows (the first p, or the p-1 of :func:`log_order` in the discrete-log basis) and
+    the length of the residue axis, for :func:`interp.analysis.embedding.embedding_spectrum`."""
+    E = np.asarray(W_E)
+    if operation_basis(op) in (None, BASES["add"], BASES["sub"]):
+        return E[..., :p, :], p
+    return np.take(E, log_order(p), axis=-2), p - 1
+
+
 def log_weights(U: np.ndarray, V: np.ndarray, W: np.ndarray, p: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """An MLP's ``U``, ``V`` shape=(..., N, p) and ``W`` shape=(..., p, N) in discrete-log

@@ -61,17 +61,18 @@ def neuron_terms(weights: Mapping[str, Any], model: ModelConfig,
 
 
 def neuron_ipr(weights: Mapping[str, Any], model: ModelConfig, p: int,
-               r: float = 2) -> np.ndarray:
+               r: float = 2, op: str = "add") -> np.ndarray:
     """Per-neuron IPR of a network of any family. shape=(..., N), float64.
 
     The MLP's neuron k is its U row, V row and W column (1D spectra, mean of the three
     IPRs, :data:`interp.analysis.spectra.IPR_CONVENTION`); a Transformer's MLP neuron is
     its activation over the p x p grid (:data:`interp.analysis.spectra.GRID_IPR_CONVENTION`).
-    Leading (checkpoint) axes of the weights broadcast. Non-finite weights are a
-    ValueError.
+    Leading (checkpoint) axes of the weights broadcast. The IPR is read in the basis of
+    the operation ``op`` (:func:`interp.analysis.basis.basis_view`). Non-finite weights
+    are a ValueError.
     """
     check_finite_weights(weights)
-    return view_ipr(family_of(model).fourier_view(weights, model, p), r)
+    return view_ipr(basis_view(family_of(model).fourier_view(weights, model, p), p, op), r)
 
 
 def neuron_power(weights: Mapping[str, Any], model: ModelConfig, p: int) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 
 from interp.analysis import classify as classify_mod
 from interp.analysis import prune as prune_mod
-from interp.analysis.basis import basis_convention, basis_view
+from interp.analysis.basis import basis_convention, basis_embedding, basis_view
 from interp.analysis.embedding import EMBEDDING_CONVENTION, embedding_spectrum, key_frequencies
 from interp.analysis.fit import fit_summary, frequency_lock_steps
 from interp.analysis.layers import layer_sections
@@ -101,7 +101,7 @@ def _neuron_sections(run: Run, weights: dict[str, np.ndarray], r: float,
                                 "classes": classify_mod.classify(neuron, threshold, reason)}
     embedding = run.family.embedding(weights, p)
     if embedding is not None:
-        shares = embedding_spectrum(embedding, p)
+        shares = embedding_spectrum(*basis_embedding(embedding, p, run.config.data.op))
         sections["embedding"] = {"convention": EMBEDDING_CONVENTION, "shares": shares,
                                  "key": key_frequencies(shares, key_fraction)}
     arrays = {"power": view_power(view) if view.ndim == 1 else None}

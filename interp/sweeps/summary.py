@@ -48,7 +48,8 @@ def cell_row(cell_id: str, cfg: RunConfig, regularizer: str, path: str | os.Path
                     row.update({f"acc_{k}": m[f"accuracy/{k}"][-1] for k in ACCURACY_NAMES})
                     phase = run_phase(run)
                     row.update(phase=phase["phase"], final_norm=total_norm(m)[-1],
-                               mean_ipr=neuron_ipr(w, cfg.model, cfg.data.p).mean())
+                               mean_ipr=neuron_ipr(w, cfg.model, cfg.data.p,
+                                                  op=cfg.data.op).mean())
                     row.update({k: phase.get("classic", {}).get(k) for k in CLASSIC_COLUMNS})
         except (OSError, ValueError):  # an unreadable file; a bug in analysis raises
             row["status"] = "incomplete"

@@ -8,14 +8,16 @@ import pytest
 import interp
 from interp.analysis.basis import (
     basis_convention,
+    basis_embedding,
     basis_view,
     log_order,
     log_weights,
     operation_basis,
     primitive_root,
 )
+from interp.analysis.embedding import embedding_spectrum
 from interp.analysis.fit import fit_neurons
-from interp.analysis.neurons import view_ipr
+from interp.analysis.neurons import neuron_ipr, view_ipr
 from interp.analysis.spectra import ipr_bounds
 from interp.analysis.task import task_support
 from interp.data import apply_op
@@ -69,6 +71,22 @@ def test_a_log_periodic_neuron_has_ipr_one_in_the_log_basis_only():
     np.testing.assert_allclose(view_ipr(basis_view(grid_view, p, "div"))[0], 1.0, atol=1e-12)
     assert view_ipr(basis_view(grid_view, p, "add"))[0] < 0.3
     assert basis_view(grid_view, p, "m3_mn") is grid_view  # no basis: the additive view
+
+
+def test_embeddings_and_neuron_ipr_are_read_in_the_operation_basis():
+    p, f = 11, 2
+    E = np.stack([log_cosine(p, f), log_cosine(p, f, 1.2)], 1)  # (p, d_model = 2)
+    E = np.concatenate([E, np.ones((1, 2))])  # an extra token row, not a residue
+    rows, n = basis_embedding(E, p, "div")
+    assert n == p - 1 and rows.shape == (p - 1, 2)
+    np.testing.assert_allclose(embedding_spectrum(rows, n)[f], 1.0)
+    rows, n = basis_embedding(E, p, "add")
+    assert n == p and rows.shape == (p, 2) and embedding_spectrum(rows, n).max() < 0.5
+    model = interp.MLPConfig(width=1)
+    x = log_cosine(p, f)
+    weights = {"U": x[None], "V": x[None], "W": x[:, None]}
+    np.testing.assert_allclose(neuron_ipr(weights, model, p, op="mul"), [1.0])
+    assert neuron_ipr(weights, model, p)[0] < 0.5  # the additive basis by default
 
 
 def test_the_analytic_fit_reads_planted_log_periodic_neurons():
@@ -126,3 +144,20 @@ def test_a_grokked_mul_run_is_periodic_in_the_log_basis_as_add_is_in_the_additiv
     U, V, W = (np.asarray(results["mul"][1][k]) for k in "UVW")
     additive = view_ipr(FourierView((U, V, W), (-1, -1, -2)))
     assert np.median(additive) < 0.5  # the same neurons are not periodic in the additive basis
+
+
+@pytest.mark.parametrize(("model", "embedding"), [
+    (interp.TransformerConfig(d_model=8, n_heads=2, d_mlp=16), True),
+    (interp.DeepMLPConfig(depth=2, width=8), False)])
+def test_a_div_run_of_another_family_is_analyzed_in_the_log_basis(tmp_path, model, embedding):
+    p = 7
+    cfg = interp.RunConfig(model=model).replace(
+        data={"p": p, "op": "div", "corrupt": 0.0}, train={"steps": 4, "save_every": 2})
+    interp.train_to_file(cfg, tmp_path / "div.h5")
+    with interp.Run(tmp_path / "div.h5") as run:
+        s = analyze_run(run, prune=False, ablate=False).summary
+    assert s["task"]["basis"] == "discrete_log" and s["ipr"]["basis"] == basis_convention("div")
+    assert len(s["ipr"]["neurons"]) > 0 and all(0 <= v <= 1 for v in s["ipr"]["neurons"])
+    assert ("embedding" in s) == embedding
+    if embedding:
+        assert len(s["embedding"]["shares"]) == (p - 1) // 2 + 1  # the bins of Z_{p-1}
