@@ -58,6 +58,7 @@ def _ipr_table(s: dict[str, Any]) -> Table:
         t.add_row("generalizing", str(len(c["generalizing"])))
         t.add_row("memorizing", str(len(c["memorizing"])))
     t.add_row("convention", s["ipr"]["convention"].split(";")[0])
+    t.add_row("basis", s["ipr"]["basis"].split(" (")[0])
     return t
 
 

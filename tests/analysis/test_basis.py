@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 import interp
 from interp.analysis.basis import (
@@ -20,6 +23,7 @@ from interp.analysis.fit import fit_neurons
 from interp.analysis.neurons import neuron_ipr, view_ipr
 from interp.analysis.spectra import ipr_bounds
 from interp.analysis.task import task_support
+from interp.cli import app
 from interp.data import apply_op
 from interp.models import FourierView
 from interp.reports.analyze import analyze_run
@@ -161,3 +165,16 @@ def test_a_div_run_of_another_family_is_analyzed_in_the_log_basis(tmp_path, mode
     assert ("embedding" in s) == embedding
     if embedding:
         assert len(s["embedding"]["shares"]) == (p - 1) // 2 + 1  # the bins of Z_{p-1}
+
+
+def test_the_terminal_names_the_basis_of_a_mul_run(tmp_path):
+    runner = CliRunner()
+    path = tmp_path / "run.h5"
+    res = runner.invoke(app, ["train", "--p", "7", "--op", "mul", "--width", "6", "--steps",
+                              "4", "--save-every", "2", "--quiet", "--out", str(path)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["analyze", str(path), "--out", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    assert "Z_{p-1}" in res.output and "discrete" in res.output
+    s = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert s["task"]["basis"] == "discrete_log" and "residue 0 is left out" in s["ipr"]["basis"]
