@@ -60,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                  "IPR classes hold at least 5% of the neurons (the distribution stays split)")
     fig, axes = figure(2, width=4.2)
     axes[0].scatter(ipr, gamma, s=6, alpha=0.6)
-    axes[0].axvline(classes.threshold, color="k", ls=":", lw=1)
+    if classes.threshold is not None:
+        axes[0].axvline(classes.threshold, color="k", ls=":", lw=1)
     axes[0].set(xscale="log", xlabel="neuron IPR", ylabel="|gamma|",
                 title=f"BatchNorm scale vs IPR (Spearman {rho:.2f})")
     plot_ipr_hist(axes[1], {"BatchNorm": ipr}, cfg.data.p, "IPR distribution")

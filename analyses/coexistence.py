@@ -51,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     figs = [save(fig, out / "accuracy.png")]
     fig, (ax,) = figure()
     plot_ipr_hist(ax, {"final": ipr}, cfg.data.p, "neuron IPR: bimodal")
-    ax.axvline(nums["ipr"]["otsu_threshold"], color="k", ls=":", lw=1)
+    if nums["ipr"]["otsu_threshold"] is not None:  # None: no split
+        ax.axvline(nums["ipr"]["otsu_threshold"], color="k", ls=":", lw=1)
     figs.append(save(fig, out / "ipr_histogram.png"))
     headline = (f"memorization {acc['train_corrupted']:.3f}, test {acc['test']:.3f}, train "
                 f"{acc['train']:.3f}, phase {nums['phase']}")

@@ -49,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         with interp.Run(path) as run:
             iprs[label] = final_ipr(run)
     cut = nums["none"]["ipr"]["otsu_threshold"]
+    if cut is None:  # no split in the unregularized run: Otsu's cut on its IPRs alone
+        cut = interp.otsu_threshold(iprs["none"])
     for label, ipr in iprs.items():
         nums[label]["ipr"]["fraction_above_unregularized_otsu"] = float(np.mean(ipr >= cut))
     xi = cfgs["none"].data.corrupt

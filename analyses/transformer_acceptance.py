@@ -33,6 +33,9 @@ def report(path: str) -> None:
               f"{[round(v, 3) for v in key['shares']]}")
     ipr = np.asarray(s["ipr"]["neurons"])
     c = s["classes"]
+    if c["threshold"] is None:
+        print(f"IPR: mean {np.mean(s['ipr']['neurons']):.4f}; no split: {c['reason']}")
+        return
     n_mem = len(c["memorizing"])
     print(f"IPR: mean {ipr.mean():.4f}, median {np.median(ipr):.4f}, Otsu {c['threshold']:.4f}"
           f" -> {len(c['generalizing'])} generalizing / {n_mem} memorizing; class means "

@@ -13,7 +13,10 @@ frequencies (f_m, f_n):
 
 A layer's ``power_share`` is the mean over its neurons of each neuron's share of power in
 each group (a constant neuron counts as none); ``representation`` counts the neurons by
-the group of their strongest frequency (``dead`` for a constant neuron). Pruning a layer
+the group of their strongest frequency (``dead``: a neuron whose activation varies over
+the grid by less than :data:`DEAD_FRACTION` of the layer's most varying neuron, a scale
+relative to the network's, so that a collapsed network's neurons are tiny but not all
+dead and a tiny neuron in a large network is). Pruning a layer
 multiplies its activations by a 0/1 mask and recomputes the layers above (no linear
 shortcut exists inside the network), at a grid of counts.
 """
@@ -32,6 +35,9 @@ from interp.data import Dataset, accuracies, all_pairs
 from interp.losses import per_example_loss
 
 GROUPS = ("m", "n", "sum", "difference", "other")
+#: A neuron is dead when its standard deviation over the grid is below this fraction of
+#: the largest in its layer.
+DEAD_FRACTION = 1e-3
 
 
 def frequency_groups(p: int) -> np.ndarray:
@@ -68,7 +74,8 @@ def layer_summary(acts: np.ndarray, p: int) -> dict[str, Any]:
     top = grid_top_frequency(grids)
     power = grid_power(grids)
     total = power.sum(axis=(-2, -1))
-    alive = ipr > 0
+    spread = grids.std(axis=(-2, -1))
+    alive = (spread > DEAD_FRACTION * spread.max()) & (ipr > 0)
     groups = frequency_groups(p)
     share = np.stack([power[:, groups == g].sum(-1) for g in range(len(GROUPS))], -1)
     share = np.divide(share, total[:, None], out=np.zeros_like(share), where=alive[:, None])

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from interp.analysis.basis import basis_view
 from interp.analysis.spectra import CONVENTIONS, ipr, shares
 from interp.models import FourierView, ModelConfig, NeuronTerms, family_of
 
@@ -60,17 +61,18 @@ def neuron_terms(weights: Mapping[str, Any], model: ModelConfig,
 
 
 def neuron_ipr(weights: Mapping[str, Any], model: ModelConfig, p: int,
-               r: float = 2) -> np.ndarray:
+               r: float = 2, op: str = "add") -> np.ndarray:
     """Per-neuron IPR of a network of any family. shape=(..., N), float64.
 
     The MLP's neuron k is its U row, V row and W column (1D spectra, mean of the three
     IPRs, :data:`interp.analysis.spectra.IPR_CONVENTION`); a Transformer's MLP neuron is
     its activation over the p x p grid (:data:`interp.analysis.spectra.GRID_IPR_CONVENTION`).
-    Leading (checkpoint) axes of the weights broadcast. Non-finite weights are a
-    ValueError.
+    Leading (checkpoint) axes of the weights broadcast. The IPR is read in the basis of
+    the operation ``op`` (:func:`interp.analysis.basis.basis_view`). Non-finite weights
+    are a ValueError.
     """
     check_finite_weights(weights)
-    return view_ipr(family_of(model).fourier_view(weights, model, p), r)
+    return view_ipr(basis_view(family_of(model).fourier_view(weights, model, p), p, op), r)
 
 
 def neuron_power(weights: Mapping[str, Any], model: ModelConfig, p: int) -> np.ndarray:
@@ -90,7 +92,9 @@ def trajectory_ipr(run: Any, r: float = 2, chunk: int = 32,
     chunk : checkpoints read at a time; memory is bounded by one block.
     stride : keep every ``stride``-th checkpoint.
 
-    A checkpoint with NaN or infinite weights is a ValueError naming its step.
+    The IPR is taken in the basis of the run's operation
+    (:func:`interp.analysis.basis.basis_view`). A checkpoint with NaN or infinite
+    weights is a ValueError naming its step.
 
     Returns
     -------
@@ -110,7 +114,8 @@ def trajectory_ipr(run: Any, r: float = 2, chunk: int = 32,
             for i, step in enumerate(block_steps):
                 check_finite_weights({k: v[i] for k, v in arrays.items()},
                                      f"at step {int(step)} of {where}")
-        block = view_ipr(family.fourier_view(arrays, model, p), r, fast=True)
+        view = basis_view(family.fourier_view(arrays, model, p), p, run.config.data.op)
+        block = view_ipr(view, r, fast=True)
         if values is None:
             values = np.empty((total, block.shape[-1]))
         steps[done:done + len(block)] = block_steps

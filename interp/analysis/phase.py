@@ -19,7 +19,8 @@ step t_m) and the first step test accuracy reaches ``test`` (the generalization 
 t_g); the grokking delay is t_g - t_m:
 
 - final test >= ``test``: grokking if t_g >= ``delay_ratio`` x max(t_m, 1) (test lags
-  train by at least as long again as train took), else comprehension;
+  train by at least as long again as train took) and t_g - t_m >= ``min_delay`` steps,
+  else comprehension;
 - final test < ``test``: memorization if final train >= ``train``; otherwise forgetting
   if the run had generalized earlier, else confusion.
 
@@ -50,8 +51,10 @@ class PhaseThresholds:
     train: float = 0.9
     margin: float = 0.05
     unlearn_tol: float = 0.02
-    #: classic runs: grokking when t_g >= delay_ratio * max(t_m, 1)
+    #: classic runs: grokking when t_g >= delay_ratio * max(t_m, 1) and t_g - t_m >= min_delay
     delay_ratio: float = 2.0
+    #: a delay of a few checkpoints (30 steps at save_every 10) is no plateau
+    min_delay: int = 100
     #: the cleanup phase starts when test accuracy first reaches this after t_m
     cleanup: float = 0.2
 
@@ -128,7 +131,8 @@ def classic_phase(steps: np.ndarray, train: np.ndarray, test: np.ndarray,
     t = thresholds
     t_m, t_g = _first(steps, train >= t.train), _first(steps, test >= t.test)
     if test[-1] >= t.test:
-        late = t_m is not None and t_g is not None and t_g >= t.delay_ratio * max(t_m, 1)
+        late = (t_m is not None and t_g is not None and t_g >= t.delay_ratio * max(t_m, 1)
+                and t_g - t_m >= t.min_delay)
         phase = "grokking" if late else "comprehension"
     elif train[-1] >= t.train:
         phase = "memorization"

@@ -1,7 +1,8 @@
 """Progress measures over a recorded run: every stored checkpoint, streamed in blocks.
 
-:func:`run_progress` asks the run's family for the logits on every pair
-(:meth:`~interp.models.base.Family.terms`), its input embedding
+:func:`run_progress` asks the run's family for its neuron terms on every pair
+(:meth:`~interp.models.base.Family.terms`: the activations, ``W_L`` and the logits), its
+input embedding
 (:meth:`~interp.models.base.Family.input_embedding`) and the Fourier view of its neurons,
 and applies the kernels of :mod:`interp.analysis.progress`. It takes any object with the
 reader's methods (``config``, ``steps``, ``names``, ``dataset``, ``metrics``, ``weights``,
@@ -19,30 +20,43 @@ import torch
 from interp.analysis.neurons import check_finite_weights, view_power
 from interp.analysis.progress import (
     FOURIER_OPS,
+    KEY_THRESHOLD,
     PROGRESS_CONVENTIONS,
+    component_norms,
     exclude_logits,
     fourier_norms,
     gini,
     key_frequency_set,
+    neuron_frequency_shares,
+    neuron_key_frequencies,
     restrict_logits,
+    restricted_excluded_logits,
+    sum_directions,
 )
 from interp.analysis.spectra import grid_weights
 from interp.losses import per_example_loss
 
-FOURIER_NOTE = ("restricted and excluded loss and key frequencies need an operation whose "
-                "true label is m + s n mod p (add, sub) over all p^2 pairs: the Fourier "
-                "circuit does not describe op {op!r}")
-EMBEDDING_NOTE = "the {kind} family has no input embedding to read key frequencies from"
+FOURIER_NOTE = ("the Fourier measures (key frequencies, restricted and excluded loss, "
+                "Gini coefficients, embedding norms) need an operation whose true label is "
+                "m + s n mod p (add, sub) over all p^2 pairs: the Fourier circuit does not "
+                "describe op {op!r}")
+#: The measures of Nanda et al. and interp's variants, each shape=(T,) in the result.
+NANDA = ("restricted_loss", "restricted_loss_train", "excluded_loss", "wl_gini")
+VARIANTS = ("logit_restricted_loss", "logit_excluded_loss", "embedding_gini", "view_gini",
+            "embedding_key_share", "embedding_n_key")
 
 
 def _loss(logits: np.ndarray, labels: np.ndarray, name: str) -> float:
+    if len(labels) == 0:
+        return float("nan")
     t = torch.from_numpy(np.ascontiguousarray(logits))
     return float(per_example_loss(t, torch.from_numpy(labels), name).mean())
 
 
-def neuron_gini(family: Any, weights: Mapping[str, Any], model: Any, p: int) -> np.ndarray:
-    """Gini over frequencies of the neurons' summed power shares (the convention of
-    :data:`PROGRESS_CONVENTIONS`); leading checkpoint axes broadcast. shape=(...,)."""
+def view_gini(family: Any, weights: Mapping[str, Any], model: Any, p: int) -> np.ndarray:
+    """Gini over frequencies of the neurons' summed power shares (interp's variant, the
+    convention of :data:`PROGRESS_CONVENTIONS`); leading checkpoint axes broadcast.
+    shape=(...,)."""
     view = family.fourier_view(weights, model, p)
     power = view_power(view).sum(axis=-2)  # (..., K): summed over neurons
     if view.ndim == 2:
@@ -52,75 +66,115 @@ def neuron_gini(family: Any, weights: Mapping[str, Any], model: Any, p: int) -> 
     return gini(np.sqrt(np.maximum(power, 0.0)))
 
 
+def activation_grid(hidden: np.ndarray, pairs: np.ndarray, p: int) -> np.ndarray:
+    """Activations on every pair shape=(P, N) as grids shape=(N, p, p) (entry [n, a, b]:
+    neuron n at the pair (a, b))."""
+    grid = np.zeros((hidden.shape[1], p, p))
+    grid[:, pairs[:, 0], pairs[:, 1]] = hidden.T
+    return grid
+
+
 def _sum_squares(arrays: Mapping[str, np.ndarray], params: list[str]) -> np.ndarray:
     names = [k for k in params if k in arrays] or list(arrays)
     return sum(np.square(np.asarray(arrays[k], dtype=np.float64)).reshape(
         len(arrays[k]), -1).sum(axis=1) for k in names)
 
 
-def _checkpoint_losses(logits: np.ndarray, ds: Any, loss: str,
-                       key: np.ndarray | None) -> dict[str, float]:
-    """Train and test loss of one checkpoint's logits shape=(P, p) on every pair, and
-    with a key set, its restricted and excluded loss."""
-    test_labels = ds.true_labels[ds.test_idx]
-    out = {"train_loss": _loss(logits[ds.train_idx], ds.train_labels, loss),
-           "test_loss": _loss(logits[ds.test_idx], test_labels, loss)
-           if len(ds.test_idx) else float("nan")}
-    if key is not None:
-        for name, project in (("restricted_loss", restrict_logits),
-                              ("excluded_loss", exclude_logits)):
-            out[name] = _loss(project(logits, ds.true_labels, key)[ds.train_idx],
-                              ds.train_labels, loss)
+def _checkpoint_losses(terms: Any, ds: Any, loss: str, keys: dict[str, Any] | None
+                       ) -> dict[str, float]:
+    """One checkpoint's losses from its neuron terms on every pair: train and test loss,
+    and with key sets, Nanda et al.'s restricted and excluded losses, interp's
+    logit-space variants and the W_L Gini."""
+    logits = terms.logits()
+    train, test = (ds.train_idx, ds.train_labels), (ds.test_idx, ds.true_labels[ds.test_idx])
+    out = {"train_loss": _loss(logits[train[0]], train[1], loss),
+           "test_loss": _loss(logits[test[0]], test[1], loss)}
+    if keys is None:
+        return out
+    restricted, excluded = restricted_excluded_logits(terms.hidden, terms.readout.T, logits,
+                                                      keys["directions"])
+    out |= {"restricted_loss": _loss(restricted[test[0]], test[1], loss),
+            "restricted_loss_train": _loss(restricted[train[0]], train[1], loss),
+            "excluded_loss": _loss(excluded[train[0]], train[1], loss),
+            "wl_gini": float(gini(component_norms(terms.readout.T)))}
+    if keys["embedding"] is not None:
+        for name, project in (("logit_restricted_loss", restrict_logits),
+                              ("logit_excluded_loss", exclude_logits)):
+            out[name] = _loss(project(logits, ds.true_labels, keys["embedding"])[train[0]],
+                              train[1], loss)
     return out
 
 
-def _key_measures(out: dict[str, Any], key: np.ndarray | None, fraction: float) -> None:
-    """Add ``embedding_gini``, ``n_key`` and ``key_share`` from ``embedding_norms``."""
+def _embedding_measures(out: dict[str, Any], key: np.ndarray | None, fraction: float) -> None:
+    """Add ``embedding_gini``, ``embedding_n_key`` and ``embedding_key_share`` from
+    ``embedding_norms``."""
     norms = out["embedding_norms"]
     out["embedding_gini"] = gini(norms[:, 1:]) if norms is not None else None
-    out["n_key"] = (np.array([len(key_frequency_set(n, fraction)) for n in norms])
-                    if norms is not None else None)
-    out["key_share"] = None
+    out["embedding_n_key"] = (np.array([len(key_frequency_set(n, fraction)) for n in norms])
+                              if norms is not None else None)
+    out["embedding_key_share"] = None
     if norms is not None and key is not None:
         wave = norms[:, 1:] ** 2
         total = wave.sum(axis=1)
         share = wave[:, key - 1].sum(axis=1)
-        out["key_share"] = np.divide(share, total, out=np.zeros_like(total), where=total > 0)
+        out["embedding_key_share"] = np.divide(share, total, out=np.zeros_like(total),
+                                               where=total > 0)
+
+
+def _key_sets(run: Any, ds: Any, last: int, key_fraction: float, key_threshold: float
+              ) -> tuple[dict[str, Any] | None, str | None]:
+    """The key frequencies at step ``last``: Nanda et al.'s from the neurons (with their
+    directions over the pairs) and interp's from the input embedding; or None and a note
+    where the Fourier circuit does not apply."""
+    cfg, family = run.config, run.family
+    p, op = cfg.data.p, cfg.data.op
+    if op not in FOURIER_OPS or len(ds.pairs) != p * p:
+        return None, FOURIER_NOTE.format(op=op)
+    final = run.weights(last)
+    check_finite_weights(final, f"at step {last}")
+    hidden = family.terms(final, cfg.model, ds.pairs).hidden
+    shares = neuron_frequency_shares(activation_grid(hidden, ds.pairs, p))
+    key = neuron_key_frequencies(shares, key_threshold)
+    embedding = family.input_embedding(final, p)
+    return {"neurons": key, "directions": sum_directions(ds.true_labels, p, key),
+            "embedding": None if embedding is None
+            else key_frequency_set(fourier_norms(embedding, p), key_fraction)}, None
+
+
+def _initial(out: dict[str, Any]) -> dict[str, Any]:
+    """Each measure's value at the first stored checkpoint (initialization when it is
+    step 0)."""
+    first = {k: out[k][0] if out.get(k) is not None and len(out[k]) else None
+             for k in ("train_loss", "test_loss") + NANDA + VARIANTS}
+    return {"step": int(out["steps"][0]) if len(out["steps"]) else None} | first
 
 
 def run_progress(run: Any, until: int | None = None, key_fraction: float = 0.9,
-                 chunk: int = 16, stride: int = 1) -> dict[str, Any]:
+                 chunk: int = 16, stride: int = 1,
+                 key_threshold: float = KEY_THRESHOLD) -> dict[str, Any]:
     """Progress measures at every stored checkpoint up to ``until`` (None: the last).
 
     Returns
     -------
     dict: ``steps`` shape=(T,); ``train_loss``, ``test_loss`` (the full network's loss on
-    the training pairs against the training labels and on the test pairs), and, each
-    shape=(T,) or None where undefined, ``restricted_loss``, ``excluded_loss``,
-    ``embedding_gini``, ``neuron_gini``, ``key_share`` (the final key frequencies' share
-    of the embedding's non-constant squared norm), ``n_key`` (the number of key
-    frequencies at each checkpoint), ``sum_sq_weights``; ``embedding_norms`` shape=(T,
-    p//2+1) or None; ``key_frequencies`` (at ``until``) or None; ``fourier``
-    (``applies`` and a ``note`` when it does not); ``conventions``.
+    the training pairs against the training labels and on the test pairs); Nanda et al.'s
+    ``restricted_loss`` (test pairs), ``restricted_loss_train``, ``excluded_loss``,
+    ``wl_gini`` and ``key_frequencies`` (from the neurons at ``until``, ``key_threshold``);
+    interp's variants ``logit_restricted_loss``, ``logit_excluded_loss`` (the logits
+    projected, with ``embedding_key_frequencies``, ``key_fraction``), ``embedding_gini``,
+    ``view_gini``, ``embedding_key_share``, ``embedding_n_key``; ``sum_sq_weights``;
+    ``embedding_norms`` shape=(T, p//2+1). Each is None where undefined. ``initial``:
+    every measure at the first stored checkpoint (``step``); ``fourier`` (``applies``
+    and a ``note`` when it does not); ``conventions``.
     """
     cfg, family = run.config, run.family
-    model, p, op = cfg.model, cfg.data.p, cfg.data.op
     ds = run.dataset()
     last = int(run.steps[run.index_of(until)])
-    final = run.weights(last)
-    check_finite_weights(final, f"at step {last}")
-    embedding = family.input_embedding(final, p)
-    note = None
-    if op not in FOURIER_OPS or len(ds.pairs) != p * p:
-        note = FOURIER_NOTE.format(op=op)
-    elif embedding is None:
-        note = EMBEDDING_NOTE.format(kind=model.kind)
-    key = None if note else key_frequency_set(fourier_norms(embedding, p), key_fraction)
+    keys, note = _key_sets(run, ds, last, key_fraction, key_threshold)
     params = [k[5:] for k in run.metric_names() if k.startswith("norm/")]
     rows: dict[str, list] = {k: [] for k in ("steps", "train_loss", "test_loss",
-                                             "restricted_loss", "excluded_loss",
-                                             "embedding_norms", "neuron_gini",
-                                             "sum_sq_weights")}
+                                             "embedding_norms", "view_gini",
+                                             "sum_sq_weights") + NANDA + VARIANTS[:2]}
     for block_steps, arrays in run.iter_chunks(run.names, chunk=chunk, stride=stride):
         keep = np.asarray(block_steps) <= last
         if not keep.any():
@@ -130,19 +184,23 @@ def run_progress(run: Any, until: int | None = None, key_fraction: float = 0.9,
             w = {k: v[i] for k, v in arrays.items()}
             check_finite_weights(w, f"at step {int(step)}")
             rows["steps"].append(int(step))
-            for name, value in _checkpoint_losses(family.terms(w, model, ds.pairs).logits(),
-                                                  ds, cfg.train.loss, key).items():
+            for name, value in _checkpoint_losses(family.terms(w, cfg.model, ds.pairs), ds,
+                                                  cfg.train.loss, keys).items():
                 rows[name].append(value)
-        emb = family.input_embedding(arrays, p)
-        if emb is not None:
-            rows["embedding_norms"].extend(fourier_norms(emb, p))
-        rows["neuron_gini"].extend(neuron_gini(family, arrays, model, p))
         rows["sum_sq_weights"].extend(_sum_squares(arrays, params))
+        if note:  # no Fourier basis: no Fourier-derived measure
+            continue
+        emb = family.input_embedding(arrays, cfg.data.p)
+        if emb is not None:
+            rows["embedding_norms"].extend(fourier_norms(emb, cfg.data.p))
+        rows["view_gini"].extend(view_gini(family, arrays, cfg.model, cfg.data.p))
     out: dict[str, Any] = {k: np.asarray(v, dtype=np.float64) if v else None
                            for k, v in rows.items()}
     out["steps"] = np.asarray(rows["steps"], dtype=np.int64)
-    _key_measures(out, key, key_fraction)
-    out |= {"key_frequencies": key, "key_fraction": float(key_fraction),
+    _embedding_measures(out, keys and keys["embedding"], key_fraction)
+    out |= {"key_frequencies": keys and keys["neurons"], "key_threshold": float(key_threshold),
+            "embedding_key_frequencies": keys and keys["embedding"],
+            "key_fraction": float(key_fraction), "initial": _initial(out),
             "fourier": {"applies": note is None, "note": note},
             "conventions": dict(PROGRESS_CONVENTIONS)}
     return out

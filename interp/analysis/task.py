@@ -1,11 +1,13 @@
 """Which analyses apply to which operation: the output says so instead of giving numbers.
 
-The Fourier picture (periodic neurons in the additive Fourier basis of Z_p, key
-frequencies, restricted and excluded loss) describes operations whose true label is
-``m + s n mod p`` (add, sub); Gromov's analytic solution and its fit exist for the same
-two operations and the paper's MLP. Every other operation (mul, div, the polynomials of
-Power et al.) still gets its accuracies, IPR, pruning and phase, but the IPR is then only
-a measure of concentration in that basis, not of generalization.
+The Fourier picture (periodic neurons, their IPR and labels) needs a basis in which the
+operation is addition (:mod:`interp.analysis.basis`): add and sub in the additive basis
+of Z_p, mul and div in the discrete-log basis (Z_{p-1}, the residue 0 left out). The
+restricted and excluded loss are defined for add and sub only; Gromov's analytic
+solution and its ``--fit`` exist for add and sub and the paper's MLP. Every other
+operation (the polynomials of Power et al.) still gets its accuracies, IPR, pruning and
+phase, but the IPR is then only a measure of concentration in the additive basis, not of
+generalization.
 
 >>> task_support("m3_mn", analytic_family=True)["fourier"]
 False
@@ -15,15 +17,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from interp.analysis.progress import FOURIER_OPS
+from interp.analysis.basis import BASIS_CONVENTION, operation_basis
 from interp.analysis.solution import PHASE_SIGN
 from interp.data import OP_FORMULAS
 
 FOURIER_NOTE = ("the Fourier analysis (periodic neurons in the additive Fourier basis of "
-                "Z_p, key frequencies, restricted and excluded loss) describes operations "
-                "m + s n mod p (add, sub), not {formula}: the IPR and neuron classes measure "
-                "concentration in that basis only, and the progress measures that need key "
-                "frequencies are left out")
+                "Z_p, or of Z_{{p-1}} by discrete log for mul and div) describes operations "
+                "that are addition in some basis, not {formula}: the IPR measures "
+                "concentration in the additive basis only, no neuron is labelled "
+                "generalizing or memorizing, and the Fourier progress measures are left out")
 SOLUTION_NOTE = ("the analytic periodic solution (and --fit) exists for op add and sub with "
                  "the paper's MLP, not for {what}")
 
@@ -31,17 +33,20 @@ SOLUTION_NOTE = ("the analytic periodic solution (and --fit) exists for op add a
 def task_support(op: str, analytic_family: bool) -> dict[str, Any]:
     """What applies to ``op`` (and a family with or without the analytic solution).
 
-    Returns ``op``, ``formula``, ``fourier`` and ``analytic_solution`` (booleans) and
+    Returns ``op``, ``formula``, ``fourier`` and ``analytic_solution`` (booleans),
+    ``basis`` (``additive``, ``discrete_log`` or None), ``basis_convention`` and
     ``notes``: one sentence for each analysis that does not apply.
     """
     if op not in OP_FORMULAS:
         raise ValueError(f"op must be one of {', '.join(OP_FORMULAS)}, got {op!r}.")
     formula = OP_FORMULAS[op]
-    fourier = op in FOURIER_OPS
+    basis = operation_basis(op)
+    fourier = basis is not None
     solution = analytic_family and op in PHASE_SIGN
     notes = [] if fourier else [FOURIER_NOTE.format(formula=formula)]
     if not solution:
         what = f"op {op} ({formula})" if op not in PHASE_SIGN else "this network family"
         notes.append(SOLUTION_NOTE.format(what=what))
     return {"op": op, "formula": formula, "fourier": fourier, "analytic_solution": solution,
-            "notes": notes}
+            "basis": basis[0] if basis else None,
+            "basis_convention": BASIS_CONVENTION[basis[0]] if basis else None, "notes": notes}

@@ -17,7 +17,7 @@ def analysis_tables(s: dict[str, Any]) -> list[Table]:
     tables = [_accuracy_table(s)]
     sections: list[tuple[str, Callable[[dict[str, Any]], Table]]] = [
         ("phase", _phase_table), ("ipr", _ipr_table), ("embedding", _embedding_table),
-        ("prune", _prune_table), ("fit", _fit_table)]
+        ("prune", _prune_table), ("fit", _fit_table), ("progress", _progress_table)]
     for key, make in sections:
         if s.get(key):
             tables.append(make(s))
@@ -51,10 +51,14 @@ def _ipr_table(s: dict[str, Any]) -> Table:
     c = s["classes"]
     t = Table(title="IPR and neuron classes", show_header=False)
     t.add_row("mean IPR", f"{s['ipr']['mean']:.4f}")
-    t.add_row("threshold", f"{c['threshold']:.4f} ({c['method']})")
-    t.add_row("generalizing", str(len(c["generalizing"])))
-    t.add_row("memorizing", str(len(c["memorizing"])))
+    if c["threshold"] is None:
+        t.add_row("classes", f"no split: {c['reason']}")
+    else:
+        t.add_row("threshold", f"{c['threshold']:.4f} ({c['method']})")
+        t.add_row("generalizing", str(len(c["generalizing"])))
+        t.add_row("memorizing", str(len(c["memorizing"])))
     t.add_row("convention", s["ipr"]["convention"].split(";")[0])
+    t.add_row("basis", s["ipr"]["basis"].split(" (")[0])
     return t
 
 
@@ -69,13 +73,36 @@ def _embedding_table(s: dict[str, Any]) -> Table:
     return t
 
 
+def _progress_table(s: dict[str, Any]) -> Table:
+    """Each progress measure at initialization (the first stored checkpoint) and at the
+    analyzed step; Nanda et al.'s first, then interp's variants."""
+    pr = s["progress"]
+    first = pr["initial"]
+    t = Table(title="progress measures (Nanda et al.; then interp's variants)")
+    for col in ("measure", f"step {first['step']}", f"step {s['step']}"):
+        t.add_column(col, justify="right")
+    for k in ("train_loss", "test_loss", "restricted_loss", "restricted_loss_train",
+              "excluded_loss", "wl_gini", "logit_restricted_loss", "logit_excluded_loss",
+              "embedding_gini", "view_gini", "embedding_key_share"):
+        if pr.get(k) is not None:
+            t.add_row(k, *("-" if v is None else f"{v:.4g}" for v in (first[k], pr[k][-1])))
+    key = pr["key_frequencies"]
+    t.add_row("key_frequencies", "", "-" if key is None else ", ".join(map(str, key))
+              or "none")
+    if pr["fourier"]["note"]:
+        t.add_row("note", "", pr["fourier"]["note"])
+    return t
+
+
 def _prune_table(s: dict[str, Any]) -> Table:
     n = s["width"]
     t = Table(title="pruning (accuracy after removing n neurons, no retraining)")
     for col in ("order", "n_pruned", "test", "train_corrupted", "train_clean"):
         t.add_column(col, justify="right")
     marks = sorted({0, n // 4, n // 2, 3 * n // 4, n}
-                   | ({len(s["classes"]["memorizing"])} if s.get("classes") else set()))
+                   | ({len(s["classes"]["memorizing"])}
+                      if s.get("classes") and s["classes"]["threshold"] is not None
+                      else set()))
     for order, curve in s["prune"].items():
         for k in marks:
             row = [curve[name][k] for name in ("test", "train_corrupted", "train_clean")]
@@ -110,7 +137,8 @@ def compare_table(result: dict[str, Any]) -> Table:
         rows[f"accuracy {k}"] = [r["accuracy"][k] for r in result["runs"]]
     rows["mean IPR"] = [r["ipr"]["mean"] for r in result["runs"]]
     rows["generalizing / memorizing"] = [
-        f"{r['classes']['n_generalizing']} / {r['classes']['n_memorizing']}"
+        "no split" if r["classes"]["threshold"] is None
+        else f"{r['classes']['n_generalizing']} / {r['classes']['n_memorizing']}"
         for r in result["runs"]]
     rows["total norm"] = [r["norms"]["total"] for r in result["runs"]]
     if any(r["batchnorm"] for r in result["runs"]):

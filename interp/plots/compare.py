@@ -93,8 +93,9 @@ def ipr_histogram_figure(runs: Sequence[Run], bins: int = 30) -> Figure:
         ax.hist(v, bins=edges, histtype="step", lw=1.6, color=run_color(i),
                 label=f"{r['label']} ({len(v)} neurons)")
         threshold = r["classes"]["threshold"]
-        ax.axvline(threshold, color=run_color(i), ls="--", lw=1,
-                   label=f"{r['label']}: threshold {threshold:.3g}")
+        if threshold is not None:  # None: no split
+            ax.axvline(threshold, color=run_color(i), ls="--", lw=1,
+                       label=f"{r['label']}: threshold {threshold:.3g}")
     ax.set(xlabel="neuron IPR", ylabel="neurons")
     integer_ticks(ax.yaxis)
     outside_legend(ax)

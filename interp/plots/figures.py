@@ -213,7 +213,8 @@ def analysis_figures(summary: Mapping[str, Any], arrays: Mapping[str, Any], *,
         classes = summary.get("classes")
         fig, (ax,) = new_figure(7.6, 4.0)
         plot_prune_curves(ax, summary["prune"],
-                          n_memorizing=len(classes["memorizing"]) if classes else None)
+                          n_memorizing=len(classes["memorizing"])
+                          if classes and classes["threshold"] is not None else None)
         figures["prune"] = fig
     if summary.get("progress"):  # progress_losses, progress_sparsity, key_frequencies
         figures |= progress_figures(arrays.get("progress") or summary["progress"])

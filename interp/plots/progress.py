@@ -33,8 +33,9 @@ BOUNDARIES = {"memorization_end": ("memorization ends", "tab:red", ":"),
 
 #: The loss curves: key -> (label, colour, style).
 LOSSES = {"train_loss": ("train loss", "k", "-"), "test_loss": ("test loss", "tab:blue", "-"),
-          "restricted_loss": ("restricted loss (key frequencies)", "tab:orange", "--"),
-          "excluded_loss": ("excluded loss (key frequencies removed)", "tab:red", "-.")}
+          "restricted_loss": ("restricted loss, test (key frequencies)", "tab:orange", "--"),
+          "excluded_loss": ("excluded loss, train (key frequencies removed)", "tab:red",
+                            "-.")}
 
 
 def plot_progress_losses(ax: Axes, steps: np.ndarray, curves: Mapping[str, Any],
@@ -54,13 +55,14 @@ def plot_progress_losses(ax: Axes, steps: np.ndarray, curves: Mapping[str, Any],
 
 def plot_progress_sparsity(ax: Axes, steps: np.ndarray, curves: Mapping[str, Any],
                            boundaries: Mapping[str, int | None] | None = None) -> Axes:
-    """Gini of the embedding's and the neurons' Fourier norms and the key frequencies'
-    share of the embedding (each shape=(T,), in [0, 1]) against ``steps`` shape=(T,)."""
+    """Gini of the Fourier norms of the embedding and of W_L, and the embedding key
+    frequencies' share of the embedding (each shape=(T,), in [0, 1]) against ``steps``
+    shape=(T,)."""
     steps = np.asarray(steps)
     keep = log_steps(ax, steps)
     for key, label, color in (("embedding_gini", "Gini, embedding", "tab:blue"),
-                              ("neuron_gini", "Gini, neurons", "tab:orange"),
-                              ("key_share", "key frequencies' share", "tab:green")):
+                              ("wl_gini", "Gini, W_L", "tab:orange"),
+                              ("embedding_key_share", "embedding key share", "tab:green")):
         if has_data(curves.get(key)):
             ax.plot(steps[keep], as_float(curves[key])[keep], color=color, label=label)
     ax.set(ylim=(-0.02, 1.02), ylabel="Gini / share")

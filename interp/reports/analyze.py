@@ -11,13 +11,14 @@ figures draw, so that plotting recomputes nothing.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from interp.analysis import classify as classify_mod
 from interp.analysis import prune as prune_mod
+from interp.analysis.basis import basis_convention, basis_embedding, basis_view
 from interp.analysis.embedding import EMBEDDING_CONVENTION, embedding_spectrum, key_frequencies
 from interp.analysis.fit import fit_summary, frequency_lock_steps
 from interp.analysis.layers import layer_sections
@@ -84,19 +85,23 @@ class Analysis:
 
 
 def _neuron_sections(run: Run, weights: dict[str, np.ndarray], r: float,
-                     threshold: float | None, key_fraction: float) -> tuple[dict, dict]:
-    """The IPR, classes and family-specific spectra sections, and the figure arrays."""
+                     threshold: float | None, key_fraction: float,
+                     reason: str | None) -> tuple[dict, dict]:
+    """The IPR, classes (none, with ``reason``, where the network earns no labels) and
+    family-specific spectra sections, and the figure arrays."""
     model, p = run.config.model, run.config.data.p
-    view = run.family.fourier_view(weights, model, p)
+    view = basis_view(run.family.fourier_view(weights, model, p), p, run.config.data.op)
     neuron = view_ipr(view, r)
     ipr = {"convention": ipr_convention(model), "r": r, "neurons": neuron,
+           "basis": basis_convention(run.config.data.op),
            "mean": float(neuron.mean())}
     if view.ndim == 2:
         ipr["top_frequency"] = grid_top_frequency(view.parts[0])
-    sections: dict[str, Any] = {"ipr": ipr, "classes": classify_mod.classify(neuron, threshold)}
+    sections: dict[str, Any] = {"ipr": ipr,
+                                "classes": classify_mod.classify(neuron, threshold, reason)}
     embedding = run.family.embedding(weights, p)
     if embedding is not None:
-        shares = embedding_spectrum(embedding, p)
+        shares = embedding_spectrum(*basis_embedding(embedding, p, run.config.data.op))
         sections["embedding"] = {"convention": EMBEDDING_CONVENTION, "shares": shares,
                                  "key": key_frequencies(shares, key_fraction)}
     arrays = {"power": view_power(view) if view.ndim == 1 else None}
@@ -118,17 +123,19 @@ def analyze_run(run: Run, step: int | None = None, *, ipr: bool = True, prune: b
     if fit and not run.family.analytic_solution:
         raise ValueError(f"fit (the analytic periodic solution) applies to MLP runs, but "
                          f"{str(run.path)!r} holds a {cfg.model.kind}.")
-    sections, arrays = _neuron_sections(run, weights, r, threshold, key_fraction)
-    classes = sections.pop("classes")
     terms = neuron_terms(weights, cfg.model, ds.pairs[ds.eval_idx])
+    accuracy = _accuracies(terms, ds)
+    task = task_support(cfg.data.op, run.family.analytic_solution)
+    reason = classify_mod.network_reason(terms.logits(), accuracy["test"], task["fourier"],
+                                         cfg.data.op)
+    sections, arrays = _neuron_sections(run, weights, r, threshold, key_fraction, reason)
+    classes = sections.pop("classes")
     loss = cfg.train.loss
     out: dict[str, Any] = {
         "step": step, "p": cfg.data.p, "width": cfg.model.n_neurons,
-        "accuracy": _accuracies(terms, ds),
+        "accuracy": accuracy,
         "ipr": sections["ipr"] if ipr else None,
-        "classes": {"threshold": classes.threshold, "method": classes.method,
-                    "generalizing": classes.generalizing,
-                    "memorizing": classes.memorizing} if ipr else None,
+        "classes": asdict(classes) if ipr else None,
         "prune": prune_mod.prune_curves(terms, ds, sections["ipr"]["neurons"], loss,
                                         n_random=n_random, seed=seed, device=device)
         if prune else None,
@@ -137,7 +144,7 @@ def analyze_run(run: Run, step: int | None = None, *, ipr: bool = True, prune: b
         "fit": None,
         "phase": run_phase(run) if phase and len(run.steps) > 1 else None,
         "assumed": run.assumed,
-        "task": task_support(cfg.data.op, run.family.analytic_solution),
+        "task": task,
         "progress": None,
         "layers": layer_sections(run.family, weights, cfg.model, ds, loss, prune=prune,
                                  seed=seed) if ipr or prune else None,
@@ -160,8 +167,9 @@ def analyze_run(run: Run, step: int | None = None, *, ipr: bool = True, prune: b
     if ipr:
         steps, traj = trajectory_ipr(run, r)
         upto = steps <= step
-        out["generalizing_since"] = classify_mod.generalizing_since(
-            traj[upto], steps[upto], classes.threshold)
+        if classes.threshold is not None:
+            out["generalizing_since"] = classify_mod.generalizing_since(
+                traj[upto], steps[upto], classes.threshold)
         arrays |= {"ipr_steps": steps[upto], "ipr_trajectory": traj[upto]}
     return Analysis(to_jsonable(out), arrays)
 
@@ -216,12 +224,15 @@ def analyze(run_path: str | os.PathLike, step: int | None = None, **options: Any
     dict with keys ``step``, ``p``, ``width`` (the number of neurons), ``accuracy`` (the
     six accuracies), ``ipr`` (``convention``, ``r``, ``neurons`` length N, ``mean``),
     ``classes`` (``threshold``, ``method``, ``generalizing``, ``memorizing`` neuron
-    indices), ``prune`` (``ascending``, ``descending``, ``random``: each lists of length
-    N + 1 for ``n_pruned``, the six accuracies, ``loss`` and ``test_loss``), ``ablate``
-    (lists of length N: ``neuron``, the six accuracies, ``loss``, ``test_loss``) and
-    ``generalizing_since`` (length N: the first stored step from which the neuron is
-    generalizing at every later checkpoint up to ``step``, -1 if not generalizing at
-    ``step``), ``fit``, ``phase``, ``progress``, ``task`` (which analyses apply to the
+    indices, ``reason``; no split, with threshold None, method ``none``, empty lists and
+    a one-sentence ``reason``, where the histogram is not bimodal or the network earns no
+    labels: :func:`interp.analysis.classify.network_reason`), ``prune`` (``ascending``,
+    ``descending``, ``random``: each lists of length N + 1 for ``n_pruned``, the six
+    accuracies, ``loss`` and ``test_loss``), ``ablate`` (lists of length N: ``neuron``,
+    the six accuracies, ``loss``, ``test_loss``) and ``generalizing_since`` (length N:
+    the first stored step from which the neuron is generalizing at every later
+    checkpoint up to ``step``, -1 if not generalizing at ``step``; None without
+    classes), ``fit``, ``phase``, ``progress``, ``task`` (which analyses apply to the
     operation, :func:`interp.analysis.task.task_support`) and ``layers`` (a family with
     several hidden layers, with ``ipr`` or ``prune``: each layer's summary and, with
     ``prune``, its pruning curves; :func:`interp.analysis.layers.layer_sections`).

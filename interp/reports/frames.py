@@ -14,18 +14,21 @@ from interp.store.frames import require
 
 def neuron_frame(summary: Mapping[str, Any]) -> Any:
     """One row per neuron (index ``neuron``) of an :func:`interp.analyze` summary, with
-    the columns its sections allow: ``ipr``, ``class`` (``generalizing`` or
-    ``memorizing``) and ``generalizing_since`` (the IPR section); ``frequency``,
-    ``consistent``, ``residual`` (radians), ``explained_min`` (the least explained
-    variance of U, V, W) and ``lock_step`` (the fit); ``ablated_<accuracy>``,
+    the columns its sections allow: ``ipr``, ``class`` (``generalizing``,
+    ``memorizing``, or ``no split`` for every neuron) and ``generalizing_since`` (the
+    IPR section); ``frequency``, ``consistent``, ``residual`` (radians),
+    ``explained_min`` (the least explained variance of U, V, W) and ``lock_step`` (the
+    fit); ``ablated_<accuracy>``,
     ``ablated_loss``, ``ablated_test_loss`` (ablation). JSON nulls are NaN."""
     pd = require("pandas", "neuron_frame()")
     n = int(summary["width"])
     columns: dict[str, Any] = {}
     if summary.get("ipr"):
         columns["ipr"] = summary["ipr"]["neurons"]
-        generalizing = set(summary["classes"]["generalizing"])
-        columns["class"] = ["generalizing" if i in generalizing else "memorizing"
+        classes = summary["classes"]
+        generalizing = set(classes["generalizing"])
+        columns["class"] = ["no split" if classes["threshold"] is None
+                            else "generalizing" if i in generalizing else "memorizing"
                             for i in range(n)]
         if summary.get("generalizing_since") is not None:
             columns["generalizing_since"] = summary["generalizing_since"]

@@ -24,9 +24,12 @@ from interp.sweeps.seeds import seed_rows
 from interp.sweeps.spec import cells, load_spec, value_of
 from interp.validate import check_regular_input, is_finite_number
 
+#: A clean run's classic-grokking steps (null otherwise); summaries written before they
+#: existed lack them and are read with nulls.
+CLASSIC_COLUMNS = ("memorization_step", "generalization_step", "grokking_delay")
 COLUMNS = ("cell_id", "regularizer", "value", "xi", "alpha", "seed", "status", "phase",
-           *(f"acc_{name}" for name in ACCURACY_NAMES), "mean_ipr", "final_norm", "steps",
-           "lr", "error")
+           *CLASSIC_COLUMNS, *(f"acc_{name}" for name in ACCURACY_NAMES), "mean_ipr",
+           "final_norm", "steps", "lr", "error")
 STATUSES = ("complete", "incomplete", "missing", "failed")
 
 
@@ -46,8 +49,11 @@ def cell_row(cell_id: str, cfg: RunConfig, regularizer: str, path: str | os.Path
                     m = run.metrics()
                     w = run.weights()
                     row.update({f"acc_{k}": m[f"accuracy/{k}"][-1] for k in ACCURACY_NAMES})
-                    row.update(phase=run_phase(run)["phase"], final_norm=total_norm(m)[-1],
-                               mean_ipr=neuron_ipr(w, cfg.model, cfg.data.p).mean())
+                    phase = run_phase(run)
+                    row.update(phase=phase["phase"], final_norm=total_norm(m)[-1],
+                               mean_ipr=neuron_ipr(w, cfg.model, cfg.data.p,
+                                                  op=cfg.data.op).mean())
+                    row.update({k: phase.get("classic", {}).get(k) for k in CLASSIC_COLUMNS})
         except (OSError, ValueError):  # an unreadable file; a bug in analysis raises
             row["status"] = "incomplete"
     if error is not None and row["status"] != "complete":
@@ -148,14 +154,14 @@ def read_summary(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:
         problem = _row_problem(row)
         if problem:
             raise ValueError(f"{what}, but row {i} {problem}.")
-    return rows
+    return [dict.fromkeys(CLASSIC_COLUMNS) | row for row in rows]
 
 
 def _row_problem(row: Any) -> str | None:
     """What is wrong with one summary row, or None."""
     if not isinstance(row, dict):
         return f"is a {type(row).__name__}, not a table"
-    missing = [c for c in COLUMNS if c not in row]
+    missing = [c for c in COLUMNS if c not in row and c not in CLASSIC_COLUMNS]
     if missing:
         return f"lacks {missing[0]!r}"
     bad = [c for c in ("value", "xi", "alpha") if not is_finite_number(row[c])]

@@ -8,6 +8,8 @@ import pytest
 from interp.analysis.classify import (
     classify,
     generalizing_since,
+    network_reason,
+    no_split_reason,
     otsu_threshold,
     rank_neurons,
 )
@@ -63,7 +65,53 @@ def test_otsu_never_cuts_between_equal_values_and_handles_one_value():
     values = np.array([0.2, 0.2, 0.2, 0.2, 0.8, 0.8])
     np.testing.assert_allclose(otsu_threshold(values), 0.5, rtol=1e-12)
     np.testing.assert_allclose(otsu_threshold(np.full(5, 0.3)), 0.3, rtol=0)
-    np.testing.assert_array_equal(classify(np.full(5, 0.3)).generalizing, np.arange(5))
+    one = classify(np.full(5, 0.3))
+    assert one.threshold is None and one.method == "none" and len(one.generalizing) == 0
+    assert "0 neuron(s) on one side" in one.reason
+
+
+def test_a_unimodal_histogram_gets_no_split_and_a_reason():
+    """The IPRs of random neurons (one mode): Otsu still finds a cut, but the gap there is
+    far below twice the groups' spread, so there is no split."""
+    rng = np.random.default_rng(0)
+    U, V, W = rng.normal(size=(64, 23)), rng.normal(size=(64, 23)), rng.normal(size=(23, 64))
+    ipr = neuron_ipr({"U": U, "V": V, "W": W}, MLPConfig(width=64), 23)
+    classes = classify(ipr)
+    assert classes.threshold is None and classes.method == "none"
+    assert len(classes.generalizing) == len(classes.memorizing) == 0
+    assert classes.reason.startswith("the IPR histogram is not bimodal: the medians")
+    assert classes.reason.count(".") <= 4 and classes.reason.endswith(".")
+    # a fixed threshold is the caller's choice: it still splits
+    assert len(classify(ipr, threshold=float(np.median(ipr))).generalizing) == 32
+
+
+def test_the_separation_criterion_by_hand():
+    """Sides {0, 0.1} and {0.5, 0.6}: medians 0.05 and 0.55, 0.5 apart; interquartile
+    ranges 0.05 (numpy's linear quartiles of two values): 0.5 >= 4 x 0.05, a split. Sides
+    {0, 0.2} and {0.3, 0.5}: medians 0.4 - 0.1 = 0.3 apart < 4 x 0.1, no split. Two tight
+    clusters with a few neurons between them still split (the median ignores them)."""
+    assert no_split_reason(np.array([0.0, 0.1, 0.5, 0.6]), 0.3) is None
+    why = no_split_reason(np.array([0.0, 0.2, 0.3, 0.5]), 0.25)
+    assert "lie 0.3 apart, less than 4 times their interquartile range 0.1." in why
+    between = np.r_[np.full(20, 0.05), [0.3, 0.45, 0.6], np.full(10, 0.9)]
+    assert no_split_reason(between, otsu_threshold(between)) is None
+    assert "interquartile range 1e-06" in no_split_reason(np.array([1.0, 1.0, 1.0 + 1e-12,
+                                                                    1.0 + 1e-12]), 1.0 + 5e-13)
+
+
+def test_network_reasons():
+    p = 7
+    good = np.eye(p)[np.arange(20) % p] * 5.0
+    assert network_reason(good, test_accuracy=0.9) is None
+    collapsed = network_reason(good * 1e-7, test_accuracy=0.9)
+    # one-hot rows of 5e-7: RMS about the row mean = sqrt(6) / 7 * 5e-7 = 1.75e-7
+    assert collapsed.startswith("the network has collapsed: its logits vary by 1.7e-07")
+    memorized = network_reason(good, test_accuracy=0.026)
+    assert memorized.startswith("the network does not generalize (test accuracy 0.026 < 0.5)")
+    assert network_reason(good, float("nan")) is None  # no test pairs: not checked
+    assert "op mul has no Fourier basis" in network_reason(good, 0.9, fourier=False, op="mul")
+    classes = classify(np.array([0.1, 0.1, 0.9, 0.9]), reason=memorized)
+    assert classes.threshold is None and classes.reason == memorized
 
 
 def test_fixed_threshold_overrides_otsu():

@@ -45,6 +45,17 @@ def test_a_planted_wave_lands_in_its_group(kind):
     np.testing.assert_allclose(s["ipr"], [1.0, 1.0, 0.0], atol=1e-12)
 
 
+def test_dead_is_relative_to_the_layer():
+    """Beside a wave of amplitude 1, one of 1e-4 (std below 1e-3 of the largest) is dead
+    and one of 1e-2 is not; the same three scaled by 1e-9 (a collapsed network) give
+    the same counts."""
+    wave = planted("sum")
+    for scale in (1.0, 1e-9):
+        acts = scale * np.stack([wave, 1e-2 * wave, 1e-4 * wave], 1)
+        s = layer_summary(acts, P)
+        assert s["representation"]["sum"] == 2 and s["representation"]["dead"] == 1
+
+
 def test_a_product_of_waves_is_half_sum_half_difference():
     s = layer_summary(planted("product")[:, None], P)
     np.testing.assert_allclose(s["power_share"]["sum"], 0.5, rtol=1e-12)

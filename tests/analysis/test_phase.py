@@ -74,6 +74,9 @@ LONG = np.arange(0, 1000, 5)
     (100, 500, "grokking"),        # test 5x later than train
     (100, 200, "grokking"),        # delay_ratio 2 is inclusive
     (100, 195, "comprehension"),
+    (30, 60, "comprehension"),     # twice as late, but a delay of 30 < min_delay 100 steps
+    (50, 145, "comprehension"),    # 145 >= 2 x 50, but a delay of 95 < 100
+    (50, 150, "grokking"),         # min_delay 100 is inclusive
     (100, 100, "comprehension"),
     (100, None, "memorization"),
     (None, None, "confusion"),
@@ -124,6 +127,13 @@ def test_a_clean_sweep_over_train_fraction_and_weight_decay_draws_its_phase_diag
     interp.run_sweep(spec, tmp_path / "sweep", workers=0)
     rows = interp.summary(tmp_path / "sweep")
     assert len(rows) == 4 and all(r["phase"] in CLASSIC_PHASES for r in rows)
+    for r in rows:  # the classic steps and delay, as the run's own phase gives them
+        with interp.Run(tmp_path / "sweep" / "cells" / f"{r['cell_id']}.h5") as run:
+            classic = interp.run_phase(run)["classic"]
+        assert [r[k] for k in ("memorization_step", "generalization_step",
+                               "grokking_delay")] == [classic["memorization_step"],
+                                                      classic["generalization_step"],
+                                                      classic["grokking_delay"]]
     assert len(PHASE_COLORS) == len(PHASES)  # every phase has its colour
     synthetic = [{"xi": 0.0, "alpha": a, "seed": 0, "status": "complete", "phase": ph}
                  for a, ph in ((0.3, "grokking"), (0.6, "comprehension"))]

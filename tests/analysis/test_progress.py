@@ -24,7 +24,7 @@ from interp.analysis.progress import (
     offset_profile,
     restrict_logits,
 )
-from interp.analysis.progress_run import neuron_gini, run_progress
+from interp.analysis.progress_run import run_progress, view_gini
 from interp.losses import per_example_loss
 from interp.models import FAMILIES, MLPConfig
 from interp.models.tools import operand_embedding
@@ -184,19 +184,20 @@ def test_run_progress_matches_the_kernels_at_a_checkpoint(tiny_run):
         metrics = run.metrics()
     assert out["steps"].tolist() == [0, 10, 20, 30]
     assert out["fourier"] == {"applies": True, "note": None}
-    for key in ("train_loss", "test_loss", "restricted_loss", "excluded_loss",
-                "embedding_gini", "neuron_gini", "key_share", "sum_sq_weights", "n_key"):
+    for key in ("train_loss", "test_loss", "restricted_loss", "excluded_loss", "wl_gini",
+                "logit_restricted_loss", "logit_excluded_loss", "embedding_gini",
+                "view_gini", "embedding_key_share", "sum_sq_weights", "embedding_n_key"):
         assert out[key].shape == (4,), key
     logits = FAMILIES["mlp"].terms(w, cfg.model, ds.pairs).logits()
     tr = ds.train_idx
-    key = out["key_frequencies"]
+    key = out["embedding_key_frequencies"]
     np.testing.assert_allclose(out["train_loss"][2], loss(logits[tr], ds.train_labels, "mse"))
-    np.testing.assert_allclose(out["excluded_loss"][2], loss(
+    np.testing.assert_allclose(out["logit_excluded_loss"][2], loss(
         exclude_logits(logits, ds.true_labels, key)[tr], ds.train_labels, "mse"))
     np.testing.assert_allclose(out["embedding_gini"][2],
                                gini(fourier_norms(operand_embedding(w), 11)[1:]))
-    np.testing.assert_allclose(out["neuron_gini"][2],
-                               neuron_gini(FAMILIES["mlp"], w, cfg.model, 11))
+    np.testing.assert_allclose(out["view_gini"][2],
+                               view_gini(FAMILIES["mlp"], w, cfg.model, 11))
     np.testing.assert_allclose(out["sum_sq_weights"][2],
                                sum(float((w[k].astype(np.float64) ** 2).sum()) for k in "UVW"),
                                rtol=1e-6)
@@ -213,7 +214,7 @@ def test_run_progress_up_to_a_step_and_for_an_operation_without_fourier(tmp_path
     assert out["steps"].tolist() == [0, 2]
     assert not out["fourier"]["applies"] and "'mul'" in out["fourier"]["note"]
     assert out["restricted_loss"] is None and out["key_frequencies"] is None
-    assert out["embedding_gini"].shape == (2,) and out["train_loss"].shape == (2,)
+    assert out["embedding_gini"] is None and out["train_loss"].shape == (2,)
 
 
 def test_run_progress_of_a_transformer_reads_its_token_embedding(tmp_path):
@@ -227,7 +228,8 @@ def test_run_progress_of_a_transformer_reads_its_token_embedding(tmp_path):
         w_e = run.weights()["W_E"]
     assert w_e.shape[0] == 8  # p residues and "="; the key frequencies read the residues
     np.testing.assert_allclose(out["embedding_norms"][-1], fourier_norms(w_e[:7], 7))
-    assert out["fourier"]["applies"] and out["restricted_loss"].shape == (3,)
-    assert out["neuron_gini"].shape == (3,) and (out["neuron_gini"] >= 0).all()
+    assert out["fourier"]["applies"] and out["logit_restricted_loss"].shape == (3,)
+    assert out["restricted_loss"].shape == (3,) and out["wl_gini"].shape == (3,)
+    assert out["view_gini"].shape == (3,) and (out["view_gini"] >= 0).all()
     with pytest.raises(ValueError, match="key_fraction must be a number in \\(0, 1\\]"):
         key_frequency_set(out["embedding_norms"][-1], 1.5)

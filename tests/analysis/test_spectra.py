@@ -150,7 +150,7 @@ class FakeRun:
     def __init__(self, arrays: dict[str, np.ndarray], steps: np.ndarray) -> None:
         self.arrays, self.steps, self.names = arrays, steps, list(arrays)
         _, model, p = mlp(arrays["U"], arrays["V"], arrays["W"])
-        self.config = SimpleNamespace(model=model, data=SimpleNamespace(p=p))
+        self.config = SimpleNamespace(model=model, data=SimpleNamespace(p=p, op="add"))
 
     def iter_chunks(self, names, chunk=32, stride=1):
         idx = np.arange(0, len(self.steps), stride)

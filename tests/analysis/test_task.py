@@ -52,7 +52,8 @@ def test_each_new_operation_trains_and_is_analyzed(op, tmp_path):
     assert not progress["fourier"]["applies"] and op in progress["fourier"]["note"]
     assert progress["restricted_loss"] is None and progress["excluded_loss"] is None
     assert progress["key_frequencies"] is None
-    assert len(progress["train_loss"]) == 3 and len(progress["embedding_gini"]) == 3
+    assert len(progress["train_loss"]) == 3 and progress["embedding_gini"] is None
+    assert progress["wl_gini"] is progress["view_gini"] is progress["embedding_norms"] is None
     assert s["phase"]["phase"] in interp.analysis.phase.PHASES
     assert len(s["prune"]["ascending"]["test"]) == 11
 
@@ -70,6 +71,7 @@ def test_cli_trains_and_analyzes_a_new_operation(tmp_path):
     s = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert s["phase"]["vocabulary"] == "classic"
     assert s["progress"]["fourier"]["applies"] is False
+    assert "progress measures" in res.output and "div_odd_sub" in res.output  # the note
     assert (tmp_path / "a" / "progress_losses.png").stat().st_size > 1000
     res = runner.invoke(app, ["train", "--p", "9", "--op", "div_odd_sub", "--quiet",
                               "--out", str(tmp_path / "bad.h5")])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 
@@ -17,6 +18,7 @@ from interp.data import ACCURACY_NAMES
 from interp.jsonable import to_jsonable
 from interp.plots.figures import write_figures
 from interp.reports.analyze import accuracies_at, analyze, analyze_run
+from interp.store.convert import write_trajectory
 from interp.store.run import Run
 from interp.training.runner import train_to_file
 
@@ -54,16 +56,18 @@ def test_analyze_has_every_key_and_length(run_path):
     assert ipr["convention"] == IPR_CONVENTION and ipr["r"] == 2
     assert len(ipr["neurons"]) == WIDTH
     np.testing.assert_allclose(ipr["mean"], np.mean(ipr["neurons"]), rtol=1e-12)
-    classes = summary["classes"]
-    assert classes["method"] == "otsu"
-    assert sorted(classes["generalizing"] + classes["memorizing"]) == list(range(WIDTH))
+    classes = summary["classes"]  # 20 steps: the network has not generalized
+    assert summary["accuracy"]["test"] < 0.5
+    assert classes["method"] == "none" and classes["threshold"] is None
+    assert classes["generalizing"] == classes["memorizing"] == []
+    assert classes["reason"].startswith("the network does not generalize (test accuracy")
     assert set(summary["prune"]) == {"ascending", "descending", "random"}
     for curve in summary["prune"].values():
         assert set(curve) == CURVE_KEYS
         assert {len(v) for v in curve.values()} == {WIDTH + 1}
     assert set(summary["ablate"]) == CURVE_KEYS - {"n_pruned"} | {"neuron"}
     assert {len(v) for v in summary["ablate"].values()} == {WIDTH}
-    assert len(summary["generalizing_since"]) == WIDTH
+    assert summary["generalizing_since"] is None  # no classes, no time of joining one
     json.dumps(summary, allow_nan=False)  # plain, NaN-free JSON
 
 
@@ -82,17 +86,64 @@ def test_analyze_matches_the_stored_weights_and_metrics(run_path):
     for curve in summary["prune"].values():  # nothing pruned = the network itself
         for name in ACCURACY_NAMES:
             np.testing.assert_allclose(curve[name][0], summary["accuracy"][name], atol=0)
-    since = np.array(summary["generalizing_since"])
-    assert np.all(np.isin(since, [-1, 0, 5, 10]))  # only stored steps up to the one analyzed
-    assert np.all((since >= 0) == np.isin(np.arange(WIDTH), summary["classes"]["generalizing"]))
 
 
-def test_sections_can_be_switched_off_and_threshold_fixed(run_path):
+def test_sections_can_be_switched_off(run_path):
     summary = analyze(run_path, ipr=False, prune=False, ablate=False)
     assert summary["ipr"] is summary["classes"] is summary["prune"] is None
     assert summary["ablate"] is summary["generalizing_since"] is None
-    fixed = analyze(run_path, prune=False, ablate=False, threshold=0.25)
+
+
+def planted(p: int, n_random: int = 8, scale: float = 1.0) -> dict[str, np.ndarray]:
+    """Gromov's solution at frequencies 2 and 5 (one neuron per phase pair on a 4 x 4
+    lattice: the logits are exactly the two cosines, right on every pair) plus
+    ``n_random`` Gaussian neurons whose readout is 1e-3 of theirs; every weight times
+    ``scale``."""
+    phases = 2 * np.pi * np.arange(4) / 4
+    rows = [(f, a, b) for f in (2, 5) for a, b in itertools.product(phases, phases)]
+    sigma, phi_u, phi_v = (np.array(c) for c in zip(*rows))
+    angle = 2 * np.pi * np.outer(sigma, np.arange(p)) / p
+    rng = np.random.default_rng(0)
+    U = np.vstack([np.cos(angle + phi_u[:, None]), rng.normal(size=(n_random, p))])
+    V = np.vstack([np.cos(angle + phi_v[:, None]), rng.normal(size=(n_random, p))])
+    W = np.hstack([0.05 * np.cos(angle + phi_u[:, None] + phi_v[:, None]).T,
+                   5e-5 * rng.normal(size=(p, n_random))])
+    return {k: (scale * v).astype(np.float32) for k, v in (("U", U), ("V", V), ("W", W))}
+
+
+def planted_run(tmp_path, name: str, **kwargs) -> os.PathLike:
+    w = planted(P, **kwargs)
+    cfg = RunConfig().replace(data={"p": P, "corrupt": 0.0}, model={"width": len(w["U"])})
+    return write_trajectory(cfg, tmp_path / f"{name}.h5", [(0, w), (10, w)])
+
+
+def test_a_generalizing_bimodal_network_is_split_and_a_fixed_threshold_overrides(tmp_path):
+    path = planted_run(tmp_path, "planted")
+    summary = analyze(path, prune=False, ablate=False)
+    assert summary["accuracy"]["test"] == 1.0
+    classes = summary["classes"]
+    assert classes["method"] == "otsu" and classes["reason"] is None
+    assert classes["generalizing"] == list(range(32))
+    assert classes["memorizing"] == list(range(32, 40))
+    assert summary["generalizing_since"] == [0] * 32 + [-1] * 8
+    fixed = analyze(path, prune=False, ablate=False, threshold=0.25)
     assert fixed["classes"]["method"] == "fixed" and fixed["classes"]["threshold"] == 0.25
+
+
+@pytest.mark.parametrize("name,kwargs,reason", [
+    ("collapsed", {"scale": 1e-3}, "the network has collapsed: its logits vary by"),
+    ("unimodal", {"n_random": 0}, "the IPR histogram is not bimodal"),
+])
+def test_networks_that_earn_no_split_get_a_reason(tmp_path, name, kwargs, reason):
+    """Every weight times 1e-3 (logits times 1e-9: still right on every pair, but they
+    vary by about 1e-11) collapses the network; without random neurons every neuron is
+    alike (one IPR value). The memorize-only network is the 20-step run above."""
+    summary = analyze(planted_run(tmp_path, name, **kwargs), prune=False, ablate=False)
+    classes = summary["classes"]
+    assert classes["threshold"] is None and classes["method"] == "none"
+    assert classes["generalizing"] == classes["memorizing"] == []
+    assert classes["reason"].startswith(reason) and classes["reason"].endswith(".")
+    assert summary["generalizing_since"] is None
 
 
 def test_nan_accuracies_serialise_as_null(tmp_path):
@@ -130,3 +181,23 @@ def test_write_figures_saves_pngs_atomically(run_path, tmp_path):
         few = analyze_run(run, ipr=False, prune=False, ablate=False)
     only = write_figures(few.summary, few.arrays, tmp_path / "few")
     assert [p.name for p in only] == ["accuracy.png", "loss.png"]
+
+
+def test_progress_gives_each_measure_at_initialization_and_prints_it(run_path):
+    from rich.console import Console
+
+    from interp.analysis.progress_run import NANDA
+    from interp.cli.tables import analysis_tables
+
+    s = analyze(run_path, ipr=False, prune=False, ablate=False, progress=True)
+    pr = s["progress"]
+    assert pr["initial"]["step"] == 0 and pr["steps"][0] == 0
+    for k in NANDA:
+        assert pr["initial"][k] == pr[k][0] and len(pr[k]) == 5
+    console = Console(record=True, width=120)
+    for table in analysis_tables(s):
+        console.print(table)
+    text = console.export_text()
+    row = next(line for line in text.splitlines() if " excluded_loss " in line)
+    assert f"{pr['excluded_loss'][0]:.4g}" in row and f"{pr['excluded_loss'][-1]:.4g}" in row
+    assert "step 0" in text and "step 20" in text and "key_frequencies" in text
