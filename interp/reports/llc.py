@@ -250,14 +250,18 @@ def population_masks(model: torch.nn.Module, neuron_axes: dict[str, int],
 
 
 def _populations(run: Run, steps: list[int], threshold: float | None
-                 ) -> tuple[float, list[dict[str, np.ndarray]]]:
+                 ) -> tuple[float | None, list[dict[str, np.ndarray]] | None, str | None]:
     """The IPR threshold (given, or Otsu's at the last of ``steps``) and, per step, the
-    generalizing (IPR >= threshold) and memorizing neurons."""
+    generalizing (IPR >= threshold) and memorizing neurons; (None, None, why) when the
+    neurons do not split (:func:`interp.analysis.classify.classify`'s reason)."""
     stored, ipr = trajectory_ipr(run)
     at = [ipr[int(np.flatnonzero(stored == s)[0])] for s in steps]
-    cut = classify(at[-1], threshold).threshold
+    classes = classify(at[-1], threshold)
+    cut = classes.threshold
+    if cut is None:
+        return None, None, classes.reason
     return cut, [{"generalizing": np.flatnonzero(v >= cut), "memorizing": np.flatnonzero(v < cut)}
-                 for v in at]
+                 for v in at], None
 
 
 def _checkpoint(run: Run, step: int, rows: np.ndarray, settings: LLCSettings, lr: float,
@@ -298,7 +302,8 @@ def llc(run: Any, steps: Sequence[int] | None = None, *, settings: LLCSettings |
     Returns a JSON-ready dict: ``steps``; ``llc`` and ``llc_std`` (``all``, and with
     ``populations`` ``generalizing``, ``memorizing``: one value per step, None for an
     empty population); ``init_loss`` (the checkpoint's loss on its training set);
-    ``neurons`` (the populations' sizes per step) and ``threshold``; ``settings`` (the
+    ``neurons`` (the populations' sizes per step) and ``threshold``, or ``no_split``: why
+    the neurons have no populations (one sentence); ``settings`` (the
     ones used, the calibrated lr and localization included); ``calibration`` (None
     when lr and localization were given; else :func:`calibrate`'s result and its
     ``step``); ``loss``, ``n_train``; ``stages`` (the run's phase stages, or None).
@@ -319,7 +324,8 @@ def llc(run: Any, steps: Sequence[int] | None = None, *, settings: LLCSettings |
     if lr is None:
         cal = calibrate(run.model(chosen[-1]), rows, run.config.train.loss, settings)
         lr, gamma, cal["step"] = cal["lr"], cal["localization"], chosen[-1]
-    cut, groups = _populations(run, chosen, threshold) if populations else (None, None)
+    cut, groups, no_split = (_populations(run, chosen, threshold) if populations
+                             else (None, None, None))
     per_step = []
     for i, step in enumerate(chosen):
         per_step.append(_checkpoint(run, step, rows, settings, lr, gamma,
@@ -333,7 +339,7 @@ def llc(run: Any, steps: Sequence[int] | None = None, *, settings: LLCSettings |
         "llc_std": {k: [e[k] and e[k]["llc_std"] for e in per_step] for k in names},
         "init_loss": [e["all"]["init_loss"] for e in per_step],
         "neurons": {k: [len(g[k]) for g in groups] for k in groups[0]} if groups else None,
-        "threshold": cut,
+        "threshold": cut, "no_split": no_split,
         "settings": asdict(settings) | {"lr": lr, "localization": gamma,
                                         "n_beta": settings.beta()},
         "calibration": cal, "loss": run.config.train.loss, "n_train": len(rows),

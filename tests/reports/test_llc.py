@@ -136,15 +136,17 @@ def test_restricted_llc_moves_only_its_neurons(run_path, monkeypatch):
 
 
 def test_populations_follow_the_ipr_threshold(run_path, monkeypatch):
-    """Neuron j has IPR j at every step: the threshold WIDTH - 2.5 makes neurons 6 and 7
-    generalizing; a threshold above every IPR leaves no generalizing neuron (LLC None)."""
+    """Neuron j has IPR (j + 0.5) / WIDTH at every step: the threshold (WIDTH - 2) / WIDTH
+    makes the last two neurons generalizing; a threshold of 1, above every IPR, leaves no
+    generalizing neuron (LLC None)."""
     monkeypatch.setattr(llc_mod, "trajectory_ipr", lambda run: (
-        np.array(run.steps), np.tile(np.arange(WIDTH, dtype=float), (len(run.steps), 1))))
-    result = llc(run_path, [20], settings=FIXED, threshold=WIDTH - 2.5)
+        np.array(run.steps),
+        np.tile((np.arange(WIDTH, dtype=float) + 0.5) / WIDTH, (len(run.steps), 1))))
+    result = llc(run_path, [20], settings=FIXED, threshold=(WIDTH - 2) / WIDTH)
     assert result["neurons"] == {"generalizing": [2], "memorizing": [WIDTH - 2]}
-    assert result["threshold"] == WIDTH - 2.5
+    assert result["threshold"] == (WIDTH - 2) / WIDTH
     assert all(v is not None for v in result["llc"]["generalizing"])
-    result = llc(run_path, [20], settings=FIXED, threshold=WIDTH + 1.0)
+    result = llc(run_path, [20], settings=FIXED, threshold=1.0)
     assert result["neurons"] == {"generalizing": [0], "memorizing": [WIDTH]}
     assert result["llc"]["generalizing"] == [None] and result["llc"]["memorizing"][0] is not None
 
