@@ -97,7 +97,9 @@ def _curves(summary: Mapping[str, Any], data: RunArrays) -> Any:
 def _neuron_columns(summary: Mapping[str, Any], data: RunArrays) -> dict[str, list]:
     ipr = summary["ipr"]
     n = len(ipr["neurons"])
-    memorizing = set((summary.get("classes") or {}).get("memorizing") or [])
+    classes = summary.get("classes") or {}
+    split = classes.get("threshold") is not None  # else no neuron is labelled (reason given)
+    memorizing = set(classes.get("memorizing") or [])
     if data.power is not None:
         dominant = [str(int(k)) for k in np.argmax(data.power, axis=1)]
     else:
@@ -106,7 +108,8 @@ def _neuron_columns(summary: Mapping[str, Any], data: RunArrays) -> dict[str, li
     residual = [r["residual"] for r in fit.get("neurons", [])] or [None] * n
     lock = fit.get("lock_step") or [None] * n
     return {"neuron": list(range(n)), "ipr": [float(v) for v in ipr["neurons"]],
-            "class": ["memorizing" if k in memorizing else "generalizing" for k in range(n)],
+            "class": [("memorizing" if k in memorizing else "generalizing") if split
+                      else "no split" for k in range(n)],
             "dominant": dominant, "residual": [None if v is None else float(v)
                                                for v in residual],
             "lock_step": [-1 if v is None else int(v) for v in lock],
@@ -195,8 +198,12 @@ def _neuron_section(summary: Mapping[str, Any], data: RunArrays) -> list:
     first = int(np.argmax(columns["ipr"]))
     source.selected.indices = [first]
     grid.view = CDSView(filter=IndexFilter(indices=list(range(len(columns["neuron"])))))
-    pick = Select(title="show", value="all", options=["all", "generalizing", "memorizing"],
-                  name="class-filter")
+    split = "no split" not in columns["class"]
+    pick = Select(title="show", value="all", name="class-filter",
+                  options=["all", "generalizing", "memorizing"] if split else ["all"])
+    reason = [] if split else [note("No neuron is labelled generalizing or memorizing: "
+                                    f"{(summary.get('classes') or {}).get('reason')}",
+                                    "missing")]
     pick.js_on_change("value", CustomJS(args={"source": source, "filter": grid.view.filter},
                                         code=FILTER_CLASS))
     title = Div(text="", width=WIDE, name="neuron-title")
@@ -211,7 +218,8 @@ def _neuron_section(summary: Mapping[str, Any], data: RunArrays) -> list:
         "grid); the table gives each neuron's strongest (f_m, f_n).", "missing")]
     pairs = [row(*figs[i:i + 2]) for i in range(0, len(figs), 2)]
     return [heading("Neurons"), note("Click a row to see that neuron; click a header to "
-                                     "sort."), pick, grid, title, *missing, column(*pairs)]
+                                     "sort."), *reason, pick, grid, title, *missing,
+            column(*pairs)]
 
 
 def _prune_section(summary: Mapping[str, Any]) -> list:
