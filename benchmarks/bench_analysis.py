@@ -124,7 +124,8 @@ class InMemoryRun:
         self.arrays, self.steps = arrays, np.arange(len(arrays["U"])) * 20
         self.names = list(arrays)
         width, p = arrays["U"].shape[-2:]
-        self.config = SimpleNamespace(model=MLPConfig(width=width), data=SimpleNamespace(p=p, op="add"))
+        self.config = SimpleNamespace(model=MLPConfig(width=width),
+                                      data=SimpleNamespace(p=p, op="add"))
 
     def iter_chunks(self, names, chunk=32, stride=1):
         for start in range(0, len(self.steps), chunk):
