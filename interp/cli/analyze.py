@@ -10,7 +10,6 @@ import typer
 
 from interp.cli.common import (
     ANALYSES,
-    FOREIGN_OPTIONS,
     FOREIGN_RENAMED,
     OUTPUT,
     as_options,
@@ -25,7 +24,7 @@ from interp.cli.common import (
     quiet_option,
     save_json,
 )
-from interp.cli.foreign_options import foreign_options, option, parse_steps
+from interp.cli.foreign_options import FOREIGN_OPTIONS, foreign_options, option, parse_steps
 from interp.cli.report import html_option
 
 #: foreign_options' keys whose flag has another name.

@@ -107,10 +107,7 @@ def friendly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-#: Config fields of a foreign import named after their option, and the renamed ones.
-FOREIGN_OPTIONS = ("layout", "p", "op", "act", "loss", "train_frac", "corrupt", "split_seed",
-                   "normalization", "scaling", "eq_token", "train_indices", "test_indices",
-                   "steps")
+#: A foreign import's config field named after another option.
 FOREIGN_RENAMED = {"corrupt_seed": "--split-seed"}
 
 

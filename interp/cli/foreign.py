@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from interp.cli.common import (
-    FOREIGN_OPTIONS,
     FOREIGN_RENAMED,
     as_options,
     err,
@@ -21,7 +20,7 @@ from interp.cli.common import (
     run_result,
     summary_table,
 )
-from interp.cli.foreign_options import foreign_options, option
+from interp.cli.foreign_options import FOREIGN_OPTIONS, foreign_options, option
 
 
 @friendly

@@ -41,6 +41,8 @@ OPTIONS: dict[str, tuple[tuple[str, ...], str | None, str]] = {
     "corrupt": ((), None, "Corrupted fraction of our split's labels (default 0)."),
     "split_seed": ((), None, "Seed of our split and corruption (default 0)."),
 }
+#: Config fields of a foreign import named after their option (as_options' errors).
+FOREIGN_OPTIONS = tuple(name for name in OPTIONS if name != "mapping")
 UNSAFE_HELP = ("Let torch.load unpickle arbitrary objects: ONLY for files you trust (it can "
                "run code).")
 

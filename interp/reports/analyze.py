@@ -182,12 +182,18 @@ def default_analyses(run: Run) -> dict[str, bool]:
     return {"ipr": True, "prune": True, "ablate": True, "phase": True, "fit": fit}
 
 
-#: Options of :func:`analyze` that describe a foreign checkpoint (those of
-#: :func:`interp.import_checkpoint`; ``split_seed`` is its ``seed``: here ``seed`` is the
-#: seed of the random pruning orders).
-FOREIGN_OPTIONS = ("layout", "p", "mapping", "allow_pickle", "op", "act", "loss",
-                   "train_indices", "test_indices", "steps", "train_frac", "corrupt",
-                   "split_seed", "normalization", "scaling")
+def foreign_options() -> tuple[str, ...]:
+    """The keyword names :func:`analyze` passes to :class:`interp.Run`: the store's
+    foreign options (``seed`` as ``split_seed``: here ``seed`` is the seed of the random
+    pruning orders) and every family layout's own
+    (``normalization``, ``scaling``, ``eq_token``, ...), so that a layout's new option is
+    taken here too."""
+    from interp.models import layouts
+    from interp.store.run_facts import OPTIONS
+
+    own = sorted({name for layout in layouts().values() for name in layout.options})
+    return ("layout", "p", "mapping", "allow_pickle",
+            *("split_seed" if name == "seed" else name for name in OPTIONS), *own)
 
 
 def analyze(run_path: str | os.PathLike, step: int | None = None, **options: Any
@@ -198,7 +204,7 @@ def analyze(run_path: str | os.PathLike, step: int | None = None, **options: Any
     ----------
     run_path : trajectory file written by :func:`interp.train_to_file`, or a foreign
         checkpoint (a file, an ``nn.Module`` or a state dict), read into memory as by
-        :class:`interp.Run`, whose foreign options (:data:`FOREIGN_OPTIONS`) it takes.
+        :class:`interp.Run`, whose foreign options (:func:`foreign_options`) it takes.
     step : a stored checkpoint step; None for the last.
     ipr : include the IPR, the neuron classes and ``generalizing_since`` (the latter
         reads the IPR of every stored checkpoint up to ``step``).
@@ -249,7 +255,7 @@ def analyze(run_path: str | os.PathLike, step: int | None = None, **options: Any
     spectrum's ``convention``, ``shares`` (length p//2+1) and ``key``
     (:func:`interp.key_frequencies`).
     """
-    foreign = {k: options.pop(k) for k in FOREIGN_OPTIONS if k in options}
+    foreign = {k: options.pop(k) for k in foreign_options() if k in options}
     if "split_seed" in foreign:
         foreign["seed"] = foreign.pop("split_seed")
     with Run(run_path, **foreign) as run:  # a foreign checkpoint is read into memory

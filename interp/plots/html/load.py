@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from interp.plots.html.run import RunArrays, run_arrays, run_layout
-from interp.reports.analyze import FOREIGN_OPTIONS, analyze_run, default_analyses
+from interp.reports.analyze import analyze_run, default_analyses, foreign_options
 from interp.store.run import Run
 
 
@@ -31,7 +31,7 @@ def analyzed_run(path: Path, options: Mapping[str, Any],
     ``path``: the default analyses of ``interp analyze`` unless ``options`` name some;
     returns the summary and arrays."""
     options = dict(options)
-    foreign = {k: options.pop(k) for k in FOREIGN_OPTIONS if k in options}
+    foreign = {k: options.pop(k) for k in foreign_options() if k in options}
     if "split_seed" in foreign:
         foreign["seed"] = foreign.pop("split_seed")
     with Run(path, warn=warn, **foreign) as run:
