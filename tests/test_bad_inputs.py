@@ -464,6 +464,9 @@ CASES = [
       "--map applies only to a foreign checkpoint", id="analyze-map-h5"),
     C(["sweep", "--seeds", "1.5", "--out", "{out}"],
       "seeds must hold only integers >= 0, got 1.5", id="sweep-seeds-float"),
+    C(["sweep", "--seeds", "0", "--out", "{out}"],
+      "seeds must be a count K from 1 to 10000 (the seeds 0 to K-1) or a list such as "
+      "0,1,2 (one seed alone: 5,), got '0'.", id="sweep-seeds-count"),
     C(["sweep", "--config", "{d}/empty.toml", "--out", "{out}"],
       "sweep config '{d}/empty.toml' must set at least one key", id="sweep-empty-toml"),
     C(["sweep", "--config", "{d}/one.toml", "--xi", "0.2", "--out", "{out}"],

@@ -41,7 +41,9 @@ def sweep(
     regularizer: str = typer.Option("weight_decay",
                                     help="weight_decay, dropout or batch_size (BatchNorm)."),
     values: str | None = typer.Option(None, help="Regularizer values (default: the paper's)."),
-    seeds: str = typer.Option("0", help="Seeds (init and batches), e.g. 0,1,2."),
+    seeds: str = typer.Option("1", help="Seeds per cell, each its own init, batches, split "
+                                        "and corruption: a count K (seeds 0..K-1) or a "
+                                        "list, e.g. 0,1,2 (one seed alone: 5,)."),
     p: int = typer.Option(97, help="Base run: modulus."),
     model: str = typer.Option(DEFAULT, help=model_help(), rich_help_panel=MODEL),
     steps: int = typer.Option(2000, help="Base run: optimizer steps."),
@@ -84,7 +86,7 @@ def sweep(
     from interp.models import family
     from interp.store.writer import WriteFailed
     from interp.sweeps.run import run_sweep
-    from interp.sweeps.spec import SweepSpec, parse_grid
+    from interp.sweeps.spec import SweepSpec, parse_grid, parse_seeds
 
     if scheduler is not None:
         check_scheduler(scheduler)
@@ -100,7 +102,7 @@ def sweep(
         spec = SweepSpec(base=base, xi=parse_grid(xi), alpha=parse_grid(alpha),
                          regularizer=regularizer,
                          values=None if values is None else parse_grid(values),
-                         seeds=parse_grid(seeds),
+                         seeds=parse_seeds(seeds),
                          metrics_every=metrics_every)
     note_slow_bf16(spec.base.train.precision, device, "cells run")
     with progress("sweep", quiet, total=spec.n_cells) as update:

@@ -90,6 +90,23 @@ def parse_grid(text: str) -> tuple[float, ...]:
     return _linspace(table)
 
 
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """Seeds from text: a count ``"K"`` means the K seeds ``0 .. K-1``; a list
+    (``"0,1,2"``, one seed alone ``"5,"``) or a range ``"START:STOP:NUM"`` as
+    :func:`parse_grid`.
+
+    >>> parse_seeds("3"), parse_seeds("2,7"), parse_seeds("5,")
+    ((0, 1, 2), (2, 7), (5,))
+    """
+    text = text.strip()
+    if not text.isdigit():
+        return tuple(int(v) if float(v).is_integer() else v for v in parse_grid(text))
+    if not 1 <= int(text) <= MAX_GRID:
+        raise ValueError(f"seeds must be a count K from 1 to {MAX_GRID} (the seeds 0 to K-1) "
+                         f"or a list such as 0,1,2 (one seed alone: 5,), got {text!r}.")
+    return tuple(range(int(text)))
+
+
 def _linspace(table: dict[str, Any]) -> tuple[float, ...]:
     if set(table) != {"start", "stop", "num"} or not is_int(table["num"]):
         raise ValueError(f"a grid table must have keys start, stop and an integer num, "
@@ -193,6 +210,8 @@ class SweepSpec:
             raise ValueError(f"sweep config must use only the keys {', '.join(sorted(names))}, "
                              f"got unknown key {unknown[0]!r}.")
         kw = dict(d)
+        if isinstance(kw.get("seeds"), (int, str)) and not isinstance(kw["seeds"], bool):
+            kw["seeds"] = parse_seeds(str(kw["seeds"]))
         for key in ("xi", "alpha", "values", "seeds"):
             if isinstance(kw.get(key), dict):
                 kw[key] = _linspace(kw[key])
@@ -265,10 +284,11 @@ def _is_whole(x: Any) -> bool:
 
 
 def _cell_config(spec: SweepSpec, xi: float, alpha: float, value: Any, seed: int) -> RunConfig:
-    data = {"corrupt": xi, "train_frac": alpha}
+    base = spec.base
+    data = {"corrupt": xi, "train_frac": alpha, "split_seed": base.data.split_seed + seed,
+            "corrupt_seed": base.data.corrupt_seed + seed}
     model: dict[str, Any] = {"init_seed": seed}
     train: dict[str, Any] = {"seed": seed}
-    base = spec.base
     if spec.regularizer == "weight_decay":
         train["weight_decay"] = value
     elif spec.regularizer == "dropout":

@@ -19,16 +19,17 @@ from interp.jsonable import to_jsonable
 from interp.store.atomic import write_text_atomic
 from interp.store.run import Run
 from interp.store.trajectory import TrajectoryFile
+from interp.sweeps.seeds import CLASSIC_COLUMNS, seed_rows
 from interp.sweeps.seeds import COLUMNS as SEED_COLUMNS
-from interp.sweeps.seeds import seed_rows
 from interp.sweeps.spec import cells, load_spec, value_of
 from interp.validate import check_regular_input, is_finite_number
 
-#: A clean run's classic-grokking steps (null otherwise); summaries written before they
-#: existed lack them and are read with nulls.
-CLASSIC_COLUMNS = ("memorization_step", "generalization_step", "grokking_delay")
-COLUMNS = ("cell_id", "regularizer", "value", "xi", "alpha", "seed", "status", "phase",
-           *CLASSIC_COLUMNS, *(f"acc_{name}" for name in ACCURACY_NAMES), "mean_ipr",
+#: The data seeds of a cell (each seed has its own split and corruption).
+DATA_SEEDS = ("split_seed", "corrupt_seed")
+#: Columns that summaries written before they existed lack (read as nulls).
+LATER_COLUMNS = (*CLASSIC_COLUMNS, *DATA_SEEDS)
+COLUMNS = ("cell_id", "regularizer", "value", "xi", "alpha", "seed", *DATA_SEEDS, "status",
+           "phase", *CLASSIC_COLUMNS, *(f"acc_{name}" for name in ACCURACY_NAMES), "mean_ipr",
            "final_norm", "steps", "lr", "error")
 STATUSES = ("complete", "incomplete", "missing", "failed")
 
@@ -39,12 +40,14 @@ def cell_row(cell_id: str, cfg: RunConfig, regularizer: str, path: str | os.Path
     row: dict[str, Any] = dict.fromkeys(COLUMNS)
     row.update(cell_id=cell_id, regularizer=regularizer, value=value_of(cfg, regularizer),
                xi=cfg.data.corrupt, alpha=cfg.data.train_frac, seed=cfg.train.seed,
+               split_seed=cfg.data.split_seed, corrupt_seed=cfg.data.corrupt_seed,
                steps=cfg.train.steps, lr=cfg.train.lr, status="missing", phase=None)
     path = Path(path)
     if path.exists():
         try:
             with Run(path) as run:
                 row["status"] = "complete" if run.complete else "incomplete"
+                row.update({k: getattr(run.config.data, k) for k in DATA_SEEDS})  # as run
                 if run.complete:
                     m = run.metrics()
                     w = run.weights()
@@ -154,14 +157,14 @@ def read_summary(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:
         problem = _row_problem(row)
         if problem:
             raise ValueError(f"{what}, but row {i} {problem}.")
-    return [dict.fromkeys(CLASSIC_COLUMNS) | row for row in rows]
+    return [dict.fromkeys(LATER_COLUMNS) | row for row in rows]
 
 
 def _row_problem(row: Any) -> str | None:
     """What is wrong with one summary row, or None."""
     if not isinstance(row, dict):
         return f"is a {type(row).__name__}, not a table"
-    missing = [c for c in COLUMNS if c not in row and c not in CLASSIC_COLUMNS]
+    missing = [c for c in COLUMNS if c not in row and c not in LATER_COLUMNS]
     if missing:
         return f"lacks {missing[0]!r}"
     bad = [c for c in ("value", "xi", "alpha") if not is_finite_number(row[c])]

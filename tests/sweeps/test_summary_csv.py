@@ -34,12 +34,13 @@ def test_summary_csv_rounds_and_json_keeps_every_digit(tmp_path):
     assert doc["rows"][0]["acc_test"] == 0.9666666388511658
 
 
-def test_a_summary_written_before_the_classic_columns_reads_with_nulls(tmp_path):
-    from interp.sweeps.summary import CLASSIC_COLUMNS, read_summary
+def test_a_summary_written_before_the_classic_and_data_seed_columns_reads_with_nulls(
+        tmp_path):
+    from interp.sweeps.summary import LATER_COLUMNS, read_summary
 
-    row = dict.fromkeys(c for c in COLUMNS if c not in CLASSIC_COLUMNS)
+    row = dict.fromkeys(c for c in COLUMNS if c not in LATER_COLUMNS)
     row.update(cell_id="wd0_xi0_a0.5_s0", regularizer="weight_decay", value=0.0, xi=0.0,
                alpha=0.5, seed=0, status="complete", phase="grokking")
     (tmp_path / "summary.json").write_text(json.dumps({"columns": list(row), "rows": [row]}))
     (read,) = read_summary(tmp_path)
-    assert read == row | dict.fromkeys(CLASSIC_COLUMNS)
+    assert read == row | dict.fromkeys(LATER_COLUMNS)

@@ -16,7 +16,7 @@ from interp.config import DataConfig, RunConfig, TrainConfig
 from interp.data import ACCURACY_NAMES
 from interp.store.run import Run
 from interp.sweeps.run import run_sweep
-from interp.sweeps.spec import PAPER_GRID, SweepSpec, cells, parse_grid
+from interp.sweeps.spec import PAPER_GRID, SweepSpec, cells, parse_grid, parse_seeds
 from interp.sweeps.summary import COLUMNS, summary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,10 +87,50 @@ def test_cells_are_named_ordered_and_configured():
     assert got == cells(tiny_spec(seeds=(0, 3)))  # deterministic
     cfg = dict(got)["wd1_xi0.3_a0.8_s3"]
     assert (cfg.data.corrupt, cfg.data.train_frac, cfg.train.weight_decay) == (0.3, 0.8, 1.0)
-    assert (cfg.model.init_seed, cfg.train.seed, cfg.data.split_seed) == (3, 3, 0)
+    assert (cfg.model.init_seed, cfg.train.seed) == (3, 3)
+    assert (cfg.data.split_seed, cfg.data.corrupt_seed) == (3, 3)  # the base's 0 plus 3
     assert cfg.replace(data={"corrupt": 0.0}) != cfg
     drop = dict(cells(tiny_spec(regularizer="dropout", values=(0.3,))))
     assert drop["do0.3_xi0_a0.5_s0"].model.dropout == 0.3
+
+
+@pytest.mark.parametrize("regularizer, values, want", [
+    ("weight_decay", (1.0,), "242b3f0e1e73b8595a81fa6e43505279a1b73356cd647950e018015db5fac6da"),
+    ("dropout", (0.3,), "dd76db10df9a5d32ce10ff87e4d52f4da425f2be9f09e1454233e8c068812a13"),
+    ("batch_size", (8,), "49c748ab92def224f38156cfa0e49eca4b14b1ddf2f55dcd20b7e4b9571ed175")])
+def test_seed_zero_cells_are_those_of_single_seed_sweeps_before_split_seeds(regularizer,
+                                                                           values, want):
+    """Seed 0 keeps the base run's split and corruption seeds: its cells' configs (and so
+    their run files, a function of the config: test_reproducible) are byte for byte those
+    main wrote before each seed had its own split (the hashes were taken there, at commit
+    e7d87ee), here with base data seeds 4 and 9 that a seed must not reset."""
+    import hashlib
+
+    base = RunConfig().replace(data={"p": 7, "split_seed": 4, "corrupt_seed": 9},
+                               model={"width": 8}, train={"steps": 20, "save_every": 5})
+    spec = SweepSpec(base=base, xi=(0.0, 0.3), alpha=(0.6,), regularizer=regularizer,
+                     values=values)
+    text = "".join(cfg.to_json() for _, cfg in cells(spec))
+    assert hashlib.sha256(text.encode()).hexdigest() == want
+    seeded = dict(cells(SweepSpec(base=base, xi=(0.3,), alpha=(0.6,), regularizer=regularizer,
+                                  values=values, seeds=(0, 2))))
+    first, second = seeded.values()
+    assert (first.data.split_seed, first.data.corrupt_seed) == (4, 9)
+    assert (second.data.split_seed, second.data.corrupt_seed) == (6, 11)
+
+
+def test_seeds_are_a_count_or_a_list():
+    assert parse_seeds("3") == (0, 1, 2) and parse_seeds(" 1 ") == (0,)
+    assert parse_seeds("0,1,2") == (0, 1, 2) and parse_seeds("5,") == (5,)
+    assert parse_seeds("0:4:3") == (0, 2, 4)
+    with pytest.raises(ValueError, match=r"seeds must be a count K from 1 to 10000 \(the "
+                       r"seeds 0 to K-1\) or a list such as 0,1,2 \(one seed alone: 5,\), "
+                       r"got '0'\."):
+        parse_seeds("0")
+    assert SweepSpec.from_dict({"seeds": 2}).seeds == (0, 1)
+    assert SweepSpec.from_dict({"seeds": [2]}).seeds == (2,)
+    with pytest.raises(ValueError, match="seeds must hold only integers >= 0, got 1.5"):
+        SweepSpec(seeds=parse_seeds("1.5,"))
 
 
 def test_batch_size_cells_use_batchnorm_and_the_paper_scaling():
