@@ -42,6 +42,7 @@ _SOURCES = {
     "interp.plots.phase_diagram": ("write_phase_diagram",),
     "interp.reports.analyze": ("accuracies_at", "analyze"),
     "interp.reports.compare": ("compare",),
+    "interp.reports.groups": ("compare_groups",),
     "interp.reports.llc": ("LLCSettings", "llc"),
     "interp.reports.frames": ("compare_frame", "neuron_frame", "prune_frame"),
     "interp.store.convert": ("import_checkpoint", "to_state_dicts", "write_trajectory"),

@@ -274,8 +274,14 @@ def _moved(paths: list[Path], tmp: Path, folder: Path) -> list[Path]:
 
 @friendly
 def compare(
-    runs: list[Path] = typer.Argument(..., metavar="RUN...", help="Trajectory files."),
+    runs: list[Path] | None = typer.Argument(None, metavar="RUN...", help="Trajectory files."),
     step: int | None = typer.Option(None, help="Stored step to compare (default: last)."),
+    groups: list[str] | None = typer.Option(None, "--group", metavar="NAME=RUNS",
+                                            help="A group of runs (seeds of one setting), "
+                                                 "drawn as its mean with a 95% band: a name "
+                                                 "and a run file or glob, e.g. "
+                                                 "'wd=runs/wd-s*.h5'; once per group, "
+                                                 "instead of RUN..."),
     labels: list[str] | None = typer.Option(None, "--label", metavar="NAME",
                                             help="Name of each run in tables and figures, "
                                                  "once per RUN in order (default: the "
@@ -311,23 +317,31 @@ def compare(
     comparison) is replaced as a whole with --overwrite, and a folder holding other files
     is refused.
 
+    With --group, the accuracy, loss and mean-IPR figures draw each group's mean with
+    its 95% band, and compare.json adds each group's means and intervals.
+
     Examples:
 
         interp compare checkpoints/wd0.h5 checkpoints/wd5.h5 --out cmp
         interp compare a/run.h5 b/run.h5 --label before --label after --out cmp
+        interp compare --group wd='runs/wd-s*.h5' --group do='runs/do-s*.h5' --out cmp
     """
-    from interp.cli.tables import compare_table
+    from interp.cli.tables import compare_table, group_table
     from interp.reports.compare import compare as compare_runs
+    from interp.reports.groups import compare_groups
     from interp.store.atomic import check_replaceable, write_folder_atomic
 
     json_path = _outside(out_dir, json_path, "--json")
+    named = _groups(runs, groups, labels)
     check_replaceable(out_dir, "compare.json", OUTPUT_SUFFIXES)
     check_new_folder(out_dir, overwrite)
-    with progress("compare", quiet, total=len(runs)) as update:
+    total = len(runs or ()) + sum(len(paths) for paths in (named or {}).values())
+    with progress("compare", quiet, total=total) as update:
         settings = _llc_settings(llc_lr, llc_localization, num_draws=llc_draws) if llc else None
-        result = compare_runs(runs, step, prune=prune, labels=labels,
-                              progress=lambda i, name: update(f"analyzing {name}", i),
-                              llc=settings)
+        options = {"prune": prune, "llc": settings,
+                   "progress": lambda i, name: update(f"analyzing {name}", i)}
+        result = (compare_groups(named, step, **options) if named else
+                  compare_runs(runs, step, labels=labels, **options))
         written: list[Path] = []
 
         def fill(tmp: Path) -> None:
@@ -341,7 +355,7 @@ def compare(
             if not no_plots:
                 from interp.plots.compare import write_compare_figures
 
-                update("figures", len(runs))
+                update("figures", total)
                 paths += write_compare_figures(result, tmp)
             written.extend(_moved(paths, tmp, out_dir))
 
@@ -351,4 +365,23 @@ def compare(
         emit_json(result, json_path)
         return
     out.print(compare_table(result))
+    if named:
+        out.print(group_table(result))
     out.print("wrote " + ", ".join(str(p) for p in written))
+
+
+def _groups(runs: list[Path] | None, groups: list[str] | None,
+            labels: list[str] | None) -> dict[str, list[Path]] | None:
+    """``--group`` parsed (None without it), refused beside RUN... or --label."""
+    from interp.reports.groups import parse_groups
+
+    if not groups:
+        if not runs:
+            raise ValueError("compare needs run files (RUN...) or --group NAME=RUNS, got "
+                             "neither.")
+        return None
+    if runs or labels:
+        given = "RUN..." if runs else "--label"
+        raise ValueError(f"--group must not be given with {given} (each group names its "
+                         f"runs), got {given} {str((runs or labels)[0])!r}.")
+    return parse_groups(groups)

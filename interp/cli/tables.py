@@ -147,3 +147,27 @@ def compare_table(result: dict[str, Any]) -> Table:
     for name, values in rows.items():
         table.add_row(name, *(fmt(v) for v in values))
     return table
+
+
+def group_table(result: dict[str, Any]) -> Table:
+    """One column per group of a compare_groups() result: its runs, phase agreement and
+    the mean [95% interval] of its accuracies, mean IPR and total norm."""
+    table = Table(title="groups: mean [95% interval]")
+    table.add_column("")
+    for g in result["groups"]:
+        table.add_column(g["label"], justify="right")
+
+    def spread(s: dict[str, Any]) -> str:
+        if s["mean"] is None:
+            return "-"
+        bounds = "" if s["lo"] is None else f" [{s['lo']:.3f}, {s['hi']:.3f}]"
+        return f"{s['mean']:.3f}{bounds}"
+    groups = result["groups"]
+    table.add_row("runs", *(str(g["n_runs"]) for g in groups))
+    table.add_row("phase", *(f"{g['phase']['phase'].replace('_', ' ')} "
+                             f"({g['phase']['agreement']})" for g in groups))
+    for k in ("train", "test", "train_clean", "train_corrupted"):
+        table.add_row(f"accuracy {k}", *(spread(g["accuracy"][k]) for g in groups))
+    table.add_row("mean IPR", *(spread(g["ipr_mean"]) for g in groups))
+    table.add_row("total norm", *(spread(g["norm_total"]) for g in groups))
+    return table

@@ -1,6 +1,8 @@
 """Figures of an :func:`interp.compare` result: the runs overlaid on shared axes, one colour
 per run, wherever they share the quantity (accuracy and loss curves, IPR histograms, mean
-IPR over training, pruning curves); |gamma| against IPR for the BatchNorm runs.
+IPR over training, pruning curves); |gamma| against IPR for the BatchNorm runs. Groups of
+runs (:func:`interp.reports.groups.compare_groups`) draw each group's mean curve with its
+95% band instead of the runs' curves.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from interp.plots.curves import ACCURACY_LABELS, LOSS_NAMES
 from interp.plots.style import (
@@ -36,28 +39,51 @@ def run_color(i: int) -> str:
     return RUN_COLORS[i % len(RUN_COLORS)]
 
 
+#: The legend entry of a group's band.
+BAND = "band: 95% interval of the mean"
+
+
 def _run_legend(fig: Figure, runs: Sequence[Run], extra: Sequence[Line2D] = ()) -> None:
-    """One legend for the whole figure, right of every panel: a colour per run."""
+    """One legend for the whole figure, right of every panel: a colour per run (or group,
+    with what its band is)."""
     handles = [Line2D([], [], color=run_color(i), lw=2, label=r["label"])
                for i, r in enumerate(runs)] + list(extra)
+    if any("n_runs" in r for r in runs):
+        handles.append(Patch(color="0.6", alpha=0.3, label=BAND))
     fig.legend(handles=handles, loc="outside right upper", frameon=False, fontsize="small")
+
+
+def _mean(values: Any) -> Any:
+    """A run's series, or the mean of a group's ``{mean, lo, hi}`` band."""
+    return values["mean"] if isinstance(values, Mapping) else values
+
+
+def _draw(ax: Axes, steps: np.ndarray, values: Any, color: str, **line: Any) -> None:
+    """A run's series, or a group's mean with its band, over the steps ``log_steps``
+    keeps."""
+    keep = log_steps(ax, steps)
+    mean = as_float(_mean(values))[keep]
+    if not has_data(mean):
+        return
+    ax.plot(steps[keep], mean, color=color, **line)
+    if isinstance(values, Mapping):
+        ax.fill_between(steps[keep], as_float(values["lo"])[keep],
+                        as_float(values["hi"])[keep], color=color, alpha=0.25, lw=0)
 
 
 def _overlay_curves(axes: Sequence[Axes], runs: Sequence[Run], keys: Sequence[str]) -> None:
     for ax, key in zip(axes, keys):
         for i, r in enumerate(runs):
-            steps = np.asarray(r["curves"]["step"])
-            keep = log_steps(ax, steps)
             values = r["curves"].get(key)
-            if values is not None and has_data(as_float(values)[keep]):
-                ax.plot(steps[keep], as_float(values)[keep], color=run_color(i), lw=1.4)
+            if values is not None:
+                _draw(ax, np.asarray(r["curves"]["step"]), values, run_color(i), lw=1.4)
 
 
 def accuracy_figure(runs: Sequence[Run]) -> Figure:
     """Train, test and memorization accuracy over training: one panel each (a panel no
     run has data for is left out), the runs overlaid, shared axes."""
     keys = [k for k in PANELS
-            if any(has_data(r["curves"].get(f"accuracy/{k}")) for r in runs)]
+            if any(has_data(_mean(r["curves"].get(f"accuracy/{k}"))) for r in runs)]
     fig, axes = new_figure(3.6 * len(keys) + 1.6, 3.6, 1, len(keys), sharex=True, sharey=True)
     _overlay_curves(axes, runs, [f"accuracy/{k}" for k in keys])
     for ax, key in zip(axes, keys):
@@ -73,7 +99,7 @@ def loss_figure(runs: Sequence[Run]) -> Figure:
     keys = list(LOSS_NAMES)
     fig, axes = new_figure(2 * 3.6 + 1.6, 3.6, 1, 2, sharex=True, sharey=True)
     _overlay_curves(axes, runs, keys)
-    positive = all((as_float(r["curves"][k]) > 0).all() for r in runs for k in keys)
+    positive = all((as_float(_mean(r["curves"][k])) > 0).all() for r in runs for k in keys)
     for ax, key in zip(axes, keys):
         ax.set_title(LOSS_NAMES[key], fontsize="small")
         if positive:
@@ -103,13 +129,14 @@ def ipr_histogram_figure(runs: Sequence[Run], bins: int = 30) -> Figure:
 
 
 def ipr_mean_figure(runs: Sequence[Run]) -> Figure:
-    """Mean neuron IPR at every stored checkpoint, one line per run."""
+    """Mean neuron IPR at every stored checkpoint, one line per run (or group, with its
+    band)."""
     fig, (ax,) = new_figure(7.6, 4.0)
     for i, r in enumerate(runs):
-        steps = np.asarray(r["ipr_over_training"]["step"])
-        keep = log_steps(ax, steps)
-        ax.plot(steps[keep], as_float(r["ipr_over_training"]["mean"])[keep],
-                color=run_color(i), lw=1.6, label=r["label"])
+        _draw(ax, np.asarray(r["ipr_over_training"]["step"]), r["ipr_over_training"]["mean"],
+              run_color(i), lw=1.6, label=r["label"])
+    if any("n_runs" in r for r in runs):
+        ax.fill_between([], [], [], color="0.6", alpha=0.3, label=BAND)
     ax.set(ylabel="mean neuron IPR", ylim=(0, 1.02))
     outside_legend(ax)
     return fig
@@ -161,13 +188,17 @@ def compare_figures(result: Mapping[str, Any]) -> dict[str, Figure]:
     """The figures of an :func:`interp.compare` result, by file name without ``.png``:
     ``accuracy``, ``loss`` (when every run has its losses), ``ipr_histograms``,
     ``ipr_mean``, ``prune`` (when every run was pruned), ``llc`` (when every run has its
-    LLC) and ``gamma_ipr`` (when a run has BatchNorm)."""
+    LLC) and ``gamma_ipr`` (when a run has BatchNorm). With ``groups`` the accuracy,
+    loss and mean IPR figures draw each group's mean and 95% band (labelled with its
+    number of runs) instead of the runs."""
     runs = result["runs"]
-    figures = {"accuracy": accuracy_figure(runs)}
-    if all(all(k in r["curves"] for k in LOSS_NAMES) for r in runs):
-        figures["loss"] = loss_figure(runs)
+    curves = [dict(g, label=f"{g['label']} ({g['n_runs']} runs)")
+              for g in result.get("groups") or ()] or runs
+    figures = {"accuracy": accuracy_figure(curves)}
+    if all(all(k in r["curves"] for k in LOSS_NAMES) for r in curves):
+        figures["loss"] = loss_figure(curves)
     figures["ipr_histograms"] = ipr_histogram_figure(runs)
-    figures["ipr_mean"] = ipr_mean_figure(runs)
+    figures["ipr_mean"] = ipr_mean_figure(curves)
     if all(r["prune"] for r in runs):
         figures["prune"] = prune_figure(runs)
     if all(r.get("llc") for r in runs):

@@ -160,6 +160,32 @@ def test_compare_command(tmp_path):
     assert res.exit_code == 2 and "does not exist" in res.output
 
 
+def test_compare_groups_command(tmp_path):
+    """--group NAME=GLOB: the groups' means and intervals in compare.json and a table;
+    --group beside RUN... or --label, or neither, is refused in one sentence."""
+    for wd in (0, 2):
+        for seed in (0, 1):
+            assert invoke("train", *TINY, "--wd", wd, "--seed", seed,
+                          "--out", tmp_path / f"wd{wd}-s{seed}.h5").exit_code == 0
+    res = invoke("compare", "--group", f"wd0={tmp_path}/wd0-s*.h5", "--group",
+                 f"wd2={tmp_path}/wd2-s*.h5", "--out", tmp_path / "cmp", "--no-prune")
+    assert res.exit_code == 0, res.output
+    assert "groups: mean [95% interval]" in res.output
+    result = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert [(g["label"], g["runs"]) for g in result["groups"]] == [
+        ("wd0", ["wd0-s0", "wd0-s1"]), ("wd2", ["wd2-s0", "wd2-s1"])]
+    finals = [r["accuracy"]["test"] for r in result["runs"][:2]]
+    assert result["groups"][0]["accuracy"]["test"]["mean"] == pytest.approx(sum(finals) / 2)
+    run = tmp_path / "wd0-s0.h5"
+    for args, message in (
+            ((run, "--group", f"a={run}"), "--group must not be given with RUN..."),
+            (("--group", f"a={run}", "--label", "x"), "--group must not be given with "
+                                                      "--label"),
+            ((), "compare needs run files (RUN...) or --group NAME=RUNS, got neither.")):
+        res = invoke("compare", *args, "--out", tmp_path / "bad")
+        assert res.exit_code == 2 and message in res.output, res.output
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_bf16_on_a_cpu_without_bf16_instructions_says_so(tmp_path, monkeypatch, native):
     from interp.cli import common

@@ -138,3 +138,26 @@ def test_a_seed_cell_written_with_the_base_split_is_refused_not_mixed_in(tmp_pat
         run_sweep(spec, tmp_path, workers=0)
     assert path.read_bytes() == before
     assert not (tmp_path / "cells" / f"{old_id}.h5").exists()
+
+
+@pytest.mark.slow
+def test_seeds_with_their_own_splits_that_disagree_are_drawn_as_mixed(tmp_path):
+    """The example of docs/sweeps.md: at weight decay 5 one seed's split ends in
+    confusion, the other two in memorization; seeds.csv says mixed and the cell, alone,
+    is hatched (numbers measured on this CPU; another CPU's float rounding may move a
+    run across a phase threshold)."""
+    from interp.sweeps.summary import read_summary
+
+    base = RunConfig().replace(data={"p": 11}, model={"width": 16},
+                               train={"steps": 300, "save_every": 100})
+    spec = SweepSpec(base=base, xi=(0.3,), alpha=(0.6,), values=(0.0, 5.0),
+                     seeds=parse_seeds("3"))
+    run_sweep(spec, tmp_path, workers=0)
+    rows = read_summary(tmp_path)
+    assert [r["phase"] for r in rows if r["value"] == 5.0] == [
+        "confusion", "memorization", "memorization"]
+    cells = seed_rows(rows)
+    assert [c["agreement"] for c in cells] == ["stable", "mixed: 2 of 3 memorization"]
+    fig = phase_figures(spec, rows)["phase_diagram"]
+    assert [any(p.get_hatch() == "xx" for p in ax.patches) for ax in fig.axes[:2]] == [
+        False, True]
