@@ -324,7 +324,8 @@ def compare(
 
         interp compare checkpoints/wd0.h5 checkpoints/wd5.h5 --out cmp
         interp compare a/run.h5 b/run.h5 --label before --label after --out cmp
-        interp compare --group wd='runs/wd-s*.h5' --group do='runs/do-s*.h5' --out cmp
+        interp compare --group 'wd=runs/wd-s*.h5' --group 'do=runs/do-s*.h5' \\
+            --out cmp
     """
     from interp.cli.tables import compare_table, group_table
     from interp.reports.compare import compare as compare_runs
