@@ -16,8 +16,9 @@ import numpy as np
 from interp.analysis.phase import PHASES
 from interp.data import ACCURACY_NAMES
 
-#: The summary columns averaged over seeds.
-MEASURED = (*(f"acc_{name}" for name in ACCURACY_NAMES), "mean_ipr", "final_norm")
+#: The summary columns averaged over seeds (the grokking delay: clean cells, xi = 0).
+MEASURED = (*(f"acc_{name}" for name in ACCURACY_NAMES), "mean_ipr", "final_norm",
+            "grokking_delay")
 KEYS = ("regularizer", "value", "xi", "alpha")
 COLUMNS = (*KEYS, "n_seeds", "seeds", "phase", "agreement",
            *(f"{c}_{s}" for c in MEASURED for s in ("mean", "lo", "hi")))
@@ -69,7 +70,7 @@ def seed_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                                        "agreement": agree,
                                        "seeds": " ".join(str(r["seed"]) for r in members)}
         for column in MEASURED:
-            values = [r[column] for r in members if r[column] is not None]
+            values = [r.get(column) for r in members if r.get(column) is not None]
             mean, lo, hi = interval(values) if values else (None, None, None)
             cell |= {f"{column}_mean": mean, f"{column}_lo": lo, f"{column}_hi": hi}
         out.append(cell)
