@@ -152,16 +152,22 @@ def layer_prune_curves(family: Any, weights: Any, model: Any, ds: Dataset, loss:
 
 
 def layer_sections(family: Any, weights: Any, model: Any, ds: Dataset, loss: str, *,
-                   prune: bool = True, seed: int = 0) -> dict[str, Any] | None:
+                   prune: bool = True, seed: int = 0,
+                   reason: str | None = None) -> dict[str, Any] | None:
     """``layers`` (one :func:`layer_summary` per hidden layer, with its number) and, with
     ``prune``, ``prune`` (:func:`layer_prune_curves`); None for a family without
-    per-layer activations."""
+    per-layer activations. With a ``reason`` (the network earns no labels:
+    :func:`interp.analysis.classify.network_reason`) no neuron is counted in a group:
+    ``representation`` keeps ``dead`` alone and ``note`` is the reason."""
     p = ds.p
     found = family.hidden_layers(weights, model, grid_pairs(p))
     if found is None:
         return None
     summaries = [{"layer": i} | layer_summary(a, p, first=i == 1)
                  for i, a in enumerate(found[0], 1)]
+    for s in summaries if reason else []:
+        s["representation"] = {"dead": s["representation"]["dead"]}
+        s["note"] = reason
     curves = (layer_prune_curves(family, weights, model, ds, loss,
                                  [s["ipr"] for s in summaries], seed) if prune else None)
     return {"layers": summaries, "prune": curves}

@@ -147,7 +147,7 @@ def analyze_run(run: Run, step: int | None = None, *, ipr: bool = True, prune: b
         "task": task,
         "progress": None,
         "layers": layer_sections(run.family, weights, cfg.model, ds, loss, prune=prune,
-                                 seed=seed) if ipr or prune else None,
+                                 seed=seed, reason=reason) if ipr or prune else None,
     } | {k: v for k, v in sections.items() if k != "ipr"}
     if phase and len(run.steps) < 2:
         out["phase_note"] = ("no phase: the run has one checkpoint, and a phase is read from "

@@ -142,6 +142,12 @@ def test_layer_sections_summarize_every_layer(deep):
         assert (s["note"] is not None) == (s["layer"] == 1)
     assert layer_sections(FAMILIES["mlp"], weights, interp.MLPConfig(width=12), ds,
                           "mse") is None
+    quiet = layer_sections(FAMILIES["deep_mlp"], weights, cfg, ds, "mse", prune=False,
+                           reason="the network has collapsed: ...")
+    for s, full in zip(quiet["layers"], out["layers"]):  # measured still, labelled not
+        assert s["representation"] == {"dead": full["representation"]["dead"]}
+        assert s["note"] == "the network has collapsed: ..."
+        assert s["power_share"] == full["power_share"]
 
 
 def test_analyze_reports_layers_and_draws_them(tmp_path):
@@ -161,7 +167,12 @@ def test_analyze_reports_layers_and_draws_them(tmp_path):
     assert {"layers.png", "layer_prune.png", "progress_losses.png"} <= names
     text = printed_tables(analysis.summary)  # the terminal names the layer it shows
     assert "IPR and neuron classes (hidden layer 2 of 2" in text
-    assert "layer 1: sum and difference not distinguishable in the first layer" in text
+    # 4 steps: the network does not generalize, so no layer counts its neurons by group
+    reason = analysis.summary["classes"]["reason"]
+    assert reason.startswith("the network does not generalize")
+    for s in layers["layers"]:
+        assert set(s["representation"]) == {"dead"} and s["note"] == reason
+    assert "layer 2: the network does not generalize" in text
 
 
 def printed_tables(summary):

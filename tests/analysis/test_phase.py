@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-from matplotlib.figure import Figure
 
 from interp.analysis.phase import PhaseThresholds, classify_phase, total_norm, two_stages
 
@@ -229,23 +228,3 @@ def test_a_clean_sweep_over_train_fraction_and_weight_decay_draws_its_phase_diag
     seeds = {(s["value"], s["alpha"]): s for s in seed_rows(rows)}
     for r in rows:
         assert seeds[r["value"], r["alpha"]]["grokking_delay_mean"] == r["grokking_delay"]
-
-
-def test_the_delay_map_averages_seeds_and_leaves_cells_without_a_delay_blank():
-    from interp.plots.phase_diagram import delay_grid, plot_delay_map
-
-    def row(value, alpha, seed, delay, xi=0.0):
-        return {"value": value, "alpha": alpha, "xi": xi, "seed": seed,
-                "status": "complete", "grokking_delay": delay}
-
-    rows = [row(0.0, 0.3, 0, 400), row(0.0, 0.3, 1, 600), row(3.0, 0.3, 0, None),
-            row(0.0, 0.6, 0, 100), row(3.0, 0.6, 0, 50), row(3.0, 0.6, 1, None),
-            row(3.0, 0.6, 2, 900, xi=0.2)]  # a corrupted cell is not classic grokking
-    values, alpha, grid = delay_grid(rows)
-    assert values.tolist() == [0.0, 3.0] and alpha.tolist() == [0.3, 0.6]
-    np.testing.assert_array_equal(grid, [[500.0, np.nan], [100.0, 50.0]])
-    ax = Figure().subplots()
-    assert plot_delay_map(grid, values, alpha, ax, "weight decay") is ax
-    assert sorted(t.get_text() for t in ax.texts) == ["100", "50", "500", "none"]
-    with pytest.raises(ValueError, match="complete clean cell"):
-        delay_grid(rows[-1:])
