@@ -105,3 +105,32 @@ def log_weights(U: np.ndarray, V: np.ndarray, W: np.ndarray, p: int
     order = log_order(p)
     return (np.take(U, order, axis=-1), np.take(V, order, axis=-1),
             np.take(W, order, axis=-2))
+
+
+def basis_weights(U: np.ndarray, V: np.ndarray, W: np.ndarray, p: int, op: str
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """An MLP's ``U``, ``V`` shape=(..., N, p) and ``W`` shape=(..., p, N) in the basis of
+    ``op`` (:func:`log_weights` for mul and div, unchanged for add and sub) and the
+    operation they compute there (add or sub), for the analytic fit."""
+    basis = operation_basis(op)
+    if basis is None:
+        raise ValueError(f"op must be one of {', '.join(BASES)} (operations that are "
+                         f"addition in a Fourier basis) for the analytic fit, got {op!r}.")
+    if basis[0] == "discrete_log":
+        U, V, W = log_weights(U, V, W, p)
+    return U, V, W, basis[1]
+
+
+def residue_weights(weights: dict[str, np.ndarray], p: int, op: str) -> dict[str, np.ndarray]:
+    """``U``, ``V`` shape=(..., N, n) and ``W`` shape=(..., n, N) given in the basis of
+    ``op`` back on the residues 0..p-1 (the inverse of :func:`basis_weights`); in the
+    discrete-log basis the residue 0, which has no logarithm, gets zeros."""
+    if (operation_basis(op) or BASES["add"])[0] != "discrete_log":
+        return dict(weights)
+    order = log_order(p)
+    U, V, W = (np.asarray(weights[k]) for k in "UVW")
+    out = {k: np.zeros(x.shape[:-1] + (p,)) for k, x in (("U", U), ("V", V))}
+    out["W"] = np.zeros(W.shape[:-2] + (p, W.shape[-1]))
+    out["U"][..., order], out["V"][..., order] = U, V
+    out["W"][..., order, :] = W
+    return out

@@ -21,8 +21,8 @@ Per neuron:
 - ``consistent``: the neuron is consistent with the analytic solution (see
   :class:`FitTolerances`).
 
-Vector axis: the last axis of size 3 of ``frequencies``, ``amplitude``, ``phase`` and
-``explained`` is (U, V, W), in that order.
+The last axis of size 3 of ``frequencies``, ``amplitude``, ``phase``, ``explained`` is
+(U, V, W). mul and div are fitted as add and sub in the discrete-log basis (p - 1).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from interp.analysis.basis import basis_convention, basis_weights, residue_weights
 from interp.analysis.solution import phase_sign
 from interp.config import RunConfig
 from interp.data import Dataset, accuracies
@@ -189,15 +190,9 @@ def fit_neurons(U: np.ndarray, V: np.ndarray, W: np.ndarray, op: str = "add",
 def idealized_weights(fit: Mapping[str, np.ndarray], p: int) -> dict[str, np.ndarray]:
     """The network of fitted cosines: consistent neurons only, every other neuron zeroed.
 
-    Parameters
-    ----------
-    fit : output of :func:`fit_neurons`, leading shape (..., N).
-    p : modulus.
-
-    Returns
-    -------
-    ``U``, ``V`` shape=(..., N, p) and ``W`` shape=(..., p, N), float64: each vector is its
-    own fitted ``a cos(2 pi f x / p + phi)`` at the neuron's shared frequency f.
+    ``fit``: :func:`fit_neurons`' output, leading shape (..., N); ``p``: the residue axis's
+    length. Returns ``U``, ``V`` shape=(..., N, p) and ``W`` shape=(..., p, N), float64:
+    each its own fitted ``a cos(2 pi f x / p + phi)`` at the neuron's shared frequency f.
     """
     keep = np.asarray(fit["consistent"])[..., None]
     angle = 2 * np.pi * np.asarray(fit["frequency"])[..., None] * np.arange(p) / p
@@ -301,20 +296,24 @@ def fit_summary(weights: Mapping[str, Any], cfg: RunConfig, ds: Dataset,
     U, V, W = (np.asarray(weights[k]) for k in "UVW")
     if U.ndim != 2 or U.shape[1] != p:
         raise ValueError(f"weights['U'] must have shape (N, {p}) for p={p}, got {U.shape}.")
-    fit = fit_neurons(U, V, W, cfg.data.op, tol)
+    *in_basis, op = basis_weights(U, V, W, p, cfg.data.op)
+    n = in_basis[0].shape[-1]  # p, or p - 1 in the discrete-log basis
+    fit = fit_neurons(*in_basis, op, tol)
     keep = fit["consistent"]
     trained = {"U": U * keep[:, None], "V": V * keep[:, None], "W": W * keep[None, :]}
+    ideal = residue_weights(idealized_weights(fit, n), p, cfg.data.op)
     return {
         "neurons": _neuron_records(fit),
-        "summary": summarize(fit, p),
+        "summary": summarize(fit, n),
         "idealized": {k: _json_number(v) for k, v in network_accuracies(
-            idealized_weights(fit, p), cfg.model.act, ds).items()},
+            ideal, cfg.model.act, ds).items()},
         "consistent_only": {k: _json_number(v) for k, v in network_accuracies(
             trained, cfg.model.act, ds).items()},
         "tolerances": tol.to_dict(),
         "conventions": {"residual": RESIDUAL_CONVENTION,
-                        "frequencies": f"shared frequency in 1..{(p - 1) // 2}; 0 = none",
-                        "vector_order": ["U", "V", "W"]},
+                        "frequencies": f"shared frequency in 1..{(n - 1) // 2}; 0 = none",
+                        "vector_order": ["U", "V", "W"],
+                        "basis": basis_convention(cfg.data.op)},
     }
 
 
@@ -353,9 +352,10 @@ def lock_index(frequency: np.ndarray, consistent: np.ndarray) -> np.ndarray:
 def iter_fits(run: Any, tolerances: FitTolerances | None = None, chunk: int = 16,
               stride: int = 1) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """Stream :func:`fit_neurons` over a run's checkpoints: yields (steps, fit) per block."""
+    data = run.config.data
     for steps, arrays in run.iter_chunks(["U", "V", "W"], chunk=chunk, stride=stride):
-        yield np.asarray(steps), fit_neurons(arrays["U"], arrays["V"], arrays["W"],
-                                             run.config.data.op, tolerances)
+        *in_basis, op = basis_weights(*(arrays[k] for k in "UVW"), data.p, data.op)
+        yield np.asarray(steps), fit_neurons(*in_basis, op, tolerances)
 
 
 def frequency_lock_steps(run: Any, tolerances: FitTolerances | None = None, chunk: int = 16,

@@ -16,7 +16,9 @@ each group (a constant neuron counts as none); ``representation`` counts the neu
 the group of their strongest frequency (``dead``: a neuron whose activation varies over
 the grid by less than :data:`DEAD_FRACTION` of the layer's most varying neuron, a scale
 relative to the network's, so that a collapsed network's neurons are tiny but not all
-dead and a tiny neuron in a large network is). Pruning a layer
+dead and a tiny neuron in a large network is). The first layer counts no neuron ``sum``
+or ``difference`` (:data:`FIRST_LAYER_NOTE`): its neurons whose strongest frequency is
+either are counted ``sum_or_difference``. Pruning a layer
 multiplies its activations by a 0/1 mask and recomputes the layers above (no linear
 shortcut exists inside the network), at a grid of counts.
 """
@@ -38,6 +40,12 @@ GROUPS = ("m", "n", "sum", "difference", "other")
 #: A neuron is dead when its standard deviation over the grid is below this fraction of
 #: the largest in its layer.
 DEAD_FRACTION = 1e-3
+#: Why the first hidden layer's neurons are not told apart as sum or difference.
+FIRST_LAYER_NOTE = (
+    "sum and difference not distinguishable in the first layer: a first-layer neuron is "
+    "phi(U[m] + V[n]), and for waves cos(w m + a), cos(w n + b) in U and V it is even in "
+    "each wave's argument, so its power at (f, f) equals its power at (f, -f) by "
+    "construction (exactly for x^2, up to the grid's aliasing for other activations)")
 
 
 def frequency_groups(p: int) -> np.ndarray:
@@ -65,10 +73,12 @@ def grid_pairs(p: int) -> np.ndarray:
     return all_pairs("add", p)
 
 
-def layer_summary(acts: np.ndarray, p: int) -> dict[str, Any]:
+def layer_summary(acts: np.ndarray, p: int, first: bool = False) -> dict[str, Any]:
     """One layer's neurons on the grid: ``acts`` shape=(p * p, N) in :func:`grid_pairs`
     order. Returns ``width``, ``ipr`` (N), ``mean_ipr``, ``top_frequency`` (N x 2),
-    ``representation`` (neurons per group, and ``dead``), ``power_share`` (per group)."""
+    ``representation`` (neurons per group, and ``dead``), ``power_share`` (per group) and
+    ``note``; the ``first`` hidden layer merges ``sum`` and ``difference`` into
+    ``sum_or_difference`` and says why in ``note`` (None otherwise)."""
     grids = rearrange(np.asarray(acts, dtype=np.float64), "(m n) k -> k m n", m=p)
     ipr = grid_ipr(grids)
     top = grid_top_frequency(grids)
@@ -81,10 +91,15 @@ def layer_summary(acts: np.ndarray, p: int) -> dict[str, Any]:
     share = np.divide(share, total[:, None], out=np.zeros_like(share), where=alive[:, None])
     kinds = top_group(top, p)
     counts = {g: int(((kinds == i) & alive).sum()) for i, g in enumerate(GROUPS)}
+    if first:
+        counts = {"m": counts["m"], "n": counts["n"],
+                  "sum_or_difference": counts.pop("sum") + counts.pop("difference"),
+                  "other": counts["other"]}
     return {"width": int(grids.shape[0]), "ipr": ipr, "mean_ipr": float(ipr.mean()),
             "top_frequency": top, "representation": counts | {"dead": int((~alive).sum())},
             "power_share": {g: float(share[alive, i].mean()) if alive.any() else 0.0
-                            for i, g in enumerate(GROUPS)}}
+                            for i, g in enumerate(GROUPS)},
+            "note": FIRST_LAYER_NOTE if first else None}
 
 
 def prune_counts(width: int, n_points: int = 16) -> np.ndarray:
@@ -137,15 +152,22 @@ def layer_prune_curves(family: Any, weights: Any, model: Any, ds: Dataset, loss:
 
 
 def layer_sections(family: Any, weights: Any, model: Any, ds: Dataset, loss: str, *,
-                   prune: bool = True, seed: int = 0) -> dict[str, Any] | None:
+                   prune: bool = True, seed: int = 0,
+                   reason: str | None = None) -> dict[str, Any] | None:
     """``layers`` (one :func:`layer_summary` per hidden layer, with its number) and, with
     ``prune``, ``prune`` (:func:`layer_prune_curves`); None for a family without
-    per-layer activations."""
+    per-layer activations. With a ``reason`` (the network earns no labels:
+    :func:`interp.analysis.classify.network_reason`) no neuron is counted in a group:
+    ``representation`` keeps ``dead`` alone and ``note`` is the reason."""
     p = ds.p
     found = family.hidden_layers(weights, model, grid_pairs(p))
     if found is None:
         return None
-    summaries = [{"layer": i} | layer_summary(a, p) for i, a in enumerate(found[0], 1)]
+    summaries = [{"layer": i} | layer_summary(a, p, first=i == 1)
+                 for i, a in enumerate(found[0], 1)]
+    for s in summaries if reason else []:
+        s["representation"] = {"dead": s["representation"]["dead"]}
+        s["note"] = reason
     curves = (layer_prune_curves(family, weights, model, ds, loss,
                                  [s["ipr"] for s in summaries], seed) if prune else None)
     return {"layers": summaries, "prune": curves}

@@ -25,7 +25,16 @@ t_g); the grokking delay is t_g - t_m:
   if the run had generalized earlier, else confusion.
 
 :func:`progress_boundaries` places Nanda et al.'s three phases (memorization, circuit
-formation, cleanup) on the same curves.
+formation, cleanup) on the loss curves, as they read them, in decades (log10 of the loss)
+with ``loss_fraction`` f (0.1) and ``min_drop`` (half a decade):
+
+- memorization ends at the later of the test loss's peak (memorizing, the network grows
+  confidently wrong on the test pairs) and the first step at which the train loss is
+  ``min_drop`` below its first value (none if it never is);
+- cleanup needs the test loss to fall at least ``min_drop`` below its peak; it begins
+  (circuit formation ends) at the first step from the end of memorization on at which
+  the test loss has made f of that fall, and ends at the first step from there on at
+  which it has made 1 - f of it.
 """
 
 from __future__ import annotations
@@ -55,8 +64,12 @@ class PhaseThresholds:
     delay_ratio: float = 2.0
     #: a delay of a few checkpoints (30 steps at save_every 10) is no plateau
     min_delay: int = 100
-    #: the cleanup phase starts when test accuracy first reaches this after t_m
-    cleanup: float = 0.2
+    #: phase ends from the loss curves: the share of a loss's fall (in decades) that marks
+    #: a phase's start (f) and end (1 - f)
+    loss_fraction: float = 0.1
+    #: the least fall, in decades, that counts as memorization or cleanup (half a decade:
+    #: a cross-entropy test loss falls from log p to about a tenth of it)
+    min_drop: float = 0.5
 
 
 def classify_phase(steps: np.ndarray, train: np.ndarray, test: np.ndarray,
@@ -120,9 +133,8 @@ def classic_phase(steps: np.ndarray, train: np.ndarray, test: np.ndarray,
     """Classic-grokking phase of a clean run and its evidence, from histories shape=(T,).
 
     Returns the phase (one of :data:`CLASSIC_PHASES`, rules in the module docstring) and
-    ``memorization_step`` (t_m), ``generalization_step`` (t_g), ``grokking_delay``
-    (t_g - t_m) and ``boundaries`` (:func:`progress_boundaries`); a step that never
-    happens is None.
+    ``memorization_step`` (t_m), ``generalization_step`` (t_g) and ``grokking_delay``
+    (t_g - t_m); a step that never happens is None.
     """
     steps, train, test = (np.asarray(a, dtype=np.float64) for a in (steps, train, test))
     if not (len(steps) == len(train) == len(test)) or len(steps) == 0:
@@ -142,27 +154,45 @@ def classic_phase(steps: np.ndarray, train: np.ndarray, test: np.ndarray,
         phase = "confusion"
     delay = t_g - t_m if t_m is not None and t_g is not None else None
     return phase, {"memorization_step": t_m, "generalization_step": t_g,
-                   "grokking_delay": delay,
-                   "boundaries": progress_boundaries(steps, train, test, t)}
+                   "grokking_delay": delay}
 
 
-def progress_boundaries(steps: np.ndarray, train: np.ndarray, test: np.ndarray,
+def _first_index(hit: np.ndarray) -> int | None:
+    idx = np.flatnonzero(hit)
+    return int(idx[0]) if len(idx) else None
+
+
+def progress_boundaries(steps: np.ndarray, train_loss: np.ndarray, test_loss: np.ndarray,
                         thresholds: PhaseThresholds = PhaseThresholds()
                         ) -> dict[str, int | None]:
-    """Where Nanda et al.'s three phases end, from accuracy histories shape=(T,).
+    """Where Nanda et al.'s three phases end, read from the loss histories shape=(T,).
 
-    ``memorization_end``: the first step train accuracy reaches ``train`` (t_m);
-    ``circuit_formation_end``: the first step from t_m on at which test accuracy reaches
-    ``cleanup`` (the test accuracy starts its rise: cleanup begins);
-    ``cleanup_end``: the first step test accuracy reaches ``test`` (t_g). Each is None
-    where it does not happen (and so is every later one).
+    ``memorization_end``: the later of the test loss's peak and the first step the train
+    loss is ``min_drop`` decades below its first value; ``circuit_formation_end`` (cleanup
+    begins): the first step from there on at which the test loss has made
+    ``loss_fraction`` of its fall in decades from its peak to its lowest after it;
+    ``cleanup_end``: the first step at which it has made 1 - ``loss_fraction`` of it. A
+    fall under ``min_drop`` decades is none; a phase that does not happen is None, and so
+    is every later one (rules in the module docstring).
     """
-    steps, train, test = (np.asarray(a, dtype=np.float64) for a in (steps, train, test))
-    t = thresholds
-    t_m = _first(steps, train >= t.train)
-    t_c = None if t_m is None else _first(steps, (steps >= t_m) & (test >= t.cleanup))
-    t_g = None if t_c is None else _first(steps, (steps >= t_c) & (test >= t.test))
-    return {"memorization_end": t_m, "circuit_formation_end": t_c, "cleanup_end": t_g}
+    steps = np.asarray(steps)
+    train_loss, test_loss = (np.asarray(a, dtype=np.float64) for a in (train_loss, test_loss))
+    if not (len(steps) == len(train_loss) == len(test_loss)) or len(steps) == 0:
+        raise ValueError(f"loss histories must be non-empty and of equal length, got lengths "
+                         f"{len(steps)}, {len(train_loss)}, {len(test_loss)}.")
+    t, index = thresholds, np.arange(len(steps))
+    with np.errstate(divide="ignore"):
+        train_dec, test_dec = np.log10(train_loss), np.log10(test_loss)
+    peak = int(np.nanargmax(test_dec))
+    fallen = _first_index(train_dec <= train_dec[0] - t.min_drop)
+    ends: list[int | None] = [None if fallen is None else max(peak, fallen), None, None]
+    drop = float(test_dec[peak] - np.nanmin(test_dec[peak:]))
+    for k, share in ((1, t.loss_fraction), (2, 1 - t.loss_fraction)):
+        if ends[k - 1] is not None and drop >= t.min_drop:
+            ends[k] = _first_index((index >= ends[k - 1])
+                                   & (test_dec <= test_dec[peak] - share * drop))
+    return dict(zip(("memorization_end", "circuit_formation_end", "cleanup_end"),
+                    (None if i is None else int(steps[i]) for i in ends)))
 
 
 def two_stages(steps: np.ndarray, train: np.ndarray, test: np.ndarray, xi: float,
@@ -192,7 +222,10 @@ def total_norm(metrics: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def run_phase(run: object, thresholds: PhaseThresholds = PhaseThresholds()) -> dict[str, object]:
-    """Phase of a :class:`interp.Run` from its stored metrics."""
+    """Phase of a :class:`interp.Run` from its stored metrics, with ``boundaries``
+    (:func:`progress_boundaries` on its train and test loss)."""
     m = run.metrics()
-    return classify_phase(m["step"], m["accuracy/train"], m["accuracy/test"], total_norm(m),
-                          run.config.data.corrupt, thresholds)
+    out = classify_phase(m["step"], m["accuracy/train"], m["accuracy/test"], total_norm(m),
+                         run.config.data.corrupt, thresholds)
+    return out | {"boundaries": progress_boundaries(m["step"], m["loss"], m["test_loss"],
+                                                    thresholds)}

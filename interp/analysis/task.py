@@ -4,7 +4,8 @@ The Fourier picture (periodic neurons, their IPR and labels) needs a basis in wh
 operation is addition (:mod:`interp.analysis.basis`): add and sub in the additive basis
 of Z_p, mul and div in the discrete-log basis (Z_{p-1}, the residue 0 left out). The
 restricted and excluded loss are defined for add and sub only; Gromov's analytic
-solution and its ``--fit`` exist for add and sub and the paper's MLP. Every other
+solution and its ``--fit`` exist for the paper's MLP and add and sub, and for mul and div
+in the discrete-log basis. Every other
 operation (the polynomials of Power et al.) still gets its accuracies, IPR, pruning and
 phase, but the IPR is then only a measure of concentration in the additive basis, not of
 generalization.
@@ -18,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 from interp.analysis.basis import BASIS_CONVENTION, operation_basis
-from interp.analysis.solution import PHASE_SIGN
 from interp.data import OP_FORMULAS
 
 FOURIER_NOTE = ("the Fourier analysis (periodic neurons in the additive Fourier basis of "
@@ -26,8 +26,9 @@ FOURIER_NOTE = ("the Fourier analysis (periodic neurons in the additive Fourier 
                 "that are addition in some basis, not {formula}: the IPR measures "
                 "concentration in the additive basis only, no neuron is labelled "
                 "generalizing or memorizing, and the Fourier progress measures are left out")
-SOLUTION_NOTE = ("the analytic periodic solution (and --fit) exists for op add and sub with "
-                 "the paper's MLP, not for {what}")
+SOLUTION_NOTE = ("the analytic periodic solution (and --fit) exists for op add and sub, and "
+                 "for mul and div in the discrete-log basis, with the paper's MLP, not for "
+                 "{what}")
 
 
 def task_support(op: str, analytic_family: bool) -> dict[str, Any]:
@@ -42,10 +43,10 @@ def task_support(op: str, analytic_family: bool) -> dict[str, Any]:
     formula = OP_FORMULAS[op]
     basis = operation_basis(op)
     fourier = basis is not None
-    solution = analytic_family and op in PHASE_SIGN
+    solution = analytic_family and fourier
     notes = [] if fourier else [FOURIER_NOTE.format(formula=formula)]
     if not solution:
-        what = f"op {op} ({formula})" if op not in PHASE_SIGN else "this network family"
+        what = f"op {op} ({formula})" if not fourier else "this network family"
         notes.append(SOLUTION_NOTE.format(what=what))
     return {"op": op, "formula": formula, "fourier": fourier, "analytic_solution": solution,
             "basis": basis[0] if basis else None,

@@ -108,8 +108,9 @@ def analyze(
     """Analyze a run: accuracies, IPR, neuron classes, pruning, ablation, fit, phase, LLC.
 
     With no analysis flag every analysis that applies runs (the fit needs an MLP with op
-    add or sub), except the LLC, which runs with --llc (llc.png, and llc-calibration.png
-    when its step size and localization are calibrated). The run file is opened
+    add or sub, or mul or div, fitted in the discrete-log basis), except the LLC, which
+    runs with --llc (llc.png, and llc-calibration.png when its step size and
+    localization are calibrated). The run file is opened
     read-only. Writes summary.json and PNG figures to the output folder; an existing one
     (an earlier analysis) is replaced as a whole with --overwrite, and a folder holding
     other files is refused. A --plots folder elsewhere
@@ -171,6 +172,17 @@ def _llc_settings(lr: float | None, localization: float | None, **fields: int) -
         return LLCSettings(lr=lr, localization=localization, **fields)
 
 
+def _fit_figures(run: Any, summary: dict[str, Any], fig_dir: Path, title: str) -> list[Path]:
+    """The fit's figures, drawn from the weights as they were fitted (in the basis of the
+    run's operation: the discrete log for mul and div)."""
+    from interp.analysis.basis import basis_weights
+    from interp.plots.fit import write_fit_figures
+
+    w, data = run.weights(summary["step"]), run.config.data
+    fitted = dict(zip("UVW", basis_weights(w["U"], w["V"], w["W"], data.p, data.op)))
+    return write_fit_figures(summary["fit"], fitted, fig_dir, title=title)
+
+
 def _warn(text: str) -> None:
     err.print(f"warning: {text}", markup=False, highlight=False)
 
@@ -219,7 +231,6 @@ def _analyze_run(run_path: Path, foreign: dict[str, Any], step: int | None,
                                         run_layout(summary, data)))
             if not outputs["no_plots"]:
                 from interp.plots.figures import write_figures
-                from interp.plots.fit import write_fit_figures
 
                 update("figures")
                 fig_dir = plots or tmp
@@ -231,8 +242,7 @@ def _analyze_run(run_path: Path, foreign: dict[str, Any], step: int | None,
                     paths += write_llc_figures(summary["llc"], fig_dir, run.metrics(),
                                                title=run_identity(run.config))
                 if summary.get("fit"):
-                    paths += write_fit_figures(summary["fit"], run.weights(summary["step"]),
-                                               fig_dir, title=title)
+                    paths += _fit_figures(run, summary, fig_dir, title)
             written.extend(_moved(paths, tmp, folder))
 
         write_folder_atomic(folder, fill, marker="summary.json", suffixes=OUTPUT_SUFFIXES)

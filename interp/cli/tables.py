@@ -16,7 +16,8 @@ def analysis_tables(s: dict[str, Any]) -> list[Table]:
     analysis the summary holds."""
     tables = [_accuracy_table(s)]
     sections: list[tuple[str, Callable[[dict[str, Any]], Table]]] = [
-        ("phase", _phase_table), ("ipr", _ipr_table), ("embedding", _embedding_table),
+        ("phase", _phase_table), ("ipr", _ipr_table), ("layers", _layers_table),
+        ("embedding", _embedding_table),
         ("prune", _prune_table), ("fit", _fit_table), ("progress", _progress_table)]
     for key, make in sections:
         if s.get(key):
@@ -34,22 +35,29 @@ def _accuracy_table(s: dict[str, Any]) -> Table:
 
 
 def _phase_table(s: dict[str, Any]) -> Table:
+    """The phase's evidence in its own vocabulary (a clean run: classic grokking's steps,
+    no corruption stages; the weight-norm ratio only where it tells forgetting apart),
+    and Nanda et al.'s phase ends read from the loss curves."""
     ph = s["phase"]
     t = Table(title=f"phase: {ph['phase'].replace('_', ' ')}", show_header=False)
-    st = ph["stages"]
-    for k in ("final_train", "final_test", "peak_test", "peak_test_step", "norm_ratio"):
+    classic = ph.get("classic")  # xi = 0
+    keys = ["final_train", "final_test", "peak_test", "peak_test_step"]
+    if not classic or ph["phase"] == "forgetting":
+        keys.append("norm_ratio")
+    for k in keys:
         t.add_row(k, f"{ph[k]:.4g}" if ph[k] is not None else "-")
-    t.add_row("generalized_step", str(st["generalized_step"]))
-    t.add_row("unlearned_step", str(st["unlearned_step"]))
-    if ph.get("classic"):  # xi = 0
-        for k in ("memorization_step", "generalization_step", "grokking_delay"):
-            t.add_row(k, str(ph["classic"][k]))
+    evidence = classic or ph["stages"]
+    for k, v in list(evidence.items()) + list((ph.get("boundaries") or {}).items()):
+        t.add_row(k, str(v))
     return t
 
 
 def _ipr_table(s: dict[str, Any]) -> Table:
     c = s["classes"]
-    t = Table(title="IPR and neuron classes", show_header=False)
+    layers = (s.get("layers") or {}).get("layers")
+    which = f" (hidden layer {len(layers)} of {len(layers)}: the one read by the logits)" \
+        if layers else ""
+    t = Table(title=f"IPR and neuron classes{which}", show_header=False)
     t.add_row("mean IPR", f"{s['ipr']['mean']:.4f}")
     if c["threshold"] is None:
         t.add_row("classes", f"no split: {c['reason']}")
@@ -59,6 +67,23 @@ def _ipr_table(s: dict[str, Any]) -> Table:
         t.add_row("memorizing", str(len(c["memorizing"])))
     t.add_row("convention", s["ipr"]["convention"].split(";")[0])
     t.add_row("basis", s["ipr"]["basis"].split(" (")[0])
+    return t
+
+
+def _layers_table(s: dict[str, Any]) -> Table:
+    """Each hidden layer's neurons by the group of their strongest frequency, and the
+    first layer's note (sum and difference not told apart there)."""
+    layers = s["layers"]["layers"]
+    t = Table(title="hidden layers: neurons by strongest frequency")
+    groups = ("m", "n", "sum", "difference", "sum_or_difference", "other", "dead")
+    for col in ("layer", "width", "mean IPR") + groups:
+        t.add_column(col, justify="right")
+    for layer in layers:
+        rep = layer["representation"]
+        t.add_row(str(layer["layer"]), str(layer["width"]), f"{layer['mean_ipr']:.3f}",
+                  *(str(rep[g]) if g in rep else "-" for g in groups))
+    t.caption = "; ".join(f"layer {layer['layer']}: {layer['note']}" for layer in layers
+                          if layer.get("note")) or None
     return t
 
 

@@ -201,12 +201,55 @@ def plot_accuracy_heatmap(grid: np.ndarray, xi: np.ndarray, alpha: np.ndarray, a
     return ax
 
 
+def delay_grid(rows: Sequence[Row]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean classic-grokking delay (generalization step - memorization step) over seeds
+    at each (alpha, regularizer value) of the clean cells (xi = 0) among ``rows``.
+
+    Returns values shape=(R,), alpha shape=(A,) (sorted) and grid shape=(A, R) float64,
+    NaN where no complete seed has a delay (it never memorized or never generalized).
+    """
+    clean = [r for r in _complete(rows) if float(r["xi"]) == 0.0]
+    if not clean:
+        raise ValueError("rows must hold a complete clean cell (xi = 0) for a delay map, "
+                         "found none.")
+    values = np.unique([float(r["value"]) for r in clean])
+    alpha = np.unique([float(r["alpha"]) for r in clean])
+    grid = np.full((len(alpha), len(values)), np.nan)
+    for i, a in enumerate(alpha):
+        for j, v in enumerate(values):
+            delays = [r["grokking_delay"] for r in clean if float(r["alpha"]) == a
+                      and float(r["value"]) == v and r.get("grokking_delay") is not None]
+            if delays:
+                grid[i, j] = float(np.mean(delays))
+    return values, alpha, grid
+
+
+def plot_delay_map(grid: np.ndarray, values: np.ndarray, alpha: np.ndarray, ax: Axes,
+                   label: str, title: str | None = None) -> Axes:
+    """The grokking delay in steps over (alpha, regularizer value), ``grid`` shape=(A, R),
+    each cell written in; NaN cells blank, marked "none". The values sit at even
+    positions (a regularizer's values are seldom evenly spaced)."""
+    grid = _check_grid(grid, values, alpha)
+    x = np.arange(len(values), dtype=np.float64)
+    mesh = ax.pcolormesh(_edges(x), _edges(alpha), np.ma.masked_invalid(grid),
+                         cmap="magma_r", vmin=0.0, edgecolors="0.85", linewidth=0.3)
+    for (i, j), d in np.ndenumerate(grid):
+        ax.text(x[j], alpha[i], "none" if np.isnan(d) else f"{d:.0f}", ha="center",
+                va="center", fontsize="x-small", color="0.3" if np.isnan(d) else "0.1")
+    ax.figure.colorbar(mesh, ax=ax, label="grokking delay (steps)")
+    _label_axes(ax, x, alpha, title)
+    ax.set_xticks(x, [f"{v:g}" for v in values])
+    ax.set_xlabel(label)
+    return ax
+
+
 def phase_figures(spec: Any, rows: Sequence[Row]) -> dict[str, Figure]:
     """The figures of a sweep (its :class:`interp.SweepSpec` and summary rows), by file
     name without ``.png``: ``phase_diagram`` (majority phase over seeds, cells whose
     seeds disagree hatched, one panel per regularizer value, a legend of the phases
     shown), ``accuracy_test`` and
-    ``accuracy_train`` (mean over seeds)."""
+    ``accuracy_train`` (mean over seeds), and for a sweep with clean cells (xi = 0)
+    ``grokking_delay`` (:func:`delay_grid`: alpha x regularizer value)."""
     label = _LABELS[spec.regularizer]
     panels = [(v, [r for r in rows if r["value"] == v]) for v in spec.values]
     panels = [(v, rs) for v, rs in panels if rs]
@@ -238,6 +281,13 @@ def phase_figures(spec: Any, rows: Sequence[Row]) -> dict[str, Figure]:
             f"{draw.removeprefix('acc_')} accuracy (mean over seeds)"
         fig.suptitle(f"{what}; {where}", fontsize="medium")
         figures[name] = fig
+    if any(float(r["xi"]) == 0.0 for r in _complete(rows)):
+        fig, axes = new_figure(6.0, 3.6)
+        values, alpha, grid = delay_grid(rows)
+        plot_delay_map(grid, values, alpha, axes[0], label, "xi = 0")
+        fig.suptitle(f"grokking delay, generalization - memorization step (mean over "
+                     f"seeds); {where}", fontsize="medium")
+        figures["grokking_delay"] = fig
     return figures
 
 
@@ -246,7 +296,8 @@ def write_phase_diagram(sweep_dir: str | os.PathLike,
     """Draw a sweep folder's figures; returns their paths.
 
     Writes ``phase_diagram.png`` (one panel per regularizer value, majority phase over
-    seeds), ``accuracy_test.png`` and ``accuracy_train.png`` (mean over seeds) into
+    seeds), ``accuracy_test.png`` and ``accuracy_train.png`` (mean over seeds), and for a
+    sweep with clean cells ``grokking_delay.png`` (:func:`delay_grid`) into
     ``out_dir`` (default ``SWEEP_DIR/figures``). Reads ``summary.json``, rebuilding it
     from the cell files when absent.
     """

@@ -147,7 +147,7 @@ def analyze_run(run: Run, step: int | None = None, *, ipr: bool = True, prune: b
         "task": task,
         "progress": None,
         "layers": layer_sections(run.family, weights, cfg.model, ds, loss, prune=prune,
-                                 seed=seed) if ipr or prune else None,
+                                 seed=seed, reason=reason) if ipr or prune else None,
     } | {k: v for k, v in sections.items() if k != "ipr"}
     if phase and len(run.steps) < 2:
         out["phase_note"] = ("no phase: the run has one checkpoint, and a phase is read from "
@@ -160,8 +160,7 @@ def analyze_run(run: Run, step: int | None = None, *, ipr: bool = True, prune: b
     if progress:
         measures = run_progress(run, until=step, key_fraction=key_fraction)
         m = arrays["metrics"]
-        measures["boundaries"] = progress_boundaries(m["step"], m["accuracy/train"],
-                                                     m["accuracy/test"])
+        measures["boundaries"] = progress_boundaries(m["step"], m["loss"], m["test_loss"])
         out["progress"] = measures
         arrays["progress"] = measures
     if ipr:
@@ -176,7 +175,8 @@ def analyze_run(run: Run, step: int | None = None, *, ipr: bool = True, prune: b
 
 def default_analyses(run: Run) -> dict[str, bool]:
     """The analyses ``interp analyze`` runs when told none: every one that applies to the
-    run (the fit needs a family with the analytic solution and op add or sub), not the
+    run (the fit needs a family with the analytic solution and an op with a Fourier
+    basis: add, sub, mul, div), not the
     progress measures (a pass over every checkpoint)."""
     fit = task_support(run.config.data.op, run.family.analytic_solution)["analytic_solution"]
     return {"ipr": True, "prune": True, "ablate": True, "phase": True, "fit": fit}

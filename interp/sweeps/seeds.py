@@ -45,7 +45,7 @@ def seed_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                                        "seeds": _joined(members, "seed"),
                                        "split_seeds": _joined(members, "split_seed")}
         for column in MEASURED:
-            values = [r[column] for r in members if r[column] is not None]
+            values = [r.get(column) for r in members if r.get(column) is not None]
             mean, lo, hi = interval(values) if values else (None, None, None)
             cell |= {f"{column}_mean": mean, f"{column}_lo": lo, f"{column}_hi": hi}
             if column in CLASSIC_COLUMNS:

@@ -63,6 +63,26 @@ def test_a_product_of_waves_is_half_sum_half_difference():
     assert set(np.unique(frequency_groups(P))) == set(range(len(GROUPS)))
 
 
+@pytest.mark.parametrize("phi, rtol", [(np.square, 1e-9),
+                                       (lambda x: np.maximum(x, 0.0), 1e-2)])
+def test_a_first_layer_neuron_has_equal_sum_and_difference_power(phi, rtol):
+    """phi(U[m] + V[n]) with waves in U and V is even in each wave's argument: its power
+    at (f, f) equals that at (f, -f) (x^2 exactly; ReLU up to the 11-point grid's
+    aliasing, 0.2% here), so the first layer counts no neuron sum or difference, and
+    says why."""
+    m, n = grid_pairs(P).T
+    w = 2 * np.pi * 3 / P
+    acts = phi(np.cos(w * m + 0.4) + 0.7 * np.cos(w * n - 1.1))[:, None]
+    first = layer_summary(acts, P, first=True)
+    np.testing.assert_allclose(first["power_share"]["sum"], first["power_share"]["difference"],
+                               rtol=rtol)
+    assert first["power_share"]["sum"] > 0.05  # the coupled term is there, in both
+    assert set(first["representation"]) == {"m", "n", "sum_or_difference", "other", "dead"}
+    assert sum(first["representation"].values()) == 1
+    assert first["note"].startswith("sum and difference not distinguishable in the first")
+    assert layer_summary(acts, P)["note"] is None
+
+
 @pytest.fixture(scope="module")
 def deep():
     cfg = DeepMLPConfig(depth=3, width=12)
@@ -118,8 +138,16 @@ def test_layer_sections_summarize_every_layer(deep):
         assert s["width"] == 12 and s["ipr"].shape == (12,)
         np.testing.assert_allclose(sum(s["power_share"].values()), 1.0, rtol=1e-9)
         assert sum(s["representation"].values()) == 12
+        assert ("sum" in s["representation"]) == (s["layer"] > 1)
+        assert (s["note"] is not None) == (s["layer"] == 1)
     assert layer_sections(FAMILIES["mlp"], weights, interp.MLPConfig(width=12), ds,
                           "mse") is None
+    quiet = layer_sections(FAMILIES["deep_mlp"], weights, cfg, ds, "mse", prune=False,
+                           reason="the network has collapsed: ...")
+    for s, full in zip(quiet["layers"], out["layers"]):  # measured still, labelled not
+        assert s["representation"] == {"dead": full["representation"]["dead"]}
+        assert s["note"] == "the network has collapsed: ..."
+        assert s["power_share"] == full["power_share"]
 
 
 def test_analyze_reports_layers_and_draws_them(tmp_path):
@@ -137,3 +165,22 @@ def test_analyze_reports_layers_and_draws_them(tmp_path):
     assert len(layers["prune"][1]["random"]["test"]) == 7
     names = {p.name for p in write_figures(analysis.summary, analysis.arrays, tmp_path / "f")}
     assert {"layers.png", "layer_prune.png", "progress_losses.png"} <= names
+    text = printed_tables(analysis.summary)  # the terminal names the layer it shows
+    assert "IPR and neuron classes (hidden layer 2 of 2" in text
+    # 4 steps: the network does not generalize, so no layer counts its neurons by group
+    reason = analysis.summary["classes"]["reason"]
+    assert reason.startswith("the network does not generalize")
+    for s in layers["layers"]:
+        assert set(s["representation"]) == {"dead"} and s["note"] == reason
+    assert "layer 2: the network does not generalize" in text
+
+
+def printed_tables(summary):
+    from rich.console import Console
+
+    from interp.cli.tables import analysis_tables
+
+    console = Console(record=True, width=400)
+    for table in analysis_tables(summary):
+        console.print(table)
+    return console.export_text()

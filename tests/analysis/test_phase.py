@@ -101,24 +101,102 @@ def test_classic_forgetting_and_the_corrupted_vocabulary_unchanged():
     assert corrupted["phase"] == "coexistence" and "classic" not in corrupted
 
 
-def test_progress_boundaries_on_a_ramp():
+def decades(steps, *knots):
+    """10 ** (a piecewise-linear curve through the (step, log10 loss) ``knots``)."""
+    at, value = zip(*knots)
+    return 10.0 ** np.interp(steps, at, value)
+
+
+STEPS_100 = np.arange(0, 101)
+# memorization: train loss 1 -> 10 ** -3.3 at 0.275 decades a step, flat from step 12,
+# falling again in cleanup; test loss 1 -> 10 (its peak, first reached at step 12), flat
+# until step 50, then falling 0.2 decades a step to 1e-4 at step 75
+TRAIN = decades(STEPS_100, (0, 0), (12, -3.3), (60, -3.3), (80, -5))
+TEST = decades(STEPS_100, (0, 0), (12, 1), (50, 1), (75, -4))
+
+
+def test_progress_boundaries_read_from_the_loss_curves_by_hand():
     from interp.analysis.phase import progress_boundaries
 
-    steps = np.arange(0, 101)
-    train = step_curve(steps, 10)
-    test = np.clip((steps - 40) / 40, 0, 1)  # 0.2 at step 48, 0.9 at step 76
-    assert progress_boundaries(steps, train, test) == {
-        "memorization_end": 10, "circuit_formation_end": 48, "cleanup_end": 76}
-    never = progress_boundaries(steps, np.zeros(101), test)
-    assert never == dict.fromkeys(never, None)  # no memorization: no later phase either
-    custom = progress_boundaries(steps, train, test, PhaseThresholds(cleanup=0.5, test=0.95))
-    assert custom == {"memorization_end": 10, "circuit_formation_end": 60, "cleanup_end": 78}
+    # memorization ends at the test loss's peak (step 12; the train loss was half a
+    # decade down at step 2, 10 ** -0.55); cleanup: a fall of 5 decades from the peak,
+    # 10% of it (10 ** 0.5) first reached at step 53 (10 ** 0.4; 10 ** 0.6 at 52), 90%
+    # (10 ** -3.5) at step 73 (10 ** -3.6)
+    assert progress_boundaries(STEPS_100, TRAIN, TEST) == {
+        "memorization_end": 12, "circuit_formation_end": 53, "cleanup_end": 73}
+    # 30% of the fall: 10 ** -0.5 at step 58 (10 ** -0.6), 70%: 10 ** -2.5 at 68
+    assert progress_boundaries(STEPS_100, TRAIN, TEST, PhaseThresholds(loss_fraction=0.3)) \
+        == {"memorization_end": 12, "circuit_formation_end": 58, "cleanup_end": 68}
+    # a train loss that falls later than the test loss peaks: 0.055 decades a step, half
+    # a decade down at step 10 (10 ** -0.55); the test loss falls 3 decades from step 40
+    # at 0.12 a step: 0.3 of them at step 43 (10 ** 0.64), 2.7 at step 63 (10 ** -1.76)
+    slow = decades(STEPS_100, (0, 0), (20, -1.1))
+    early = decades(STEPS_100, (0, 0), (2, 1), (40, 1), (65, -2))
+    assert progress_boundaries(STEPS_100, slow, early) == {
+        "memorization_end": 10, "circuit_formation_end": 43, "cleanup_end": 63}
+
+
+def test_progress_boundaries_where_a_phase_does_not_happen():
+    from interp.analysis.phase import progress_boundaries
+
+    memorized = decades(STEPS_100, (0, 0), (12, 1))  # the test loss never falls
+    assert progress_boundaries(STEPS_100, TRAIN, memorized) == {
+        "memorization_end": 12, "circuit_formation_end": None, "cleanup_end": None}
+    # a fall of 0.4 decades is no cleanup, unless min_drop says it is: then 0.04 decades
+    # of it (10 ** 0.96) come at step 51 (10 ** 0.9), 0.36 (10 ** 0.64) at 54 (10 ** 0.6)
+    shallow = decades(STEPS_100, (0, 0), (12, 1), (50, 1), (54, 0.6))
+    assert progress_boundaries(STEPS_100, TRAIN, shallow)["circuit_formation_end"] is None
+    ends = progress_boundaries(STEPS_100, TRAIN, shallow, PhaseThresholds(min_drop=0.3))
+    assert ends == {"memorization_end": 12, "circuit_formation_end": 51, "cleanup_end": 54}
+    confused = decades(STEPS_100, (0, 0), (50, -0.3))  # 0.3 decades: no memorization
+    never = progress_boundaries(STEPS_100, confused, TEST)
+    assert never == dict.fromkeys(never, None)  # and so no later phase either
+    with pytest.raises(ValueError, match="equal length"):
+        progress_boundaries(STEPS_100, TRAIN[:5], TEST)
+
+
+def test_progress_boundaries_on_a_small_run_that_memorizes(tmp_path):
+    """A clean cross-entropy run at p 23 memorizes in about 80 steps: its test loss
+    peaks once the training pairs are learned and the test pairs are not, and that is
+    where memorization ends; the test loss has not fallen yet, so no later phase."""
+    import interp
+
+    cfg = interp.RunConfig().replace(
+        data={"p": 23, "corrupt": 0.0, "train_frac": 0.5}, model={"width": 32},
+        train={"steps": 120, "save_every": 4, "weight_decay": 1.0, "lr": 0.01,
+               "loss": "ce"})
+    interp.train_to_file(cfg, tmp_path / "run.h5")
+    with interp.Run(tmp_path / "run.h5") as run:
+        m, verdict = run.metrics(), interp.run_phase(run)
+    ends = verdict["boundaries"]
+    at = list(m["step"]).index(ends["memorization_end"])
+    assert at == int(np.argmax(m["test_loss"])) and 40 <= ends["memorization_end"] <= 100
+    assert m["accuracy/train"][at] == 1.0 and m["accuracy/test"][at] < 0.1
+    assert m["loss"][at] < m["loss"][0] / 10  # the train loss a decade down by then
+    assert ends["circuit_formation_end"] is None and ends["cleanup_end"] is None
+    text = printed({"step": 120, "p": 23, "width": 32, "accuracy": {}, "phase": verdict})
+    for shown in ("memorization_step", "grokking_delay", "memorization_end"):
+        assert shown in text  # the classic evidence and the phase ends from the losses
+    for hidden in ("unlearned_step", "generalized_step", "norm_ratio"):
+        assert hidden not in text  # a clean run has no corruption stages
+
+
+def printed(summary):
+    from rich.console import Console
+
+    from interp.cli.tables import analysis_tables
+
+    console = Console(record=True, width=200)
+    for table in analysis_tables(summary):
+        console.print(table)
+    return console.export_text()
 
 
 def test_a_clean_sweep_over_train_fraction_and_weight_decay_draws_its_phase_diagram(tmp_path):
     import interp
     from interp.analysis.phase import CLASSIC_PHASES, PHASES
-    from interp.plots.phase_diagram import PHASE_COLORS, phase_grid
+    from interp.plots.phase_diagram import PHASE_COLORS, delay_grid, phase_grid
+    from interp.sweeps.seeds import seed_rows
 
     base = interp.RunConfig().replace(data={"p": 7, "corrupt": 0.0}, model={"width": 8},
                                       train={"steps": 30, "save_every": 10, "lr": 0.05})
@@ -141,3 +219,12 @@ def test_a_clean_sweep_over_train_fraction_and_weight_decay_draws_its_phase_diag
                                                          PHASES.index("comprehension")]
     paths = interp.write_phase_diagram(tmp_path / "sweep")
     assert all(path.stat().st_size > 1000 for path in paths)
+    assert [p.name for p in paths][-1] == "grokking_delay.png"  # the clean sweep's map
+    values, alpha, grid = delay_grid(rows)  # one seed: each cell's own delay, or none
+    assert values.tolist() == [0.0, 1.0] and alpha.tolist() == [0.4, 0.7]
+    for r in rows:
+        got = grid[alpha.tolist().index(r["alpha"]), values.tolist().index(r["value"])]
+        assert (np.isnan(got) if r["grokking_delay"] is None else got == r["grokking_delay"])
+    seeds = {(s["value"], s["alpha"]): s for s in seed_rows(rows)}
+    for r in rows:
+        assert seeds[r["value"], r["alpha"]]["grokking_delay_mean"] == r["grokking_delay"]

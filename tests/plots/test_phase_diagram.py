@@ -12,9 +12,11 @@ from interp.config import RunConfig
 from interp.plots.phase_diagram import (
     PHASE_COLORS,
     accuracy_grid,
+    delay_grid,
     majority_phase,
     phase_grid,
     plot_accuracy_heatmap,
+    plot_delay_map,
     plot_phase_diagram,
     write_phase_diagram,
 )
@@ -123,3 +125,21 @@ def test_write_phase_diagram_from_a_sweep_folder(tmp_path):
     assert write_phase_diagram(sweep)[0] == sweep / "figures" / "phase_diagram.png"
     with pytest.raises(FileNotFoundError, match="must hold sweep.json"):
         write_phase_diagram(tmp_path / "figs")
+
+
+def test_the_delay_map_averages_seeds_and_leaves_cells_without_a_delay_blank():
+    def row(value, alpha, seed, delay, xi=0.0):
+        return {"value": value, "alpha": alpha, "xi": xi, "seed": seed,
+                "status": "complete", "grokking_delay": delay}
+
+    rows = [row(0.0, 0.3, 0, 400), row(0.0, 0.3, 1, 600), row(3.0, 0.3, 0, None),
+            row(0.0, 0.6, 0, 100), row(3.0, 0.6, 0, 50), row(3.0, 0.6, 1, None),
+            row(3.0, 0.6, 2, 900, xi=0.2)]  # a corrupted cell is not classic grokking
+    values, alpha, grid = delay_grid(rows)
+    assert values.tolist() == [0.0, 3.0] and alpha.tolist() == [0.3, 0.6]
+    np.testing.assert_array_equal(grid, [[500.0, np.nan], [100.0, 50.0]])
+    ax = Figure().subplots()
+    assert plot_delay_map(grid, values, alpha, ax, "weight decay") is ax
+    assert sorted(t.get_text() for t in ax.texts) == ["100", "50", "500", "none"]
+    with pytest.raises(ValueError, match="complete clean cell"):
+        delay_grid(rows[-1:])

@@ -192,6 +192,7 @@ def test_progress_gives_each_measure_at_initialization_and_prints_it(run_path):
     s = analyze(run_path, ipr=False, prune=False, ablate=False, progress=True)
     pr = s["progress"]
     assert pr["initial"]["step"] == 0 and pr["steps"][0] == 0
+    assert pr["boundaries"] == s["phase"]["boundaries"]  # one rule, on the run's losses
     for k in NANDA:
         assert pr["initial"][k] == pr[k][0] and len(pr[k]) == 5
     console = Console(record=True, width=120)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from interp.analysis.phase import PHASES, progress_boundaries
+from interp.analysis.phase import PHASES, classic_phase
 from interp.plots.html.figures import line_figure
 from interp.plots.html.page import COLORS, WIDE, heading, note, number
 from interp.plots.phase_diagram import MISSING_COLOR, PHASE_COLORS, majority_phase
@@ -39,7 +39,7 @@ info.text = d.info[i];
 def cell_curves(folder: Path, cell_id: str) -> tuple[dict[str, np.ndarray] | None, str]:
     """A cell's step and accuracy curves from its file, and its grokking delay in words
     (the steps from train accuracy reaching its threshold to test accuracy reaching its
-    own, :func:`interp.analysis.phase.progress_boundaries`); None and why when the file
+    own, :func:`interp.analysis.phase.classic_phase`); None and why when the file
     is missing or unreadable."""
     path = cell_files(folder, cell_id)[0]
     if not path.is_file():
@@ -52,9 +52,8 @@ def cell_curves(folder: Path, cell_id: str) -> tuple[dict[str, np.ndarray] | Non
     curves = {"step": np.asarray(m["step"], dtype=np.float64)}
     curves |= {k: np.asarray(m.get(name, np.full(len(m["step"]), np.nan)), dtype=np.float64)
                for k, name in CURVES.items()}
-    ends = progress_boundaries(m["step"], m["accuracy/train"], m["accuracy/test"])
-    t_m, t_g = ends["memorization_end"], ends["cleanup_end"]
-    return curves, (f"{t_g - t_m}" if t_m is not None and t_g is not None else "none")
+    delay = classic_phase(m["step"], m["accuracy/train"], m["accuracy/test"])[1]["grokking_delay"]
+    return curves, ("none" if delay is None else f"{delay}")
 
 
 def _joined(curves: Sequence[dict[str, np.ndarray]], key: str) -> np.ndarray:
