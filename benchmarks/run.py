@@ -1,12 +1,15 @@
 """Run every benchmark and print one table: each figure, its target, the measured value
 (median of per-repetition ratios, repetitions interleaved) and what it is compared with.
 
-    python -m benchmarks.run                 # or: make bench  (about 9 minutes)
+    python -m benchmarks.run                 # or: make bench  (the slice job first, then the rest)
     python -m benchmarks.run --json out.json --markdown table.md
     python -m benchmarks.run --quick         # small sizes: checks that everything runs
 
-The figures come from ``bench_sweep`` (the phase-diagram job: ``interp sweep`` against a
-plain loop over the same cells; first, as it is the figure users feel), ``bench_train``
+The figures come from ``bench_slice`` (first, as it is the figure users feel: the 3 x 3
+wd-5 slice of the phase diagram by ``interp sweep`` against the paper's script,
+``benchmarks/paper_script.py``), ``bench_sweep`` (the phase-diagram job: ``interp
+sweep`` against a plain loop over the same 8 cells, its share of the matmul rate and its
+placement of threads), ``bench_train``
 (training step, matmul share, bf16, metrics and checkpoint overheads), ``bench_batched``
 (many models in one stacked kernel), ``bench_analysis`` (pruning curves, trajectory IPR
 and its memory) and ``bench_startup`` (``interp --help`` against ``import torch``).
@@ -23,20 +26,28 @@ import sys
 
 import torch
 
-from benchmarks import bench_analysis, bench_batched, bench_startup, bench_sweep, bench_train
+from benchmarks import (
+    bench_analysis,
+    bench_batched,
+    bench_slice,
+    bench_startup,
+    bench_sweep,
+    bench_train,
+)
 from benchmarks.timing import Figure
 
 
 def collect(quick: bool) -> list[Figure]:
     if quick:
-        return (bench_sweep.figures(p=23, width=32, steps=10, reps=1, placement=False)
+        return (bench_slice.figures(p=23, width=32, steps=20, reps=1, compiled=False)
+                + bench_sweep.figures(p=23, width=32, steps=10, reps=1, placement=False)
                 + bench_train.figures(p=23, width=32, reps=2, steps=2, file_steps=4)
                 + bench_batched.figures(models=2, widths=(16,), steps=2, reps=1)
                 + bench_analysis.figures(p=11, width=16, draws=1, reps=1, naive_passes=2,
                                          checkpoints=4, loop_checkpoints=1)
                 + bench_startup.figures(reps=2))
-    return (bench_sweep.figures() + bench_train.figures() + bench_batched.figures()
-            + bench_analysis.figures() + bench_startup.figures())
+    return (bench_slice.figures() + bench_sweep.figures() + bench_train.figures()
+            + bench_batched.figures() + bench_analysis.figures() + bench_startup.figures())
 
 
 def markdown(figures: list[Figure]) -> str:

@@ -311,14 +311,30 @@ def note_slow_bf16(precision: str, device: str, what: str) -> None:
                   "docs/performance.md.")
 
 
-def cpu_has_bf16() -> bool:
-    """Whether the CPU advertises bfloat16 matrix instructions (Linux; True elsewhere,
-    where we cannot tell)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
+def fp32_without_bf16(precision: str, device: str) -> bool:
+    """Whether bf16 cells must run in fp32 here: bf16 asked for on a CPU without bfloat16
+    matrix instructions, where it would run many times slower; says so once, on
+    stderr."""
+    if precision == "bf16" and device == "cpu" and not cpu_has_bf16():
+        err.print("note: this CPU has no bfloat16 matrix instructions (avx512_bf16 or "
+                  "amx_bf16), so the cells run in fp32 (--precision fp32); see "
+                  "docs/performance.md.")
         return True
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return False
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU advertises bfloat16 matrix instructions (avx512_bf16 or amx_bf16)
+    in ``cpuinfo`` (default: /proc/cpuinfo's text; True where it cannot be read, as
+    outside Linux, where we cannot tell)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return True
+    flags = {f for line in cpuinfo.splitlines() if line.startswith("flags")
+             for f in line.partition(":")[2].split()}
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def write_json_atomic(data: Any, path: Path) -> None:

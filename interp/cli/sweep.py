@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,9 @@ import typer
 from interp.cli.common import (
     as_options,
     err,
+    fp32_without_bf16,
     friendly,
     json_option,
-    note_slow_bf16,
     out,
     print_json_or,
     progress,
@@ -51,6 +52,9 @@ def sweep(
     loss: str | None = typer.Option(None, help="Base run: mse or ce (default: the "
                                                "family's)."),
     save_every: int = typer.Option(100, help="Base run: checkpoint every k steps."),
+    precision: str = typer.Option("fp32", help="Base run: fp32, or bf16 (the fused kernel's "
+                                               "products in bfloat16; fp32 on a CPU "
+                                               "without bfloat16 instructions)."),
     workers: int | None = typer.Option(None, help="Local worker processes (default: cores "
                                               "// threads, one on CUDA; 0: in this "
                                               "process)."),
@@ -94,17 +98,19 @@ def sweep(
         _config_alone(ctx, config)
         spec = SweepSpec.from_toml(config)
     else:
-        with as_options(("p", "model", "steps", "lr", "loss", "save_every",
+        with as_options(("p", "model", "steps", "lr", "loss", "save_every", "precision",
                          *field_options())):
             base = RunConfig(DataConfig(p=p), model_config(model, model_options),
                              TrainConfig(steps=steps, lr=lr, save_every=save_every,
-                                         loss=loss or family(model).default_loss))
+                                         loss=loss or family(model).default_loss,
+                                         precision=precision))
         spec = SweepSpec(base=base, xi=parse_grid(xi), alpha=parse_grid(alpha),
                          regularizer=regularizer,
                          values=None if values is None else parse_grid(values),
                          seeds=parse_seeds(seeds),
                          metrics_every=metrics_every)
-    note_slow_bf16(spec.base.train.precision, device, "cells run")
+    if fp32_without_bf16(spec.base.train.precision, device):
+        spec = replace(spec, base=spec.base.replace(train={"precision": "fp32"}))
     with progress("sweep", quiet, total=spec.n_cells) as update:
         def on_cell(event: Any) -> None:
             update(f"{event.cell_id}: {event.action}", event.done)

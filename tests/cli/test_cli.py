@@ -186,6 +186,31 @@ def test_compare_groups_command(tmp_path):
         assert res.exit_code == 2 and message in res.output, res.output
 
 
+def test_bf16_instructions_are_read_from_the_cpu_flags():
+    from interp.cli.common import cpu_has_bf16
+
+    amd = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 sha_ni\n"
+    intel = "flags\t\t: avx512f amx_bf16 amx_tile\n"
+    old = "flags\t\t: fpu avx2 avx512f\nbugs\t\t: avx512_bf16_is_not_a_flag_here\n"
+    assert cpu_has_bf16(amd) and cpu_has_bf16(intel)
+    assert not cpu_has_bf16(old) and not cpu_has_bf16("model name\t: avx512_bf16\n")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_sweep_bf16_runs_fp32_on_a_cpu_without_bf16_instructions(tmp_path, monkeypatch,
+                                                                 native):
+    from interp.cli import common
+
+    monkeypatch.setattr(common, "cpu_has_bf16", lambda: native)
+    res = invoke("sweep", "--p", 7, "--width", 8, "--steps", 4, "--save-every", 2, "--xi",
+                 "0.1", "--alpha", "0.5", "--values", "0", "--workers", 0, "--precision",
+                 "bf16", "--quiet", "--out", tmp_path / "s")
+    assert res.exit_code == 0, res.output
+    assert res.output.count("no bfloat16 matrix instructions") == (0 if native else 1)
+    spec = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    assert spec["base"]["train"]["precision"] == ("bf16" if native else "fp32")
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_bf16_on_a_cpu_without_bf16_instructions_says_so(tmp_path, monkeypatch, native):
     from interp.cli import common

@@ -375,3 +375,19 @@ def test_a_script_without_a_main_guard_is_told_why_its_workers_die(tmp_path, gua
         assert rows[0]["status"] == "failed"
         assert "without an `if __name__ == '__main__':` guard" in rows[0]["error"]
         assert str(script) in rows[0]["error"]
+
+
+def test_bf16_cells_land_in_the_phases_of_fp32_ones(tmp_path):
+    """A small wd-5 slice (p 23, N 64, 300 steps): one memorizing and one coexisting cell
+    in fp32, and the same phases with the products in bfloat16."""
+    base = RunConfig().replace(data={"p": 23}, model={"width": 64},
+                               train={"steps": 300, "save_every": 300})
+    phases = {}
+    for precision in ("fp32", "bf16"):
+        spec = SweepSpec(base=base.replace(train={"precision": precision}), xi=(0.2,),
+                         alpha=(0.3, 0.7), values=(5.0,))
+        rows = run_sweep(spec, tmp_path / precision, workers=0).rows
+        phases[precision] = [r["phase"] for r in rows]
+        assert all(r["status"] == "complete" for r in rows)
+    assert phases["fp32"] == ["memorization", "coexistence"]
+    assert phases["bf16"] == phases["fp32"]

@@ -2,10 +2,17 @@
 
 The first layer of the paper's MLP is a gather of two embedding columns, never a matmul
 with one-hot vectors; with the quadratic activation the whole forward and a hand-written
-backward run as one autograd function (:func:`quadratic_logits`).
+backward run as one autograd function (:func:`quadratic_logits`). The same function
+can run compiled (``torch.compile``, inductor: :func:`compile_enabled`), which fuses the
+gather with the square and the backward's product with its recomputed pre-activation.
 """
 
 from __future__ import annotations
+
+import functools
+import os
+import shutil
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +47,8 @@ def _fused_pre(U: torch.Tensor, V: torch.Tensor, m: torch.Tensor,
     indices of m and n (for the scatter of the backward).
     """
     (rows_u, i_m), (rows_v, i_n) = _stacked_rows(U, m), _stacked_rows(V, n)
+    if torch.compiler.is_compiling():  # inductor fuses indexing, not embedding_bag
+        return (rows_u[i_m] + rows_v[i_n]).view(*m.shape, U.shape[-2]), i_m, i_n
     bags = torch.stack([i_m, i_n + len(rows_u)], 1)
     z = F.embedding_bag(bags, torch.cat([rows_u, rows_v]), mode="sum")
     return z.view(*m.shape, U.shape[-2]), i_m, i_n
@@ -79,14 +88,67 @@ class _QuadraticMLP(torch.autograd.Function):
             flat = gz.view(-1, width)
 
             def scatter(rows: torch.Tensor) -> torch.Tensor:
-                out = gz.new_zeros(W.numel() // width, width).index_add_(0, rows, flat)
+                out = scatter_rows(flat, rows, W.numel() // width)
                 return out.view(*W.shape[:-2], p, width).mT
             gU, gV = scatter(rows_m), scatter(rows_n)
         return gU, gV, gW, None, None, None
 
 
+@torch.library.custom_op("interp::scatter_rows", mutates_args=())
+def scatter_rows(flat: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """Rows of ``flat`` shape=(B, N) summed into ``n_rows`` rows: row ``rows[i]`` gets
+    ``flat[i]``. shape=(n_rows, N). An opaque operator to the compiler, so that a
+    compiled backward keeps this deterministic index_add instead of atomic adds, whose
+    order (and so the bits of the sum) changes from run to run on several threads."""
+    return flat.new_zeros(n_rows, flat.shape[-1]).index_add_(0, rows, flat)
+
+
+@scatter_rows.register_fake
+def _scatter_rows_shape(flat: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
+    return flat.new_empty(n_rows, flat.shape[-1])
+
+
+def compile_enabled(device: str = "cpu") -> bool:
+    """Whether the quadratic kernel runs compiled on ``device``'s type: asked for
+    (``INTERP_COMPILE=1``, default 0) and a compiler is present (a C++ compiler on the
+    CPU, Triton on CUDA). Asked for but impossible: says so once on stderr, and the
+    plain kernel runs (equal to the compiled one to float tolerance:
+    ``tests/models/test_mlp.py``)."""
+    if os.environ.get("INTERP_COMPILE", "0") != "1":
+        return False
+    return _compiler_present(device)
+
+
+@functools.cache
+def _compiler_present(device: str) -> bool:
+    if device == "cuda":
+        from torch.utils._triton import has_triton
+        found, what = has_triton(), "Triton"
+    else:
+        found = any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "c++", "clang++"))
+        what = "a C++ compiler (g++, c++ or clang++; or $CXX)"
+    if not found:
+        print(f"note: INTERP_COMPILE=1 asks for the compiled kernel, but {what} is not "
+              "found here; the plain kernel runs.", file=sys.stderr)
+    return found
+
+
+@functools.cache
+def _compiled_apply():
+    """``_QuadraticMLP.apply`` through ``torch.compile`` (inductor), built once per
+    process, its batch size symbolic (one graph for every training-set size)."""
+    import torch._inductor.config as inductor
+
+    inductor.compile_threads = 1  # no pool of compile processes in a sweep's workers
+
+    def apply(*args: object) -> torch.Tensor:
+        return _QuadraticMLP.apply(*args)
+    return torch.compile(apply, dynamic=True)
+
+
 def quadratic_logits(U: torch.Tensor, V: torch.Tensor, W: torch.Tensor, m: torch.Tensor,
-                     n: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+                     n: torch.Tensor, dtype: torch.dtype | None = None,
+                     compiled: bool = False) -> torch.Tensor:
     """Logits of the quadratic MLP without dropout or BatchNorm, fused.
 
     One model: U, V shape=(N, p), W shape=(p, N), m, n shape=(B,) -> shape=(B, p). A
@@ -95,9 +157,12 @@ def quadratic_logits(U: torch.Tensor, V: torch.Tensor, W: torch.Tensor, m: torch
     in value and gradient; without gradients it saves nothing for a backward.
     ``dtype=torch.bfloat16``: the matrix products in bfloat16 (the weights, the gather
     and the square stay float32); the logits are then bfloat16, as under autocast.
+    ``compiled``: training (with gradients) in float32 runs the same function compiled
+    (:func:`compile_enabled` says when it can); bfloat16 products run plain.
     """
     if torch.is_grad_enabled() and (U.requires_grad or V.requires_grad or W.requires_grad):
-        return _QuadraticMLP.apply(U, V, W, m, n, dtype)
+        apply = _compiled_apply() if compiled and dtype is None else _QuadraticMLP.apply
+        return apply(U, V, W, m, n, dtype)
     z = _fused_pre(U, V, m, n)[0]
     h = z.mul_(z)
     return h @ W.mT if dtype is None else h.to(dtype) @ W.to(dtype).mT
