@@ -68,9 +68,17 @@ TERM_FIRST = [pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow), (signal.
 TRAIN = ["--p", "7", "--width", "8", "--steps", "60", "--save-every", "10"]
 
 
+def ignore_sigint() -> None:
+    """Start the command with SIGINT ignored, as a shell script starts a background job
+    (``interp sweep ... &``): Python then leaves Ctrl-C alone, so a ``kill -INT`` went
+    unheard until the command set its own handler."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def interrupt(args: list[str], tmp: Path, stall_at: str, sig: int,
               ready: Path | None = None) -> tuple[subprocess.CompletedProcess, list[int]]:
-    """Run ``interp ARGS`` stalled at ``stall_at``; once it stalls (and ``ready`` exists,
+    """Run ``interp ARGS`` (SIGINT ignored at its start, :func:`ignore_sigint`) stalled at
+    ``stall_at``; once it stalls (and ``ready`` exists,
     when given) send it ``sig``. Returns its result, waited for at most 10 s after the
     signal, and its descendants still running 10 s after it ended."""
     hook = tmp / "hook"
@@ -82,7 +90,7 @@ def interrupt(args: list[str], tmp: Path, stall_at: str, sig: int,
                STALL_MARKER=str(marker), STALL_AT=stall_at)
     proc = subprocess.Popen([sys.executable, "-c", MAIN, *map(str, args)], env=env,
                             start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=ignore_sigint)
     try:
         deadline, below = time.monotonic() + 240, {}
         while not (marker.exists() and (ready is None or ready())):
