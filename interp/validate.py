@@ -12,6 +12,8 @@ from typing import Any
 #: Activation names: ``relu``, ``gelu`` (exact, erf), ``gelu_new`` (tanh approximation, as
 #: TransformerLens names it), ``silu``, ``tanh`` or ``x^K`` with K a positive integer.
 ACT_RE = re.compile(r"^(relu|gelu|gelu_new|silu|tanh|x\^([1-9][0-9]*))$")
+#: The named activations and the powers the paper uses, as shell completion offers them.
+ACTIVATIONS = ("relu", "gelu", "gelu_new", "silu", "tanh", "x^2", "x^3")
 
 
 def fail(name: str, expected: str, found: Any) -> None:

@@ -236,3 +236,14 @@ def test_the_checks_see_what_they_check():
     assert "interp.store.writer" in GRAPH["interp.training.runner"]
     assert "h5py" in imports("interp.store.trajectory")
     assert layer("interp.analysis.spectra") < layer("interp.plots.figures")
+
+
+def test_the_package_ships_its_types():
+    """PEP 561: ``interp/py.typed`` is in the package and its data, so a type checker
+    reads interp's annotations."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "interp" / "py.typed").is_file()
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["interp"]

@@ -215,10 +215,12 @@ CASES = [
     C(["train", *TINY_T, "--out", "{out}", "--n-heads", "3"],
       "--d-model must be a multiple of n_heads=3", id="n-heads"),
     C([*TRAIN, "--act", "sigmoid"], "--act must be 'relu', 'gelu', 'gelu_new'", id="act"),
-    C([*TRAIN, "--wd", "-1"], "--wd must be a finite number >= 0, got -1.0.",
+    C([*TRAIN, "--weight-decay", "-1"], "--weight-decay must be a finite number >= 0, got -1.0.",
       id="wd-negative"),
-    C([*TRAIN, "--wd", "inf"], "--wd must be a finite number >= 0, got inf.", id="wd-inf"),
-    C([*TRAIN, "--wd", "nan"], "--wd must be a finite number >= 0, got nan.", id="wd-nan"),
+    C([*TRAIN, "--weight-decay", "inf"], "--weight-decay must be a finite number >= 0, got "
+      "inf.", id="wd-inf"),
+    C([*TRAIN, "--weight-decay", "nan"], "--weight-decay must be a finite number >= 0, got "
+      "nan.", id="wd-nan"),
     C([*TRAIN, "--dropout", "1"], "--dropout must be a number in [0.0, 1.0)",
       id="dropout-1"),
     C([*TRAIN, "--dropout", "nan"], "--dropout must be a number", id="dropout-nan"),
@@ -470,7 +472,7 @@ CASES = [
     C(["sweep", "--config", "{d}/empty.toml", "--out", "{out}"],
       "sweep config '{d}/empty.toml' must set at least one key", id="sweep-empty-toml"),
     C(["sweep", "--config", "{d}/one.toml", "--xi", "0.2", "--out", "{out}"],
-      "--xi must not be given with --config '{d}/one.toml'", id="sweep-config-xi"),
+      "--corrupt/--xi must not be given with --config '{d}/one.toml'", id="sweep-config-xi"),
     C(["sweep", "--config", "{d}/one.toml", "--width", "5", "--out", "{out}"],
       "--width must not be given with --config", id="sweep-config-width"),
     # interp phase-diagram: not a sweep folder, broken spec or summary

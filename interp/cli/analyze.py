@@ -26,6 +26,7 @@ from interp.cli.common import (
 )
 from interp.cli.foreign_options import FOREIGN_OPTIONS, foreign_options, option, parse_steps
 from interp.cli.report import html_option
+from interp.cli.vocabulary import names
 
 #: foreign_options' keys whose flag has another name.
 FLAGS = {"mapping": "map", "seed": "split_seed", "allow_pickle": "unsafe_pickle"}
@@ -64,7 +65,8 @@ def analyze(
                                          rich_help_panel=LLC),
     llc_draws: int = typer.Option(100, help="SGLD draws per chain.", rich_help_panel=LLC),
     llc_chains: int = typer.Option(2, help="SGLD chains.", rich_help_panel=LLC),
-    llc_batch: int = typer.Option(64, help="SGLD batch size.", rich_help_panel=LLC),
+    llc_batch_size: int = typer.Option(64, *names("--llc-batch-size"), help="SGLD batch size.",
+                                  rich_help_panel=LLC),
     llc_lr: float | None = typer.Option(None, help="SGLD step size (with "
                                         "--llc-localization; default: calibrated).",
                                         rich_help_panel=LLC),
@@ -142,7 +144,8 @@ def analyze(
     llc_options = None
     if llc:
         settings = _llc_settings(llc_lr, llc_localization, num_draws=llc_draws,
-                                 num_chains=llc_chains, batch_size=llc_batch, seed=llc_seed)
+                                 num_chains=llc_chains, batch_size=llc_batch_size,
+                                 seed=llc_seed)
         llc_options = {"settings": settings, "steps": parse_steps(llc_steps, "--llc-steps")}
     _analyze_run(run_path, foreign, step, flags, folder, outputs, threshold, seed, device,
                  overwrite, quiet, llc_options)
@@ -166,7 +169,7 @@ def _llc_settings(lr: float | None, localization: float | None, **fields: int) -
                          f"neither, to calibrate them), got --llc-lr {lr} and "
                          f"--llc-localization {localization}.")
     names = {"num_draws": "--llc-draws", "num_chains": "--llc-chains",
-             "batch_size": "--llc-batch", "seed": "--llc-seed", "lr": "--llc-lr",
+             "batch_size": "--llc-batch-size", "seed": "--llc-seed", "lr": "--llc-lr",
              "localization": "--llc-localization"}
     with as_options((), names):
         return LLCSettings(lr=lr, localization=localization, **fields)
@@ -309,8 +312,10 @@ def compare(
     llc_localization: float | None = typer.Option(None, help="SGLD localization (with "
                                                   "--llc-lr; default: calibrated).",
                                                   rich_help_panel=LLC),
-    out_dir: Path = typer.Option(Path("compare"), "--out", metavar="DIR",
-                                 help="Output folder.", rich_help_panel=OUTPUT),
+    out_dir: Path | None = typer.Option(None, "--out", metavar="DIR",
+                                        help="Output folder (default compare-A-B/ beside "
+                                             "the runs, named after them).",
+                                        rich_help_panel=OUTPUT),
     overwrite: bool = overwrite_option("output folder (an earlier comparison)"),
     json_path: Path | None = json_option("the JSON result"),
     no_plots: bool = typer.Option(False, "--no-plots", help="Write no figures.",
@@ -342,8 +347,9 @@ def compare(
     from interp.reports.groups import compare_groups
     from interp.store.atomic import check_replaceable, write_folder_atomic
 
-    json_path = _outside(out_dir, json_path, "--json")
     named = _groups(runs, groups, labels)
+    out_dir = out_dir or compare_folder(runs or [p for ps in named.values() for p in ps])
+    json_path = _outside(out_dir, json_path, "--json")
     check_replaceable(out_dir, "compare.json", OUTPUT_SUFFIXES)
     check_new_folder(out_dir, overwrite)
     total = len(runs or ()) + sum(len(paths) for paths in (named or {}).values())
@@ -396,3 +402,17 @@ def _groups(runs: list[Path] | None, groups: list[str] | None,
         raise ValueError(f"--group must not be given with {given} (each group names its "
                          f"runs), got {given} {str((runs or labels)[0])!r}.")
     return parse_groups(groups)
+
+
+def compare_folder(runs: list[Path]) -> Path:
+    """Where ``interp compare`` writes by default, beside the runs as an analysis is:
+    ``compare-A-B`` (the runs' file names) in the folder that holds them all (their
+    nearest common folder), ``compare-A-and-N-more`` for more than three runs."""
+    import os
+
+    stems = [run.stem for run in runs]
+    name = "-".join(stems) if len(stems) <= 3 else f"{stems[0]}-and-{len(stems) - 1}-more"
+    where = Path(os.path.commonpath([run.absolute().parent for run in runs]))
+    if all(not run.is_absolute() for run in runs):  # as the runs were given
+        where = Path(os.path.relpath(where))
+    return where / f"compare-{name}"

@@ -13,7 +13,9 @@ import errno
 import functools
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -92,19 +94,56 @@ def error_message(exc: BaseException) -> str:
 
 
 def friendly(fn: F) -> F:
-    """Turn input errors into one sentence on stderr and exit code 2, and Ctrl-C into
-    exit code 130; never a traceback."""
+    """Turn input errors into one sentence on stderr and exit code 2, and SIGINT (Ctrl-C)
+    or SIGTERM into exit code 130 or 143 (:func:`interrupts`); never a traceback."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with interrupts():
+                return fn(*args, **kwargs)
         except USER_ERRORS as exc:
             err.print(f"error: {error_message(exc)}", markup=False, highlight=False)
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             err.print("error: interrupted.", markup=False, highlight=False)
-            raise typer.Exit(130) from None
+            raise typer.Exit(exit_code(exc)) from None
     return wrapper  # type: ignore[return-value]
+
+
+class Interrupted(KeyboardInterrupt):
+    """A command stopped by the signal ``signum`` (SIGINT or SIGTERM)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def exit_code(exc: KeyboardInterrupt) -> int:
+    """The shell's code of a command a signal stopped: 128 + the signal (130 for SIGINT,
+    Ctrl-C, 143 for SIGTERM)."""
+    return 128 + (exc.signum if isinstance(exc, Interrupted) else signal.SIGINT)
+
+
+@contextlib.contextmanager
+def interrupts() -> Iterator[None]:
+    """While a command runs, SIGINT and SIGTERM raise :class:`Interrupted` where it is, so
+    that it stops within moments, cleaning up as for Ctrl-C (its writers close, its
+    workers end). Even when the command was started with SIGINT ignored (a background job
+    of a script), ``kill -INT`` stops it. Only the main thread can set handlers; elsewhere
+    nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Interrupted(signum)
+
+    before = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 #: A foreign import's config field named after another option.
@@ -116,7 +155,7 @@ def as_options(options: Iterable[str], renamed: Mapping[str, str] | None = None
                ) -> Iterator[None]:
     """Config errors ("train_frac must be ...") name the command's option instead
     ("--train-frac must be ..."): ``options`` are named as their config field,
-    ``renamed`` maps the other fields to their option (``{"weight_decay": "--wd"}``)."""
+    ``renamed`` maps the other fields to their option (``{"split_seed": "--seed"}``)."""
     try:
         yield
     except ValueError as exc:
@@ -182,18 +221,19 @@ class ProgressBar:
 
 
 @contextlib.contextmanager
-def progress(label: str, quiet: bool = False, total: int | None = None
-             ) -> Iterator[Callable[..., None]]:
+def progress(label: str, quiet: bool = False, total: int | None = None,
+             finished: bool = False) -> Iterator[Callable[..., None]]:
     """Progress of a command that takes a while, on stderr: yields ``update(what,
-    done=None)``. A spinner (and a bar when ``total`` is given) with the elapsed time on a
-    terminal, cleared at the end; elsewhere (a log, a pipe) one plain line per finished
-    stage with its duration, so that an error is still the only line when a stage fails;
-    nothing when ``quiet``."""
+    done=None)``, ``done`` items of ``total`` finished. A spinner (and a bar when ``total``
+    is given) with the elapsed time on a terminal, cleared at the end; elsewhere (a log, a
+    pipe) one plain line per finished stage with its duration, so that an error is still
+    the only line when a stage fails; nothing when ``quiet``. ``finished``: each update
+    reports an item that has just finished (``what``, the ``done``-th), written at once."""
     if quiet:
         yield lambda what, done=None: None
         return
     if not err.is_terminal:
-        log = StageLog(label, total)
+        log = StageLog(label, total, finished)
         yield log.update
         log.update(None)  # the last stage finished (not reached on an error)
         return
@@ -220,13 +260,23 @@ def progress(label: str, quiet: bool = False, total: int | None = None
 
 class StageLog:
     """Plain progress lines: each stage is written when it ends, ``label: what (n/total)
-    (1.2 s)``."""
+    (1.2 s)``; with ``finished``, each item as it is reported, with the time since the
+    one before."""
 
-    def __init__(self, label: str, total: int | None) -> None:
-        self.label, self.total = label, total
+    def __init__(self, label: str, total: int | None, finished: bool = False) -> None:
+        self.label, self.total, self.finished = label, total, finished
         self.stage: tuple[str, int | None, float] | None = None
+        self.start = time.perf_counter()
 
     def update(self, what: str | None, done: int | None = None) -> None:
+        if self.finished:
+            if what is not None:
+                of = f" ({done}/{self.total})" if done is not None and self.total else ""
+                now = time.perf_counter()
+                elapsed, self.start = now - self.start, now
+                err.print(f"{self.label}: {what}{of} ({elapsed:.1f} s)",
+                          markup=False, highlight=False)
+            return
         if self.stage is not None:
             name, count, start = self.stage
             of = (f" ({count + 1}/{self.total})" if count is not None and self.total

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from interp.cli.common import FOREIGN, MAP_HELP, layout_help
+from interp.cli.vocabulary import COMPLETION, names
 
 #: Each option's parameter name -> (its flags, metavar, help); the default is None.
 OPTIONS: dict[str, tuple[tuple[str, ...], str | None, str]] = {
@@ -36,9 +37,10 @@ OPTIONS: dict[str, tuple[tuple[str, ...], str | None, str]] = {
                                      "not trained on)."),
     "steps": ((), "S1,S2,..", "The checkpoints' steps (default: the file's epochs or steps; "
                               "must agree with them)."),
-    "train_frac": ((), None, "Without the run's own split: the train fraction of ours "
-                             "(default 0.5)."),
-    "corrupt": ((), None, "Corrupted fraction of our split's labels (default 0)."),
+    "train_frac": (names("--train-frac"), None, "Without the run's own split: the train "
+                                                "fraction of ours (default 0.5)."),
+    "corrupt": (names("--corrupt"), None, "Corrupted fraction of our split's labels "
+                                          "(default 0)."),
     "split_seed": ((), None, "Seed of our split and corruption (default 0)."),
 }
 #: Config fields of a foreign import named after their option (as_options' errors).
@@ -53,7 +55,8 @@ def option(name: str) -> Any:
         return typer.Option(False, "--unsafe-pickle", help=UNSAFE_HELP, rich_help_panel=FOREIGN)
     flags, metavar, text = OPTIONS[name]
     return typer.Option(None, *flags, metavar=metavar, help=text or layout_help(),
-                        rich_help_panel=FOREIGN)
+                        rich_help_panel=FOREIGN,
+                        autocompletion=COMPLETION.get("--" + name.replace("_", "-")))
 
 
 def foreign_options(values: Mapping[str, Any]) -> dict[str, Any]:

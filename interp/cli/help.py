@@ -11,6 +11,8 @@ from typing import Any
 
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
+from interp.cli.vocabulary import modernize
+
 
 def _no_flag_types(params: Iterable[Any], ctx: Any) -> None:
     """Show no type (``<bool>``) beside flags, which take no value, and ``<path>...``
@@ -38,8 +40,14 @@ class Group(TyperGroup):
 
 
 class Command(TyperCommand):
-    """typer's command with a plain usage line (``RUN`` and ``RUN...``, not ``{RUN}``)
-    and no type shown beside a flag, which takes no value."""
+    """typer's command with a plain usage line (``RUN`` and ``RUN...``, not ``{RUN}``),
+    no type shown beside a flag, which takes no value, and a note for each deprecated
+    option name used (:mod:`interp.cli.vocabulary`)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if not ctx.resilient_parsing:  # not while completing
+            args = modernize(args, (name for param in self.params for name in param.opts))
+        return super().parse_args(ctx, args)
 
     def get_params(self, ctx: Any) -> list[Any]:
         params = super().get_params(ctx)

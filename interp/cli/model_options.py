@@ -19,6 +19,8 @@ from typing import Any
 
 import typer
 
+from interp.cli.vocabulary import COMPLETION
+
 MODEL = "Model"
 #: Config fields every command sets from another option (``--seed``).
 FROM_OTHER_OPTIONS = ("init_seed",)
@@ -41,7 +43,8 @@ class FieldOption:
         flag = "--" + name.replace("_", "-")
         names = [f"{flag}/--no-{flag[2:]}"] if self.kind is bool else [flag]
         return typer.Option(None, *names, help=f"{self.help} {self._defaults_text()}",
-                            rich_help_panel=MODEL, show_default=False)
+                            rich_help_panel=MODEL, show_default=False,
+                            autocompletion=COMPLETION.get(flag))
 
     def _defaults_text(self) -> str:
         by_value: dict[str, list[str]] = {}

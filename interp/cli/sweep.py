@@ -11,10 +11,11 @@ import typer
 from interp.cli.common import (
     as_options,
     err,
+    exit_code,
     fp32_without_bf16,
     friendly,
     json_option,
-    out,
+    overwrite_option,
     print_json_or,
     progress,
     quiet_option,
@@ -27,6 +28,7 @@ from interp.cli.model_options import (
     with_model_options,
 )
 from interp.cli.report import html_option
+from interp.cli.vocabulary import complete_model, names
 from interp.models.registry import DEFAULT
 
 
@@ -37,8 +39,10 @@ def sweep(
     out_dir: Path = typer.Option(..., "--out", help="Sweep folder (cells, summary, spec)."),
     config: Path | None = typer.Option(None, help="Sweep TOML file (see docs/sweeps.md); "
                                                   "replaces the grid options below."),
-    xi: str = typer.Option("0.1:0.9:17", help="Corruption grid: a,b,c or START:STOP:NUM."),
-    alpha: str = typer.Option("0.1:0.9:17", help="Train-fraction grid."),
+    corrupt: str = typer.Option("0.1:0.9:17", *names("--corrupt"),
+                           help="Corrupted-fraction (xi) grid: a,b,c or START:STOP:NUM."),
+    train_frac: str = typer.Option("0.1:0.9:17", *names("--train-frac"),
+                              help="Train-fraction (alpha) grid."),
     regularizer: str = typer.Option("weight_decay",
                                     help="weight_decay, dropout or batch_size (BatchNorm)."),
     values: str | None = typer.Option(None, help="Regularizer values (default: the paper's)."),
@@ -46,7 +50,8 @@ def sweep(
                                         "and corruption: a count K (seeds 0..K-1) or a "
                                         "list, e.g. 0,1,2 (one seed alone: 5,)."),
     p: int = typer.Option(97, help="Base run: modulus."),
-    model: str = typer.Option(DEFAULT, help=model_help(), rich_help_panel=MODEL),
+    model: str = typer.Option(DEFAULT, help=model_help(), rich_help_panel=MODEL,
+                              autocompletion=complete_model),
     steps: int = typer.Option(2000, help="Base run: optimizer steps."),
     lr: float = typer.Option(1e-2, help="Base run: learning rate."),
     loss: str | None = typer.Option(None, help="Base run: mse or ce (default: the "
@@ -61,11 +66,12 @@ def sweep(
     metrics_every: int = typer.Option(10, help="Record the metrics every k steps (and at "
                                               "checkpoints and the end); 1: every step."),
     threads: int = typer.Option(1, help="Torch threads per cell; a cell's weights depend on "
-                                        "it, never on --workers or --batch."),
-    batch: int | None = typer.Option(None, help="Cells per task (default: 1 on the CPU, "
-                                                "where they train one after another; 64 on "
-                                                "CUDA, where cells of one alpha share a "
-                                                "kernel)."),
+                                        "it, never on --workers or --cells-per-task."),
+    cells_per_task: int | None = typer.Option(None, *names("--cells-per-task"),
+                                              help="Cells per task (default: 1 on the CPU, "
+                                                   "where they train one after another; 64 "
+                                                   "on CUDA, where cells of one alpha share "
+                                                   "a kernel)."),
     device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
     scheduler: str | None = typer.Option(None, help="Dask scheduler address, e.g. "
                                                     "tcp://host:8786 (needs interp[distributed])."),
@@ -104,28 +110,34 @@ def sweep(
                              TrainConfig(steps=steps, lr=lr, save_every=save_every,
                                          loss=loss or family(model).default_loss,
                                          precision=precision))
-        spec = SweepSpec(base=base, xi=parse_grid(xi), alpha=parse_grid(alpha),
+        spec = SweepSpec(base=base, xi=parse_grid(corrupt), alpha=parse_grid(train_frac),
                          regularizer=regularizer,
                          values=None if values is None else parse_grid(values),
                          seeds=parse_seeds(seeds),
                          metrics_every=metrics_every)
     if fp32_without_bf16(spec.base.train.precision, device):
         spec = replace(spec, base=spec.base.replace(train={"precision": "fp32"}))
-    with progress("sweep", quiet, total=spec.n_cells) as update:
+    with progress("sweep", quiet, total=spec.n_cells, finished=True) as update:
         def on_cell(event: Any) -> None:
             update(f"{event.cell_id}: {event.action}", event.done)
 
         try:
             report = run_sweep(spec, out_dir, workers=workers, scheduler=scheduler,
-                               progress=on_cell, batch=batch, threads=threads, device=device)
+                               progress=on_cell, batch=cells_per_task, threads=threads,
+                               device=device)
         except WriteFailed as exc:
             hint = " by running the same sweep again" if exc.resumable else ""
             raise ValueError(f"{str(exc).rstrip('.')}{hint}.") from None
+        except KeyboardInterrupt as exc:
+            err.print(f"error: interrupted; the finished cells are kept in {out_dir}; run "
+                      "the same command again to finish the others.", markup=False,
+                      highlight=False)
+            raise typer.Exit(exit_code(exc)) from None
         if html:  # failed cells too: the page says why each failed
             from interp.plots.html import write_report
 
-            update("report.html", spec.n_cells)
             write_report(out_dir, out_dir / "report.html")
+            update("report.html", spec.n_cells)
     result = {"out": str(out_dir), "n_cells": report.n_cells, "n_trained": report.n_trained,
               "n_resumed": report.n_resumed, "n_skipped": report.n_skipped,
               "failed": list(report.failed), "rows": list(report.rows)}
@@ -140,14 +152,14 @@ def sweep(
 
 
 #: Options of ``interp sweep`` that do not describe the grid, which --config may join.
-_RUN_OPTIONS = ("out_dir", "config", "workers", "threads", "batch", "device", "scheduler",
-                "json_path", "quiet")
+_RUN_OPTIONS = ("out_dir", "config", "workers", "threads", "cells_per_task", "device",
+                "scheduler", "json_path", "quiet")
 
 
 def _config_alone(ctx: typer.Context, config: Path) -> None:
     """Refuse a grid or base-run option given beside ``--config``, which replaces them
     (it would be ignored)."""
-    given = [param.opts[0] for param in ctx.command.params if param.name not in _RUN_OPTIONS
+    given = ["/".join(param.opts) for param in ctx.command.params if param.name not in _RUN_OPTIONS
              and getattr(ctx.get_parameter_source(param.name), "name", "") != "DEFAULT"]
     if given:
         raise ValueError(f"{given[0]} must not be given with --config {str(config)!r}, whose "
@@ -159,24 +171,33 @@ def phase_diagram(
     sweep_dir: Path = typer.Argument(..., metavar="SWEEP_DIR", help="Folder of interp sweep."),
     out_dir: Path | None = typer.Option(None, "--out", metavar="DIR",
                                         help="Figure folder (default SWEEP_DIR/figures)."),
+    overwrite: bool = overwrite_option("figure"),
+    json_path: Path | None = json_option("each cell drawn, over its seeds (majority phase, "
+                                         "agreement, mean accuracies), and the figures, as "
+                                         "JSON"),
     quiet: bool = quiet_option(),
 ) -> None:
     """Draw the paper-style phase diagram and accuracy heatmaps of a sweep.
 
     One panel per regularizer value, the majority phase (or the mean accuracy) over
-    seeds in each cell; it can run while the sweep is still going.
+    seeds in each cell; it can run while the sweep is still going. Existing figures are
+    replaced only with --overwrite.
 
     Example:
 
-        interp phase-diagram sweeps/wd --out figures/wd
+        interp phase-diagram sweeps/wd --out figures/wd --json -
     """
     from interp.plots.phase_diagram import write_phase_diagram
+    from interp.sweeps.seeds import seed_rows
+    from interp.sweeps.summary import read_summary
 
     with progress("phase-diagram", quiet) as update:
         update(f"reading {sweep_dir} and drawing")
-        paths = write_phase_diagram(sweep_dir, out_dir)
-    for path in paths:
-        out.print(f"wrote {path}")
+        rows = read_summary(sweep_dir)
+        paths = write_phase_diagram(sweep_dir, out_dir, overwrite=overwrite, rows=rows)
+    result = {"sweep": str(sweep_dir), "figures": [str(path) for path in paths],
+              "cells": seed_rows(rows)}
+    print_json_or(result, json_path, *(f"wrote {path}" for path in paths))
 
 
 def check_scheduler(address: str, timeout: float = 5.0) -> None:

@@ -41,6 +41,7 @@ from interp.cli.model_options import (
     model_help,
     with_model_options,
 )
+from interp.cli.vocabulary import complete_model, complete_op, names
 from interp.models.registry import DEFAULT
 
 
@@ -49,20 +50,25 @@ from interp.models.registry import DEFAULT
 def train(
     p: int = typer.Option(97, help="Modulus (prime where the operation needs it).",
                           rich_help_panel=DATA),
-    op: str = typer.Option("add", help="Operation: add, sub, mul, div, sq_sum (m^2+n^2), "
+    op: str = typer.Option("add", autocompletion=complete_op,
+                           help="Operation: add, sub, mul, div, sq_sum (m^2+n^2), "
                                        "m2_mn_n2, m2_mn_n2_m, m3_mn, m3_mn2_n, div_odd_sub "
                                        "(see docs/cli.md).", rich_help_panel=DATA),
-    train_frac: float = typer.Option(0.5, help="Train fraction alpha of all pairs.",
+    train_frac: float = typer.Option(0.5, *names("--train-frac"),
+                                     help="Train fraction alpha of all pairs.",
                                      rich_help_panel=DATA),
-    corrupt: float = typer.Option(0.35, help="Corrupted fraction xi of the training labels.",
+    corrupt: float = typer.Option(0.35, *names("--corrupt"),
+                                  help="Corrupted fraction xi of the training labels.",
                                   rich_help_panel=DATA),
     corrupt_mode: str = typer.Option("different",
                                      help="'different': every corrupted label is wrong; "
                                           "'uniform': drawn over all p labels.",
                                      rich_help_panel=DATA),
-    model: str = typer.Option(DEFAULT, help=model_help(), rich_help_panel=MODEL),
-    wd: float = typer.Option(0.0, help="Weight decay (on all parameters).",
-                             rich_help_panel=TRAINING),
+    model: str = typer.Option(DEFAULT, help=model_help(), rich_help_panel=MODEL,
+                              autocompletion=complete_model),
+    weight_decay: float = typer.Option(0.0, *names("--weight-decay"),
+                                       help="Weight decay (on all parameters).",
+                                       rich_help_panel=TRAINING),
     batch_size: int | None = typer.Option(None, help="Minibatch size (default: full batch).",
                                           rich_help_panel=TRAINING),
     lr: float = typer.Option(1e-2, help="Learning rate.", rich_help_panel=TRAINING),
@@ -104,10 +110,10 @@ def train(
     Examples:
 
         interp train --steps 1000                     # coexistence (wd 0)
-        interp train --wd 15 --steps 500 --out checkpoints/wd15.h5
+        interp train --weight-decay 15 --steps 500 --out checkpoints/wd15.h5
         interp train --resume checkpoints/wd15.h5     # after an interruption
         interp train --model deep_mlp --depth 3 --width 128 --steps 500
-        interp train --model transformer --loss ce --wd 0.5 --corrupt 0 \\
+        interp train --model transformer --loss ce --weight-decay 0.5 --corrupt 0 \\
             --steps 1000
     """
     from interp.config import DataConfig, RunConfig, TrainConfig
@@ -129,7 +135,8 @@ def train(
                 DataConfig(p=p, op=op, train_frac=train_frac, corrupt=corrupt,
                            corrupt_mode=corrupt_mode, split_seed=seed, corrupt_seed=seed),
                 model_config(model, model_options, seed),
-                TrainConfig(steps=steps, lr=lr, optimizer=optimizer, weight_decay=wd,
+                TrainConfig(steps=steps, lr=lr, optimizer=optimizer,
+                            weight_decay=weight_decay,
                             loss=loss or family(model).default_loss, batch_size=batch_size,
                             seed=seed, save_every=save_every, save_log=save_log,
                             precision=precision),
@@ -154,9 +161,8 @@ def train(
 #: those named otherwise.
 _OPTIONS = ("p", "op", "model", "train_frac", "corrupt", "corrupt_mode", "batch_size", "lr",
             "optimizer", "loss", "steps", "save_every", "save_log", "precision", "seed",
-            *field_options())
-_RENAMED = {"weight_decay": "--wd", "split_seed": "--seed", "corrupt_seed": "--seed",
-            "init_seed": "--seed"}
+            "weight_decay", *field_options())
+_RENAMED = {"split_seed": "--seed", "corrupt_seed": "--seed", "init_seed": "--seed"}
 
 
 @contextlib.contextmanager
@@ -166,11 +172,11 @@ def _stopped(path: Path) -> Iterator[None]:
 
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         hint = (f"; continue it with `interp train --resume {path}`" if path.is_file()
                 else "")
         err.print(f"error: interrupted{hint}.", markup=False, highlight=False)
-        raise typer.Exit(130) from None
+        raise typer.Exit(common.exit_code(exc)) from None
     except WriteFailed as exc:
         hint = f" with `interp train --resume {path}`" if exc.resumable else ""
         raise ValueError(f"{str(exc).rstrip('.')}{hint}.") from None
@@ -185,27 +191,31 @@ def _stopped(path: Path) -> Iterator[None]:
 @friendly
 def inspect(
     run_path: Path = typer.Argument(..., metavar="RUN", help="Trajectory file (.h5)."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout "
-                                 "instead of tables."),
+    json_path: Path | None = json_option("the facts as JSON (with '-' instead of the "
+                                         "tables)"),
     verify: bool = typer.Option(False, "--verify", help="Read every stored chunk, checking "
                                 "its checksum (exit 2 at the first that fails)."),
 ) -> None:
     """Show a run file's config, stored steps and checkpoints, final metrics and size.
 
-    It reads a file that is still being written, too. With --json it prints one JSON
+    It reads a file that is still being written, too. With --json - it prints one JSON
     object instead of the tables; with --verify it first reads every chunk of the file,
     checking each one's checksum (files written before interp stored checksums have
     none, which it says).
 
     Example:
 
-        interp inspect checkpoints/run.h5 --json
+        interp inspect checkpoints/run.h5 --json -
     """
     from rich.table import Table
 
     from interp.store.run import Run
     from interp.store.trajectory import TrajectoryFile
 
+    if json_path is not None and str(json_path) != "-" and json_path.exists() \
+            and json_path.resolve() == run_path.resolve():
+        raise ValueError(f"--json must name a file other than the run file, got "
+                         f"{str(json_path)!r}.")
     with TrajectoryFile(run_path) as store, Run(store) as run:
         verified = store.verify() if verify else None
         m = run.metrics()
@@ -226,9 +236,11 @@ def inspect(
             "assumed": run.assumed,
             "checksums": store.checksummed,
         } | ({"verified": verified} if verified is not None else {})
-        if as_json:
+        if str(json_path) == "-":
             sys.stdout.write(json.dumps(info, indent=2, allow_nan=False) + "\n")
             return
+        if json_path is not None:
+            common.write_json_atomic(info, json_path)
         cfg = Table(title="config", show_header=False)
         for section, fields in info["config"].items():
             for k, v in fields.items():

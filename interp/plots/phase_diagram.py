@@ -292,23 +292,30 @@ def phase_figures(spec: Any, rows: Sequence[Row]) -> dict[str, Figure]:
 
 
 def write_phase_diagram(sweep_dir: str | os.PathLike,
-                        out_dir: str | os.PathLike | None = None) -> list[Path]:
+                        out_dir: str | os.PathLike | None = None, *, overwrite: bool = False,
+                        rows: Sequence[Row] | None = None) -> list[Path]:
     """Draw a sweep folder's figures; returns their paths.
 
     Writes ``phase_diagram.png`` (one panel per regularizer value, majority phase over
     seeds), ``accuracy_test.png`` and ``accuracy_train.png`` (mean over seeds), and for a
     sweep with clean cells ``grokking_delay.png`` (:func:`delay_grid`) into
-    ``out_dir`` (default ``SWEEP_DIR/figures``). Reads ``summary.json``, rebuilding it
-    from the cell files when absent.
+    ``out_dir`` (default ``SWEEP_DIR/figures``); an existing one is replaced only with
+    ``overwrite`` (else nothing is written). Draws ``rows`` (default: read from
+    ``summary.json``, rebuilt from the cell files when absent).
     """
     from interp.sweeps.spec import load_spec
     from interp.sweeps.summary import read_summary
 
     sweep_dir = Path(sweep_dir)
     spec = load_spec(sweep_dir)
-    rows = read_summary(sweep_dir)
+    rows = read_summary(sweep_dir) if rows is None else rows
     out = Path(out_dir) if out_dir is not None else sweep_dir / "figures"
     check_not_linked(out, "figure folder")
+    figures = phase_figures(spec, rows)
+    existing = [out / f"{name}.png" for name in figures if (out / f"{name}.png").exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"output file {str(existing[0])!r} already exists; pass "
+                              "--overwrite to replace it.")
     out.mkdir(parents=True, exist_ok=True)
     return [save_png(fig, out / f"{name}.png", bbox_inches="tight")
-            for name, fig in phase_figures(spec, rows).items()]
+            for name, fig in figures.items()]

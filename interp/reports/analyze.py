@@ -10,7 +10,7 @@ figures draw, so that plotting recomputes nothing.
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -196,15 +196,27 @@ def foreign_options() -> tuple[str, ...]:
             *("split_seed" if name == "seed" else name for name in OPTIONS), *own)
 
 
-def analyze(run_path: str | os.PathLike, step: int | None = None, **options: Any
-            ) -> dict[str, Any]:
+def analyze(run_path: Any, step: int | None = None, *, ipr: bool = True,
+            prune: bool = True, ablate: bool = True, fit: bool = False, phase: bool = True,
+            progress: bool = False, r: float = 2, threshold: float | None = None,
+            seed: int = 0, n_random: int = 5, device: str = "cpu", key_fraction: float = 0.9,
+            layout: str | None = None, p: int | None = None,
+            mapping: Mapping[str, str] | None = None, allow_pickle: bool = False,
+            op: str | None = None, act: str | None = None, loss: str | None = None,
+            train_indices: Any = None, test_indices: Any = None,
+            steps: Sequence[int] | None = None, train_frac: float | None = None,
+            corrupt: float | None = None, split_seed: int | None = None,
+            eq_token: int | None = None, normalization: str | None = None,
+            scaling: str | None = None, **layout_options: Any) -> dict[str, Any]:
     """Analyze the network (of any family) of a run at one stored step.
 
     Parameters
     ----------
     run_path : trajectory file written by :func:`interp.train_to_file`, or a foreign
         checkpoint (a file, an ``nn.Module`` or a state dict), read into memory as by
-        :class:`interp.Run`, whose foreign options (:func:`foreign_options`) it takes.
+        :class:`interp.Run` with the foreign options below (:func:`foreign_options`;
+        None: read from the file, else assumed; ``split_seed`` is Run's ``seed``);
+        ``layout_options``: the own options of an outside family's layout.
     step : a stored checkpoint step; None for the last.
     ipr : include the IPR, the neuron classes and ``generalizing_since`` (the latter
         reads the IPR of every stored checkpoint up to ``step``).
@@ -255,8 +267,15 @@ def analyze(run_path: str | os.PathLike, step: int | None = None, **options: Any
     spectrum's ``convention``, ``shares`` (length p//2+1) and ``key``
     (:func:`interp.key_frequencies`).
     """
-    foreign = {k: options.pop(k) for k in foreign_options() if k in options}
-    if "split_seed" in foreign:
-        foreign["seed"] = foreign.pop("split_seed")
+    given = locals()
+    unknown = sorted(set(layout_options) - set(foreign_options()))
+    if unknown:
+        raise TypeError(f"analyze() got an unexpected keyword argument {unknown[0]!r}.")
+    foreign = {k: given.get(k, layout_options.get(k)) for k in foreign_options()}
+    foreign = {("seed" if k == "split_seed" else k): v for k, v in foreign.items()
+               if v is not None and v is not False}
     with Run(run_path, **foreign) as run:  # a foreign checkpoint is read into memory
-        return analyze_run(run, step, **options).summary
+        return analyze_run(run, step, ipr=ipr, prune=prune, ablate=ablate, fit=fit,
+                           phase=phase, progress=progress, r=r, threshold=threshold,
+                           seed=seed, n_random=n_random, device=device,
+                           key_fraction=key_fraction).summary

@@ -1,18 +1,21 @@
 """Analysis results as pandas DataFrames, for notebooks: the per-neuron table of an
-:func:`interp.analyze` summary, its pruning curves in long form, and the per-run table of
-an :func:`interp.compare` result. pandas is the optional extra ``interp[notebook]``,
-imported when a table is asked for.
+:func:`interp.analyze` summary, its pruning curves in long form, its progress measures
+per checkpoint, and the per-run table of an :func:`interp.compare` result. pandas is the
+optional extra ``interp[notebook]``, imported when a table is asked for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from interp.store.frames import require
 
+if TYPE_CHECKING:
+    import pandas as pd
 
-def neuron_frame(summary: Mapping[str, Any]) -> Any:
+
+def neuron_frame(summary: Mapping[str, Any]) -> pd.DataFrame:
     """One row per neuron (index ``neuron``) of an :func:`interp.analyze` summary, with
     the columns its sections allow: ``ipr``, ``class`` (``generalizing``,
     ``memorizing``, or ``no split`` for every neuron) and ``generalizing_since`` (the
@@ -47,7 +50,7 @@ def neuron_frame(summary: Mapping[str, Any]) -> Any:
                          if k.startswith("ablated_") or k in ("ipr", "residual")})
 
 
-def prune_frame(summary: Mapping[str, Any]) -> Any:
+def prune_frame(summary: Mapping[str, Any]) -> pd.DataFrame:
     """The pruning curves of an :func:`interp.analyze` summary in long form: one row per
     order and count, columns ``order``, ``n_pruned``, the six accuracies, ``loss`` and
     ``test_loss``; JSON nulls are NaN."""
@@ -62,7 +65,26 @@ def prune_frame(summary: Mapping[str, Any]) -> Any:
     return frame[["order", *(c for c in frame.columns if c != "order")]]
 
 
-def compare_frame(result: Mapping[str, Any]) -> Any:
+def progress_frame(summary: Mapping[str, Any]) -> pd.DataFrame:
+    """The progress measures of an :func:`interp.analyze` summary (``progress=True``):
+    one row per stored checkpoint (index ``step``), one float column per measure the run
+    defines (``train_loss``, ``test_loss``, ``restricted_loss``, ``excluded_loss``,
+    ``wl_gini``, ``sum_sq_weights``, ...; a measure that is None for the run is left out,
+    and so is ``embedding_norms``, a spectrum per step). JSON nulls are NaN."""
+    pd = require("pandas", "progress_frame()")
+    section = summary.get("progress")
+    if not section:
+        raise ValueError("summary must hold the progress measures (analyze with "
+                         "progress=True), but its progress section is empty.")
+    steps = section["steps"]
+    columns = {name: values for name, values in section.items()
+               if name != "steps" and isinstance(values, list) and len(values) == len(steps)
+               and any(v is not None for v in values)
+               and all(v is None or isinstance(v, (int, float)) for v in values)}
+    return pd.DataFrame(columns, index=pd.Index(steps, name="step"), dtype="float64")
+
+
+def compare_frame(result: Mapping[str, Any]) -> pd.DataFrame:
     """One row per run of an :func:`interp.compare` result (index ``label``): the config
     fields that differ, ``phase``, the accuracies, ``mean_ipr``, ``n_generalizing``,
     ``n_memorizing``, ``total_norm`` and (BatchNorm runs) ``gamma_ipr_spearman``."""

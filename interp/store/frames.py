@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    import pandas as pd
+    import xarray as xr
+
     from interp.store.run import Run
 
 
@@ -27,7 +30,7 @@ def require(module: str, what: str) -> Any:
                           f"pip install 'interp[notebook]' (or pip install {module}).") from None
 
 
-def metrics_frame(run: Run, names: Sequence[str] | None = None) -> Any:
+def metrics_frame(run: Run, names: Sequence[str] | None = None) -> pd.DataFrame:
     """The run's per-step metrics (:meth:`Run.metrics`) as a ``pandas.DataFrame``: one row
     per recorded step (the index, named ``step``), one column per metric (``loss``,
     ``test_loss``, ``accuracy/<name>``, ``norm/<param>``), in the file's dtype."""
@@ -62,7 +65,7 @@ def array_dims(run: Run, name: str, shape: Sequence[int]) -> tuple[str, ...]:
 
 
 def to_xarray(run: Run, names: Sequence[str] | None = None,
-              steps: slice | Sequence[int] | None = None) -> Any:
+              steps: slice | Sequence[int] | None = None) -> xr.Dataset:
     """Checkpoints as an ``xarray.Dataset``: one variable per stored array (``names``,
     default all), each with dimensions ``("step", *array_dims)`` (the MLP's ``U`` is
     ``(step, neuron, residue)``, ``W`` is ``(step, residue, neuron)``) and coordinates

@@ -20,7 +20,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,6 +32,10 @@ from interp.models import family_of
 from interp.store.foreign import foreign_run, is_foreign
 from interp.store.memory import MemoryTrajectory, assumed_attrs
 from interp.store.trajectory import TrajectoryFile
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import xarray as xr
 
 
 class AssumedWarning(UserWarning):
@@ -81,6 +85,18 @@ class Run:
     def close(self) -> None:
         self._store.close()
 
+    def __repr__(self) -> str:
+        """``Run('runs/wd0.h5', mlp, p=97, steps 0..2000 (201 checkpoints), complete)``:
+        what the file's config and index say, nothing read from its arrays (the phase is
+        :func:`interp.run_phase`, an analysis, which the store does not import)."""
+        n = len(self.steps)
+        steps = (f"steps {int(self.steps[0])}..{int(self.steps[-1])} ({n} checkpoint"
+                 f"{'' if n == 1 else 's'})" if n else "no checkpoints")
+        state = "complete" if self.complete else f"incomplete of {self.config.train.steps}"
+        parts = [repr(str(self.path)), self.family.name, f"p={self.config.data.p}", steps,
+                 state + (" in memory" if self.in_memory else "")]
+        return f"Run({', '.join(parts)})"
+
     @property
     def in_memory(self) -> bool:
         """Whether the run is held in memory (not read from a trajectory file)."""
@@ -122,7 +138,7 @@ class Run:
         """Committed per-step metrics by name, plus ``step``. Each shape=(T,)."""
         return self._store.metrics(names)
 
-    def metrics_frame(self, names: Sequence[str] | None = None) -> Any:
+    def metrics_frame(self, names: Sequence[str] | None = None) -> pd.DataFrame:
         """:meth:`metrics` as a pandas DataFrame indexed by step (needs
         ``interp[notebook]``; :func:`interp.store.frames.metrics_frame`)."""
         from interp.store.frames import metrics_frame
@@ -130,7 +146,7 @@ class Run:
         return metrics_frame(self, names)
 
     def to_xarray(self, names: Sequence[str] | None = None,
-                  steps: slice | Sequence[int] | None = None) -> Any:
+                  steps: slice | Sequence[int] | None = None) -> xr.Dataset:
         """Checkpoints as an xarray Dataset with named dimensions (needs
         ``interp[notebook]``; :func:`interp.store.frames.to_xarray`)."""
         from interp.store.frames import to_xarray

@@ -13,6 +13,7 @@ temporary files its writers left. The format is described in ``docs/sweeps.md``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from collections.abc import Callable
@@ -158,23 +159,23 @@ def _run(spec: SweepSpec, out: Path, plan: Plan, workers: int | None, scheduler:
     skipped = [(cid, "skipped", rows[cid], None) for cid in rows if cid not in configs]
     counts = dict.fromkeys(("trained", "resumed", "skipped", "failed"), 0)
     failed = []
-    stream = itertools.chain(skipped, outcomes(tasks, spec.regularizer, workers, scheduler,
-                                               retries, batch, plan))
-    for done, (cid, action, row, exc) in enumerate(stream, 1):
-        if cid in configs:
-            path, err = cell_files(out, cid)
-            if exc is None:
-                err.unlink(missing_ok=True)
-            else:
-                message = f"{type(exc).__name__}: {exc}"
-                write_text_atomic(err, message + "\n")
-                row = cell_row(cid, configs[cid], spec.regularizer, path, message)
-                action = "failed"
-                failed.append(cid)
-            rows[cid] = row
-            write_summary(out, list(rows.values()), convention)
-        counts[action] += 1
-        if progress is not None:
-            progress(CellEvent(cid, action, row, done, len(rows)))
+    running = outcomes(tasks, spec.regularizer, workers, scheduler, retries, batch, plan)
+    with contextlib.closing(running):  # interrupted here: the workers end too
+        for done, (cid, action, row, exc) in enumerate(itertools.chain(skipped, running), 1):
+            if cid in configs:
+                path, err = cell_files(out, cid)
+                if exc is None:
+                    err.unlink(missing_ok=True)
+                else:
+                    message = f"{type(exc).__name__}: {exc}"
+                    write_text_atomic(err, message + "\n")
+                    row = cell_row(cid, configs[cid], spec.regularizer, path, message)
+                    action = "failed"
+                    failed.append(cid)
+                rows[cid] = row
+                write_summary(out, list(rows.values()), convention)
+            counts[action] += 1
+            if progress is not None:
+                progress(CellEvent(cid, action, row, done, len(rows)))
     return SweepReport(out, len(rows), counts["trained"], counts["resumed"], counts["skipped"],
                        tuple(failed), tuple(rows.values()))

@@ -133,6 +133,7 @@ PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 def _init_worker(threads: int, parent: int) -> None:
     die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the sweep, which ends us
     torch.set_num_threads(threads)
 
 
@@ -216,19 +217,24 @@ def run_local(groups: list[list[Task]], regularizer: str, workers: int, retries:
     pending = list(range(len(groups)))
     while pending:
         broken: list[int] = []
+        others = set(multiprocessing.active_children())
         with cf.ProcessPoolExecutor(min(workers, len(pending)), initializer=_init_worker,
                                     initargs=(plan.threads, os.getpid()),
                                     mp_context=pool_context()) as pool:
-            futures = {pool.submit(run_group, _as_items(groups[g]), regularizer,
-                                   *plan.args()): g for g in pending}
-            for fut in cf.as_completed(futures):
-                g = futures[fut]
-                try:
-                    yield from fut.result()
-                except cf.process.BrokenProcessPool:
-                    broken.append(g)
-                except Exception as exc:  # the cells' own error: record it, go on
-                    yield from ((cid, None, None, exc) for cid, _, _ in groups[g])
+            try:
+                futures = {pool.submit(run_group, _as_items(groups[g]), regularizer,
+                                       *plan.args()): g for g in pending}
+                for fut in cf.as_completed(futures):
+                    g = futures[fut]
+                    try:
+                        yield from fut.result()
+                    except cf.process.BrokenProcessPool:
+                        broken.append(g)
+                    except Exception as exc:  # the cells' own error: record it, go on
+                        yield from ((cid, None, None, exc) for cid, _, _ in groups[g])
+            except BaseException:  # interrupted, or closed early: stop now, not after
+                stop_workers(pool, others)  # every cell queued
+                raise
         pending = []
         for g in broken:
             attempts[g] += 1
@@ -238,6 +244,21 @@ def run_local(groups: list[list[Task]], regularizer: str, workers: int, retries:
                     for cid, _, _ in groups[g])
             else:
                 pending.append(g)
+
+
+def stop_workers(pool: cf.ProcessPoolExecutor, others: set[Any]) -> None:
+    """End ``pool``'s worker processes now (SIGTERM, then SIGKILL after 5 s), its queued
+    cells cancelled: the files of their running cells keep every committed checkpoint and
+    resume. ``others``: processes of the caller that are not the pool's, left alone."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    mine = [proc for proc in multiprocessing.active_children() if proc not in others]
+    for proc in mine:
+        proc.terminate()
+    for proc in mine:
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
 
 
 def _spawn_hint() -> str:
@@ -306,17 +327,21 @@ def run_dask(tasks: list[Task], regularizer: str, scheduler: Any, retries: int, 
 
 def outcomes(tasks: list[Task], regularizer: str, workers: int | None, scheduler: Any,
              retries: int, batch: int | None, plan: Plan = Plan()) -> Iterator[Outcome]:
+    """The outcome of every cell of ``tasks``, wherever they run; closing it early (an
+    interrupt) ends the local workers at once."""
     if not tasks:
-        return iter(())
+        return
     device_type = plan.device.split(":")[0]
     batch = batch or DEFAULT_BATCH[device_type]
     if scheduler is not None:
-        return run_dask(tasks, regularizer, scheduler, retries, batch, plan)
+        yield from run_dask(tasks, regularizer, scheduler, retries, batch, plan)
+        return
     if workers == 0:
-        return run_serial(groups(tasks, batch, plan.stacked), regularizer, plan)
+        yield from run_serial(groups(tasks, batch, plan.stacked), regularizer, plan)
+        return
     if workers is None:  # one process drives a GPU; on the CPU one per `threads` cores
         workers = 1 if device_type == "cuda" else max(1, available_cores() // plan.threads)
         workers = min(workers, len(tasks))
     # enough groups to keep every worker busy, each at most `batch` cells
     size = max(1, min(batch, math.ceil(len(tasks) / workers)))
-    return run_local(groups(tasks, size, plan.stacked), regularizer, workers, retries, plan)
+    yield from run_local(groups(tasks, size, plan.stacked), regularizer, workers, retries, plan)

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -16,13 +17,13 @@ def invoke(*args):
 
 def test_train_then_inspect(tmp_path):
     path = tmp_path / "run.h5"
-    res = invoke("train", *TINY, "--corrupt", "0.2", "--wd", "1", "--out", path)
+    res = invoke("train", *TINY, "--corrupt", "0.2", "--weight-decay", "1", "--out", path)
     assert res.exit_code == 0, res.output
     assert "accuracy/test" in res.output and str(path) in res.output
     with Run(path) as run:
         assert run.config.data.corrupt == 0.2 and run.config.train.weight_decay == 1.0
         assert run.complete and len(run.steps) == 5
-    res = invoke("inspect", path, "--json")
+    res = invoke("inspect", path, "--json", "-")
     assert res.exit_code == 0, res.output
     info = json.loads(res.stdout)
     assert info["checkpoints"] == {"count": 5, "first": 0, "last": 20}
@@ -96,7 +97,27 @@ def test_sweep_and_phase_diagram_commands(tmp_path):
     assert res.exit_code == 0 and "4 already complete" in res.output
     res = invoke("phase-diagram", tmp_path / "sw", "--out", tmp_path / "fig")
     assert res.exit_code == 0, res.output
-    assert (tmp_path / "fig" / "phase_diagram.png").stat().st_size > 0
+    figure = tmp_path / "fig" / "phase_diagram.png"
+    before = figure.read_bytes()
+    res = invoke("phase-diagram", tmp_path / "sw", "--out", tmp_path / "fig", "--json", "-")
+    assert res.exit_code == 2 and res.stderr == (
+        f"error: output file {str(figure)!r} already exists; pass --overwrite to replace "
+        "it.\n") and res.stdout == ""
+    assert figure.read_bytes() == before
+    res = invoke("phase-diagram", tmp_path / "sw", "--out", tmp_path / "fig", "--overwrite",
+                 "--json", "-")
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.stdout)  # nothing else on stdout
+    assert result["figures"] == [str(tmp_path / "fig" / f"{name}.png") for name in
+                                 ("phase_diagram", "accuracy_test", "accuracy_train")]
+    cells = {(c["value"], c["xi"], c["alpha"]): c for c in result["cells"]}
+    assert sorted(cells) == [(0, 0.1, 0.5), (0, 0.1, 0.7), (5, 0.1, 0.5), (5, 0.1, 0.7)]
+    rows = {(r["value"], r["xi"], r["alpha"]): r
+            for r in json.loads((tmp_path / "sw" / "summary.json").read_text())["rows"]}
+    for key, cell in cells.items():  # one seed: the cell is its row
+        assert (cell["n_seeds"], cell["agreement"]) == (1, "stable")
+        assert (cell["phase"], cell["acc_test_mean"]) == (rows[key]["phase"],
+                                                          rows[key]["acc_test"])
     res = invoke("sweep", "--xi", "2", "--out", tmp_path / "bad")
     assert res.exit_code == 2 and "xi must hold only numbers in [0, 1)" in res.output
 
@@ -148,7 +169,7 @@ def test_compare_command(tmp_path):
     paths = []
     for wd in (0, 2):
         paths.append(tmp_path / f"wd{wd}.h5")
-        assert invoke("train", *TINY, "--wd", wd, "--out", paths[-1]).exit_code == 0
+        assert invoke("train", *TINY, "--weight-decay", wd, "--out", paths[-1]).exit_code == 0
     res = invoke("compare", *paths, "--out", tmp_path / "cmp", "--no-prune")
     assert res.exit_code == 0, res.output
     assert "train.weight_decay" in res.output and "mean IPR" in res.output
@@ -156,6 +177,9 @@ def test_compare_command(tmp_path):
     assert [r["label"] for r in result["runs"]] == ["wd0", "wd2"]
     assert {p.name for p in (tmp_path / "cmp").iterdir()} == {
         "compare.json", "accuracy.png", "loss.png", "ipr_histograms.png", "ipr_mean.png"}
+    res = invoke("compare", *paths, "--no-prune", "--no-plots", "--quiet")  # beside them
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "compare-wd0-wd2" / "compare.json").is_file()
     res = invoke("compare", tmp_path / "missing.h5")
     assert res.exit_code == 2 and "does not exist" in res.output
 
@@ -165,7 +189,7 @@ def test_compare_groups_command(tmp_path):
     --group beside RUN... or --label, or neither, is refused in one sentence."""
     for wd in (0, 2):
         for seed in (0, 1):
-            assert invoke("train", *TINY, "--wd", wd, "--seed", seed,
+            assert invoke("train", *TINY, "--weight-decay", wd, "--seed", seed,
                           "--out", tmp_path / f"wd{wd}-s{seed}.h5").exit_code == 0
     res = invoke("compare", "--group", f"wd0={tmp_path}/wd0-s*.h5", "--group",
                  f"wd2={tmp_path}/wd2-s*.h5", "--out", tmp_path / "cmp", "--no-prune")
@@ -209,6 +233,19 @@ def test_sweep_bf16_runs_fp32_on_a_cpu_without_bf16_instructions(tmp_path, monke
     assert res.output.count("no bfloat16 matrix instructions") == (0 if native else 1)
     spec = json.loads((tmp_path / "s" / "sweep.json").read_text())
     assert spec["base"]["train"]["precision"] == ("bf16" if native else "fp32")
+
+
+def test_compare_folder_is_named_after_the_runs_beside_them(tmp_path, monkeypatch):
+    from interp.cli.analyze import compare_folder
+
+    monkeypatch.chdir(tmp_path)
+    assert compare_folder([Path("a.h5"), Path("b.h5")]) == Path("compare-a-b")
+    assert compare_folder([Path("x/a.h5"), Path("x/y/b.h5")]) == Path("x/compare-a-b")
+    assert compare_folder([Path("x/a.h5"), Path("z/b.h5")]) == Path("compare-a-b")
+    assert compare_folder([tmp_path / "x" / "a.h5", tmp_path / "x" / "b.h5"]) == (
+        tmp_path / "x" / "compare-a-b")
+    runs = [Path(f"r/{name}.h5") for name in "abcd"]
+    assert compare_folder(runs) == Path("r/compare-a-and-3-more")
 
 
 @pytest.mark.parametrize("native", [True, False])

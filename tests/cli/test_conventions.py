@@ -152,6 +152,11 @@ def test_progress_is_plain_off_a_terminal_and_silent_with_quiet(tmp_path):
     res = ok("compare", run, run, "--no-prune", "--no-plots", "--out", tmp_path / "c")
     assert re.match(r"compare: analyzing r \(1/2\) \(\d+\.\d s\)\n"
                     r"compare: analyzing r #2 \(2/2\) \(", res.stderr), res.stderr
+    res = ok("sweep", "--p", 7, "--width", 8, "--steps", 10, "--save-every", 5, "--xi", "0.1",
+             "--alpha", "0.5", "--values", "0,5", "--workers", 0, "--out", tmp_path / "sw")
+    assert re.fullmatch(r"sweep: wd0_xi0.1_a0.5_s0: trained \(1/2\) \(\d+\.\d s\)\n"
+                        r"sweep: wd5_xi0.1_a0.5_s0: trained \(2/2\) \(\d+\.\d s\)\n",
+                        res.stderr), res.stderr  # each cell as it ends, counted from 1
     res = invoke("analyze", run, "--step", 3, "--out", tmp_path / "bad")  # fails in a stage
     assert res.exit_code == 2 and res.stderr.startswith("error: step must be one of")
     assert len(res.stderr.splitlines()) == 1

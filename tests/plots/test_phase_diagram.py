@@ -123,6 +123,11 @@ def test_write_phase_diagram_from_a_sweep_folder(tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == sorted(p.name for p in paths)
     assert write_phase_diagram(sweep)[0] == sweep / "figures" / "phase_diagram.png"
+    before = paths[0].read_bytes()
+    with pytest.raises(FileExistsError, match="phase_diagram.png' already exists"):
+        write_phase_diagram(sweep, tmp_path / "figs")
+    assert paths[0].read_bytes() == before
+    assert write_phase_diagram(sweep, tmp_path / "figs", overwrite=True) == paths
     with pytest.raises(FileNotFoundError, match="must hold sweep.json"):
         write_phase_diagram(tmp_path / "figs")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import itertools
 import json
 import os
@@ -17,7 +18,7 @@ from interp.config import RunConfig
 from interp.data import ACCURACY_NAMES
 from interp.jsonable import to_jsonable
 from interp.plots.figures import write_figures
-from interp.reports.analyze import accuracies_at, analyze, analyze_run
+from interp.reports.analyze import accuracies_at, analyze, analyze_run, foreign_options
 from interp.store.convert import write_trajectory
 from interp.store.run import Run
 from interp.training.runner import train_to_file
@@ -202,3 +203,23 @@ def test_progress_gives_each_measure_at_initialization_and_prints_it(run_path):
     row = next(line for line in text.splitlines() if " excluded_loss " in line)
     assert f"{pr['excluded_loss'][0]:.4g}" in row and f"{pr['excluded_loss'][-1]:.4g}" in row
     assert "step 0" in text and "step 20" in text and "key_frequencies" in text
+
+
+def test_analyze_spells_every_option_in_its_signature():
+    """interp.analyze names its options (no ``**options`` hiding them); they are those of
+    analyze_run, with its defaults, and every foreign option foreign_options() derives
+    from the store and the built-in families' layouts (one source of truth: a new
+    layout option fails here until the signature spells it)."""
+    params = inspect.signature(analyze).parameters
+    analysis = {name: prm.default
+                for name, prm in inspect.signature(analyze_run).parameters.items()
+                if prm.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert [n for n, prm in params.items() if prm.kind is inspect.Parameter.VAR_KEYWORD] == [
+        "layout_options"]  # an outside family's layout options only
+    named = [n for n, prm in params.items() if prm.kind is not inspect.Parameter.VAR_KEYWORD]
+    assert set(named) == {"run_path", "step", *analysis, *foreign_options()}
+    assert {n: params[n].default for n in analysis} == analysis
+    for name in foreign_options():
+        assert params[name].default in (None, False), name
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
+        analyze("never-read.h5", bogus=1)

@@ -201,7 +201,7 @@ def test_calibration_applies_its_rule(run_path):
 def test_cli_analyze_llc(run_path, tmp_path):
     out = tmp_path / "an"
     res = CliRunner().invoke(app, ["analyze", str(run_path), "--llc", "--llc-steps", "20",
-                                   "--llc-draws", "8", "--llc-chains", "1", "--llc-batch",
+                                   "--llc-draws", "8", "--llc-chains", "1", "--llc-batch-size",
                                    "16", "--llc-lr", "1e-3", "--llc-localization", "100",
                                    "--llc-seed", "3", "--out", str(out), "--quiet"])
     assert res.exit_code == 0, res.output

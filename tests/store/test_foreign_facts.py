@@ -271,7 +271,7 @@ def test_training_settings_the_file_does_not_give_are_marked_assumed(tmp_path):
                 "train_indices": TRAIN, "test_indices": TEST}, path)
     out = import_checkpoint(path, tmp_path / "run.h5")
     runner = CliRunner()
-    info = json.loads(runner.invoke(app, ["inspect", str(out), "--json"]).stdout)
+    info = json.loads(runner.invoke(app, ["inspect", str(out), "--json", "-"]).stdout)
     assert (info["config"]["train"]["lr"], info["config"]["train"]["weight_decay"]) == (1e-3, 1)
     assert not {"train.lr", "train.weight_decay"} & set(info["assumed"])
     assert {"train.seed", "train.optimizer", "model.init_seed"} <= set(info["assumed"])

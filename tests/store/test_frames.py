@@ -13,7 +13,7 @@ from interp.config import RunConfig
 from interp.models import TransformerConfig
 from interp.reports.analyze import analyze
 from interp.reports.compare import compare
-from interp.reports.frames import compare_frame, neuron_frame, prune_frame
+from interp.reports.frames import compare_frame, neuron_frame, progress_frame, prune_frame
 from interp.store.frames import array_dims
 from interp.store.run import Run
 from interp.training.runner import train_to_file
@@ -92,6 +92,23 @@ def test_summary_tables(run_path):
         prune_frame(analyze(run_path, prune=False, ablate=False))
 
 
+def test_progress_frame_is_the_progress_section_by_step(run_path):
+    s = analyze(run_path, progress=True, prune=False, ablate=False)
+    frame = progress_frame(s)
+    section = s["progress"]
+    assert frame.index.name == "step" and list(frame.index) == [0, 10, 20, 30]
+    assert list(section["steps"]) == [0, 10, 20, 30]
+    assert {"train_loss", "test_loss", "restricted_loss", "excluded_loss", "wl_gini",
+            "sum_sq_weights"} <= set(frame.columns)
+    for name in frame.columns:
+        assert frame[name].dtype == np.float64
+        np.testing.assert_array_equal(frame[name].to_numpy(), section[name])
+    assert "embedding_norms" not in frame.columns  # a spectrum per step, not a column
+    assert "key_frequencies" not in frame.columns  # not one value per step
+    with pytest.raises(ValueError, match="must hold the progress measures"):
+        progress_frame(analyze(run_path, prune=False, ablate=False))
+
+
 def test_a_missing_optional_dependency_says_how_to_install_it(run_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)  # as if not installed
     monkeypatch.setitem(sys.modules, "xarray", None)
@@ -102,3 +119,5 @@ def test_a_missing_optional_dependency_says_how_to_install_it(run_path, monkeypa
             run.metrics_frame()
         with pytest.raises(ImportError, match=r"Run\.to_xarray\(\) needs xarray"):
             run.to_xarray()
+        with pytest.raises(ImportError, match=r"progress_frame\(\) needs pandas"):
+            progress_frame({"progress": {"steps": [0]}})

@@ -264,3 +264,27 @@ def test_a_file_written_from_given_weights_is_refused_by_resume_and_left_as_it_w
                                          r"so it cannot be resumed"):
         resume_file(path)
     assert sha(path) == before
+
+
+def test_repr_says_what_the_run_is_without_reading_arrays(tmp_path, monkeypatch):
+    from interp.config import RunConfig
+
+    cfg = RunConfig().replace(data={"p": 7}, model={"width": 8},
+                              train={"steps": 20, "save_every": 10})
+    path = train_to_file(cfg, tmp_path / "r.h5")
+    with Run(path) as run:
+        monkeypatch.setattr(Run, "read", lambda *a, **k: pytest.fail("repr read weights"))
+        monkeypatch.setattr(Run, "weights", lambda *a, **k: pytest.fail("repr read weights"))
+        monkeypatch.setattr(Run, "metrics", lambda *a, **k: pytest.fail("repr read metrics"))
+        assert repr(run) == f"Run({str(path)!r}, mlp, p=7, steps 0..20 (3 checkpoints), complete)"
+    monkeypatch.undo()
+    with Run(path) as run:
+        weights = [(step, run.weights(step)) for step in (0, 10)]
+    longer = cfg.replace(train={"steps": 40})
+    partial = write_trajectory(longer, tmp_path / "partial.h5", weights)
+    with Run(partial) as run:
+        assert repr(run) == (f"Run({str(partial)!r}, mlp, p=7, steps 0..10 (2 checkpoints), "
+                             "incomplete of 40)")
+    with Run.from_weights(cfg, weights[1:]) as run:  # measured only when asked
+        assert repr(run).endswith(", mlp, p=7, steps 10..10 (1 checkpoint), incomplete of "
+                                  "20 in memory)")
