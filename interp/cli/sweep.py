@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,9 @@ def sweep(
                                               "process)."),
     metrics_every: int = typer.Option(10, help="Record the metrics every k steps (and at "
                                               "checkpoints and the end); 1: every step."),
+    adaptive: bool = typer.Option(False, help="Train every 4th xi and alpha first, then only "
+                                              "cells whose neighbours disagree in phase; "
+                                              "the rest are inferred (docs/sweeps.md)."),
     threads: int = typer.Option(1, help="Torch threads per cell; a cell's weights depend on "
                                         "it, never on --workers or --batch."),
     batch: int | None = typer.Option(None, help="Cells per task (default: 1 on the CPU, "
@@ -83,6 +87,7 @@ def sweep(
     from interp.config import DataConfig, RunConfig, TrainConfig
     from interp.models import family
     from interp.store.writer import WriteFailed
+    from interp.sweeps.adaptive import DEFAULT_STRIDE
     from interp.sweeps.run import run_sweep
     from interp.sweeps.spec import SweepSpec, parse_grid
 
@@ -102,6 +107,8 @@ def sweep(
                          values=None if values is None else parse_grid(values),
                          seeds=parse_grid(seeds),
                          metrics_every=metrics_every)
+    if adaptive and not spec.adaptive:
+        spec = dataclasses.replace(spec, adaptive=DEFAULT_STRIDE)
     note_slow_bf16(spec.base.train.precision, device, "cells run")
     with progress("sweep", quiet, total=spec.n_cells) as update:
         def on_cell(event: Any) -> None:
@@ -120,11 +127,13 @@ def sweep(
             write_report(out_dir, out_dir / "report.html")
     result = {"out": str(out_dir), "n_cells": report.n_cells, "n_trained": report.n_trained,
               "n_resumed": report.n_resumed, "n_skipped": report.n_skipped,
-              "failed": list(report.failed), "rows": list(report.rows)}
+              "n_inferred": report.n_inferred, "failed": list(report.failed),
+              "rows": list(report.rows)}
+    inferred = f", {report.n_inferred} inferred" if spec.adaptive else ""
     print_json_or(result, json_path,
                   f"{report.n_cells} cells: {report.n_trained} trained, {report.n_resumed} "
                   f"resumed, {report.n_skipped} already complete, {len(report.failed)} "
-                  f"failed; summary in {out_dir / 'summary.csv'}")
+                  f"failed{inferred}; summary in {out_dir / 'summary.csv'}")
     if report.failed:
         err.print("failed cells: " + ", ".join(report.failed) + f" (see {out_dir}/cells/*.error)",
                   markup=False)
@@ -132,8 +141,8 @@ def sweep(
 
 
 #: Options of ``interp sweep`` that do not describe the grid, which --config may join.
-_RUN_OPTIONS = ("out_dir", "config", "workers", "threads", "batch", "device", "scheduler",
-                "json_path", "quiet")
+_RUN_OPTIONS = ("out_dir", "config", "adaptive", "workers", "threads", "batch", "device",
+                "scheduler", "json_path", "quiet")
 
 
 def _config_alone(ctx: typer.Context, config: Path) -> None:

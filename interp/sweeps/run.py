@@ -85,6 +85,8 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, *, workers: int | Non
               retries: int = 2, batch: int | None = None, threads: int = 1,
               device: str = "cpu") -> SweepReport:
     """Bring every cell of ``spec`` to completion under ``out_dir``; see the module doc.
+    An adaptive ``spec`` (``spec.adaptive``) trains in rounds only the cells
+    :func:`interp.sweeps.adaptive.adaptive_rows` asks for and marks the rest inferred.
 
     ``threads``: torch threads per cell (default 1). On the CPU a cell's weights are
     bit-identical whatever ``workers``, ``batch``, the scheduler or a kill and resume,
