@@ -133,8 +133,8 @@ def test_rows_refine_each_value_alone_and_a_point_needs_every_seed():
 
 @pytest.fixture(scope="module")
 def two_sweeps(tmp_path_factory):
-    """The 3 x 3 grid trained in full and adaptively (coarse stride 2), the adaptive one
-    killed after its third cell and run again."""
+    """The 3 x 3 grid trained in full (in this process) and adaptively (coarse stride 2),
+    the adaptive one killed after its third cell and run again by two worker processes."""
     spec = tiny_spec()
     root = tmp_path_factory.mktemp("adaptive")
     full = run_sweep(spec, root / "full", workers=0)
@@ -146,7 +146,7 @@ def two_sweeps(tmp_path_factory):
 
     with pytest.raises(KeyboardInterrupt):
         run_sweep(adaptive, root / "adaptive", workers=0, progress=kill_after_three)
-    report = run_sweep(adaptive, root / "adaptive", workers=0)
+    report = run_sweep(adaptive, root / "adaptive", workers=2)  # resumed by 2 processes
     return root, full, report
 
 
