@@ -55,7 +55,8 @@ def sweep(
                                               "process)."),
     metrics_every: int = typer.Option(10, help="Record the metrics every k steps (and at "
                                               "checkpoints and the end); 1: every step."),
-    adaptive: bool = typer.Option(False, help="Train every 4th xi and alpha first, then only "
+    adaptive: bool = typer.Option(False, "--adaptive",
+                                  help="Train every 4th xi and alpha first, then only "
                                               "cells whose neighbours disagree in phase; "
                                               "the rest are inferred (docs/sweeps.md)."),
     threads: int = typer.Option(1, help="Torch threads per cell; a cell's weights depend on "
