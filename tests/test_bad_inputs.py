@@ -100,6 +100,7 @@ def _sweep_files(d: Path) -> None:
         "lr_inf.toml": "[base.train]\nlr = inf\n",
         "eps_nan.toml": "[base.train]\neps = nan\n",
         "init_inf.toml": "[base.model]\ninit_scale = inf\n",
+        "adaptive_3.toml": "adaptive = 3\n",
         "empty.toml": "# nothing set\n",
         "one.toml": "xi = [0.1]\n",
         "huge_width.toml": "xi = [0.1]\nalpha = [0.5]\n[base.model]\nwidth = 100000000\n",
@@ -395,6 +396,9 @@ CASES = [
       "eps must be a positive finite number, got nan", id="sweep-eps-nan"),
     C(["sweep", "--config", "{d}/init_inf.toml", "--out", "{out}"],
       "init_scale must be a positive finite number, got inf", id="sweep-init-inf"),
+    C(["sweep", "--config", "{d}/adaptive_3.toml", "--adaptive", "--out", "{out}"],
+      "adaptive must be 0 (train every cell) or the coarse grid's stride, a power of two, "
+      "got 3", id="sweep-adaptive"),
     C(["sweep", "--xi", "0.1:0.9", "--out", "{out}"], "a grid must be 'a,b,c' or 'START:STOP:NUM'",
       id="sweep-grid"),
     C(["sweep", "--xi", "0.1:0.9:100000000", "--out", "{out}"], "num must be between 1 and",

@@ -65,6 +65,10 @@ def sweep(
                                               "process)."),
     metrics_every: int = typer.Option(10, help="Record the metrics every k steps (and at "
                                               "checkpoints and the end); 1: every step."),
+    adaptive: bool = typer.Option(False, "--adaptive",
+                                  help="Train every 4th xi and alpha first, then only "
+                                              "cells whose neighbours disagree in phase; "
+                                              "the rest are inferred (docs/sweeps.md)."),
     threads: int = typer.Option(1, help="Torch threads per cell; a cell's weights depend on "
                                         "it, never on --workers or --cells-per-task."),
     cells_per_task: int | None = typer.Option(None, *names("--cells-per-task"),
@@ -95,6 +99,7 @@ def sweep(
     from interp.config import DataConfig, RunConfig, TrainConfig
     from interp.models import family
     from interp.store.writer import WriteFailed
+    from interp.sweeps.adaptive import DEFAULT_STRIDE
     from interp.sweeps.run import run_sweep
     from interp.sweeps.spec import SweepSpec, parse_grid, parse_seeds
 
@@ -115,6 +120,8 @@ def sweep(
                          values=None if values is None else parse_grid(values),
                          seeds=parse_seeds(seeds),
                          metrics_every=metrics_every)
+    if adaptive and not spec.adaptive:
+        spec = replace(spec, adaptive=DEFAULT_STRIDE)
     if fp32_without_bf16(spec.base.train.precision, device):
         spec = replace(spec, base=spec.base.replace(train={"precision": "fp32"}))
     with progress("sweep", quiet, total=spec.n_cells, finished=True) as update:
@@ -140,11 +147,13 @@ def sweep(
             update("report.html", spec.n_cells)
     result = {"out": str(out_dir), "n_cells": report.n_cells, "n_trained": report.n_trained,
               "n_resumed": report.n_resumed, "n_skipped": report.n_skipped,
-              "failed": list(report.failed), "rows": list(report.rows)}
+              "n_inferred": report.n_inferred, "failed": list(report.failed),
+              "rows": list(report.rows)}
+    inferred = f", {report.n_inferred} inferred" if spec.adaptive else ""
     print_json_or(result, json_path,
                   f"{report.n_cells} cells: {report.n_trained} trained, {report.n_resumed} "
                   f"resumed, {report.n_skipped} already complete, {len(report.failed)} "
-                  f"failed; summary in {out_dir / 'summary.csv'}")
+                  f"failed{inferred}; summary in {out_dir / 'summary.csv'}")
     if report.failed:
         err.print("failed cells: " + ", ".join(report.failed) + f" (see {out_dir}/cells/*.error)",
                   markup=False)
@@ -152,8 +161,8 @@ def sweep(
 
 
 #: Options of ``interp sweep`` that do not describe the grid, which --config may join.
-_RUN_OPTIONS = ("out_dir", "config", "workers", "threads", "cells_per_task", "device",
-                "scheduler", "json_path", "quiet")
+_RUN_OPTIONS = ("out_dir", "config", "adaptive", "workers", "threads", "cells_per_task",
+                "device", "scheduler", "json_path", "quiet")
 
 
 def _config_alone(ctx: typer.Context, config: Path) -> None:

@@ -81,6 +81,36 @@ def phase_grid(rows: Sequence[Row]) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return xi, alpha, grid
 
 
+def inferred_grid(rows: Sequence[Row]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The phase an adaptive sweep inferred at each (alpha, xi) it did not train: xi
+    shape=(X,), alpha shape=(A,) and grid shape=(A, X) int, the index into ``PHASES``;
+    -1 where a cell is complete or nothing was inferred."""
+    xi, alpha = _axes_of(rows)
+    grid = np.full((len(alpha), len(xi)), -1, dtype=np.int64)
+    done = {(r["alpha"], r["xi"]) for r in _complete(rows)}
+    for r in rows:
+        if r["status"] == "inferred" and (r["alpha"], r["xi"]) not in done:
+            grid[list(alpha).index(r["alpha"]), list(xi).index(r["xi"])] = \
+                PHASES.index(r["phase"])
+    return xi, alpha, grid
+
+
+#: How an inferred cell is drawn over its phase's colour: paler, hatched with dots.
+INFERRED_STYLE = {"facecolor": (1.0, 1.0, 1.0, 0.55), "hatch": "..",
+                  "edgecolor": (0.25, 0.25, 0.25, 0.6), "lw": 0}
+
+
+def plot_inferred(inferred: np.ndarray, xi: np.ndarray, alpha: np.ndarray, ax: Axes) -> Axes:
+    """Pale and hatch the cells an adaptive sweep inferred (``inferred`` shape=(A, X)
+    bool) over a phase diagram: their colour is the phase of their agreeing neighbours,
+    the pale hatching says no run was trained there."""
+    xe, ae = _edges(xi), _edges(alpha)
+    for i, j in zip(*np.nonzero(_check_grid(inferred, xi, alpha))):
+        ax.add_patch(Rectangle((xe[j], ae[i]), xe[j + 1] - xe[j], ae[i + 1] - ae[i],
+                               **INFERRED_STYLE, label="_inferred"))
+    return ax
+
+
 def mixed_grid(rows: Sequence[Row]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where the seeds of a cell disagree on the phase: xi shape=(X,), alpha shape=(A,)
     and grid shape=(A, X) bool (False where fewer than two seeds are complete)."""
@@ -246,8 +276,8 @@ def plot_delay_map(grid: np.ndarray, values: np.ndarray, alpha: np.ndarray, ax: 
 def phase_figures(spec: Any, rows: Sequence[Row]) -> dict[str, Figure]:
     """The figures of a sweep (its :class:`interp.SweepSpec` and summary rows), by file
     name without ``.png``: ``phase_diagram`` (majority phase over seeds, cells whose
-    seeds disagree hatched, one panel per regularizer value, a legend of the phases
-    shown), ``accuracy_test`` and
+    seeds disagree hatched, cells an adaptive sweep inferred pale and dotted, one panel
+    per regularizer value, a legend of the phases shown), ``accuracy_test`` and
     ``accuracy_train`` (mean over seeds), and for a sweep with clean cells (xi = 0)
     ``grokking_delay`` (:func:`delay_grid`: alpha x regularizer value)."""
     label = _LABELS[spec.regularizer]
@@ -265,8 +295,11 @@ def phase_figures(spec: Any, rows: Sequence[Row]) -> dict[str, Figure]:
             title = f"{label} = {value:g}"
             if draw is None:
                 xi, alpha, grid = phase_grid(panel_rows)
+                inferred = inferred_grid(panel_rows)[2]
+                grid = np.where(inferred >= 0, inferred, grid)
                 plot_phase_diagram(grid, xi, alpha, ax, title)
                 plot_mixed(mixed_grid(panel_rows)[2], xi, alpha, ax)
+                plot_inferred(inferred >= 0, xi, alpha, ax)
                 grids.append(grid)
             else:
                 xi, alpha, grid = accuracy_grid(panel_rows, draw)
@@ -275,6 +308,9 @@ def phase_figures(spec: Any, rows: Sequence[Row]) -> dict[str, Figure]:
             mixed = [Patch(facecolor="white", edgecolor="0.15", hatch="xx",
                            label="seeds disagree")] if any(
                 mixed_grid(rs)[2].any() for _, rs in panels) else []
+            if any(r["status"] == "inferred" for _, rs in panels for r in rs):
+                mixed.append(Patch(**{**INFERRED_STYLE, "facecolor": "0.6"},
+                                   label="inferred (not trained)"))
             fig.legend(handles=phase_legend_handles(grids) + mixed, loc="outside right upper",
                        fontsize="small", frameon=False, title="phase")
         what = "phase (majority over seeds)" if draw is None else \

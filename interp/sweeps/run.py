@@ -14,7 +14,6 @@ temporary files its writers left. The format is described in ``docs/sweeps.md``.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from interp.store.atomic import (
     remove_stale_temps,
     write_text_atomic,
 )
+from interp.sweeps.adaptive import adaptive_rows
 from interp.sweeps.spec import SweepSpec, cells, is_int
 from interp.sweeps.summary import cell_files, cell_row, file_state, read_error, write_summary
 from interp.sweeps.workers import Plan, Task, available_cores, dask_client_class, outcomes
@@ -38,7 +38,8 @@ from interp.sweeps.workers import Plan, Task, available_cores, dask_client_class
 @dataclass(frozen=True)
 class CellEvent:
     """What ``progress`` receives when a cell is done: ``action`` is skipped, trained,
-    resumed or failed; ``row`` its summary row; ``done`` of ``total`` cells finished."""
+    resumed, failed or inferred (an adaptive sweep's cells left untrained, told last);
+    ``row`` its summary row; ``done`` of ``total`` cells finished."""
 
     cell_id: str
     action: str
@@ -49,7 +50,8 @@ class CellEvent:
 
 @dataclass(frozen=True)
 class SweepReport:
-    """Outcome of :func:`run_sweep`. ``n_run`` = cells trained or resumed by this call."""
+    """Outcome of :func:`run_sweep`. ``n_run`` = cells trained or resumed by this call;
+    ``n_inferred`` = cells of an adaptive sweep left untrained, their phase inferred."""
 
     out_dir: Path
     n_cells: int
@@ -58,6 +60,7 @@ class SweepReport:
     n_skipped: int
     failed: tuple[str, ...]
     rows: tuple[dict[str, Any], ...]
+    n_inferred: int = 0
 
     @property
     def n_run(self) -> int:
@@ -83,6 +86,8 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, *, workers: int | Non
               retries: int = 2, batch: int | None = None, threads: int = 1,
               device: str = "cpu") -> SweepReport:
     """Bring every cell of ``spec`` to completion under ``out_dir``; see the module doc.
+    An adaptive ``spec`` (``spec.adaptive``) trains in rounds only the cells
+    :func:`interp.sweeps.adaptive.adaptive_rows` asks for and marks the rest inferred.
 
     ``threads``: torch threads per cell (default 1). On the CPU a cell's weights are
     bit-identical whatever ``workers``, ``batch``, the scheduler or a kill and resume,
@@ -148,34 +153,72 @@ def check_sweep_memory(spec: SweepSpec, parallel: int, free: int | None, where: 
 def _run(spec: SweepSpec, out: Path, plan: Plan, workers: int | None, scheduler: Any,
          progress: Callable[[CellEvent], None] | None, retries: int,
          batch: int | None) -> SweepReport:
-    """The body of :func:`run_sweep`, its arguments checked and ``out`` locked."""
+    """The body of :func:`run_sweep`, its arguments checked and ``out`` locked: every cell
+    to run in one round, or an adaptive sweep's rounds, each decided from the phases the
+    last one found (:func:`interp.sweeps.adaptive.adaptive_rows`)."""
     for folder in (out, out / "cells"):  # what a killed sweep's writers left
         remove_stale_temps(folder)
     write_text_atomic(out / "sweep.json", spec.to_json() + "\n", if_changed=True)
     rows, tasks = _scan(spec, out)
-    convention = ipr_convention(spec.base.model)
-    write_summary(out, list(rows.values()), convention)
-    configs = {cid: cfg for cid, cfg, _ in tasks}
-    skipped = [(cid, "skipped", rows[cid], None) for cid in rows if cid not in configs]
-    counts = dict.fromkeys(("trained", "resumed", "skipped", "failed"), 0)
-    failed = []
-    running = outcomes(tasks, spec.regularizer, workers, scheduler, retries, batch, plan)
-    with contextlib.closing(running):  # interrupted here: the workers end too
-        for done, (cid, action, row, exc) in enumerate(itertools.chain(skipped, running), 1):
-            if cid in configs:
-                path, err = cell_files(out, cid)
+    pending = {cid: (cid, cfg, path) for cid, cfg, path in tasks}
+    tally = _Tally(spec, out, rows, progress)
+    tally.emit([(cid, "skipped", rows[cid], None) for cid in rows if cid not in pending])
+    last: list[str] = []
+    while True:
+        todo = list(pending)
+        if spec.adaptive:
+            marked, todo = adaptive_rows(list(tally.rows.values()), spec.adaptive)
+            tally.rows = {r["cell_id"]: r for r in marked}
+        tally.write()
+        if not todo or todo == last:  # nothing to run, or a round that completed nothing
+            break
+        running = outcomes([pending[cid] for cid in todo], spec.regularizer, workers,
+                           scheduler, retries, batch, plan)
+        with contextlib.closing(running):  # interrupted here: the workers end too
+            tally.emit(running, pending)
+        if not spec.adaptive or tally.failed:  # a failed cell's phase stays unknown
+            break
+        last = todo
+    tally.emit([(cid, "inferred", r, None) for cid, r in tally.rows.items()
+                if r["status"] == "inferred"])
+    c = tally.counts
+    return SweepReport(out, len(tally.rows), c["trained"], c["resumed"], c["skipped"],
+                       tuple(tally.failed), tuple(tally.rows.values()), c["inferred"])
+
+
+class _Tally:
+    """A sweep's rows as cells finish: records failures, rewrites the summary and tells
+    ``progress``."""
+
+    def __init__(self, spec: SweepSpec, out: Path, rows: dict[str, dict[str, Any]],
+                 progress: Callable[[CellEvent], None] | None) -> None:
+        self.spec, self.out, self.rows, self.progress = spec, out, rows, progress
+        self.convention = ipr_convention(spec.base.model)
+        self.counts = dict.fromkeys(("trained", "resumed", "skipped", "failed", "inferred"), 0)
+        self.failed: list[str] = []
+        self.done = 0
+
+    def write(self) -> None:
+        write_summary(self.out, list(self.rows.values()), self.convention)
+
+    def emit(self, stream: Any, tasks: dict[str, Task] | None = None) -> None:
+        """Record each ``(cell_id, action, row, exc)`` of ``stream``; ``tasks``: the cells
+        run (their rows are replaced and the summary rewritten)."""
+        for cid, action, row, exc in stream:
+            if tasks is not None:
+                _, cfg, path = tasks[cid]
+                err = cell_files(self.out, cid)[1]
                 if exc is None:
                     err.unlink(missing_ok=True)
                 else:
                     message = f"{type(exc).__name__}: {exc}"
                     write_text_atomic(err, message + "\n")
-                    row = cell_row(cid, configs[cid], spec.regularizer, path, message)
+                    row = cell_row(cid, cfg, self.spec.regularizer, path, message)
                     action = "failed"
-                    failed.append(cid)
-                rows[cid] = row
-                write_summary(out, list(rows.values()), convention)
-            counts[action] += 1
-            if progress is not None:
-                progress(CellEvent(cid, action, row, done, len(rows)))
-    return SweepReport(out, len(rows), counts["trained"], counts["resumed"], counts["skipped"],
-                       tuple(failed), tuple(rows.values()))
+                    self.failed.append(cid)
+                self.rows[cid] = row
+                self.write()
+            self.counts[action] += 1
+            self.done += 1
+            if self.progress is not None:
+                self.progress(CellEvent(cid, action, row, self.done, len(self.rows)))

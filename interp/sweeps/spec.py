@@ -133,6 +133,9 @@ class SweepSpec:
     of ``base``. ``values=None`` means the paper's settings for the regularizer.
     ``metrics_every``: every cell records its metrics every this many steps, at every
     checkpoint and at the final step (1: every step). It never changes the weights.
+    ``adaptive``: 0 trains every cell; a power of two k trains every k-th xi and alpha of
+    each value first, then only the points whose neighbours disagree in phase, the others
+    inferred (:mod:`interp.sweeps.adaptive`).
     """
 
     base: RunConfig = field(default_factory=RunConfig)
@@ -143,6 +146,7 @@ class SweepSpec:
     seeds: tuple[int, ...] = (0,)
     scale_minibatch: bool = True
     metrics_every: int = 10
+    adaptive: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.base, RunConfig):
@@ -176,6 +180,11 @@ class SweepSpec:
             raise ValueError(f"metrics_every must be an integer >= 1, "
                              f"got {self.metrics_every!r}.")
         put(self, "metrics_every", int(self.metrics_every))
+        if not is_int(self.adaptive) or self.adaptive < 0 or (
+                self.adaptive & (self.adaptive - 1)):
+            raise ValueError(f"adaptive must be 0 (train every cell) or the coarse grid's "
+                             f"stride, a power of two, got {self.adaptive!r}.")
+        put(self, "adaptive", int(self.adaptive))
         if not isinstance(self.scale_minibatch, bool):
             raise ValueError(f"scale_minibatch must be true or false, "
                              f"got {self.scale_minibatch!r}.")

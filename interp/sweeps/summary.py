@@ -19,6 +19,7 @@ from interp.jsonable import to_jsonable
 from interp.store.atomic import write_text_atomic
 from interp.store.run import Run
 from interp.store.trajectory import TrajectoryFile
+from interp.sweeps.adaptive import adaptive_rows
 from interp.sweeps.seeds import CLASSIC_COLUMNS, seed_rows
 from interp.sweeps.seeds import COLUMNS as SEED_COLUMNS
 from interp.sweeps.spec import cells, load_spec, value_of
@@ -31,7 +32,9 @@ LATER_COLUMNS = (*CLASSIC_COLUMNS, *DATA_SEEDS)
 COLUMNS = ("cell_id", "regularizer", "value", "xi", "alpha", "seed", *DATA_SEEDS, "status",
            "phase", *CLASSIC_COLUMNS, *(f"acc_{name}" for name in ACCURACY_NAMES), "mean_ipr",
            "final_norm", "steps", "lr", "error")
-STATUSES = ("complete", "incomplete", "missing", "failed")
+#: inferred: a cell an adaptive sweep did not train, its phase that of agreeing
+#: neighbours (:mod:`interp.sweeps.adaptive`).
+STATUSES = ("complete", "incomplete", "missing", "failed", "inferred")
 
 
 def cell_row(cell_id: str, cfg: RunConfig, regularizer: str, path: str | os.PathLike,
@@ -126,7 +129,8 @@ def read_error(path: Path) -> str | None:
 
 
 def summary(out_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """Rebuild ``summary.csv``/``summary.json`` from the cell files; returns the rows."""
+    """Rebuild ``summary.csv``/``summary.json`` from the cell files (an adaptive sweep's
+    untrained cells inferred where their neighbours agree); returns the rows."""
     out_dir = Path(out_dir)
     spec = load_spec(out_dir)
     rows = []
@@ -134,6 +138,8 @@ def summary(out_dir: str | os.PathLike) -> list[dict[str, Any]]:
         path, err = cell_files(out_dir, cid)
         rows.append(cell_row(cid, cfg, spec.regularizer, path,
                              read_error(err)))
+    if spec.adaptive:
+        rows = adaptive_rows(rows, spec.adaptive)[0]
     write_summary(out_dir, rows, ipr_convention(spec.base.model))
     return rows
 
@@ -174,6 +180,6 @@ def _row_problem(row: Any) -> str | None:
         return f"has {bad[0]} {row[bad[0]]!r}, not a finite number"
     if row["status"] not in STATUSES:
         return f"has status {row['status']!r}, not one of {', '.join(STATUSES)}"
-    if row["status"] == "complete" and row["phase"] not in PHASES:
+    if row["status"] in ("complete", "inferred") and row["phase"] not in PHASES:
         return f"has phase {row['phase']!r}, not one of {', '.join(PHASES)}"
     return None

@@ -122,6 +122,22 @@ def test_sweep_and_phase_diagram_commands(tmp_path):
     assert res.exit_code == 2 and "xi must hold only numbers in [0, 1)" in res.output
 
 
+def test_sweep_adaptive_with_a_config_infers_between_agreeing_ends(tmp_path):
+    config = tmp_path / "sweep.toml"
+    config.write_text("xi = [0.0, 0.2, 0.4]\nalpha = [0.5]\nvalues = [0]\n[base.data]\n"
+                      "p = 7\n[base.model]\nwidth = 8\n[base.train]\nsteps = 20\n")
+    res = invoke("sweep", "--config", config, "--adaptive", "--workers", 0, "--quiet",
+                 "--json", tmp_path / "r.json", "--out", tmp_path / "sw")
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "sw" / "sweep.json").read_text())["adaptive"] == 4
+    report = json.loads((tmp_path / "r.json").read_text())
+    ends, middle = report["rows"][::2], report["rows"][1]
+    assert [r["status"] for r in ends] == ["complete", "complete"]  # the coarse grid
+    agree = ends[0]["phase"] == ends[1]["phase"]
+    assert middle["status"] == ("inferred" if agree else "complete")
+    assert report["n_inferred"] == int(agree) and report["n_trained"] == 3 - int(agree)
+
+
 def test_end_to_end_train_then_analyze_through_the_cli(tmp_path):
     """The real pipeline: train a tiny run, analyze it, read the JSON and the figures."""
     import hashlib

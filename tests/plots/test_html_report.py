@@ -140,3 +140,20 @@ def test_cli_report_refuses_to_overwrite_and_bad_inputs(run_file, tmp_path):
     (tmp_path / "bad" / "compare.json").write_text("[1, 2")
     res = runner.invoke(app, ["report", str(tmp_path / "bad")])
     assert res.exit_code == 2 and "is not valid JSON" in res.output
+
+
+def test_a_sweep_report_shows_inferred_squares_pale_and_says_so(tmp_path):
+    from interp.analysis.spectra import IPR_CONVENTION
+    from interp.config import RunConfig
+    from interp.sweeps.spec import SweepSpec, cells
+    from interp.sweeps.summary import cell_row, write_summary
+
+    base = RunConfig().replace(data={"p": 7}, model={"width": 8}, train={"steps": 20})
+    spec = SweepSpec(base=base, xi=(0.1, 0.3), alpha=(0.5,), values=(5.0,), adaptive=2)
+    (tmp_path / "sweep.json").write_text(spec.to_json())
+    rows = [cell_row(cid, cfg, "weight_decay", tmp_path / "none.h5") for cid, cfg in cells(spec)]
+    rows[1].update(status="inferred", phase="memorization")  # no cell file: never trained
+    write_summary(tmp_path, rows, IPR_CONVENTION)
+    text = write_report(tmp_path, tmp_path / "r.html").read_text()
+    assert "memorization (inferred, not trained)" in text and "no complete cell" in text
+    assert "pale: inferred from agreeing neighbours" in text

@@ -13,7 +13,9 @@ from interp.plots.phase_diagram import (
     PHASE_COLORS,
     accuracy_grid,
     delay_grid,
+    inferred_grid,
     majority_phase,
+    phase_figures,
     phase_grid,
     plot_accuracy_heatmap,
     plot_delay_map,
@@ -148,3 +150,30 @@ def test_the_delay_map_averages_seeds_and_leaves_cells_without_a_delay_blank():
     assert sorted(t.get_text() for t in ax.texts) == ["100", "50", "500", "none"]
     with pytest.raises(ValueError, match="complete clean cell"):
         delay_grid(rows[-1:])
+
+
+def adaptive_rows_by_hand():
+    """A 2 x 2 plane of an adaptive sweep: three cells trained, (xi 0.3, alpha 0.6)
+    inferred as confusion from its agreeing neighbours."""
+    rows = [row(0.1, 0.4, 0, "coexistence"), row(0.3, 0.4, 0, "confusion"),
+            row(0.1, 0.6, 0, "confusion"), row(0.3, 0.6, 0, None, status="inferred")]
+    rows[3]["phase"] = "confusion"
+    return rows
+
+
+def test_inferred_cells_are_drawn_in_their_phase_pale_with_a_legend_entry():
+    rows = adaptive_rows_by_hand()
+    xi, alpha, grid = inferred_grid(rows)
+    np.testing.assert_array_equal(grid, [[-1, -1], [-1, X]])
+    assert (phase_grid(rows)[2] == [[C, X], [X, -1]]).all()  # not complete: no phase here
+    base = RunConfig().replace(data={"p": 7}, model={"width": 8}, train={"steps": 20})
+    spec = SweepSpec(base=base, xi=(0.1, 0.3), alpha=(0.4, 0.6), values=(5.0,), adaptive=2)
+    fig = phase_figures(spec, rows)["phase_diagram"]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["coexistence", "confusion", "inferred (not trained)"]
+    ax = fig.axes[0]
+    marks = [p for p in ax.patches if p.get_label() == "_inferred"]
+    assert [(m.get_x(), m.get_y()) for m in marks] == [pytest.approx((0.2, 0.5))]
+    assert ax.collections[0].get_array().reshape(2, 2)[1, 1] == X  # its phase's colour
+    no_legend = phase_figures(spec, rows[:3])["phase_diagram"]
+    assert "inferred (not trained)" not in [t.get_text() for t in no_legend.legends[0].texts]

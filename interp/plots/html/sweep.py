@@ -23,6 +23,8 @@ from interp.store.run import Run
 from interp.sweeps.spec import load_spec
 from interp.sweeps.summary import cell_files, read_summary
 
+#: The fill of a square an adaptive sweep inferred (its phase that of agreeing neighbours).
+INFERRED_ALPHA = 0.35
 #: The curves a square shows, by metric name.
 CURVES = {"train": "accuracy/train", "test": "accuracy/test",
           "corrupted": "accuracy/train_corrupted"}
@@ -87,17 +89,22 @@ def _squares(folder: Path, rows: Sequence[dict[str, Any]]) -> dict[str, list]:
     """One entry per (xi, alpha) of one value's rows: phase, means, delays and curves."""
     data: dict[str, list] = {k: [] for k in (
         "xi", "alpha", "phase", "color", "acc_test", "acc_train", "acc_train_corrupted",
-        "delay", "info", "step", *CURVES)}
+        "delay", "info", "step", "fill_alpha", *CURVES)}
     for a in sorted({r["alpha"] for r in rows}):
         for x in sorted({r["xi"] for r in rows}):
             here = [r for r in rows if r["xi"] == x and r["alpha"] == a]
             found = [cell_curves(folder, r["cell_id"]) for r in here]
             curves = [c for c, _ in found if c is not None]
             phase = majority_phase([r["phase"] for r in here if r["status"] == "complete"])
+            guess = None if phase else majority_phase([r["phase"] for r in here
+                                                       if r["status"] == "inferred"])
             data["xi"].append(f"{x:g}")
             data["alpha"].append(f"{a:g}")
-            data["phase"].append(phase or "no complete cell")
-            data["color"].append(PHASE_COLORS[PHASES.index(phase)] if phase else MISSING_COLOR)
+            data["phase"].append(phase or (f"{guess} (inferred, not trained)" if guess
+                                           else "no complete cell"))
+            shown = phase or guess
+            data["color"].append(PHASE_COLORS[PHASES.index(shown)] if shown else MISSING_COLOR)
+            data["fill_alpha"].append(INFERRED_ALPHA if guess else 1.0)
             for key in ("acc_test", "acc_train", "acc_train_corrupted"):
                 data[key].append(_mean(here, key))
             data["delay"].append(", ".join(d for _, d in found))
@@ -120,7 +127,7 @@ def _diagram(value: float, regularizer: str, squares: dict[str, list], curves: A
                  x_axis_label="xi (corrupted fraction)",
                  y_axis_label="alpha (training fraction)", name=f"phase-{value:g}")
     fig.rect("xi", "alpha", width=0.95, height=0.95, source=source, fill_color="color",
-             line_color="#444444", nonselection_fill_alpha=0.6)
+             fill_alpha="fill_alpha", line_color="#444444", nonselection_fill_alpha=0.6)
     fig.add_tools(HoverTool(tooltips=[("xi, alpha", "@xi, @alpha"), ("phase", "@phase"),
                                       ("test", "@acc_test{0.0000}"),
                                       ("train", "@acc_train{0.0000}"),
@@ -155,6 +162,10 @@ def sweep_layout(folder: str | Path) -> Any:
     plot.add_layout(plot.legend[0], "right")
     legend = " ".join(f'<span style="background:{c}">&nbsp;&nbsp;&nbsp;</span> {p}'
                       for p, c in zip(PHASES, PHASE_COLORS))
+    if any(r["status"] == "inferred" for r in rows):
+        legend += (f' <span style="background:{PHASE_COLORS[0]};opacity:{INFERRED_ALPHA}">'
+                   "&nbsp;&nbsp;&nbsp;</span> pale: inferred from agreeing neighbours, "
+                   "not trained (adaptive sweep)")
     return column(heading(f"Sweep {folder.name}: {len(rows)} cells", 1), Div(text=legend),
                   note("Hover a square for its phase, mean accuracies over complete seeds "
                        "and grokking delay; click it for its cells."),
