@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from interp.plots.style import RUN_COLORS
 from interp.store.atomic import write_text_atomic
 
-#: The line colours of successive series (bokeh's Category10).
-COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-          "#7f7f7f", "#bcbd22", "#17becf")
+#: The line colours of successive series: the style table's colour-blind-safe run colours.
+COLORS = RUN_COLORS
 #: Tools of every figure: zoom, pan, reset and a picture of the figure.
 TOOLS = "pan,box_zoom,wheel_zoom,reset,save"
 #: Width of a wide figure, in pixels.
