@@ -47,7 +47,8 @@ def plot_layer_representation(ax: Axes, layers: Sequence[Mapping[str, Any]]) -> 
     ax.set(xlabel="hidden layer", ylabel="share of power (bars)", ylim=(0, 1.02),
            title="which representation each layer carries")
     integer_ticks(ax.xaxis)
-    outside_legend(ax)
+    ax.figure.legend(*ax.get_legend_handles_labels(), loc="outside right upper",
+                     frameon=False, fontsize="small")  # beyond the right axis
     return ax
 
 
@@ -81,6 +82,7 @@ def layer_figures(section: Mapping[str, Any]) -> dict[str, Figure]:
         fig, axes = new_figure(3.4 * len(records) + 2.6, 3.6, 1, len(records), sharey=True)
         for ax, record in zip(axes, records):
             plot_layer_prune(ax, record)
+            ax.set_ylabel("accuracy" if ax is axes[0] else "")
         outside_legend(axes[-1])
         figures["layer_prune"] = fig
     return figures

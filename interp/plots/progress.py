@@ -99,7 +99,7 @@ def plot_key_frequencies(ax: Axes, steps: np.ndarray, norms: np.ndarray,
     ax.set_ylabel("frequency")
     integer_ticks(ax.yaxis)
     if key is not None and len(key):
-        ax.plot(np.full(len(key), 1.0), np.asarray(key, dtype=np.float64), "<", ms=7,
+        ax.plot(np.full(len(key), 1.012), np.asarray(key, dtype=np.float64), "<", ms=8,
                 color=COLORS["key_frequency"], markeredgecolor="w", clip_on=False,
                 transform=ax.get_yaxis_transform(), label="key frequency")
         shown = sorted(int(k) for k in key)[:12]

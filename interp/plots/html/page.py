@@ -14,11 +14,29 @@ from typing import Any
 
 import numpy as np
 
+from interp.plots.curves import ACCURACY_LABELS, LOSS_NAMES, LOSS_QUANTITY
+from interp.plots.progress import LOSSES
+from interp.plots.style import COLORS as QUANTITY_COLORS
 from interp.plots.style import RUN_COLORS
 from interp.store.atomic import write_text_atomic
 
 #: The line colours of successive series: the style table's colour-blind-safe run colours.
 COLORS = RUN_COLORS
+#: The colour of each series the static figures draw too, by its label (the style table's).
+LABEL_COLORS = ({label: QUANTITY_COLORS[k] for k, label in ACCURACY_LABELS.items()}
+                | {label: QUANTITY_COLORS[LOSS_QUANTITY[k]] for k, label in LOSS_NAMES.items()}
+                | {label: color for label, color, _ in LOSSES.values()})
+
+
+def series_colors(labels: Sequence[str], colors: Sequence[str] = COLORS) -> list[str]:
+    """A colour per label: a quantity's own (:data:`LABEL_COLORS`), else the next of
+    ``colors`` that no other label of the figure has."""
+    taken = {LABEL_COLORS[label] for label in labels if label in LABEL_COLORS}
+    free = iter([c for c in colors if c not in taken] or list(colors))
+    out = []
+    for label in labels:
+        out.append(LABEL_COLORS.get(label) or next(free, colors[len(out) % len(colors)]))
+    return out
 #: Tools of every figure: zoom, pan, reset and a picture of the figure.
 TOOLS = "pan,box_zoom,wheel_zoom,reset,save"
 #: Width of a wide figure, in pixels.
