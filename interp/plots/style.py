@@ -55,9 +55,9 @@ COLORS = {
     # the local learning coefficient of every weight
     "llc": _K,
     # reference lines
-    "analyzed_step": _K, "threshold": _K, "reference": "0.35",
+    "analyzed_step": _K, "threshold": _K, "reference": "#595959",
     # the sweep maps: cells whose seeds disagree (hatching), cells with no result
-    "mixed": "0.55", "missing": "#FFFFFF",
+    "mixed": "#8C8C8C", "missing": "#FFFFFF",
 }
 #: The colour of each phase (:data:`interp.analysis.phase.PHASES`) in the phase diagrams:
 #: the phases of pure memorization and pure generalization in their accuracies' colours.

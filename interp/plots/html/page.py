@@ -17,7 +17,7 @@ import numpy as np
 from interp.plots.curves import ACCURACY_LABELS, LOSS_NAMES, LOSS_QUANTITY
 from interp.plots.progress import LOSSES
 from interp.plots.style import COLORS as QUANTITY_COLORS
-from interp.plots.style import RUN_COLORS
+from interp.plots.style import ORDER_STYLES, PRUNE_ORDERS, RUN_COLORS
 from interp.store.atomic import write_text_atomic
 
 #: The line colours of successive series: the style table's colour-blind-safe run colours.
@@ -28,15 +28,27 @@ LABEL_COLORS = ({label: QUANTITY_COLORS[k] for k, label in ACCURACY_LABELS.items
                 | {label: color for label, color, _ in LOSSES.values()})
 
 
+def _own_color(label: str) -> str | None:
+    """A quantity's colour by its label, also as ``ORDER: LABEL`` (a pruning curve)."""
+    return LABEL_COLORS.get(label) or LABEL_COLORS.get(label.partition(": ")[2])
+
+
 def series_colors(labels: Sequence[str], colors: Sequence[str] = COLORS) -> list[str]:
     """A colour per label: a quantity's own (:data:`LABEL_COLORS`), else the next of
     ``colors`` that no other label of the figure has."""
-    taken = {LABEL_COLORS[label] for label in labels if label in LABEL_COLORS}
+    taken = {_own_color(label) for label in labels}
     free = iter([c for c in colors if c not in taken] or list(colors))
     out = []
     for label in labels:
-        out.append(LABEL_COLORS.get(label) or next(free, colors[len(out) % len(colors)]))
+        out.append(_own_color(label) or next(free, colors[len(out) % len(colors)]))
     return out
+
+
+def series_dash(label: str) -> str:
+    """Bokeh's line dash of a series: a pruning order's style (``ORDER: LABEL``), else
+    solid."""
+    order = {name: key for key, name in PRUNE_ORDERS.items()}.get(label.partition(": ")[0])
+    return {"-": "solid", "--": "dashed", ":": "dotted"}[ORDER_STYLES.get(order, "-")]
 #: Tools of every figure: zoom, pan, reset and a picture of the figure.
 TOOLS = "pan,box_zoom,wheel_zoom,reset,save"
 #: Width of a wide figure, in pixels.
