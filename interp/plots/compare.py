@@ -2,7 +2,8 @@
 per run, wherever they share the quantity (accuracy and loss curves, IPR histograms, mean
 IPR over training, pruning curves); |gamma| against IPR for the BatchNorm runs. Groups of
 runs (:func:`interp.reports.groups.compare_groups`) draw each group's mean curve with its
-95% band instead of the runs' curves.
+95% band instead of the runs' curves. Each figure is titled with what differs between the
+runs; the curves mark each run's stages in its colour.
 """
 
 from __future__ import annotations
@@ -20,14 +21,19 @@ from matplotlib.patches import Patch
 
 from interp.plots.curves import ACCURACY_LABELS, LOSS_NAMES
 from interp.plots.style import (
+    CLASSIC_STAGES,
+    COLORS,
     PRUNE_ORDERS,
     RUN_COLORS,
+    STAGES,
     as_float,
     has_data,
     integer_ticks,
     log_steps,
+    loss_label,
     new_figure,
     outside_legend,
+    title_line,
     write_pngs,
 )
 
@@ -71,12 +77,52 @@ def _draw(ax: Axes, steps: np.ndarray, values: Any, color: str, **line: Any) -> 
                         as_float(values["hi"])[keep], color=color, alpha=0.25, lw=0)
 
 
+def differences_title(result: Mapping[str, Any], most: int = 3) -> str:
+    """What differs between the runs of a comparison, with each run's values (up to
+    ``most`` fields), e.g. ``runs differ in train.weight_decay: demo 0, wd15 15``."""
+    diff = list(result.get("differences") or [])
+    if not diff:
+        return "the runs share every config field"
+    def value(v: Any) -> str:
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    shown = ", ".join(f"{r['label']} " + " / ".join(value(r["differences"].get(k))
+                                                    for k in diff[:most])
+                      for r in result["runs"])
+    more = f" (and {len(diff) - most} more)" if len(diff) > most else ""
+    return f"runs differ in {' / '.join(diff[:most])}{more}: {shown}"
+
+
+def _stages(run: Run) -> list[tuple[str, str, int]]:
+    """(label, line style, step) of each stage a run's phase analysis found."""
+    phase = run.get("phase") or {}
+    classic = phase.get("classic")
+    marks, kinds = (classic, CLASSIC_STAGES) if classic else (phase.get("stages"), STAGES)
+    return [(label, style, (marks or {})[key]) for key, (label, _, style) in kinds.items()
+            if (marks or {}).get(key) is not None]
+
+
+def _stage_marks(ax: Axes, run: Run, color: str) -> None:
+    """The steps a run's phase analysis found, in the run's colour (style: the stage)."""
+    for _, style, step in _stages(run):
+        if ax.get_xscale() != "log" or step > 0:
+            ax.axvline(step, color=color, ls=style, lw=1, alpha=0.8)
+
+
+def _stage_legend(runs: Sequence[Run]) -> list[Line2D]:
+    """Legend entries of the stage line styles the runs' marks use."""
+    styles = {label: style for r in runs for label, style, _ in _stages(r)}
+    return [Line2D([], [], color=COLORS["reference"], ls=style, lw=1, label=label)
+            for label, style in styles.items()]
+
+
 def _overlay_curves(axes: Sequence[Axes], runs: Sequence[Run], keys: Sequence[str]) -> None:
     for ax, key in zip(axes, keys):
         for i, r in enumerate(runs):
             values = r["curves"].get(key)
             if values is not None:
                 _draw(ax, np.asarray(r["curves"]["step"]), values, run_color(i), lw=1.4)
+            _stage_marks(ax, r, run_color(i))
 
 
 def accuracy_figure(runs: Sequence[Run]) -> Figure:
@@ -90,7 +136,7 @@ def accuracy_figure(runs: Sequence[Run]) -> Figure:
         ax.set_title(ACCURACY_LABELS[key], fontsize="small")
         ax.set_ylim(-0.02, 1.02)
     axes[0].set_ylabel("accuracy")
-    _run_legend(fig, runs)
+    _run_legend(fig, runs, _stage_legend(runs))
     return fig
 
 
@@ -104,8 +150,10 @@ def loss_figure(runs: Sequence[Run]) -> Figure:
         ax.set_title(LOSS_NAMES[key], fontsize="small")
         if positive:
             ax.set_yscale("log")
-    axes[0].set_ylabel("loss (log scale)" if positive else "loss")
-    _run_legend(fig, runs)
+    names = {loss_label(r.get("loss")) for r in runs}
+    name = names.pop() if len(names) == 1 else "loss (each run's own)"
+    axes[0].set_ylabel(f"{name} (log scale)" if positive else name)
+    _run_legend(fig, runs, _stage_legend(runs))
     return fig
 
 
@@ -144,7 +192,8 @@ def ipr_mean_figure(runs: Sequence[Run]) -> Figure:
 
 def prune_figure(runs: Sequence[Run]) -> Figure:
     """Test (solid) and memorization (dashed) accuracy against neurons pruned: one panel
-    per order, the runs overlaid, shared axes."""
+    per order, the runs overlaid, shared axes (line styles here name the accuracy, as the
+    colours name the runs)."""
     orders = [o for o in PRUNE_ORDERS if all(o in r["prune"] for r in runs)]
     fig, axes = new_figure(3.6 * len(orders) + 2.2, 3.6, 1, len(orders),
                            sharex=True, sharey=True)
@@ -158,8 +207,9 @@ def prune_figure(runs: Sequence[Run]) -> Figure:
         ax.set(title=PRUNE_ORDERS[order], xlabel="neurons pruned", ylim=(-0.02, 1.02))
         integer_ticks(ax.xaxis)
     axes[0].set_ylabel("accuracy")
-    _run_legend(fig, runs, [Line2D([], [], color="k", ls="-", label="test"),
-                            Line2D([], [], color="k", ls="--", label="memorization")])
+    _run_legend(fig, runs, [Line2D([], [], color=COLORS["reference"], ls="-", label="test"),
+                            Line2D([], [], color=COLORS["reference"], ls="--",
+                                   label="memorization")])
     return fig
 
 
@@ -175,7 +225,7 @@ def gamma_figure(runs: Sequence[Run]) -> Figure:
 
 
 def plot_gamma_vs_ipr(ax: Axes, ipr: np.ndarray, gamma: np.ndarray,
-                      rho: float | None = None, color: str = "tab:blue") -> Axes:
+                      rho: float | None = None, color: str = RUN_COLORS[0]) -> Axes:
     """BatchNorm scale |gamma| against neuron IPR, both shape=(N,)."""
     ax.scatter(np.asarray(ipr, dtype=np.float64), np.abs(np.asarray(gamma, dtype=np.float64)),
                s=8, alpha=0.6, color=color)
@@ -208,6 +258,8 @@ def compare_figures(result: Mapping[str, Any]) -> dict[str, Figure]:
     bn = [dict(r, color=run_color(i)) for i, r in enumerate(runs) if r["batchnorm"]]
     if bn:
         figures["gamma_ipr"] = gamma_figure(bn)
+    for fig in figures.values():
+        title_line(fig, differences_title(result))
     return figures
 
 

@@ -16,34 +16,35 @@ from matplotlib.axes import Axes
 
 from interp.data import ACCURACY_NAMES
 from interp.plots.style import (
+    COLORS,
     as_float,
     has_data,
     log_steps,
-    mark_stages,
+    loss_label,
+    mark_phase,
     mark_step,
     outside_legend,
 )
 
-#: Line colours of the six accuracies, the same in every figure.
-ACCURACY_COLORS = {"train": "tab:blue", "train_clean": "tab:cyan",
-                   "train_corrupted": "tab:red", "train_corrupted_true": "tab:pink",
-                   "test": "tab:green", "all_true": "tab:olive"}
 ACCURACY_LABELS = {"train": "train (labels as given)", "train_clean": "train, clean labels",
                    "train_corrupted": "train, corrupted labels (memorization)",
                    "train_corrupted_true": "train, corrupted pairs' true labels",
                    "test": "test", "all_true": "all pairs, true labels"}
 LOSS_NAMES = {"loss": "train loss", "test_loss": "test loss"}
+#: The quantity (its colour in :data:`interp.plots.style.COLORS`) of each loss key.
+LOSS_QUANTITY = {"loss": "train", "test_loss": "test"}
 
 
 def plot_training_curves(ax: Axes, metrics: Mapping[str, Any],
                          names: Sequence[str] = ACCURACY_NAMES, *,
-                         stages: Mapping[str, int | None] | None = None,
+                         phase: Mapping[str, Any] | None = None,
                          step: int | None = None, legend: bool = True) -> Axes:
     """Accuracies over training from :meth:`interp.Run.metrics` (``step``,
     ``accuracy/<name>``, each shape=(T,)) on a log step axis.
 
-    ``stages`` (``phase.stages`` of an analysis) and ``step`` (the analyzed step) are
-    marked by labelled vertical lines; subsets absent or without data are skipped.
+    What ``phase`` (:func:`interp.classify_phase`) found and ``step`` (the analyzed step)
+    are marked (:func:`interp.plots.style.mark_phase`); subsets absent or without data are
+    skipped.
     """
     steps = np.asarray(metrics["step"])
     keep = log_steps(ax, steps)
@@ -51,10 +52,10 @@ def plot_training_curves(ax: Axes, metrics: Mapping[str, Any],
         values = metrics.get(f"accuracy/{name}")
         if values is not None and has_data(as_float(values)[keep]):
             wide = name == "train"  # the mix of clean and corrupted: drawn wide, beneath
-            ax.plot(steps[keep], as_float(values)[keep], color=ACCURACY_COLORS.get(name),
+            ax.plot(steps[keep], as_float(values)[keep], color=COLORS.get(name),
                     label=ACCURACY_LABELS.get(name, name), lw=3.0 if wide else 1.4,
                     alpha=0.45 if wide else 1.0, zorder=1.5 if wide else 2)
-    mark_stages(ax, stages)
+    mark_phase(ax, phase)
     mark_step(ax, step)
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)
@@ -64,10 +65,12 @@ def plot_training_curves(ax: Axes, metrics: Mapping[str, Any],
 
 
 def plot_loss_curves(ax: Axes, metrics: Mapping[str, Any], *,
-                     stages: Mapping[str, int | None] | None = None,
-                     step: int | None = None, legend: bool = True) -> Axes:
+                     phase: Mapping[str, Any] | None = None,
+                     step: int | None = None, loss: str | None = None,
+                     legend: bool = True) -> Axes:
     """Train and test loss over training (``loss``, ``test_loss``, shape=(T,)), log-log
-    where the losses are positive."""
+    where the losses are positive; ``loss`` (``mse``, ``ce``) names the y axis, ``phase``
+    and ``step`` as :func:`plot_training_curves`."""
     steps = np.asarray(metrics["step"])
     keep = log_steps(ax, steps)
     drawn = []
@@ -75,14 +78,14 @@ def plot_loss_curves(ax: Axes, metrics: Mapping[str, Any], *,
         if key in metrics and has_data(as_float(metrics[key])[keep]):
             values = as_float(metrics[key])[keep]
             ax.plot(steps[keep], values, label=label, lw=1.4,
-                    color="tab:blue" if key == "loss" else "tab:green")
+                    color=COLORS[LOSS_QUANTITY[key]])
             drawn.append(values[np.isfinite(values)])
     if drawn and all((v > 0).all() for v in drawn):
         ax.set_yscale("log")
-        ax.set_ylabel("loss (log scale)")
+        ax.set_ylabel(f"{loss_label(loss)} (log scale)")
     else:
-        ax.set_ylabel("loss")
-    mark_stages(ax, stages)
+        ax.set_ylabel(loss_label(loss))
+    mark_phase(ax, phase)
     mark_step(ax, step)
     if legend:
         outside_legend(ax)

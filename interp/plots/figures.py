@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
@@ -28,9 +29,13 @@ from interp.plots.curves import plot_loss_curves, plot_training_curves
 from interp.plots.layers import layer_figures
 from interp.plots.progress import progress_figures
 from interp.plots.style import (
+    COLORS,
+    MAP,
+    ORDER_STYLES,
     PRUNE_ORDERS,
     as_float,
     integer_ticks,
+    log_steps,
     new_figure,
     outside_legend,
     title_line,
@@ -41,10 +46,10 @@ __all__ = ["analysis_figures", "plot_embedding_spectrum", "plot_ipr_heatmap",
            "plot_ipr_histogram", "plot_loss_curves", "plot_prune_curves", "plot_spectra",
            "plot_training_curves", "write_compare_figures", "write_figures"]
 
-ORDER_COLORS = {"ascending": "tab:blue", "descending": "tab:red", "random": "tab:gray"}
-CURVE_STYLES = {"test": "-", "train_corrupted": "--", "train": ":", "train_clean": "-."}
 CURVE_LABELS = {"test": "test", "train_corrupted": "memorization", "train": "train",
                 "train_clean": "train, clean"}
+#: Spectra below this share of a neuron's power are drawn at the bottom of the log scale.
+SPECTRUM_FLOOR = 1e-4
 
 
 def plot_ipr_histogram(ax: Axes, ipr: np.ndarray, threshold: float | None = None,
@@ -56,15 +61,17 @@ def plot_ipr_histogram(ax: Axes, ipr: np.ndarray, threshold: float | None = None
     lo = ipr_bounds(p, r)[0] if p is not None else float(ipr.min())
     edges = np.linspace(min(lo, float(ipr.min())), 1.0, bins + 1)
     if threshold is None:
-        ax.hist(ipr, bins=edges, color="tab:blue", label=f"neurons ({len(ipr)})")
+        ax.hist(ipr, bins=edges, color=COLORS["neurons"], label=f"neurons ({len(ipr)})")
     else:
         groups = [ipr[ipr < threshold], ipr[ipr >= threshold]]
-        ax.hist(groups, bins=edges, stacked=True, color=["tab:red", "tab:blue"],
+        ax.hist(groups, bins=edges, stacked=True,
+                color=[COLORS["memorizing"], COLORS["generalizing"]],
                 label=[f"{name} ({len(g)})" if len(g) else f"_{name}"  # none when empty
                        for name, g in zip(("memorizing", "generalizing"), groups)])
-        ax.axvline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:.3g}")
+        ax.axvline(threshold, color=COLORS["threshold"], ls="--", lw=1,
+                   label=f"threshold {threshold:.3g}")
     if p is not None:
-        ax.axvline(lo, color="tab:gray", ls=":", lw=1.2,
+        ax.axvline(lo, color=COLORS["reference"], ls=":", lw=1.2,
                    label=f"minimum IPR 1/{p // 2 + 1} = {lo:.3g}" if r == 2 else
                    f"minimum IPR {lo:.3g}")
     ax.set(xlabel=f"neuron IPR (r={r:g})", ylabel="neurons")
@@ -74,33 +81,38 @@ def plot_ipr_histogram(ax: Axes, ipr: np.ndarray, threshold: float | None = None
 
 
 def plot_ipr_heatmap(ax: Axes, steps: np.ndarray, ipr_traj: np.ndarray) -> Axes:
-    """IPR of every neuron over training, neurons sorted by their final IPR.
+    """IPR of every neuron over training (log step axis), neurons sorted by their final IPR.
 
     ``steps`` shape=(T,), ``ipr_traj`` shape=(T, N); the top row is the most periodic.
     """
     traj = np.asarray(ipr_traj, dtype=np.float64)
     order = np.argsort(traj[-1], kind="stable")
     x = np.asarray(steps, dtype=np.float64)
-    mesh = ax.pcolormesh(x, np.arange(traj.shape[1]), traj[:, order].T, shading="nearest",
-                         cmap="viridis", vmin=0.0, vmax=1.0)
+    keep = log_steps(ax, x)
+    mesh = ax.pcolormesh(x[keep], np.arange(traj.shape[1]), traj[keep][:, order].T,
+                         shading="nearest", cmap=MAP, vmin=0.0, vmax=1.0)
     ax.figure.colorbar(mesh, ax=ax, label="neuron IPR")
-    ax.set(xlabel="step", ylabel="neuron (sorted by final IPR)")
+    ax.set_ylabel("neuron (sorted by final IPR)")
     integer_ticks(ax.yaxis)
     return ax
 
 
 def plot_spectra(ax: Axes, power: np.ndarray, ipr: np.ndarray,
                  of: Sequence[str] | None = None) -> Axes:
-    """Power spectra of all neurons as an image, sorted by IPR (most periodic on top).
+    """Power spectra of all neurons as an image, sorted by IPR (most periodic on top), on a
+    log colour scale, so that the flat spectra of memorizing neurons show as well as the
+    peaks of periodic ones (shares below ``SPECTRUM_FLOOR`` at the bottom of the scale).
 
     ``power`` shape=(N, K), e.g. :func:`interp.neuron_power`; ``ipr`` shape=(N,); ``of``
     names the weights whose spectra ``power`` averages (the title says so).
     """
     power = np.asarray(power, dtype=np.float64)
     order = np.argsort(np.asarray(ipr), kind="stable")
-    image = ax.imshow(power[order], aspect="auto", origin="lower", cmap="magma",
-                      interpolation="nearest")
-    ax.figure.colorbar(image, ax=ax, label="share of the neuron's power")
+    image = ax.imshow(np.clip(power[order], SPECTRUM_FLOOR, 1.0), aspect="auto",
+                      origin="lower", cmap=MAP, interpolation="nearest",
+                      norm=LogNorm(SPECTRUM_FLOOR, 1.0))
+    ax.figure.colorbar(image, ax=ax, label="share of the neuron's power (log scale)",
+                       extend="min")
     ax.set(xlabel="frequency", ylabel="neuron (sorted by IPR)")
     what = ", ".join(of) if of else "the neuron's weights"
     ax.set_title(f"Fourier power per neuron: mean of the spectra of {what}", fontsize="small")
@@ -114,13 +126,14 @@ def plot_embedding_spectrum(ax: Axes, shares: Sequence[float],
     frequencies highlighted."""
     shares = np.asarray(shares, dtype=np.float64)
     is_key = np.isin(np.arange(len(shares)), np.asarray(key, dtype=np.int64))
-    ax.bar(np.arange(len(shares)), shares, color=np.where(is_key, "tab:red", "tab:gray"),
-           width=0.8)
+    ax.bar(np.arange(len(shares)), shares,
+           color=np.where(is_key, COLORS["key_frequency"], COLORS["other"]), width=0.8)
     ax.set(xlabel="frequency", ylabel="share of ||W_E||^2",
            title=f"{len(key)} key frequencies carry {shares[list(key)].sum():.0%}")
     integer_ticks(ax.xaxis)
     handles = [Patch(color=c, label=label) for c, label, shown in (
-        ("tab:red", "key frequency", is_key.any()), ("tab:gray", "other", not is_key.all()))
+        (COLORS["key_frequency"], "key frequency", is_key.any()),
+        (COLORS["other"], "other", not is_key.all()))
         if shown]
     ax.legend(handles=handles,
               loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
@@ -131,7 +144,8 @@ def plot_embedding_spectrum(ax: Axes, shares: Sequence[float],
 def plot_prune_curves(ax: Axes, curves: Mapping[str, Mapping[str, Sequence[float]]],
                       names: Sequence[str] = ("test", "train_corrupted"),
                       n_memorizing: int | None = None) -> Axes:
-    """Accuracy against neurons pruned, one colour per order, one line style per accuracy.
+    """Accuracy against neurons pruned: the accuracy's colour
+    (:data:`interp.plots.style.COLORS`), one line style per order.
 
     ``curves`` maps an order name to a curve with ``n_pruned`` and accuracy lists
     (None entries, e.g. JSON null, are drawn as gaps; an accuracy with no value at all is
@@ -142,10 +156,10 @@ def plot_prune_curves(ax: Axes, curves: Mapping[str, Mapping[str, Sequence[float
         for name in names:
             y = as_float(curve[name])
             if np.isfinite(y).any():
-                ax.plot(x, y, CURVE_STYLES.get(name, "-"), color=ORDER_COLORS.get(order),
+                ax.plot(x, y, ORDER_STYLES.get(order, "-"), color=COLORS.get(name),
                         label=f"{PRUNE_ORDERS.get(order, order)}: {CURVE_LABELS.get(name, name)}")
     if n_memorizing is not None:
-        ax.axvline(n_memorizing, color="k", ls=":", lw=1,
+        ax.axvline(n_memorizing, color=COLORS["reference"], ls="-.", lw=1,
                    label=f"memorizing neurons ({n_memorizing})")
     ax.set(xlabel="neurons pruned", ylabel="accuracy", ylim=(-0.02, 1.02))
     integer_ticks(ax.xaxis)
@@ -153,18 +167,19 @@ def plot_prune_curves(ax: Axes, curves: Mapping[str, Mapping[str, Sequence[float
     return ax
 
 
-def _curve_figures(summary: Mapping[str, Any], metrics: Mapping[str, Any]
+def _curve_figures(summary: Mapping[str, Any], arrays: Mapping[str, Any]
                    ) -> dict[str, Figure]:
-    stages = (summary.get("phase") or {}).get("stages")
+    metrics = arrays["metrics"]
+    phase = summary.get("phase") or arrays.get("phase")
     steps = np.asarray(metrics["step"])
     step = int(summary["step"])
     marked = step if len(steps) and step < int(steps.max()) else None  # not the last
     fig, (ax,) = new_figure(7.2, 4.0)
-    plot_training_curves(ax, metrics, stages=stages, step=marked)
+    plot_training_curves(ax, metrics, phase=phase, step=marked)
     figures = {"accuracy": fig}
     if "loss" in metrics:
         fig, (ax,) = new_figure(7.2, 4.0)
-        plot_loss_curves(ax, metrics, stages=stages, step=marked)
+        plot_loss_curves(ax, metrics, phase=phase, step=marked, loss=arrays.get("loss_name"))
         figures["loss"] = fig
     return figures
 
@@ -195,13 +210,15 @@ def analysis_figures(summary: Mapping[str, Any], arrays: Mapping[str, Any], *,
 
     ``arrays`` are the computed arrays the figures draw (``Analysis.arrays`` of
     :func:`interp.reports.analyze.analyze_run`): ``metrics``, ``ipr_steps``,
-    ``ipr_trajectory`` and ``power``. ``accuracy`` always; ``loss`` when the metrics hold
-    the loss; ``ipr_histogram`` and ``ipr_trajectory`` with an IPR section, ``spectra``
-    with a per-neuron power spectrum (``spectra_of`` names the weights it averages);
+    ``ipr_trajectory`` and ``power``, with ``phase`` and ``loss_name`` (the curves' phase
+    markers, whatever sections the summary holds, and the loss's name). ``accuracy``
+    always; ``loss`` when the metrics hold the loss; ``ipr_histogram`` and
+    ``ipr_trajectory`` with an IPR section, ``spectra`` with a per-neuron power spectrum
+    (``spectra_of`` names the weights it averages);
     ``embedding_spectrum`` with a token embedding's spectrum; ``prune`` with pruning
     curves. ``title`` (the run's identity) is each figure's title line.
     """
-    figures = _curve_figures(summary, arrays["metrics"])
+    figures = _curve_figures(summary, arrays)
     if summary.get("ipr"):
         figures |= _ipr_figures(summary, arrays, spectra_of)
     if summary.get("embedding"):
@@ -217,7 +234,8 @@ def analysis_figures(summary: Mapping[str, Any], arrays: Mapping[str, Any], *,
                           if classes and classes["threshold"] is not None else None)
         figures["prune"] = fig
     if summary.get("progress"):  # progress_losses, progress_sparsity, key_frequencies
-        figures |= progress_figures(arrays.get("progress") or summary["progress"])
+        figures |= progress_figures(arrays.get("progress") or summary["progress"],
+                                    loss=arrays.get("loss_name"))
     if summary.get("layers"):  # layers, layer_prune: networks with several hidden layers
         figures |= layer_figures(summary["layers"])
     for fig in figures.values():

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from interp.plots.style import (
+    COLORS,
     integer_ticks,
     new_figure,
     outside_legend,
@@ -49,10 +50,11 @@ def plot_neuron_fit(vectors: np.ndarray, frequency: int, amplitudes: Sequence[fl
     step = 2.5 * max(float(np.abs(vectors).max()), *map(abs, amplitudes), 1e-12)
     for i, name in enumerate(VECTOR_NAMES):
         offset = -i * step
-        points = ax.plot(x, vectors[i] + offset, "o", ms=2.5, label=f"{name} weights")[0]
+        ax.plot(x, vectors[i] + offset, "o", ms=2.5, color=COLORS[name],
+                label=f"{name} weights")
         if frequency > 0:
             fitted = amplitudes[i] * np.cos(2 * np.pi * frequency * fine / p + phases[i])
-            ax.plot(fine, fitted + offset, "-", lw=1, color=points.get_color(), alpha=0.8)
+            ax.plot(fine, fitted + offset, "-", lw=1, color=COLORS[name], alpha=0.8)
     ax.set_yticks([-i * step for i in range(3)], VECTOR_NAMES)
     ax.set_xlabel("residue")
     integer_ticks(ax.xaxis)
@@ -64,7 +66,7 @@ def plot_frequency_histogram(counts: Sequence[int], ax: Axes) -> Axes:
     """Bar chart of consistent neurons per frequency; ``counts[i]`` is frequency ``i + 1``."""
     counts = np.asarray(counts)
     freqs = np.arange(1, len(counts) + 1)
-    ax.bar(freqs, counts, width=0.8, color="tab:blue")
+    ax.bar(freqs, counts, width=0.8, color=COLORS["consistent"])
     ax.set_xlabel("frequency f")
     ax.set_ylabel("consistent neurons")
     used = int((counts > 0).sum())
@@ -92,12 +94,12 @@ def plot_residual_histogram(residuals: np.ndarray, consistent: np.ndarray, ax: A
                          f"got {consistent.shape}.")
     edges = np.linspace(-np.pi, np.pi, bins + 1)
     groups = [residuals[consistent], residuals[~consistent]]
-    ax.hist(groups, bins=edges, stacked=True, color=["tab:blue", "tab:gray"],
+    ax.hist(groups, bins=edges, stacked=True, color=[COLORS["consistent"], COLORS["other"]],
             label=[f"{name} ({len(g)})" if len(g) else f"_{name}"  # no entry when empty
                    for name, g in zip(("consistent", "other"), groups)])
     if max_residual is not None:  # the pair as one line collection: one legend entry
         ax.vlines([-max_residual, max_residual], 0, 1, transform=ax.get_xaxis_transform(),
-                  colors="k", lw=0.8, linestyles="--",
+                  colors=COLORS["threshold"], lw=0.8, linestyles="--",
                   label=f"tolerance +-{max_residual:.3g} rad")
     ax.set_xlabel("phase(W) - phase(U) - phase(V)  [rad]")
     ax.set_ylabel("neurons")
@@ -144,9 +146,9 @@ def fit_figures(fit: Mapping[str, Any], weights: Mapping[str, Any], n_examples: 
         plot_neuron_fit(np.stack([U[k], V[k], W[:, k]]), r["frequency"], r["amplitudes"],
                         r["phases"], fig.add_subplot(rows, cols, i + 1),
                         title=f"neuron {k}, f = {r['frequency']}, {status}")
-    fig.legend(handles=[Line2D([], [], ls="", marker="o", ms=3, color="0.3",
+    fig.legend(handles=[Line2D([], [], ls="", marker="o", ms=3, color=COLORS["reference"],
                                label="weights"),
-                        Line2D([], [], color="0.3", label="fitted cosine")],
+                        Line2D([], [], color=COLORS["reference"], label="fitted cosine")],
                loc="outside right upper", frameon=False, fontsize="small")
     figures["fit_neurons"] = fig
     for fig in figures.values():

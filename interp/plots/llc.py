@@ -13,6 +13,7 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from interp.plots.style import (
+    COLORS,
     RUN_COLORS,
     as_float,
     has_data,
@@ -25,8 +26,9 @@ from interp.plots.style import (
 )
 
 #: The LLC series of :func:`interp.llc`: key -> (label, colour).
-SERIES = {"all": ("every weight", "k"), "generalizing": ("generalizing neurons", "tab:green"),
-          "memorizing": ("memorizing neurons", "tab:red")}
+SERIES = {"all": ("every weight", COLORS["llc"]),
+          "generalizing": ("generalizing neurons", COLORS["generalizing"]),
+          "memorizing": ("memorizing neurons", COLORS["memorizing"])}
 
 
 def plot_llc(ax: Axes, result: Mapping[str, Any], label: str | None = None,
@@ -53,8 +55,9 @@ def plot_accuracy_twin(ax: Axes, metrics: Mapping[str, Any]) -> Axes:
     twin = ax.twinx()
     steps = np.asarray(metrics["step"])
     keep = steps > 0 if ax.get_xscale() == "log" else np.ones(steps.shape, dtype=bool)
-    for name, style in (("train", "tab:blue"), ("test", "tab:olive")):
-        twin.plot(steps[keep], np.asarray(metrics[f"accuracy/{name}"])[keep], color=style,
+    for name in ("train", "test"):
+        twin.plot(steps[keep], np.asarray(metrics[f"accuracy/{name}"])[keep],
+                  color=COLORS[name],
                   lw=1, alpha=0.6, label=f"{name} accuracy")
     twin.set(ylabel="accuracy", ylim=(-0.02, 1.02))
     return twin

@@ -25,13 +25,13 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
 from interp.analysis.phase import PHASES
-from interp.plots.style import new_figure, save_png
+from interp.plots import style
+from interp.plots.style import COLORS, MAP, new_figure, save_png
 from interp.store.atomic import check_not_linked
 
-#: One colour per phase, in :data:`interp.analysis.phase.PHASES` order.
-PHASE_COLORS = ("#4daf4a", "#377eb8", "#984ea3", "#e41a1c", "#ff7f00", "#a65628",
-                "#66c2a5", "#ffd92f")  # clean runs: comprehension, grokking
-MISSING_COLOR = "#ffffff"
+#: One colour per phase, in :data:`interp.analysis.phase.PHASES` order (the style table's).
+PHASE_COLORS = tuple(style.PHASE_COLORS[phase] for phase in PHASES)
+MISSING_COLOR = COLORS["missing"]
 _LABELS = {"weight_decay": "weight decay", "dropout": "dropout",
            "batch_size": "BatchNorm, batch size"}
 
@@ -129,7 +129,7 @@ def plot_mixed(mixed: np.ndarray, xi: np.ndarray, alpha: np.ndarray, ax: Axes) -
     xe, ae = _edges(xi), _edges(alpha)
     for i, j in zip(*np.nonzero(_check_grid(mixed, xi, alpha))):
         ax.add_patch(Rectangle((xe[j], ae[i]), xe[j + 1] - xe[j], ae[i + 1] - ae[i],
-                               fill=False, hatch="xx", edgecolor="0.15", lw=0,
+                               fill=False, hatch="xx", edgecolor=COLORS["mixed"], lw=0,
                                label="_mixed"))
     return ax
 
@@ -221,10 +221,16 @@ def phase_legend_handles(grid: np.ndarray | Sequence[np.ndarray] | None = None
 
 def plot_accuracy_heatmap(grid: np.ndarray, xi: np.ndarray, alpha: np.ndarray, ax: Axes,
                           title: str | None = None, colorbar: bool = True) -> Axes:
-    """Accuracy in [0, 1] over (alpha, xi); ``grid`` shape=(A, X), NaN left blank."""
+    """Accuracy in [0, 1] over (alpha, xi), each cell's value printed in it (dark text on
+    the light end of the map); ``grid`` shape=(A, X), NaN left blank."""
     grid = _check_grid(grid, xi, alpha)
     mesh = ax.pcolormesh(_edges(xi), _edges(alpha), np.ma.masked_invalid(grid),
-                         cmap="viridis", vmin=0.0, vmax=1.0)
+                         cmap=MAP, vmin=0.0, vmax=1.0)
+    size = max(4.0, min(8.0, 48.0 / max(len(xi), len(alpha))))
+    for (i, j), value in np.ndenumerate(grid):
+        if np.isfinite(value):
+            ax.text(xi[j], alpha[i], f"{value:.2f}", ha="center", va="center",
+                    fontsize=size, color="k" if value > 0.55 else "w")
     if colorbar:
         ax.figure.colorbar(mesh, ax=ax, label="accuracy")
     _label_axes(ax, xi, alpha, title)
@@ -305,7 +311,7 @@ def phase_figures(spec: Any, rows: Sequence[Row]) -> dict[str, Figure]:
                 xi, alpha, grid = accuracy_grid(panel_rows, draw)
                 plot_accuracy_heatmap(grid, xi, alpha, ax, title, colorbar=ax is axes[-1])
         if draw is None:
-            mixed = [Patch(facecolor="white", edgecolor="0.15", hatch="xx",
+            mixed = [Patch(facecolor="white", edgecolor=COLORS["mixed"], hatch="xx",
                            label="seeds disagree")] if any(
                 mixed_grid(rs)[2].any() for _, rs in panels) else []
             if any(r["status"] == "inferred" for _, rs in panels for r in rs):

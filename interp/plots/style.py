@@ -22,15 +22,66 @@ from matplotlib.ticker import MaxNLocator
 
 from interp.store.atomic import write_atomic
 
-#: Stage markers of :func:`interp.classify_phase`'s ``stages``: key -> (label, colour, style).
-STAGES = {"generalized_step": ("generalized", "tab:green", "--"),
-          "unlearned_step": ("corrupted labels unlearned", "tab:purple", "-.")}
+#: Okabe and Ito's colour-blind-safe palette (https://jfly.uni-koeln.de/color/). Under
+#: simulated deuteranopia and protanopia (Machado et al. 2009) every two of these colours,
+#: and each of them and :data:`NEUTRAL`, stay at least 15 CIELAB units apart, the rule
+#: tests/plots/test_figure_style.py checks for the series of every figure.
+OKABE_ITO = {"black": "#000000", "orange": "#E69F00", "sky blue": "#56B4E9",
+             "bluish green": "#009E73", "yellow": "#F0E442", "blue": "#0072B2",
+             "vermillion": "#D55E00", "reddish purple": "#CC79A7"}
+#: "Other", "the rest": bars and patches behind the named ones.
+NEUTRAL = "#C8C8C8"
+#: The colour map of every map (heatmaps, spectra, accuracy grids): perceptually uniform,
+#: readable in grey and with colour-blindness.
+MAP = "viridis"
+_K, _O, _S, _G, _Y, _B, _V, _P = OKABE_ITO.values()
+
+#: THE colour of each quantity, the same in every figure. Train (blue), test (green) and
+#: memorization (vermillion) are reserved: a neuron class has the colour of the accuracy
+#: it carries, and nothing else is drawn in these three. The other colours name one
+#: quantity within a figure.
+COLORS = {
+    # the accuracies and losses of the six subsets (interp.data.ACCURACY_NAMES)
+    "train": _B, "train_clean": _S, "train_corrupted": _V, "train_corrupted_true": _P,
+    "test": _G, "all_true": _K,
+    # neuron classes: the accuracy each carries
+    "memorizing": _V, "generalizing": _G, "neurons": NEUTRAL, "other": NEUTRAL,
+    # Fourier structure
+    "key_frequency": _O, "restricted_loss": _O, "excluded_loss": _S,
+    "embedding_gini": _S, "wl_gini": _P, "embedding_key_share": _O, "weight_norm": _K,
+    "consistent": _S, "U": _S, "V": _O, "W": _P,
+    # where a layer's power lies (one operand, m + n, m - n) and its IPR
+    "m": _S, "n": _Y, "sum": _O, "difference": _P, "ipr": _K,
+    # the local learning coefficient of every weight
+    "llc": _K,
+    # reference lines
+    "analyzed_step": _K, "threshold": _K, "reference": "#595959",
+    # the sweep maps: cells whose seeds disagree (hatching), cells with no result
+    "mixed": "#8C8C8C", "missing": "#FFFFFF",
+}
+#: The colour of each phase (:data:`interp.analysis.phase.PHASES`) in the phase diagrams:
+#: the phases of pure memorization and pure generalization in their accuracies' colours.
+PHASE_COLORS = {"coexistence": _B, "partial_inversion": _S, "full_inversion": _G,
+                "memorization": _V, "forgetting": _P, "confusion": _K, "comprehension": _Y,
+                "grokking": _O}
+#: Line styles of the pruning orders of :func:`interp.prune_curves` (colour: the accuracy).
+ORDER_STYLES = {"ascending": "-", "descending": "--", "random": ":"}
 #: The pruning orders of :func:`interp.prune_curves`, as figures name them.
 PRUNE_ORDERS = {"ascending": "lowest IPR first", "descending": "highest IPR first",
                 "random": "random order"}
-#: The colours of successive runs in comparison figures.
-RUN_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
-              "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
+#: The colours of successive runs (comparisons, calibration settings): the palette, the
+#: reserved colours last.
+RUN_COLORS = (_K, _O, _S, _P, _B, _G, _V, _Y)
+#: Stage markers: key of a phase analysis -> (label, colour, style). The colour is that of
+#: the accuracy whose threshold places the step: train (memorized), test (generalized),
+#: memorization (unlearned); circuit formation ends when the key frequencies' circuit does.
+STAGES = {"generalized_step": ("generalized", _G, "--"),
+          "unlearned_step": ("corrupted labels unlearned", _V, "-.")}
+CLASSIC_STAGES = {"memorization_step": ("memorized", _B, "--"),
+                  "generalization_step": ("generalized", _G, "--")}
+BOUNDARIES = {"memorization_end": ("memorization ends", _B, ":"),
+              "circuit_formation_end": ("circuit formation ends", _O, ":"),
+              "cleanup_end": ("cleanup ends", _G, ":")}
 
 
 def new_figure(width: float = 6.4, height: float = 4.0, nrows: int = 1, ncols: int = 1,
@@ -134,7 +185,28 @@ def mark_stages(ax: Axes, stages: Mapping[str, int | None] | None,
             ax.axvline(step, color=color, ls=style, lw=1.2, label=f"{label} (step {step})")
 
 
+def mark_phase(ax: Axes, phase: Mapping[str, Any] | None) -> None:
+    """The steps a phase analysis (:func:`interp.classify_phase`) found: the two stages of
+    a corrupted run; for a clean run the memorization and generalization steps, with the
+    grokking delay between them shaded and labelled."""
+    classic = (phase or {}).get("classic")
+    if not classic:
+        mark_stages(ax, (phase or {}).get("stages"))
+        return
+    t_m, t_g, delay = (classic[k] for k in ("memorization_step", "generalization_step",
+                                            "grokking_delay"))
+    if delay and (ax.get_xscale() != "log" or t_m > 0):
+        ax.axvspan(t_m, t_g, color=NEUTRAL, alpha=0.3, lw=0,
+                   label=f"grokking delay: {delay} steps")
+    mark_stages(ax, classic, CLASSIC_STAGES)
+
+
+def loss_label(loss: str | None) -> str:
+    """The loss axis's name: ``MSE loss``, ``cross-entropy loss`` (``loss`` unknown)."""
+    return {"mse": "MSE loss", "ce": "cross-entropy loss"}.get(loss or "", "loss")
+
+
 def mark_step(ax: Axes, step: int | None, what: str = "analyzed step") -> None:
     """A dotted, labelled vertical line at one step."""
     if step is not None and (ax.get_xscale() != "log" or step > 0):
-        ax.axvline(step, color="k", ls=":", lw=1, label=f"{what} {step}")
+        ax.axvline(step, color=COLORS["analyzed_step"], ls=":", lw=1, label=f"{what} {step}")

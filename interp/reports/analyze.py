@@ -78,7 +78,9 @@ class Analysis:
     """An analysis summary (JSON-ready, see :func:`analyze`) and the arrays its figures
     draw: ``metrics`` (the run's per-step metrics), ``ipr_steps``/``ipr_trajectory``
     (shape=(T,), (T, N); up to the analyzed step) and ``power`` (shape=(N, K), the
-    per-neuron spectra of a family whose neurons are vectors), each None when not computed."""
+    per-neuron spectra of a family whose neurons are vectors), each None when not computed;
+    ``phase`` (:func:`interp.run_phase`, computed for the figures' markers even when the
+    summary leaves it out; None for one checkpoint) and ``loss_name`` (the run's loss)."""
 
     summary: dict[str, Any]
     arrays: dict[str, Any] = field(default_factory=dict)
@@ -155,8 +157,10 @@ def analyze_run(run: Run, step: int | None = None, *, ipr: bool = True, prune: b
     if fit:
         out["fit"] = fit_summary(weights, cfg, ds)
         out["fit"]["lock_step"] = frequency_lock_steps(run, until=step)[0]
+    # the figures mark the phase and name the loss whatever sections were asked for
     arrays |= {"metrics": run.metrics(), "ipr_steps": None, "ipr_trajectory": None,
-               "progress": None}
+               "progress": None, "loss_name": loss,
+               "phase": out["phase"] or (run_phase(run) if len(run.steps) > 1 else None)}
     if progress:
         measures = run_progress(run, until=step, key_fraction=key_fraction)
         m = arrays["metrics"]

@@ -103,6 +103,7 @@ def _one(path: Path, step: int | None, prune: bool, seed: int) -> dict[str, Any]
                     "n_memorizing": len(s["classes"]["memorizing"]),
                     "reason": s["classes"]["reason"]},
         "norms": norms, "batchnorm": bn, "prune": s["prune"],
+        "loss": cfg["train"]["loss"],
         "curves": {"step": m["step"][upto]} | {k: m[k][upto] for k in CURVES},
         "ipr_over_training": {"step": ipr_steps, "mean": ipr_traj.mean(axis=1)},
         "ipr_convention": convention,
@@ -125,7 +126,8 @@ def compare(paths: Sequence[str | os.PathLike], step: int | None = None, *,
     evidence), ``ipr`` (``mean``, ``median``, ``neurons``), ``classes`` (Otsu threshold,
     counts), ``norms`` (final, per parameter and ``total``), ``batchnorm`` (``spearman``
     and ``p_value`` of |gamma| against IPR, ``gamma``; None without BatchNorm),
-    ``prune`` (curves, or None), ``curves`` (per-step accuracies) and
+    ``prune`` (curves, or None), ``curves`` (per-step accuracies), ``loss`` (the loss
+    the run was trained with, ``mse`` or ``ce``) and
     ``ipr_over_training`` (mean neuron IPR per stored checkpoint); with ``llc`` (an
     :class:`interp.LLCSettings`) also ``llc``, the LLC at every checkpoint with the same
     settings for every run (:func:`interp.reports.llc.llc_of_runs`).

@@ -109,6 +109,20 @@ def test_plots_return_their_axes_and_paint_phase_colours():
         plot_phase_diagram(grid.T, xi, alpha, ax)
 
 
+def test_accuracy_heatmaps_print_each_cells_value():
+    rows = [r for r in hand_made_rows() if r["value"] == 5.0]
+    xi, alpha, grid = accuracy_grid(rows, "acc_test")  # [[.5, .5, .2], [.4, nan, .5]]
+    ax = Figure().subplots()
+    plot_accuracy_heatmap(grid, xi, alpha, ax)
+    cells = sorted((t.get_position(), t.get_text(), t.get_color()) for t in ax.texts)
+    assert cells == [((0.1, 0.4), "0.50", "w"), ((0.1, 0.6), "0.40", "w"),
+                     ((0.3, 0.4), "0.50", "w"), ((0.5, 0.4), "0.20", "w"),
+                     ((0.5, 0.6), "0.50", "w")]  # none in the empty cell
+    ax = Figure().subplots()
+    plot_accuracy_heatmap(np.array([[0.98]]), np.array([0.1]), np.array([0.5]), ax)
+    assert [(t.get_text(), t.get_color()) for t in ax.texts] == [("0.98", "k")]  # light
+
+
 def test_write_phase_diagram_from_a_sweep_folder(tmp_path):
     base = RunConfig().replace(data={"p": 7}, model={"width": 8}, train={"steps": 20})
     spec = SweepSpec(base=base, xi=(0.1, 0.3, 0.5), alpha=(0.4, 0.6), values=(0.0, 5.0),

@@ -11,7 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from interp.plots.html.page import COLORS, TOOLS, WIDE, finite
+from interp.plots.html.page import COLORS, TOOLS, WIDE, finite, series_colors, series_dash
+from interp.plots.style import BOUNDARIES, STAGES
+from interp.plots.style import COLORS as QUANTITY_COLORS
 
 #: A series: its label and (steps shape=(T,), values shape=(T,)).
 Series = Mapping[str, tuple[Any, Any]]
@@ -32,6 +34,7 @@ def line_figure(series: Series, *, x_label: str, y_label: str, name: str,
                  "linear", x_axis_label=x_label, y_axis_label=y_label, title=title,
                  name=name, **options)
     lines = []
+    colors = series_colors(series, COLORS)
     for i, (label, (x, y)) in enumerate(series.items()):
         x, y = np.asarray(x, dtype=np.float64), finite(y)
         keep = x > 0 if log_x else np.ones(len(x), dtype=bool)
@@ -39,7 +42,8 @@ def line_figure(series: Series, *, x_label: str, y_label: str, name: str,
             continue
         source = ColumnDataSource({"x": x[keep], "y": y[keep]})
         lines.append(fig.line("x", "y", source=source, legend_label=label, name=label,
-                              color=COLORS[i % len(COLORS)], line_width=2))
+                              color=colors[i], line_dash=series_dash(label),
+                              line_width=2))
     if lines:
         fig.add_tools(HoverTool(renderers=lines, tooltips=[
             ("", "$name"), (x_label, "@x{0,0.[00]}"), (y_label, "@y{0.[0000]}")]))
@@ -54,10 +58,11 @@ def mark(fig: Any, stages: Mapping[str, tuple[str, int | float | None]]) -> Any:
     the figure's legend."""
     from bokeh.models import Span
 
-    for i, (label, x) in enumerate(stages.values()):
+    for key, (label, x) in stages.items():
         if x is None:
             continue
-        color = COLORS[(i + 4) % len(COLORS)]
+        known = {**STAGES, **BOUNDARIES}  # the static figures' marker colours
+        color = known[key][1] if key in known else QUANTITY_COLORS["reference"]
         fig.add_layout(Span(location=float(x), dimension="height", line_color=color,
                             line_dash="dashed", line_width=2))
         fig.line([float(x)], [0.0], color=color, line_dash="dashed", legend_label=label)

@@ -14,11 +14,41 @@ from typing import Any
 
 import numpy as np
 
+from interp.plots.curves import ACCURACY_LABELS, LOSS_NAMES, LOSS_QUANTITY
+from interp.plots.progress import LOSSES
+from interp.plots.style import COLORS as QUANTITY_COLORS
+from interp.plots.style import ORDER_STYLES, PRUNE_ORDERS, RUN_COLORS
 from interp.store.atomic import write_text_atomic
 
-#: The line colours of successive series (bokeh's Category10).
-COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-          "#7f7f7f", "#bcbd22", "#17becf")
+#: The line colours of successive series: the style table's colour-blind-safe run colours.
+COLORS = RUN_COLORS
+#: The colour of each series the static figures draw too, by its label (the style table's).
+LABEL_COLORS = ({label: QUANTITY_COLORS[k] for k, label in ACCURACY_LABELS.items()}
+                | {label: QUANTITY_COLORS[LOSS_QUANTITY[k]] for k, label in LOSS_NAMES.items()}
+                | {label: color for label, color, _ in LOSSES.values()})
+
+
+def _own_color(label: str) -> str | None:
+    """A quantity's colour by its label, also as ``ORDER: LABEL`` (a pruning curve)."""
+    return LABEL_COLORS.get(label) or LABEL_COLORS.get(label.partition(": ")[2])
+
+
+def series_colors(labels: Sequence[str], colors: Sequence[str] = COLORS) -> list[str]:
+    """A colour per label: a quantity's own (:data:`LABEL_COLORS`), else the next of
+    ``colors`` that no other label of the figure has."""
+    taken = {_own_color(label) for label in labels}
+    free = iter([c for c in colors if c not in taken] or list(colors))
+    out = []
+    for label in labels:
+        out.append(_own_color(label) or next(free, colors[len(out) % len(colors)]))
+    return out
+
+
+def series_dash(label: str) -> str:
+    """Bokeh's line dash of a series: a pruning order's style (``ORDER: LABEL``), else
+    solid."""
+    order = {name: key for key, name in PRUNE_ORDERS.items()}.get(label.partition(": ")[0])
+    return {"-": "solid", "--": "dashed", ":": "dotted"}[ORDER_STYLES.get(order, "-")]
 #: Tools of every figure: zoom, pan, reset and a picture of the figure.
 TOOLS = "pan,box_zoom,wheel_zoom,reset,save"
 #: Width of a wide figure, in pixels.
