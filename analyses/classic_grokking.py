@@ -1,9 +1,10 @@
 """Beyond the paper: classic grokking (xi = 0) and Nanda et al.'s progress measures.
 
 Nanda et al. (2023) find three phases in grokking: memorization, circuit formation and
-cleanup; the restricted loss (logits kept only along the key frequencies' directions)
-falls before the test loss does, and the excluded loss (those directions removed) rises
-as the network comes to rely on them. This script trains a clean run at a setting that
+cleanup; the restricted loss (on the test pairs, the neuron activations kept only along
+the key frequencies' cos/sin(w_k (a + b)) directions) falls before the test loss does,
+and the excluded loss (on the training pairs, those directions removed) rises as the
+network comes to rely on them. This script trains a clean run at a setting that
 groks on a CPU in minutes (p 97, alpha 0.3, xi 0, the paper's MLP N 500, cross-entropy,
 AdamW lr 1e-3, weight decay 1, 3000 full-batch steps, 100 log-spaced checkpoints;
 ``--quick``: p 41, alpha 0.4, N 192, lr 3e-3, weight decay 3, 2000 steps), classifies it
@@ -62,7 +63,7 @@ def draw(prog: dict, metrics: dict, delay: int | None, out) -> str:
                               ("excluded_loss", "excluded", "C3-.")):
         if prog[key] is not None:
             axes[1].plot(x, np.asarray(prog[key], dtype=float), style, label=label, lw=1.2)
-    axes[1].set(yscale="log", ylabel="loss (train pairs; test pairs for test)",
+    axes[1].set(yscale="log", ylabel="loss (test, restricted: test pairs)",
                 title="progress measures")
     for ax in axes:
         ax.set(xscale="log", xlabel="step")
@@ -90,7 +91,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "grokking_delay": classic.get("grokking_delay"),
             "boundaries": prog["boundaries"], "accuracy": s["accuracy"],
             "n_key_frequencies": len(prog["key_frequencies"])
-            if prog["key_frequencies"] is not None else None}
+            if prog["key_frequencies"] is not None else None,
+            "key_threshold": prog["key_threshold"], "key_note": prog["fourier"]["key_note"]}
     held = False
     if prog["restricted_loss"] is not None and t_m is not None:
         restricted, excluded, test_loss = (np.asarray(prog[k], dtype=float) for k in (
@@ -117,7 +119,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 f"{nums.get('restricted_fallen_step')}, test loss at step "
                 f"{nums.get('test_fallen_step')}; excluded loss "
                 f"{nums.get('excluded_min', float('nan')):.3g} -> "
-                f"{nums.get('excluded_final', float('nan')):.3g}")
+                f"{nums.get('excluded_final', float('nan')):.3g} "
+                f"({nums['n_key_frequencies']} key frequencies)"
+                + (f"; {nums['key_note']}" if nums["key_note"] else ""))
     return finish(args, out, CLAIM, STATEMENT, criterion, held, nums, {"run": cfg}, figs,
                   headline)
 

@@ -32,7 +32,7 @@ def main(out: Path) -> None:
         with interp.Run(path) as run:
             m = run_progress(run, until=0)
         print(f"== {name} (p {cfg.data.p}, loss {cfg.train.loss}) at step 0")
-        print(f"key frequencies (neurons, threshold {m['key_threshold']}): "
+        print(f"key frequencies (neurons, threshold {m['key_threshold']:.3g}): "
               f"{m['key_frequencies'].tolist()}")
         emb = m["embedding_key_frequencies"]
         print(f"embedding key frequencies ({m['key_fraction']:.0%}): {len(emb)} of "

@@ -29,12 +29,14 @@ from interp.analysis.progress import (
     key_frequency_set,
     neuron_frequency_shares,
     neuron_key_frequencies,
+    pure_neuron_share,
     restrict_logits,
     restricted_excluded_logits,
     sum_directions,
 )
 from interp.analysis.spectra import grid_weights
 from interp.losses import per_example_loss
+from interp.models.tools import activation
 
 FOURIER_NOTE = ("the Fourier measures (key frequencies, restricted and excluded loss, "
                 "Gini coefficients, embedding norms) need an operation whose true label is "
@@ -91,12 +93,13 @@ def _checkpoint_losses(terms: Any, ds: Any, loss: str, keys: dict[str, Any] | No
            "test_loss": _loss(logits[test[0]], test[1], loss)}
     if keys is None:
         return out
-    restricted, excluded = restricted_excluded_logits(terms.hidden, terms.readout.T, logits,
-                                                      keys["directions"])
-    out |= {"restricted_loss": _loss(restricted[test[0]], test[1], loss),
-            "restricted_loss_train": _loss(restricted[train[0]], train[1], loss),
-            "excluded_loss": _loss(excluded[train[0]], train[1], loss),
-            "wl_gini": float(gini(component_norms(terms.readout.T)))}
+    out["wl_gini"] = float(gini(component_norms(terms.readout.T)))
+    if len(keys["neurons"]):  # no key frequency: no restricted or excluded loss
+        restricted, excluded = restricted_excluded_logits(terms.hidden, terms.readout.T,
+                                                          logits, keys["directions"])
+        out |= {"restricted_loss": _loss(restricted[test[0]], test[1], loss),
+                "restricted_loss_train": _loss(restricted[train[0]], train[1], loss),
+                "excluded_loss": _loss(excluded[train[0]], train[1], loss)}
     if keys["embedding"] is not None:
         for name, project in (("logit_restricted_loss", restrict_logits),
                               ("logit_excluded_loss", exclude_logits)):
@@ -121,6 +124,14 @@ def _embedding_measures(out: dict[str, Any], key: np.ndarray | None, fraction: f
                                                where=total > 0)
 
 
+def default_key_threshold(act: str, p: int) -> float:
+    """Nanda et al.'s 0.85 x the share a pure one-frequency neuron reaches with the
+    activation ``act`` (:func:`interp.analysis.progress.pure_neuron_share`)."""
+    def f(z: np.ndarray) -> np.ndarray:
+        return activation(act, torch.from_numpy(z)).numpy()
+    return KEY_THRESHOLD * pure_neuron_share(f, p)
+
+
 def _key_sets(run: Any, ds: Any, last: int, key_fraction: float, key_threshold: float
               ) -> tuple[dict[str, Any] | None, str | None]:
     """The key frequencies at step ``last``: Nanda et al.'s from the neurons (with their
@@ -141,6 +152,14 @@ def _key_sets(run: Any, ds: Any, last: int, key_fraction: float, key_threshold: 
             else key_frequency_set(fourier_norms(embedding, p), key_fraction)}, None
 
 
+def _key_note(keys: dict[str, Any] | None, last: int, threshold: float) -> str | None:
+    """Why the restricted and excluded losses are missing where the key set is empty."""
+    if keys is None or len(keys["neurons"]):
+        return None
+    return (f"no neuron explains key_threshold {threshold:.3g} of its variance at one "
+            f"frequency at step {last}: no key frequencies, so no restricted or excluded loss")
+
+
 def _initial(out: dict[str, Any]) -> dict[str, Any]:
     """Each measure's value at the first stored checkpoint (initialization when it is
     step 0)."""
@@ -151,7 +170,7 @@ def _initial(out: dict[str, Any]) -> dict[str, Any]:
 
 def run_progress(run: Any, until: int | None = None, key_fraction: float = 0.9,
                  chunk: int = 16, stride: int = 1,
-                 key_threshold: float = KEY_THRESHOLD) -> dict[str, Any]:
+                 key_threshold: float | None = None) -> dict[str, Any]:
     """Progress measures at every stored checkpoint up to ``until`` (None: the last).
 
     Returns
@@ -159,7 +178,9 @@ def run_progress(run: Any, until: int | None = None, key_fraction: float = 0.9,
     dict: ``steps`` shape=(T,); ``train_loss``, ``test_loss`` (the full network's loss on
     the training pairs against the training labels and on the test pairs); Nanda et al.'s
     ``restricted_loss`` (test pairs), ``restricted_loss_train``, ``excluded_loss``,
-    ``wl_gini`` and ``key_frequencies`` (from the neurons at ``until``, ``key_threshold``);
+    ``wl_gini`` and ``key_frequencies`` (from the neurons at ``until``, ``key_threshold``,
+    None: :func:`default_key_threshold`; no restricted or excluded loss, and a
+    ``fourier`` ``key_note``, where no neuron reaches it);
     interp's variants ``logit_restricted_loss``, ``logit_excluded_loss`` (the logits
     projected, with ``embedding_key_frequencies``, ``key_fraction``), ``embedding_gini``,
     ``view_gini``, ``embedding_key_share``, ``embedding_n_key``; ``sum_sq_weights``;
@@ -170,6 +191,8 @@ def run_progress(run: Any, until: int | None = None, key_fraction: float = 0.9,
     cfg, family = run.config, run.family
     ds = run.dataset()
     last = int(run.steps[run.index_of(until)])
+    if key_threshold is None:
+        key_threshold = default_key_threshold(cfg.model.act, cfg.data.p)
     keys, note = _key_sets(run, ds, last, key_fraction, key_threshold)
     params = [k[5:] for k in run.metric_names() if k.startswith("norm/")]
     rows: dict[str, list] = {k: [] for k in ("steps", "train_loss", "test_loss",
@@ -201,6 +224,7 @@ def run_progress(run: Any, until: int | None = None, key_fraction: float = 0.9,
     out |= {"key_frequencies": keys and keys["neurons"], "key_threshold": float(key_threshold),
             "embedding_key_frequencies": keys and keys["embedding"],
             "key_fraction": float(key_fraction), "initial": _initial(out),
-            "fourier": {"applies": note is None, "note": note},
+            "fourier": {"applies": note is None, "note": note, "key_note": _key_note(
+                keys, last, key_threshold)},
             "conventions": dict(PROGRESS_CONVENTIONS)}
     return out

@@ -114,8 +114,9 @@ def _progress_table(s: dict[str, Any]) -> Table:
     key = pr["key_frequencies"]
     t.add_row("key_frequencies", "", "-" if key is None else ", ".join(map(str, key))
               or "none")
-    if pr["fourier"]["note"]:
-        t.add_row("note", "", pr["fourier"]["note"])
+    for note in (pr["fourier"]["note"], pr["fourier"].get("key_note")):
+        if note:
+            t.add_row("note", "", note)
     return t
 
 

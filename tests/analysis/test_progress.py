@@ -17,14 +17,18 @@ import torch
 
 import interp
 from interp.analysis.progress import (
+    KEY_THRESHOLD,
     exclude_logits,
     fourier_norms,
     gini,
     key_frequency_set,
+    neuron_frequency_shares,
+    neuron_key_frequencies,
     offset_profile,
+    pure_neuron_share,
     restrict_logits,
 )
-from interp.analysis.progress_run import run_progress, view_gini
+from interp.analysis.progress_run import default_key_threshold, run_progress, view_gini
 from interp.losses import per_example_loss
 from interp.models import FAMILIES, MLPConfig
 from interp.models.tools import operand_embedding
@@ -98,6 +102,26 @@ def test_key_frequencies_of_the_two_frequency_network():
     w = two_frequency_network(11, (2, 5))
     norms = fourier_norms(operand_embedding(w), 11)
     assert sorted(key_frequency_set(norms, 0.99).tolist()) == [2, 5]
+
+
+def test_a_pure_square_neuron_has_four_fifths_of_its_variance_at_its_frequency():
+    """(cos x + cos y)^2 = 1 + cos(2x)/2 + cos(2y)/2 + 2 cos x cos y: the centered
+    variance is 1/8 + 1/8 at 2k and 4 x 1/4 = 1 in the product, so 1 / 1.25 = 0.8 at k."""
+    assert pure_neuron_share(np.square, 11, 3) == pytest.approx(0.8, abs=1e-12)
+    assert pure_neuron_share(lambda z: z, 11, 3) == pytest.approx(1.0, abs=1e-12)
+    assert default_key_threshold("x^2", 11) == pytest.approx(0.85 * 0.8, abs=1e-12)
+
+
+def test_the_analytic_network_has_its_key_frequencies_at_the_default_threshold():
+    """Every neuron of the generalizing x^2 network is pure, share 0.8 < 0.85: Nanda's raw
+    0.85 finds no key frequency; the default (0.85 x 0.8) finds exactly its two."""
+    w = two_frequency_network(11, (2, 5))
+    a, b = np.meshgrid(np.arange(11), np.arange(11), indexing="ij")
+    grid = (w["U"][:, a] + w["V"][:, b]) ** 2
+    shares = neuron_frequency_shares(grid)
+    np.testing.assert_allclose(shares.max(axis=1), 0.8, atol=1e-12)
+    assert neuron_key_frequencies(shares, KEY_THRESHOLD).tolist() == []
+    assert neuron_key_frequencies(shares, default_key_threshold("x^2", 11)).tolist() == [2, 5]
 
 
 # ----------------------------------------------------------------------------- projections
@@ -183,7 +207,8 @@ def test_run_progress_matches_the_kernels_at_a_checkpoint(tiny_run):
         w = run.weights(20)
         metrics = run.metrics()
     assert out["steps"].tolist() == [0, 10, 20, 30]
-    assert out["fourier"] == {"applies": True, "note": None}
+    assert out["fourier"] == {"applies": True, "note": None, "key_note": None}
+    assert out["key_threshold"] == pytest.approx(0.68)  # the x^2 default
     for key in ("train_loss", "test_loss", "restricted_loss", "excluded_loss", "wl_gini",
                 "logit_restricted_loss", "logit_excluded_loss", "embedding_gini",
                 "view_gini", "embedding_key_share", "sum_sq_weights", "embedding_n_key"):
@@ -203,6 +228,18 @@ def test_run_progress_matches_the_kernels_at_a_checkpoint(tiny_run):
                                rtol=1e-6)
     norm = np.sqrt(sum(metrics[f"norm/{k}"].astype(np.float64) ** 2 for k in "UVW"))
     np.testing.assert_allclose(out["sum_sq_weights"][2], norm[20] ** 2, rtol=1e-5)
+
+
+def test_run_progress_without_key_frequencies_has_no_restricted_or_excluded_loss(tiny_run):
+    """No neuron explains all of its variance at one frequency: no directions to project
+    on, so no restricted or excluded loss (not the full network's loss under their names)."""
+    with interp.Run(tiny_run) as run:
+        out = run_progress(run, key_threshold=1.0)
+    assert out["key_frequencies"].tolist() == []
+    for name in ("restricted_loss", "restricted_loss_train", "excluded_loss"):
+        assert out[name] is None, name
+    assert "no key frequencies" in out["fourier"]["key_note"]
+    assert out["wl_gini"].shape == (4,) and out["logit_excluded_loss"].shape == (4,)
 
 
 def test_run_progress_up_to_a_step_and_for_an_operation_without_fourier(tmp_path):

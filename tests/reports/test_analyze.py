@@ -194,14 +194,22 @@ def test_progress_gives_each_measure_at_initialization_and_prints_it(run_path):
     pr = s["progress"]
     assert pr["initial"]["step"] == 0 and pr["steps"][0] == 0
     assert pr["boundaries"] == s["phase"]["boundaries"]  # one rule, on the run's losses
+    # 20 steps: no neuron is periodic yet, so no key frequency and no restricted or
+    # excluded loss (before, they silently were the full network's losses)
+    assert list(pr["key_frequencies"]) == [] and "no key frequencies" in pr["fourier"][
+        "key_note"]
     for k in NANDA:
-        assert pr["initial"][k] == pr[k][0] and len(pr[k]) == 5
+        if k == "wl_gini":
+            assert pr["initial"][k] == pr[k][0] and len(pr[k]) == 5
+        else:
+            assert pr[k] is None and pr["initial"][k] is None, k
     console = Console(record=True, width=120)
     for table in analysis_tables(s):
         console.print(table)
     text = console.export_text()
-    row = next(line for line in text.splitlines() if " excluded_loss " in line)
-    assert f"{pr['excluded_loss'][0]:.4g}" in row and f"{pr['excluded_loss'][-1]:.4g}" in row
+    row = next(line for line in text.splitlines() if " wl_gini " in line)
+    assert f"{pr['wl_gini'][0]:.4g}" in row and f"{pr['wl_gini'][-1]:.4g}" in row
+    assert " excluded_loss " not in text and "no key frequencies" in " ".join(text.split())
     assert "step 0" in text and "step 20" in text and "key_frequencies" in text
 
 
