@@ -15,6 +15,9 @@ import json
 import os
 import pickle
 import re
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -544,6 +547,44 @@ def test_ctrl_c_during_train_exits_130_with_the_resume_command(tmp_path, monkeyp
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["inspect", str(path), "--json"])
     assert json.loads(res.stdout)["complete"] is True
+
+
+#: The ``interp`` command in a child that says "up" once Python has started (so that the
+#: delays below count from where interp begins to load).
+INTERP = ("import sys; print('up', flush=True); from interp.cli import main; "
+          "sys.argv = ['interp', *sys.argv[1:]]; main()")
+
+
+def test_ctrl_c_early_in_a_resume_exits_130_and_leaves_the_file_as_it_was(tmp_path):
+    """Ctrl-C while the command line loads, while typer builds and parses it, while torch
+    loads or as training starts: exit 130, one line, no traceback, and the file (a run of
+    100000 steps stopped at step 10, its next checkpoint at 50000) byte-identical. Before,
+    an early Ctrl-C gave a traceback, and one was ignored (the resume ran on)."""
+    from interp.training.runner import train_to_file
+
+    class StopAt10:
+        def on_step(self, step, values):
+            if step == 10:
+                raise KeyboardInterrupt
+
+    path = tmp_path / "run.h5"
+    cfg = RunConfig().replace(data={"p": 7}, model={"width": 8},
+                              train={"steps": 100_000, "save_every": 50_000})
+    with pytest.raises(KeyboardInterrupt):
+        train_to_file(cfg, path, callbacks=[StopAt10()])
+    before = _hashes(tmp_path)
+    for delay in (0.05, 0.3, 0.6, 1.0, 1.5):
+        child = subprocess.Popen([sys.executable, "-c", INTERP, "train", "--resume", str(path),
+                                  "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
+        assert child.stdout.readline() == "up\n"
+        time.sleep(delay)
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=120)
+        assert child.returncode == 130, (delay, stderr)
+        assert stderr.startswith("error: interrupted") and stderr.count("\n") == 1, (delay,
+                                                                                     stderr)
+        assert _hashes(tmp_path) == before, delay
 
 
 def test_a_full_disk_during_train_is_one_sentence_with_the_resume_command(tmp_path,

@@ -12,10 +12,13 @@ indented code blocks that are never rewrapped), with options grouped in panels;
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from interp.cli import analyze, foreign, report, sweep, train
 from interp.cli.help import Command, Group
+from interp.cli.interrupts import catch_interrupts
 
 app = typer.Typer(cls=Group, no_args_is_help=True, rich_markup_mode="markdown",
                   context_settings={"help_option_names": ["-h", "--help"]},
@@ -53,7 +56,25 @@ app.command(cls=Command)(report.report)
 
 
 def main() -> None:
-    app(prog_name="interp")
+    """The ``interp`` command. Ctrl-C at any moment exits 130 with one line on stderr:
+    inside a command :func:`interp.cli.common.friendly` says it; while typer builds the
+    command line (a traceback otherwise) and while it parses the options (typer exits
+    130 silently there: its ``Exit`` caused by the ``KeyboardInterrupt``) this does."""
+    catch_interrupts()
+    try:
+        app(prog_name="interp")
+    except KeyboardInterrupt:
+        raise SystemExit(_interrupted()) from None
+    except SystemExit as exc:
+        if exc.code == 130 and isinstance(getattr(exc.__context__, "__cause__", None),
+                                          KeyboardInterrupt):
+            raise SystemExit(_interrupted()) from None
+        raise
+
+
+def _interrupted() -> int:
+    sys.stderr.write("error: interrupted.\n")
+    return 130
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 from rich.console import Console
 
+from interp.cli import interrupts
 from interp.store.atomic import check_output_file, write_text_atomic
 
 if TYPE_CHECKING:
@@ -98,12 +99,17 @@ def friendly(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except USER_ERRORS as exc:
+        except typer.Exit:  # the command's own exit (said what it had to)
+            raise
+        except (KeyboardInterrupt, Exception) as exc:
+            # any failure after Ctrl-C is its doing (a module half loaded when it came)
+            if isinstance(exc, KeyboardInterrupt) or interrupts.pressed():
+                err.print("error: interrupted.", markup=False, highlight=False)
+                raise typer.Exit(130) from None
+            if not isinstance(exc, USER_ERRORS):
+                raise
             err.print(f"error: {error_message(exc)}", markup=False, highlight=False)
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err.print("error: interrupted.", markup=False, highlight=False)
-            raise typer.Exit(130) from None
     return wrapper  # type: ignore[return-value]
 
 

@@ -34,6 +34,7 @@ from interp.cli.common import (
     run_result,
     summary_table,
 )
+from interp.cli.interrupts import Interruptible, deferred_interrupts
 from interp.cli.model_options import (
     MODEL,
     field_options,
@@ -110,17 +111,19 @@ def train(
         interp train --model transformer --loss ce --wd 0.5 --corrupt 0 \\
             --steps 1000
     """
-    from interp.config import DataConfig, RunConfig, TrainConfig
-    from interp.models import family
-    from interp.store.run import Run
-    from interp.store.trajectory import TrajectoryFile
-    from interp.training.runner import resume_file, train_to_file
+    with deferred_interrupts():
+        from interp.config import DataConfig, RunConfig, TrainConfig
+        from interp.models import family
+        from interp.store.run import Run
+        from interp.store.trajectory import TrajectoryFile
+        from interp.training.runner import resume_file, train_to_file
 
     start = time.perf_counter()
     if resume is not None:
         with TrajectoryFile(resume, recover=True) as run:  # a failed writer's cut tail too
             cfg = run.config
-        bar = [] if quiet else [ProgressBar(cfg.train.steps, max(1, cfg.train.steps // 100))]
+        bar = [Interruptible()] + ([] if quiet else [ProgressBar(cfg.train.steps,
+                                                                 max(1, cfg.train.steps // 100))])
         with _stopped(resume):
             path = resume_file(resume, device=device, callbacks=bar)
     else:
@@ -137,7 +140,7 @@ def train(
         path = out_file(out_path) or Path("checkpoints") / default_run_name(cfg)
         if path.is_dir():
             raise IsADirectoryError(f"--out must be a file path, got the folder {str(path)!r}.")
-        bar = [] if quiet else [ProgressBar(steps, max(1, steps // 100))]
+        bar = [Interruptible()] + ([] if quiet else [ProgressBar(steps, max(1, steps // 100))])
         common.note_slow_bf16(precision, device, "runs")
         with _stopped(path):
             train_to_file(cfg, path, device=device, overwrite=overwrite, callbacks=bar)
