@@ -174,8 +174,9 @@ class ProgressBar:
         if step % self.every and step != self.total:
             return
         v = dict(zip(self.names, values.tolist()))
-        info = (f"loss {v['loss']:.3g}  train {v['accuracy/train']:.3f}  "
-                f"test {v['accuracy/test']:.3f}")
+        info = (f"loss {number_text(v['loss'], '.3g')}  train "
+                f"{number_text(v['accuracy/train'], '.3f')}  "
+                f"test {number_text(v['accuracy/test'], '.3f')}")
         if self.plain:
             err.print(f"train: step {step}/{self.total}  {info}", markup=False,
                       highlight=False)
@@ -281,8 +282,18 @@ def summary_table(run: Run, metrics: Mapping[str, Any] | None = None) -> Table:
     table.add_column("final", justify="right")
     for k in sorted(m):
         if k != "step" and len(m[k]):
-            table.add_row(k, f"{float(m[k][-1]):.4f}")
+            table.add_row(k, number_text(m[k][-1]))
     return table
+
+
+def number_text(value: Any, spec: str = ".4f") -> str:
+    """A metric or result as every table and progress line shows it: ``spec`` applied to
+    a finite number (numpy's too), "inf" or "-inf" for an infinite one, "-" for None or
+    NaN (no value: an empty subset's accuracy, JSON's null)."""
+    if value is None or value != value:
+        return "-"
+    return format(float(value), spec) if abs(float(value)) != float("inf") else \
+        ("inf" if value > 0 else "-inf")
 
 
 def run_result(run: Run, metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -297,10 +308,12 @@ def run_result(run: Run, metrics: Mapping[str, Any] | None = None) -> dict[str, 
 
 
 def final_metrics(metrics: Mapping[str, Any]) -> dict[str, float | None]:
-    """The last value of every metric, NaN (an empty subset's accuracy) as None (JSON
-    null)."""
-    last = {k: float(v[-1]) for k, v in sorted(metrics.items()) if k != "step" and len(v)}
-    return {k: v if v == v else None for k, v in last.items()}
+    """The last value of every metric, NaN (an empty subset's accuracy) and infinity (a
+    loss past float32's range) as None (JSON null; :func:`interp.jsonable.to_jsonable`)."""
+    from interp.jsonable import to_jsonable
+
+    return to_jsonable({k: float(v[-1]) for k, v in sorted(metrics.items())
+                        if k != "step" and len(v)})
 
 
 def no_space(exc: OSError) -> bool:
