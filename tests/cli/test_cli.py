@@ -210,3 +210,31 @@ def test_infinite_metrics_print_as_inf_and_are_null_in_json(tmp_path):
     assert rows["loss"] == rows["test_loss"] == "inf"
     assert rows["accuracy/train_corrupted"] == "-"
     assert "nan" not in res.stdout and "float" not in res.stdout
+
+
+
+def test_compare_table_shows_a_run_without_a_phase():
+    """One checkpoint has no phase (the comparison's phase is null): before, a TypeError.
+    (`interp compare` of such a run still stops at a matplotlib warning under pytest's
+    warnings-as-errors: its figures put step 0 on a log axis.)"""
+    from rich.console import Console
+
+    from interp.cli.tables import compare_table
+
+    def run(label, phase, test):
+        return {"label": label, "differences": {}, "phase": phase, "batchnorm": None,
+                "accuracy": {"train": 1.0, "test": test, "train_clean": 1.0,
+                             "train_corrupted": None},
+                "ipr": {"mean": 0.5}, "norms": {"total": float("inf")},
+                "classes": {"threshold": None}}
+    table = compare_table({"differences": [], "runs": [run("one", None, 0.25),
+                                                       run("two", {"phase": "memorization"},
+                                                           float("nan"))]})
+    console = Console(width=100, record=True)
+    console.print(table)
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:4]]
+            for line in console.export_text().splitlines() if line.count("│") == 4}
+    assert rows["phase"] == ["-", "memorization"]
+    assert rows["accuracy test"] == ["0.250", "-"]
+    assert rows["accuracy train_corrupted"] == ["-", "-"]
+    assert rows["total norm"] == ["inf", "inf"]
