@@ -15,6 +15,9 @@ import json
 import os
 import pickle
 import re
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -123,6 +126,22 @@ def _sweep_files(d: Path) -> None:
     (d / "sweep_badspec" / "sweep.json").write_text('{"xi": "nonsense"}')
 
 
+def _rot_and_past(d: Path, data: bytes) -> None:
+    """rot.h5: one flipped byte inside U at the last checkpoint (step 10); past.h5: its
+    config (and the config's checksum) says 5 steps, it holds 10."""
+    from interp.store.trajectory import CONFIG_CHECKSUM, config_checksum
+
+    with h5py.File(d / "run.h5", "r") as f:
+        info = f["checkpoints/U"].id.get_chunk_info_by_coord((2, 0, 0))
+        short = RunConfig.from_json(f.attrs["config"]).replace(train={"steps": 5}).to_json()
+    rot = bytearray(data)
+    rot[info.byte_offset + info.size // 2] ^= 0xFF
+    (d / "rot.h5").write_bytes(bytes(rot))
+    (d / "past.h5").write_bytes(data)
+    with h5py.File(d / "past.h5", "r+") as f:
+        f.attrs["config"], f.attrs[CONFIG_CHECKSUM] = short, config_checksum(short)
+
+
 def _run_files(d: Path) -> None:
     res = runner.invoke(app, ["train", *TINY, "--out", str(d / "run.h5")])
     assert res.exit_code == 0, res.output
@@ -140,6 +159,7 @@ def _run_files(d: Path) -> None:
     with h5py.File(d / "bad_shape.h5", "r+") as f:
         del f["checkpoints/W"]
         f["checkpoints"].create_dataset("W", data=np.zeros((3, 7, 5), np.float32))
+    _rot_and_past(d, data)
     with h5py.File(d / "other.h5", "w") as f:
         f["x"] = np.zeros(3)
     with h5py.File(d / "hollow.h5", "w") as f:
@@ -479,6 +499,12 @@ CASES = [
       "--corrupt/--xi must not be given with --config '{d}/one.toml'", id="sweep-config-xi"),
     C(["sweep", "--config", "{d}/one.toml", "--width", "5", "--out", "{out}"],
       "--width must not be given with --config", id="sweep-config-width"),
+    C(["analyze", "{d}/rot.h5", "--out", "{out}"], "run file '{d}/rot.h5' is damaged: "
+      "/checkpoints/U at step 10 fails its checksum", id="checksum-analyze"),
+    C(["inspect", "{d}/rot.h5", "--verify"], "run file '{d}/rot.h5' is damaged: "
+      "/checkpoints/U at step 10 fails its checksum", id="checksum-verify"),
+    C(["train", "--resume", "{d}/past.h5"], "run file '{d}/past.h5' must end at the step its "
+      "config sets (5), but it holds step 10, so it cannot be resumed.", id="resume-past-steps"),
     # interp phase-diagram: not a sweep folder, broken spec or summary
     C(["phase-diagram", "{d}/nope"], "sweep folder '{d}/nope' does not exist",
       id="phase-missing"),
@@ -553,6 +579,44 @@ def test_ctrl_c_during_train_exits_130_with_the_resume_command(tmp_path, monkeyp
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["inspect", str(path), "--json"])
     assert json.loads(res.stdout)["complete"] is True
+
+
+#: The ``interp`` command in a child that says "up" once Python has started (so that the
+#: delays below count from where interp begins to load).
+INTERP = ("import sys; print('up', flush=True); from interp.cli import main; "
+          "sys.argv = ['interp', *sys.argv[1:]]; main()")
+
+
+def test_ctrl_c_early_in_a_resume_exits_130_and_leaves_the_file_as_it_was(tmp_path):
+    """Ctrl-C while the command line loads, while typer builds and parses it, while torch
+    loads or as training starts: exit 130, one line, no traceback, and the file (a run of
+    100000 steps stopped at step 10, its next checkpoint at 50000) byte-identical. Before,
+    an early Ctrl-C gave a traceback, and one was ignored (the resume ran on)."""
+    from interp.training.runner import train_to_file
+
+    class StopAt10:
+        def on_step(self, step, values):
+            if step == 10:
+                raise KeyboardInterrupt
+
+    path = tmp_path / "run.h5"
+    cfg = RunConfig().replace(data={"p": 7}, model={"width": 8},
+                              train={"steps": 100_000, "save_every": 50_000})
+    with pytest.raises(KeyboardInterrupt):
+        train_to_file(cfg, path, callbacks=[StopAt10()])
+    before = _hashes(tmp_path)
+    for delay in (0.05, 0.3, 0.6, 1.0, 1.5):
+        child = subprocess.Popen([sys.executable, "-c", INTERP, "train", "--resume", str(path),
+                                  "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
+        assert child.stdout.readline() == "up\n"
+        time.sleep(delay)
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=120)
+        assert child.returncode == 130, (delay, stderr)
+        assert stderr.startswith("error: interrupted") and stderr.count("\n") == 1, (delay,
+                                                                                     stderr)
+        assert _hashes(tmp_path) == before, delay
 
 
 def test_a_full_disk_during_train_is_one_sentence_with_the_resume_command(tmp_path,
@@ -667,12 +731,13 @@ def _api_cases(d: Path, out: Path) -> list:
     from interp import Run, classify, make_model, train_to_file, write_trajectory
     from interp.store.foreign import read_foreign
     from interp.sweeps.run import run_sweep
+    from interp.training.runner import resume_file
 
     tiny = RunConfig().replace(data={"p": 7}, model={"width": 8}, train={"steps": 4})
 
-    def run_call(method: str, **kw):
+    def run_call(method: str, file: str = "run.h5", **kw):
         def call():
-            with Run(d / "run.h5") as run:
+            with Run(d / file) as run:
                 return getattr(run, method)(**kw)
         return call
 
@@ -707,6 +772,10 @@ def _api_cases(d: Path, out: Path) -> list:
         (lambda: run_sweep(SweepSpec(base=RunConfig().replace(data={"p": 100003}), xi=(0.1,),
                                      alpha=(0.5,)), out, workers=0), ValueError,
          "the sweep's largest cell needs at least"),
+        (lambda: resume_file(d / "past.h5"), ValueError, "must end at the step its config "
+         "sets (5), but it holds step 10, so it cannot be resumed."),
+        (run_call("read", file="rot.h5", name="U"), ValueError, "rot.h5' is damaged: "
+         "/checkpoints/U at step 10 fails its checksum"),
         (lambda: check_memory([RunConfig(model=DeepMLPConfig(depth=100_000, width=8)).replace(
             data={"p": 7})], 8 * 2**30), ValueError, "(mostly the bookkeeping of 100002 "
          "arrays), more than the 8.0 GiB available on the cpu."),
@@ -716,7 +785,7 @@ def _api_cases(d: Path, out: Path) -> list:
 API_IDS = ["train-none", "train-path-none", "train-fifo", "read-step-999", "read-step-text",
            "model-cuda-7", "model-cpu-1", "make-model-0", "write-empty", "classify-2",
            "seed-2-64", "seeds-float", "deep-toml", "empty-toml", "read-fifo", "read-bomb",
-           "sweep-memory", "depth-memory"]
+           "sweep-memory", "resume-past-steps", "read-checksum", "depth-memory"]
 
 
 @pytest.mark.parametrize("i", range(len(API_IDS)), ids=API_IDS)

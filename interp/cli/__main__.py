@@ -1,6 +1,6 @@
 """``python -m interp.cli``: the ``interp`` command."""
 
-from interp.cli.app import app
+from interp.cli.app import main
 
 if __name__ == "__main__":
-    app(prog_name="interp")
+    main()

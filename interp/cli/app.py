@@ -12,10 +12,13 @@ indented code blocks that are never rewrapped), with options grouped in panels;
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
-from interp.cli import analyze, foreign, report, sweep, train
+from interp.cli import analyze, compare, foreign, report, sweep, train
 from interp.cli.help import Command, Group
+from interp.cli.interrupts import catch_interrupts, exit_code
 
 app = typer.Typer(cls=Group, no_args_is_help=True, rich_markup_mode="markdown",
                   context_settings={"help_option_names": ["-h", "--help"]},
@@ -45,7 +48,7 @@ app.command(cls=Command)(train.train)
 app.command(cls=Command)(train.inspect)
 app.command("import", cls=Command)(foreign.import_)
 app.command(cls=Command)(analyze.analyze)
-app.command(cls=Command)(analyze.compare)
+app.command(cls=Command)(compare.compare)
 app.command(cls=Command)(train.solution)
 app.command(cls=Command)(sweep.sweep)
 app.command("phase-diagram", cls=Command)(sweep.phase_diagram)
@@ -53,7 +56,26 @@ app.command(cls=Command)(report.report)
 
 
 def main() -> None:
-    app(prog_name="interp")
+    """The ``interp`` command. SIGINT (Ctrl-C) or SIGTERM at any moment exits 130 or 143
+    with one line on stderr: inside a command :func:`interp.cli.common.friendly` says it;
+    while typer builds the command line (a traceback otherwise) and while it parses the
+    options (typer exits 130 silently there: its ``Exit`` caused by the
+    ``KeyboardInterrupt``) this does."""
+    catch_interrupts()
+    try:
+        app(prog_name="interp")
+    except KeyboardInterrupt as exc:
+        raise SystemExit(_interrupted(exc)) from None
+    except SystemExit as exc:
+        cause = getattr(exc.__context__, "__cause__", None)
+        if exc.code == 130 and isinstance(cause, KeyboardInterrupt):
+            raise SystemExit(_interrupted(cause)) from None
+        raise
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    sys.stderr.write("error: interrupted.\n")
+    return exit_code(exc)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,7 @@ import errno
 import functools
 import json
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 from rich.console import Console
 
+from interp.cli import interrupts
 from interp.store.atomic import check_output_file, write_text_atomic
 
 if TYPE_CHECKING:
@@ -99,51 +98,20 @@ def friendly(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            with interrupts():
+            with interrupts.interrupts():
                 return fn(*args, **kwargs)
-        except USER_ERRORS as exc:
+        except typer.Exit:  # the command's own exit (said what it had to)
+            raise
+        except (KeyboardInterrupt, Exception) as exc:
+            # any failure after a signal is its doing (a module half loaded when it came)
+            if isinstance(exc, KeyboardInterrupt) or interrupts.pressed():
+                err.print("error: interrupted.", markup=False, highlight=False)
+                raise typer.Exit(interrupts.exit_code(exc)) from None
+            if not isinstance(exc, USER_ERRORS):
+                raise
             err.print(f"error: {error_message(exc)}", markup=False, highlight=False)
             raise typer.Exit(2) from None
-        except KeyboardInterrupt as exc:
-            err.print("error: interrupted.", markup=False, highlight=False)
-            raise typer.Exit(exit_code(exc)) from None
     return wrapper  # type: ignore[return-value]
-
-
-class Interrupted(KeyboardInterrupt):
-    """A command stopped by the signal ``signum`` (SIGINT or SIGTERM)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def exit_code(exc: KeyboardInterrupt) -> int:
-    """The shell's code of a command a signal stopped: 128 + the signal (130 for SIGINT,
-    Ctrl-C, 143 for SIGTERM)."""
-    return 128 + (exc.signum if isinstance(exc, Interrupted) else signal.SIGINT)
-
-
-@contextlib.contextmanager
-def interrupts() -> Iterator[None]:
-    """While a command runs, SIGINT and SIGTERM raise :class:`Interrupted` where it is, so
-    that it stops within moments, cleaning up as for Ctrl-C (its writers close, its
-    workers end). Even when the command was started with SIGINT ignored (a background job
-    of a script), ``kill -INT`` stops it. Only the main thread can set handlers; elsewhere
-    nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: Any) -> None:
-        raise Interrupted(signum)
-
-    before = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in before.items():
-            signal.signal(sig, handler)
 
 
 #: A foreign import's config field named after another option.
@@ -207,8 +175,9 @@ class ProgressBar:
         if step % self.every and step != self.total:
             return
         v = dict(zip(self.names, values.tolist()))
-        info = (f"loss {v['loss']:.3g}  train {v['accuracy/train']:.3f}  "
-                f"test {v['accuracy/test']:.3f}")
+        info = (f"loss {number_text(v['loss'], '.3g')}  train "
+                f"{number_text(v['accuracy/train'], '.3f')}  "
+                f"test {number_text(v['accuracy/test'], '.3f')}")
         if self.plain:
             err.print(f"train: step {step}/{self.total}  {info}", markup=False,
                       highlight=False)
@@ -325,8 +294,18 @@ def summary_table(run: Run, metrics: Mapping[str, Any] | None = None) -> Table:
     table.add_column("final", justify="right")
     for k in sorted(m):
         if k != "step" and len(m[k]):
-            table.add_row(k, f"{float(m[k][-1]):.4f}")
+            table.add_row(k, number_text(m[k][-1]))
     return table
+
+
+def number_text(value: Any, spec: str = ".4f") -> str:
+    """A metric or result as every table and progress line shows it: ``spec`` applied to
+    a finite number (numpy's too), "inf" or "-inf" for an infinite one, "-" for None or
+    NaN (no value: an empty subset's accuracy, JSON's null)."""
+    if value is None or value != value:
+        return "-"
+    return format(float(value), spec) if abs(float(value)) != float("inf") else \
+        ("inf" if value > 0 else "-inf")
 
 
 def run_result(run: Run, metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -341,10 +320,12 @@ def run_result(run: Run, metrics: Mapping[str, Any] | None = None) -> dict[str, 
 
 
 def final_metrics(metrics: Mapping[str, Any]) -> dict[str, float | None]:
-    """The last value of every metric, NaN (an empty subset's accuracy) as None (JSON
-    null)."""
-    last = {k: float(v[-1]) for k, v in sorted(metrics.items()) if k != "step" and len(v)}
-    return {k: v if v == v else None for k, v in last.items()}
+    """The last value of every metric, NaN (an empty subset's accuracy) and infinity (a
+    loss past float32's range) as None (JSON null; :func:`interp.jsonable.to_jsonable`)."""
+    from interp.jsonable import to_jsonable
+
+    return to_jsonable({k: float(v[-1]) for k, v in sorted(metrics.items())
+                        if k != "step" and len(v)})
 
 
 def no_space(exc: OSError) -> bool:

@@ -8,10 +8,10 @@ from typing import Any
 
 import typer
 
+from interp.cli import interrupts
 from interp.cli.common import (
     as_options,
     err,
-    exit_code,
     fp32_without_bf16,
     friendly,
     json_option,
@@ -139,7 +139,7 @@ def sweep(
             err.print(f"error: interrupted; the finished cells are kept in {out_dir}; run "
                       "the same command again to finish the others.", markup=False,
                       highlight=False)
-            raise typer.Exit(exit_code(exc)) from None
+            raise typer.Exit(interrupts.exit_code(exc)) from None
         if html:  # failed cells too: the page says why each failed
             from interp.plots.html import write_report
 

@@ -10,6 +10,8 @@ from typing import Any
 
 from rich.table import Table
 
+from interp.cli.common import number_text
+
 
 def analysis_tables(s: dict[str, Any]) -> list[Table]:
     """Readable tables of an analyze() summary: accuracy, then one table for each
@@ -30,7 +32,7 @@ def _accuracy_table(s: dict[str, Any]) -> Table:
     acc.add_column("subset")
     acc.add_column("accuracy", justify="right")
     for k, v in s["accuracy"].items():
-        acc.add_row(k, "-" if v is None else f"{v:.4f}")
+        acc.add_row(k, number_text(v))
     return acc
 
 
@@ -45,7 +47,7 @@ def _phase_table(s: dict[str, Any]) -> Table:
     if not classic or ph["phase"] == "forgetting":
         keys.append("norm_ratio")
     for k in keys:
-        t.add_row(k, f"{ph[k]:.4g}" if ph[k] is not None else "-")
+        t.add_row(k, number_text(ph[k], ".4g"))
     evidence = classic or ph["stages"]
     for k, v in list(evidence.items()) + list((ph.get("boundaries") or {}).items()):
         t.add_row(k, str(v))
@@ -110,7 +112,7 @@ def _progress_table(s: dict[str, Any]) -> Table:
               "excluded_loss", "wl_gini", "logit_restricted_loss", "logit_excluded_loss",
               "embedding_gini", "view_gini", "embedding_key_share"):
         if pr.get(k) is not None:
-            t.add_row(k, *("-" if v is None else f"{v:.4g}" for v in (first[k], pr[k][-1])))
+            t.add_row(k, *(number_text(v, ".4g") for v in (first[k], pr[k][-1])))
     key = pr["key_frequencies"]
     t.add_row("key_frequencies", "", "-" if key is None else ", ".join(map(str, key))
               or "none")
@@ -132,7 +134,7 @@ def _prune_table(s: dict[str, Any]) -> Table:
     for order, curve in s["prune"].items():
         for k in marks:
             row = [curve[name][k] for name in ("test", "train_corrupted", "train_clean")]
-            t.add_row(order, str(k), *("-" if v is None else f"{v:.3f}" for v in row))
+            t.add_row(order, str(k), *(number_text(v, ".3f") for v in row))
     return t
 
 
@@ -156,9 +158,9 @@ def compare_table(result: dict[str, Any]) -> Table:
         table.add_column(r["label"], justify="right")
 
     def fmt(v: Any) -> str:
-        return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+        return number_text(v, ".3f") if v is None or isinstance(v, float) else str(v)
     rows = {k: [r["differences"][k] for r in result["runs"]] for k in result["differences"]}
-    rows["phase"] = [r["phase"]["phase"].replace("_", " ") for r in result["runs"]]
+    rows["phase"] = [r["phase"] and r["phase"]["phase"].replace("_", " ") for r in result["runs"]]
     for k in ("train", "test", "train_clean", "train_corrupted"):
         rows[f"accuracy {k}"] = [r["accuracy"][k] for r in result["runs"]]
     rows["mean IPR"] = [r["ipr"]["mean"] for r in result["runs"]]

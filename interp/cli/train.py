@@ -34,6 +34,7 @@ from interp.cli.common import (
     run_result,
     summary_table,
 )
+from interp.cli.interrupts import Interruptible, deferred_interrupts, exit_code
 from interp.cli.model_options import (
     MODEL,
     field_options,
@@ -116,17 +117,19 @@ def train(
         interp train --model transformer --loss ce --weight-decay 0.5 --corrupt 0 \\
             --steps 1000
     """
-    from interp.config import DataConfig, RunConfig, TrainConfig
-    from interp.models import family
-    from interp.store.run import Run
-    from interp.store.trajectory import TrajectoryFile
-    from interp.training.runner import resume_file, train_to_file
+    with deferred_interrupts():
+        from interp.config import DataConfig, RunConfig, TrainConfig
+        from interp.models import family
+        from interp.store.run import Run
+        from interp.store.trajectory import TrajectoryFile
+        from interp.training.runner import resume_file, train_to_file
 
     start = time.perf_counter()
     if resume is not None:
         with TrajectoryFile(resume, recover=True) as run:  # a failed writer's cut tail too
             cfg = run.config
-        bar = [] if quiet else [ProgressBar(cfg.train.steps, max(1, cfg.train.steps // 100))]
+        bar = [Interruptible()] + ([] if quiet else [ProgressBar(cfg.train.steps,
+                                                                 max(1, cfg.train.steps // 100))])
         with _stopped(resume):
             path = resume_file(resume, device=device, callbacks=bar)
     else:
@@ -144,7 +147,7 @@ def train(
         path = out_file(out_path) or Path("checkpoints") / default_run_name(cfg)
         if path.is_dir():
             raise IsADirectoryError(f"--out must be a file path, got the folder {str(path)!r}.")
-        bar = [] if quiet else [ProgressBar(steps, max(1, steps // 100))]
+        bar = [Interruptible()] + ([] if quiet else [ProgressBar(steps, max(1, steps // 100))])
         common.note_slow_bf16(precision, device, "runs")
         with _stopped(path):
             train_to_file(cfg, path, device=device, overwrite=overwrite, callbacks=bar)
@@ -176,7 +179,7 @@ def _stopped(path: Path) -> Iterator[None]:
         hint = (f"; continue it with `interp train --resume {path}`" if path.is_file()
                 else "")
         err.print(f"error: interrupted{hint}.", markup=False, highlight=False)
-        raise typer.Exit(common.exit_code(exc)) from None
+        raise typer.Exit(exit_code(exc)) from None
     except WriteFailed as exc:
         hint = f" with `interp train --resume {path}`" if exc.resumable else ""
         raise ValueError(f"{str(exc).rstrip('.')}{hint}.") from None

@@ -46,6 +46,7 @@ import torch
 
 from interp.models import layouts
 from interp.models.layout import Converted, convert_state, parse_map
+from interp.store.budget import OverBudget, check_npz_fits
 from interp.store.modules import module_act, module_config, unused_layers
 from interp.store.run_facts import (
     Facts,
@@ -252,7 +253,10 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
         if not isinstance(z, Mapping):
             raise ValueError("it holds one array, not named ones")
         with z:
+            check_npz_fits(z.zip, f"file {str(path)!r}")
             return {k: z[k] for k in z.files}
+    except OverBudget:
+        raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         why = ("it holds pickled objects, which are refused" if "pickle" in str(exc)
                or "Object arrays" in str(exc) else f"reading it failed: {exc}")

@@ -31,9 +31,10 @@ from typing import Any, TypeVar
 import h5py
 import numpy as np
 
-from interp.config import RunConfig
+from interp.config import RunConfig, size_text
 from interp.data import Dataset
 from interp.models import families, family_of
+from interp.store.budget import check_fits
 from interp.store.h5open import cut_short, open_checked
 
 FORMAT_NAME = "interp-trajectory"
@@ -96,10 +97,6 @@ def readable_version(config: RunConfig | None = None) -> int:
     registered family (None)."""
     found = [family_of(config.model)] if config is not None else families().values()
     return max([FORMAT_VERSION, *(f.format_version for f in found)])
-
-
-def _gib(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 class TrajectoryFile:
@@ -180,8 +177,9 @@ class TrajectoryFile:
             if need > stored * (1032 if filtered else 1):  # deflate's largest ratio
                 raise ValueError(
                     f"run file {str(self.path)!r} is damaged: reading {rows} rows of "
-                    f"{ds.name} would need {_gib(need)}, but the file holds {_gib(stored)} "
-                    "of its data.")
+                    f"{ds.name} would need {size_text(need)}, but the file holds "
+                    f"{size_text(stored)} of its data.")
+            check_fits(need, f"{rows} rows of {ds.name}", f"run file {str(self.path)!r}")
         return self._read(ds, sel)
 
     def _read(self, ds: h5py.Dataset, sel: slice | np.ndarray | int | None) -> np.ndarray:

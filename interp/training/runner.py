@@ -67,6 +67,10 @@ def resume_file(path: str | os.PathLike, *, device: str = "cpu",
             if run.complete:
                 raise ValueError(f"run file {str(path)!r} is already complete at step "
                                  f"{cfg.train.steps}; there is nothing to resume.")
+            if len(run.steps) and int(run.steps[-1]) > cfg.train.steps:
+                raise ValueError(f"run file {str(path)!r} must end at the step its config "
+                                 f"sets ({cfg.train.steps}), but it holds step "
+                                 f"{int(run.steps[-1])}, so it cannot be resumed.")
             step, weights, state = run.resume_point()
         trainer = Trainer(cfg, device, [writer, *callbacks], metrics_every=metrics_every)
         if weights is not None:

@@ -252,7 +252,7 @@ def test_sweep_bf16_runs_fp32_on_a_cpu_without_bf16_instructions(tmp_path, monke
 
 
 def test_compare_folder_is_named_after_the_runs_beside_them(tmp_path, monkeypatch):
-    from interp.cli.analyze import compare_folder
+    from interp.cli.compare import compare_folder
 
     monkeypatch.chdir(tmp_path)
     assert compare_folder([Path("a.h5"), Path("b.h5")]) == Path("compare-a-b")
@@ -273,3 +273,72 @@ def test_bf16_on_a_cpu_without_bf16_instructions_says_so(tmp_path, monkeypatch, 
                  "--quiet", "--out", tmp_path / "b.h5")
     assert res.exit_code == 0
     assert ("no bfloat16 matrix instructions" in res.output) is not native
+
+
+def test_number_text_renders_metrics_one_way():
+    import numpy as np
+
+    from interp.cli.common import number_text
+
+    assert [number_text(v) for v in (0.5, np.float32(0.25), np.float64(np.inf), -np.inf,
+                                     np.nan, None)] == ["0.5000", "0.2500", "inf", "-inf",
+                                                        "-", "-"]
+    assert number_text(np.float64(1234.5678), ".3g") == "1.23e+03"
+
+
+def test_infinite_metrics_print_as_inf_and_are_null_in_json(tmp_path):
+    """Weights of 1e9 overflow the float32 loss: before, `inspect --json` and `--json` of
+    the import failed ("Out of range float values are not JSON compliant"), the tables
+    showed numpy's "nan" beside "-"."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "big.npz", U=(rng.normal(size=(8, 7)) * 1e9).astype(np.float32),
+             V=(rng.normal(size=(8, 7)) * 1e9).astype(np.float32),
+             W=(rng.normal(size=(7, 8)) * 1e9).astype(np.float32))
+    run = tmp_path / "big.h5"
+    res = invoke("import", tmp_path / "big.npz", "--out", run, "--json", "-")
+    assert res.exit_code == 0, res.output
+    final = json.loads(res.stdout)["final_metrics"]
+    assert final["loss"] is None and final["test_loss"] is None
+    assert final["accuracy/train_corrupted"] is None and 0 <= final["accuracy/test"] <= 1
+    with Run(run) as r:
+        assert np.isinf(r.metrics()["loss"][-1])  # the file keeps what was measured
+    res = invoke("inspect", run, "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["final_metrics"] == final
+    res = invoke("inspect", run)
+    assert res.exit_code == 0, res.output
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip()
+            for line in res.stdout.splitlines() if line.count("│") == 3}
+    assert rows["loss"] == rows["test_loss"] == "inf"
+    assert rows["accuracy/train_corrupted"] == "-"
+    assert "nan" not in res.stdout and "float" not in res.stdout
+
+
+
+def test_compare_table_shows_a_run_without_a_phase():
+    """One checkpoint has no phase (the comparison's phase is null): before, a TypeError.
+    (`interp compare` of such a run still stops at a matplotlib warning under pytest's
+    warnings-as-errors: its figures put step 0 on a log axis.)"""
+    from rich.console import Console
+
+    from interp.cli.tables import compare_table
+
+    def run(label, phase, test):
+        return {"label": label, "differences": {}, "phase": phase, "batchnorm": None,
+                "accuracy": {"train": 1.0, "test": test, "train_clean": 1.0,
+                             "train_corrupted": None},
+                "ipr": {"mean": 0.5}, "norms": {"total": float("inf")},
+                "classes": {"threshold": None}}
+    table = compare_table({"differences": [], "runs": [run("one", None, 0.25),
+                                                       run("two", {"phase": "memorization"},
+                                                           float("nan"))]})
+    console = Console(width=100, record=True)
+    console.print(table)
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:4]]
+            for line in console.export_text().splitlines() if line.count("│") == 4}
+    assert rows["phase"] == ["-", "memorization"]
+    assert rows["accuracy test"] == ["0.250", "-"]
+    assert rows["accuracy train_corrupted"] == ["-", "-"]
+    assert rows["total norm"] == ["inf", "inf"]

@@ -288,3 +288,28 @@ def test_repr_says_what_the_run_is_without_reading_arrays(tmp_path, monkeypatch)
     with Run.from_weights(cfg, weights[1:]) as run:  # measured only when asked
         assert repr(run).endswith(", mlp, p=7, steps 10..10 (1 checkpoint), incomplete of "
                                   "20 in memory)")
+
+
+def past_its_steps(cfg, src, dst):
+    """A copy of ``src`` whose config (and its checksum) says half the steps it holds."""
+    from interp.store.trajectory import CONFIG_CHECKSUM, config_checksum
+
+    dst.write_bytes(src.read_bytes())
+    short = cfg.replace(train={"steps": cfg.train.steps // 2}).to_json()
+    with h5py.File(dst, "r+") as f:
+        f.attrs["config"], f.attrs[CONFIG_CHECKSUM] = short, config_checksum(short)
+    return dst
+
+
+def test_a_file_holding_steps_past_its_config_is_refused_by_resume_and_left_as_it_was(
+        tiny_cfg, tmp_path):
+    """Its config says 15 steps, it holds 30: before, the resume trained nothing, exited 0
+    and left it incomplete for ever."""
+    path = past_its_steps(tiny_cfg, train_to_file(tiny_cfg, tmp_path / "run.h5"),
+                          tmp_path / "past.h5")
+    before = sha(path)
+    with pytest.raises(ValueError) as err:
+        resume_file(path)
+    assert str(err.value) == (f"run file {str(path)!r} must end at the step its config sets "
+                              "(15), but it holds step 30, so it cannot be resumed.")
+    assert sha(path) == before
