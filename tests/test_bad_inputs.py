@@ -577,7 +577,7 @@ def test_ctrl_c_during_train_exits_130_with_the_resume_command(tmp_path, monkeyp
     monkeypatch.undo()
     res = runner.invoke(app, ["train", "--resume", str(path), "--quiet"])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["inspect", str(path), "--json"])
+    res = runner.invoke(app, ["inspect", str(path), "--json", "-"])
     assert json.loads(res.stdout)["complete"] is True
 
 

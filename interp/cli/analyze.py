@@ -143,7 +143,7 @@ def analyze(
         foreign = {}
     llc_options = None
     if llc:
-        settings = _llc_settings(llc_lr, llc_localization, num_draws=llc_draws,
+        settings = llc_settings(llc_lr, llc_localization, num_draws=llc_draws,
                                  num_chains=llc_chains, batch_size=llc_batch_size,
                                  seed=llc_seed)
         llc_options = {"settings": settings, "steps": parse_steps(llc_steps, "--llc-steps")}
@@ -160,7 +160,7 @@ def only_foreign(options: dict[str, Any], run_path: Path) -> None:
                          f"{str(run_path)!r} is a trajectory file, whose own config is used.")
 
 
-def _llc_settings(lr: float | None, localization: float | None, **fields: int) -> Any:
+def llc_settings(lr: float | None, localization: float | None, **fields: int) -> Any:
     """:class:`interp.LLCSettings` from the --llc-* options, their errors naming them."""
     from interp.reports.llc import LLCSettings
 
@@ -203,8 +203,8 @@ def _analyze_run(run_path: Path, foreign: dict[str, Any], step: int | None,
     from interp.store.atomic import check_replaceable, write_folder_atomic
     from interp.store.run import Run
 
-    json_path = _outside(folder, outputs["json"], "--json")
-    plots = _outside(folder, outputs["plots"], "--plots")
+    json_path = outside(folder, outputs["json"], "--json")
+    plots = outside(folder, outputs["plots"], "--plots")
     with as_options(FOREIGN_OPTIONS, FOREIGN_RENAMED):  # the input's errors first
         run = Run(run_path, warn=_warn, **foreign)
     written: list[Path] = []
@@ -246,7 +246,7 @@ def _analyze_run(run_path: Path, foreign: dict[str, Any], step: int | None,
                                                title=run_identity(run.config))
                 if summary.get("fit"):
                     paths += _fit_figures(run, summary, fig_dir, title)
-            written.extend(_moved(paths, tmp, folder))
+            written.extend(moved(paths, tmp, folder))
 
         write_folder_atomic(folder, fill, marker="summary.json", suffixes=OUTPUT_SUFFIXES)
     if str(json_path) == "-":  # stdout carries the JSON alone
@@ -266,7 +266,7 @@ def _llc(run: Any, options: dict[str, Any], update: Any) -> dict[str, Any]:
                progress=lambda done, total: update(f"LLC: checkpoint {done} of {total}"))
 
 
-def _outside(folder: Path, path: Path | None, option: str) -> Path | None:
+def outside(folder: Path, path: Path | None, option: str) -> Path | None:
     """``path`` of ``option``, checked to lie outside the output ``folder`` (which is
     replaced as a whole); None when it is that folder itself (``--plots``: the default)."""
     if path is None or str(path) == "-":
@@ -280,6 +280,6 @@ def _outside(folder: Path, path: Path | None, option: str) -> Path | None:
     return path
 
 
-def _moved(paths: list[Path], tmp: Path, folder: Path) -> list[Path]:
+def moved(paths: list[Path], tmp: Path, folder: Path) -> list[Path]:
     """Where ``paths`` written into the temporary folder ``tmp`` lie once it is ``folder``."""
     return [folder / p.relative_to(tmp) if p.is_relative_to(tmp) else p for p in paths]

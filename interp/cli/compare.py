@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from interp.cli.analyze import LLC, OUTPUT_SUFFIXES, _llc_settings, _moved, _outside
+from interp.cli.analyze import LLC, OUTPUT_SUFFIXES, llc_settings, moved, outside
 from interp.cli.common import (
     ANALYSES,
     OUTPUT,
@@ -88,12 +88,12 @@ def compare(
 
     named = _groups(runs, groups, labels)
     out_dir = out_dir or compare_folder(runs or [p for ps in named.values() for p in ps])
-    json_path = _outside(out_dir, json_path, "--json")
+    json_path = outside(out_dir, json_path, "--json")
     check_replaceable(out_dir, "compare.json", OUTPUT_SUFFIXES)
     check_new_folder(out_dir, overwrite)
     total = len(runs or ()) + sum(len(paths) for paths in (named or {}).values())
     with progress("compare", quiet, total=total) as update:
-        settings = _llc_settings(llc_lr, llc_localization, num_draws=llc_draws) if llc else None
+        settings = llc_settings(llc_lr, llc_localization, num_draws=llc_draws) if llc else None
         options = {"prune": prune, "llc": settings,
                    "progress": lambda i, name: update(f"analyzing {name}", i)}
         result = (compare_groups(named, step, **options) if named else
@@ -113,7 +113,7 @@ def compare(
 
                 update("figures", total)
                 paths += write_compare_figures(result, tmp)
-            written.extend(_moved(paths, tmp, out_dir))
+            written.extend(moved(paths, tmp, out_dir))
 
         write_folder_atomic(out_dir, fill, marker="compare.json",
                             suffixes=OUTPUT_SUFFIXES)

@@ -99,7 +99,6 @@ def sweep(
     from interp.config import DataConfig, RunConfig, TrainConfig
     from interp.models import family
     from interp.store.writer import WriteFailed
-    from interp.sweeps.adaptive import DEFAULT_STRIDE
     from interp.sweeps.run import run_sweep
     from interp.sweeps.spec import SweepSpec, parse_grid, parse_seeds
 
@@ -120,10 +119,7 @@ def sweep(
                          values=None if values is None else parse_grid(values),
                          seeds=parse_seeds(seeds),
                          metrics_every=metrics_every)
-    if adaptive and not spec.adaptive:
-        spec = replace(spec, adaptive=DEFAULT_STRIDE)
-    if fp32_without_bf16(spec.base.train.precision, device):
-        spec = replace(spec, base=spec.base.replace(train={"precision": "fp32"}))
+    spec = _adjusted(spec, adaptive, device)
     with progress("sweep", quiet, total=spec.n_cells, finished=True) as update:
         def on_cell(event: Any) -> None:
             update(f"{event.cell_id}: {event.action}", event.done)
@@ -158,6 +154,18 @@ def sweep(
         err.print("failed cells: " + ", ".join(report.failed) + f" (see {out_dir}/cells/*.error)",
                   markup=False)
         raise typer.Exit(1)
+
+
+def _adjusted(spec: Any, adaptive: bool, device: str) -> Any:
+    """``--adaptive``'s stride (unless the config sets one), and fp32 cells where the CPU
+    has no bfloat16 instructions (said in one line)."""
+    from interp.sweeps.adaptive import DEFAULT_STRIDE
+
+    if adaptive and not spec.adaptive:
+        spec = replace(spec, adaptive=DEFAULT_STRIDE)
+    if fp32_without_bf16(spec.base.train.precision, device):
+        spec = replace(spec, base=spec.base.replace(train={"precision": "fp32"}))
+    return spec
 
 
 #: Options of ``interp sweep`` that do not describe the grid, which --config may join.

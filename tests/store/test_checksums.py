@@ -217,7 +217,7 @@ def test_inspect_verify_reads_every_chunk_and_says_whether_the_file_has_checksum
     datasets = 1 + n_arrays + 1 + n_metrics + 6 + 2 + n_opt
     assert found == {"datasets": datasets, "checksummed": datasets,
                      "chunks": 1 + 7 * n_arrays + 1 + n_metrics + 6 + 3 * (2 + n_opt)}
-    result = CliRunner().invoke(app, ["inspect", str(path), "--verify", "--json"])
+    result = CliRunner().invoke(app, ["inspect", str(path), "--verify", "--json", "-"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["verified"] == found
     old = without_checksums(path, tmp_path / "old.h5")

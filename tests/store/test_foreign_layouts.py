@@ -401,7 +401,7 @@ def test_a_file_without_config_lists_every_assumption(tmp_path):
     assert res.output.count("warning: the foreign run does not say") == 1
     for key in expected:
         assert key in res.output
-    res = runner.invoke(app, ["inspect", str(tmp_path / "bare.h5"), "--json"])
+    res = runner.invoke(app, ["inspect", str(tmp_path / "bare.h5"), "--json", "-"])
     assert res.exit_code == 0, res.output
     assert stated(json.loads(res.stdout)["assumed"]) == expected
     res = runner.invoke(app, ["analyze", str(tmp_path / "bare.h5"), "--ipr", "--no-plots",

@@ -98,8 +98,9 @@ def test_progress_frame_is_the_progress_section_by_step(run_path):
     section = s["progress"]
     assert frame.index.name == "step" and list(frame.index) == [0, 10, 20, 30]
     assert list(section["steps"]) == [0, 10, 20, 30]
-    assert {"train_loss", "test_loss", "restricted_loss", "excluded_loss", "wl_gini",
-            "sum_sq_weights"} <= set(frame.columns)
+    assert {"train_loss", "test_loss", "wl_gini", "sum_sq_weights"} <= set(frame.columns)
+    for name in ("restricted_loss", "excluded_loss"):  # None without key frequencies
+        assert (name in frame.columns) == (section[name] is not None)
     for name in frame.columns:
         assert frame[name].dtype == np.float64
         np.testing.assert_array_equal(frame[name].to_numpy(), section[name])
