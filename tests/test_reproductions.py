@@ -22,8 +22,9 @@ ANALYSES = ROOT / "analyses"
 CLAIMS = ("coexistence", "pruning", "regularization", "two_stages", "analytic_fit",
           "forgetting", "batchnorm", "phase_diagram", "transformer", "classic_grokking")
 #: Quick-mode claims whose verdict is robust at the small size (the others are reported).
-ROBUST = ("coexistence", "pruning", "two_stages", "analytic_fit", "forgetting", "transformer",
-          "classic_grokking")
+#: classic_grokking's quick run groks but does not hold the progress-measure claim (its
+#: neurons still spread over most frequencies at 2000 and 4000 steps; docs/reproductions.md).
+ROBUST = ("coexistence", "pruning", "two_stages", "analytic_fit", "forgetting", "transformer")
 
 
 def run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
