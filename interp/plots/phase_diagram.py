@@ -317,7 +317,7 @@ def phase_figures(spec: Any, rows: Sequence[Row]) -> dict[str, Figure]:
             if any(r["status"] == "inferred" for _, rs in panels for r in rs):
                 mixed.append(Patch(**{**INFERRED_STYLE, "facecolor": "0.6"},
                                    label="inferred (not trained)"))
-            fig.legend(handles=phase_legend_handles(grids) + mixed, loc="outside right upper",
+            fig.legend(handles=phase_legend_handles(grids) + mixed, loc="outside right center",
                        fontsize="small", frameon=False, title="phase")
         what = "phase (majority over seeds)" if draw is None else \
             f"{draw.removeprefix('acc_')} accuracy (mean over seeds)"
