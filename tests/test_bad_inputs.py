@@ -619,6 +619,36 @@ def test_ctrl_c_early_in_a_resume_exits_130_and_leaves_the_file_as_it_was(tmp_pa
         assert _hashes(tmp_path) == before, delay
 
 
+@pytest.mark.parametrize("command", ["analyze", "sweep"])
+def test_ctrl_c_while_analyze_or_sweep_loads_exits_130_and_writes_nothing(tmp_path, command):
+    """Ctrl-C while the command line loads, while torch and numpy load (inside them it
+    could abort the process or leave numpy half loaded) or as the work starts: exit 130,
+    one line, no traceback, nothing written beside the input."""
+    from interp.training.runner import train_to_file
+
+    cfg = RunConfig().replace(data={"p": 7}, model={"width": 8},
+                              train={"steps": 20, "save_every": 10})
+    run = train_to_file(cfg, tmp_path / "in" / "run.h5")
+    args = {"analyze": ["analyze", str(run), "--out", str(tmp_path / "out")],
+            "sweep": ["sweep", "--p", "23", "--width", "16", "--steps", "100000",
+                      "--corrupt", "0.1", "--train-frac", "0.5", "--values", "0",
+                      "--workers", "0", "--quiet", "--out", str(tmp_path / "out")]}[command]
+    before, inputs = _hashes(tmp_path), _hashes(tmp_path / "in")
+    for delay in (0.05, 0.3, 0.6, 1.0):
+        child = subprocess.Popen([sys.executable, "-c", INTERP, *args],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert child.stdout.readline() == "up\n"
+        time.sleep(delay)
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=120)
+        assert child.returncode == 130, (delay, stderr)
+        assert stderr.startswith("error: interrupted") and "Traceback" not in stderr, (
+            delay, stderr)
+        assert _hashes(tmp_path / "in") == inputs, delay
+        if command == "analyze":  # an analysis is written whole or not at all
+            assert _hashes(tmp_path) == before, delay
+
+
 def test_a_full_disk_during_train_is_one_sentence_with_the_resume_command(tmp_path,
                                                                           monkeypatch):
     path = tmp_path / "run.h5"

@@ -25,6 +25,7 @@ from interp.cli.common import (
     save_json,
 )
 from interp.cli.foreign_options import FOREIGN_OPTIONS, foreign_options, option, parse_steps
+from interp.cli.interrupts import deferred_interrupts
 from interp.cli.report import html_option
 from interp.cli.vocabulary import names
 
@@ -197,11 +198,12 @@ def _analyze_run(run_path: Path, foreign: dict[str, Any], step: int | None,
     """Analyze a run file, or a foreign checkpoint read into memory with ``foreign``
     options, into ``folder``; ``outputs``: the --json, --plots, --no-plots and --html
     options; with ``llc_options`` (``settings``, ``steps``) the LLC too."""
-    from interp.cli.tables import analysis_tables
-    from interp.plots.style import run_identity
-    from interp.reports.analyze import analyze_run, default_analyses
-    from interp.store.atomic import check_replaceable, write_folder_atomic
-    from interp.store.run import Run
+    with deferred_interrupts():  # Ctrl-C inside torch's loading could abort
+        from interp.cli.tables import analysis_tables
+        from interp.plots.style import run_identity
+        from interp.reports.analyze import analyze_run, default_analyses
+        from interp.store.atomic import check_replaceable, write_folder_atomic
+        from interp.store.run import Run
 
     json_path = outside(folder, outputs["json"], "--json")
     plots = outside(folder, outputs["plots"], "--plots")

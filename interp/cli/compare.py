@@ -21,6 +21,7 @@ from interp.cli.common import (
     quiet_option,
     save_json,
 )
+from interp.cli.interrupts import deferred_interrupts
 from interp.cli.report import html_option
 
 
@@ -81,10 +82,11 @@ def compare(
         interp compare --group 'wd=runs/wd-s*.h5' --group 'do=runs/do-s*.h5' \\
             --out cmp
     """
-    from interp.cli.tables import compare_table, group_table
-    from interp.reports.compare import compare as compare_runs
-    from interp.reports.groups import compare_groups
-    from interp.store.atomic import check_replaceable, write_folder_atomic
+    with deferred_interrupts():  # Ctrl-C inside torch's loading could abort
+        from interp.cli.tables import compare_table, group_table
+        from interp.reports.compare import compare as compare_runs
+        from interp.reports.groups import compare_groups
+        from interp.store.atomic import check_replaceable, write_folder_atomic
 
     named = _groups(runs, groups, labels)
     out_dir = out_dir or compare_folder(runs or [p for ps in named.values() for p in ps])

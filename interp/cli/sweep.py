@@ -20,6 +20,7 @@ from interp.cli.common import (
     progress,
     quiet_option,
 )
+from interp.cli.interrupts import deferred_interrupts
 from interp.cli.model_options import (
     MODEL,
     field_options,
@@ -96,11 +97,12 @@ def sweep(
         interp sweep --p 23 --width 64 --steps 300 --xi 0.1,0.3 --alpha 0.5,0.7 \\
             --regularizer weight_decay --values 0,5 --out sweeps/tiny
     """
-    from interp.config import DataConfig, RunConfig, TrainConfig
-    from interp.models import family
-    from interp.store.writer import WriteFailed
-    from interp.sweeps.run import run_sweep
-    from interp.sweeps.spec import SweepSpec, parse_grid, parse_seeds
+    with deferred_interrupts():  # Ctrl-C inside torch's loading could abort
+        from interp.config import DataConfig, RunConfig, TrainConfig
+        from interp.models import family
+        from interp.store.writer import WriteFailed
+        from interp.sweeps.run import run_sweep
+        from interp.sweeps.spec import SweepSpec, parse_grid, parse_seeds
 
     if scheduler is not None:
         check_scheduler(scheduler)
