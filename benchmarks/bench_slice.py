@@ -129,8 +129,7 @@ def main(argv: list[str] | None = None) -> list[Figure]:
     start = time.perf_counter()
     out = figures(**size)
     for f in out:
-        print(f"  {f.name}: {f.value:.2f}{f.unit} (target >= {f.target}{f.unit}; "
-              f"{f.compared_with})")
+        print(f"  {f.text()}")
     print(f"  ({time.perf_counter() - start:.0f} s)")
     return out
 

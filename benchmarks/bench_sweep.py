@@ -181,8 +181,7 @@ def main(argv: list[str] | None = None) -> list[Figure]:
     start = time.perf_counter()
     out = figures(args.p, args.width, args.steps, args.reps, args.device)
     for f in out:
-        print(f"  {f.name}: {f.value:.2f}{f.unit} (target {'>=' if f.at_least else '<='} "
-              f"{f.target}{f.unit}; {f.compared_with})")
+        print(f"  {f.text()}")
     print(f"  ({time.perf_counter() - start:.0f} s)")
     return out
 

@@ -31,6 +31,12 @@ class Figure:
     def row(self) -> dict[str, object]:
         return asdict(self) | {"met": self.met}
 
+    def text(self) -> str:
+        """The figure as one printed line."""
+        return (f"{self.name}: {self.value:.2f}{self.unit} (target "
+                f"{'>=' if self.at_least else '<='} {self.target}{self.unit}; "
+                f"{self.compared_with})")
+
 
 def interleaved(fns: dict[str, Callable[[], object]], reps: int,
                 inner: int = 1, warmup: int = 1) -> dict[str, list[float]]:

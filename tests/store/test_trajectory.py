@@ -16,6 +16,7 @@ from interp.store.convert import write_trajectory
 from interp.store.run import Run
 from interp.store.trajectory import TrajectoryFile
 from interp.training.runner import resume_file, train_to_file
+from tests.store.test_file_safety import assert_same_run
 
 
 def sha(path):
@@ -183,13 +184,7 @@ def test_kill_9_then_resume_is_bit_exact(tiny_cfg, tmp_path, stage):
         newest = run.steps[-1:] if stage != "external" else run.steps[-2:]
         assert any(run.optimizer_state(int(t)) is not None for t in newest)
     assert run_child(path, cfg, -1, "resume").wait(300) == 0
-    with Run(path) as got, Run(reference) as want:
-        assert got.complete
-        np.testing.assert_array_equal(got.steps, want.steps)
-        for k in want.names:
-            np.testing.assert_array_equal(got.read(k), want.read(k), err_msg=k)
-        for k, v in want.metrics().items():
-            np.testing.assert_array_equal(got.metrics()[k], v, err_msg=k)
+    assert_same_run(path, reference)
     assert not os.path.exists(str(path) + ".tmp")
 
 

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from interp.cli.app import app
 from interp.store.run import Run
 from interp.store.trajectory import TrajectoryFile
+from tests.store.test_file_safety import assert_same_run
 
 RUN = ["--p", "11", "--width", "12", "--steps", "200", "--save-every", "5", "--quiet"]
 SWEEP = ["sweep", "--p", "11", "--width", "12", "--steps", "100", "--save-every", "5",
@@ -51,16 +52,6 @@ def assert_kept(res, path, ref, how):
         for k in want.names:
             np.testing.assert_array_equal(got.read(k), want.read(k, steps=slice(0, n)))
     return n
-
-
-def assert_same_run(got_path, want_path):
-    with Run(got_path) as got, Run(want_path) as want:
-        assert got.complete
-        np.testing.assert_array_equal(got.steps, want.steps)
-        for k in want.names:
-            np.testing.assert_array_equal(got.read(k), want.read(k), err_msg=k)
-        for k, v in want.metrics().items():
-            np.testing.assert_array_equal(got.metrics()[k], v, err_msg=k)
 
 
 def test_a_full_disk_during_train_and_resume_keeps_every_committed_checkpoint(tmp_path):
