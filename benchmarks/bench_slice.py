@@ -1,13 +1,14 @@
 """The slice job: ``interp sweep`` with its defaults against the paper's script.
 
-The 3 x 3 wd-5 slice of the paper's phase diagram (xi 0.2/0.5/0.8 x alpha 0.3/0.5/0.7,
+The 3 x 3 wd-5 slice of the paper's phase diagram (corrupt 0.2/0.5/0.8 x train_frac
+0.3/0.5/0.7,
 p 97, N 500, 500 steps), run as a user runs it, each side a fresh process, the sides
 interleaved repetition by repetition:
 
 * **paper's script**: :mod:`benchmarks.paper_script`, the cells one after another with
   torch's default threads;
-* **interp sweep**: ``interp sweep --xi 0.2,0.5,0.8 --alpha 0.3,0.5,0.7 --values 5
-  --steps 500`` with every other option at its default (start-up, files, summary
+* **interp sweep**: ``interp sweep --corrupt 0.2,0.5,0.8 --train-frac 0.3,0.5,0.7
+  --values 5 --steps 500`` with every other option at its default (start-up, files, summary
   included);
 * **compiled**: the same command with ``INTERP_COMPILE=1`` (the kernel through
   torch.compile; inductor's cache kept in one folder for the whole benchmark, so its
@@ -41,14 +42,22 @@ from pathlib import Path
 from benchmarks.bench_sweep import final_phase
 from benchmarks.timing import Figure, interleaved, median_ratio
 from interp.cli.common import cpu_has_bf16
+from interp.validate import PAPER_SYMBOLS
 
-XI, ALPHA, WD = "0.2,0.5,0.8", "0.3,0.5,0.7", "5"
+CORRUPT, TRAIN_FRAC, WD = "0.2,0.5,0.8", "0.3,0.5,0.7", "5"
 
 
 def cell_phases(rows: list[dict]) -> dict[tuple[float, float], str]:
-    """Each cell's final phase by (xi, alpha), from its final train and test accuracy."""
-    return {(r["xi"], r["alpha"]): final_phase(r["acc_train"], r["acc_test"], r["xi"])
-            for r in rows}
+    """Each cell's final phase by (corrupt, train_frac), from its final train and test
+    accuracy."""
+    return {(r["corrupt"], r["train_frac"]): final_phase(r["acc_train"], r["acc_test"],
+                                                         r["corrupt"]) for r in rows}
+
+
+def paper_row(row: dict) -> dict:
+    """A row of the paper's script with interp's names (its ``xi``: ``corrupt``, ...)."""
+    names = {symbol: name for name, symbol in PAPER_SYMBOLS.items()}
+    return {names.get(k, k): v for k, v in row.items()}
 
 
 def _run(cmd: list[str], env: dict[str, str] | None = None) -> str:
@@ -66,16 +75,17 @@ def sides(p: int, width: int, steps: int, folder: Path, bf16: bool, compiled: bo
     cache = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(folder / "inductor")}
 
     def paper() -> None:
-        out = _run([sys.executable, "-m", "benchmarks.paper_script", "--xi", XI, "--alpha",
-                    ALPHA, "--wd", WD, *size])
-        rows = [json.loads(line) for line in out.splitlines()]
+        out = _run([sys.executable, "-m", "benchmarks.paper_script", "--xi", CORRUPT,
+                    "--alpha", TRAIN_FRAC, "--wd", WD, *size])
+        rows = [paper_row(json.loads(line)) for line in out.splitlines()]
         phases["paper"] = cell_phases(rows)
 
     def sweep(name: str, extra: tuple[str, ...] = (), env: dict | None = None):
         def run() -> None:
             out = folder / f"s{next(runs)}"
-            _run([sys.executable, "-m", "interp.cli", "sweep", "--xi", XI, "--alpha", ALPHA,
-                  "--values", WD, *size, "--out", str(out), "--quiet", *extra], env)
+            _run([sys.executable, "-m", "interp.cli", "sweep", "--corrupt", CORRUPT,
+                  "--train-frac", TRAIN_FRAC, "--values", WD, *size, "--out", str(out),
+                  "--quiet", *extra], env)
             rows = json.loads((out / "summary.json").read_text())["rows"]
             phases[name] = cell_phases(rows)
             shutil.rmtree(out)
@@ -99,7 +109,7 @@ def figures(p: int = 97, width: int = 500, steps: int = 500, reps: int = 3,
         shutil.rmtree(folder, ignore_errors=True)
     paper = phases["paper"]
     agree = {k: sum(v[c] == paper[c] for c in paper) for k, v in phases.items()}
-    print(f"  slice {XI} x {ALPHA}, wd {WD} (p {p}, N {width}, {steps} steps): "
+    print(f"  slice {CORRUPT} x {TRAIN_FRAC}, wd {WD} (p {p}, N {width}, {steps} steps): "
           + ", ".join(f"{k} {statistics.median(v):.1f} s" for k, v in t.items())
           + "; phases " + json.dumps({f"{k[0]}/{k[1]}": [phases[s][k] for s in phases]
                                       for k in paper}) + f" ({', '.join(phases)})",

@@ -1,7 +1,7 @@
 """The phase-diagram job: ``interp sweep`` against a plain loop over the same cells.
 
-Cells of the paper's size (p 97, N 500, full batch, MSE, AdamW, lr 1e-2): xi 0.2/0.4 x
-alpha 0.3/0.7 x wd 0/5 (alpha spread: training sets of 2823 and 6586 pairs), ``--steps``
+Cells of the paper's size (p 97, N 500, full batch, MSE, AdamW, lr 1e-2): corrupt 0.2/0.4
+x train_frac 0.3/0.7 x wd 0/5 (train_frac spread: training sets of 2823 and 6586 pairs), ``--steps``
 updates each, float32. Three sides, their repetitions interleaved, each in a fresh
 temporary folder:
 
@@ -56,7 +56,7 @@ from interp.sweeps.workers import available_cores
 def sweep_spec(p: int, width: int, steps: int) -> SweepSpec:
     base = RunConfig().replace(data={"p": p}, model={"width": width},
                                train={"steps": steps, "save_every": max(1, steps // 2)})
-    return SweepSpec(base=base, xi=(0.2, 0.4), alpha=(0.3, 0.7), values=(0.0, 5.0))
+    return SweepSpec(base=base, corrupt=(0.2, 0.4), train_frac=(0.3, 0.7), values=(0.0, 5.0))
 
 
 def plain_cell(cfg: RunConfig, device: str) -> tuple[float, float]:
@@ -89,9 +89,9 @@ def plain_cell(cfg: RunConfig, device: str) -> tuple[float, float]:
     return train, test
 
 
-def final_phase(train: float, test: float, xi: float) -> str:
+def final_phase(train: float, test: float, corrupt: float) -> str:
     one = np.ones(1)
-    return classify_phase(one, one * train, one * test, one, xi)["phase"]
+    return classify_phase(one, one * train, one * test, one, corrupt)["phase"]
 
 
 def products_rate(n_train: int, width: int, p: int, device: str, reps: int = 5) -> float:
@@ -140,7 +140,8 @@ def figures(p: int = 97, width: int = 500, steps: int = 200, reps: int = 3,
     last = max(folder.iterdir(), key=lambda d: int(d.name[1:]))
     rows = {r["cell_id"]: r for r in read_summary(last)}
     shutil.rmtree(folder, ignore_errors=True)
-    ours = {cid: final_phase(r["acc_train"], r["acc_test"], r["xi"]) for cid, r in rows.items()}
+    ours = {cid: final_phase(r["acc_train"], r["acc_test"], r["corrupt"])
+            for cid, r in rows.items()}
     agree = sum(ours[cid] == plain[cid] for cid in ours)
     threads = torch.get_num_threads()
     print(f"  sweep of {len(cfgs)} cells (p {p}, N {width}, {steps} steps, {device}): plain "

@@ -5,7 +5,7 @@ phases against the CPU's on the slice.
 
 ``--diagram``: the sweep folder of the whole diagram on the GPU; ``--seconds``: its wall
 time; ``--slice``: a sweep folder of some of the same cells (same base run) trained on
-the CPU. Each slice cell is matched to the diagram's cell of equal xi, alpha,
+the CPU. Each slice cell is matched to the diagram's cell of equal corrupt, train_frac,
 regularizer value and seed; the phases are those of the sweeps' summaries.
 """
 
@@ -19,7 +19,8 @@ from interp.sweeps.summary import read_summary
 
 
 def _key(row: dict) -> tuple:
-    return (round(row["xi"], 6), round(row["alpha"], 6), round(row["value"], 6), row["seed"])
+    return (round(row["corrupt"], 6), round(row["train_frac"], 6), round(row["value"], 6),
+            row["seed"])
 
 
 def report(diagram: str, slice_dir: str, seconds: float) -> dict:
@@ -34,7 +35,8 @@ def report(diagram: str, slice_dir: str, seconds: float) -> dict:
             "steps": rows[0]["steps"] if rows else 0,
             "phases": dict(collections.Counter(r["phase"] for r in done)),
             "slice_cells": len(pairs), "slice_agree": sum(a == b for a, b in pairs),
-            "slice": [f"xi {r['xi']:g} alpha {r['alpha']:g} value {r['value']:g}: cpu "
+            "slice": [f"corrupt {r['corrupt']:g} train_frac {r['train_frac']:g} value "
+                      f"{r['value']:g}: cpu "
                       f"{a}, gpu {b}" for r, (a, b) in zip(cpu, pairs)]}
 
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The paper's whole weight-decay phase diagram on one CUDA GPU (run from the repository
 # root on a machine with one):
-#   1. `interp sweep --device cuda` over 17 x 17 x 4 = 1156 cells (xi, alpha in
+#   1. `interp sweep --device cuda` over 17 x 17 x 4 = 1156 cells (corrupt, train_frac in
 #      0.1:0.9:17, wd 0/5/15/20), STEPS (default 2000) steps each, timed;
-#   2. the 3 x 3 wd-5 slice (xi 0.2/0.5/0.8 x alpha 0.3/0.5/0.7, cells of the same grid)
-#      trained again on the CPU, with the same base run;
+#   2. the 3 x 3 wd-5 slice (corrupt 0.2/0.5/0.8 x train_frac 0.3/0.5/0.7, cells of the
+#      same grid) trained again on the CPU, with the same base run;
 #   3. benchmarks/gpu_report.py: cells per second of step 1, and in how many slice cells
 #      the GPU's phase equals the CPU's. Goal: the diagram in under 15 minutes.
 # Then, unless QUICK: benchmarks/bench_sweep.py on CUDA (interp sweep against a plain
@@ -19,11 +19,11 @@ OUT=${OUT:-$(mktemp -d)}
 DEVICE=${DEVICE:-cuda}
 if [[ -n "${QUICK:-}" ]]; then
     STEPS=${STEPS:-20}
-    GRID=(--p 11 --width 16 --xi 0.2,0.5,0.8 --alpha 0.3,0.5,0.7 --values 5)
+    GRID=(--p 11 --width 16 --corrupt 0.2,0.5,0.8 --train-frac 0.3,0.5,0.7 --values 5)
     SLICE=(--p 11 --width 16)
 else
     STEPS=${STEPS:-2000}
-    GRID=(--xi 0.1:0.9:17 --alpha 0.1:0.9:17 --values 0,5,15,20)
+    GRID=(--corrupt 0.1:0.9:17 --train-frac 0.1:0.9:17 --values 0,5,15,20)
     SLICE=()
 fi
 mkdir -p "$OUT"
@@ -37,8 +37,8 @@ start=$(date +%s.%N)
 "$PY" -m interp.cli sweep --device "$DEVICE" "${GRID[@]}" --steps "$STEPS" \
     --save-every 1000 --quiet --out "$OUT/wd"
 end=$(date +%s.%N)
-"$PY" -m interp.cli sweep --device cpu "${SLICE[@]}" --xi 0.2,0.5,0.8 --alpha 0.3,0.5,0.7 \
-    --values 5 --steps "$STEPS" --save-every 1000 --quiet --out "$OUT/slice-cpu"
+"$PY" -m interp.cli sweep --device cpu "${SLICE[@]}" --corrupt 0.2,0.5,0.8 \
+    --train-frac 0.3,0.5,0.7 --values 5 --steps "$STEPS" --save-every 1000 --quiet --out "$OUT/slice-cpu"
 "$PY" -m benchmarks.gpu_report --diagram "$OUT/wd" --slice "$OUT/slice-cpu" \
     --seconds "$(awk "BEGIN { print $end - $start }")" | tee "$OUT/report.txt"
 if [[ -z "${QUICK:-}" ]]; then

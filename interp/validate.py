@@ -9,6 +9,12 @@ import re
 import stat
 from typing import Any
 
+#: The paper's symbol of each data quantity: interp's name (the ``DataConfig`` field) ->
+#: symbol. Every option, file key, column and label uses interp's name; the command line
+#: accepts the symbol quietly, and files written before interp used one name (sweep
+#: configs, sweep folders) are read with the symbol as the key. (Here, not in
+#: ``interp.config``, so that the command line reads it without loading torch.)
+PAPER_SYMBOLS = {"corrupt": "xi", "train_frac": "alpha"}
 #: Activation names: ``relu``, ``gelu`` (exact, erf), ``gelu_new`` (tanh approximation, as
 #: TransformerLens names it), ``silu``, ``tanh`` or ``x^K`` with K a positive integer.
 ACT_RE = re.compile(r"^(relu|gelu|gelu_new|silu|tanh|x\^([1-9][0-9]*))$")

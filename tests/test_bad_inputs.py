@@ -86,27 +86,27 @@ def _bombs(d: Path) -> None:
         shared = {"a": shared, "b": shared}
     (d / "shared_bomb.pt").write_bytes(pickle.dumps(shared, protocol=2))
     (d / "deep_bomb.pt").write_bytes(b"\x80\x02" + b"]" * 100_000 + b"a" * 99_999 + b".")
-    (d / "deep.toml").write_text("xi = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    (d / "deep.toml").write_text("corrupt = " + "[" * 100_000 + "]" * 100_000 + "\n")
     for name in ("fifo.npy", "fifo.toml", "fifo.pt", "fifo.h5"):
         os.mkfifo(d / name)
 
 
 def _sweep_files(d: Path) -> None:
     toml = {
-        "bad.toml": "xi = [0.1,\n",
-        "huge_num.toml": "xi = {start = 0.1, stop = 0.9, num = 100000000}\n",
+        "bad.toml": "corrupt = [0.1,\n",
+        "huge_num.toml": "corrupt = {start = 0.1, stop = 0.9, num = 100000000}\n",
         "inf_values.toml": "values = [inf]\n",
-        "nan_xi.toml": "xi = [nan]\n",
-        "many_cells.toml": ("xi = {start = 0.0, stop = 0.9, num = 1000}\n"
-                            "alpha = {start = 0.1, stop = 0.9, num = 1000}\n"),
+        "nan_xi.toml": "corrupt = [nan]\n",
+        "many_cells.toml": ("corrupt = {start = 0.0, stop = 0.9, num = 1000}\n"
+                            "train_frac = {start = 0.1, stop = 0.9, num = 1000}\n"),
         "unknown_key.toml": "colour = 'blue'\n",
         "lr_inf.toml": "[base.train]\nlr = inf\n",
         "eps_nan.toml": "[base.train]\neps = nan\n",
         "init_inf.toml": "[base.model]\ninit_scale = inf\n",
         "adaptive_3.toml": "adaptive = 3\n",
         "empty.toml": "# nothing set\n",
-        "one.toml": "xi = [0.1]\n",
-        "huge_width.toml": "xi = [0.1]\nalpha = [0.5]\n[base.model]\nwidth = 100000000\n",
+        "one.toml": "corrupt = [0.1]\n",
+        "huge_width.toml": "corrupt = [0.1]\ntrain_frac = [0.5]\n[base.model]\nwidth = 100000000\n",
     }
     for name, text in toml.items():
         (d / name).write_text(text)
@@ -114,8 +114,9 @@ def _sweep_files(d: Path) -> None:
     (d / "folder.toml").mkdir()
     spec = SweepSpec(base=RunConfig().replace(data={"p": 7}, model={"width": 8},
                                               train={"steps": 10}),
-                     xi=(0.1,), alpha=(0.5,), values=(0.0,))
-    summaries = {"sweep_badjson": "{", "sweep_list": "[]", "sweep_rows": '{"rows": [{"xi": 0.1}]}',
+                     corrupt=(0.1,), train_frac=(0.5,), values=(0.0,))
+    summaries = {"sweep_badjson": "{", "sweep_list": "[]",
+                 "sweep_rows": '{"rows": [{"corrupt": 0.1}]}',
                  "sweep_binary": bytes(range(128, 256))}
     for name, summary in summaries.items():
         (d / name).mkdir()
@@ -123,7 +124,7 @@ def _sweep_files(d: Path) -> None:
         target = d / name / "summary.json"
         target.write_bytes(summary) if isinstance(summary, bytes) else target.write_text(summary)
     (d / "sweep_badspec").mkdir()
-    (d / "sweep_badspec" / "sweep.json").write_text('{"xi": "nonsense"}')
+    (d / "sweep_badspec" / "sweep.json").write_text('{"corrupt": "nonsense"}')
 
 
 def _rot_and_past(d: Path, data: bytes) -> None:
@@ -210,14 +211,14 @@ CASES = [
     C([*TRAIN, "--op", "pow"], "--op must be one of add, sub, mul, div, sq_sum",
       id="op"),
     C([*TRAIN, "--train-frac", "0"], "--train-frac must be a number in (0, 1)",
-      id="alpha-0"),
-    C([*TRAIN, "--train-frac", "nan"], "--train-frac must be a number", id="alpha-nan"),
+      id="train_frac-0"),
+    C([*TRAIN, "--train-frac", "nan"], "--train-frac must be a number", id="train_frac-nan"),
     C([*TRAIN, "--corrupt", "-0.1"], "--corrupt must be a number in [0.0, 1.0)",
-      id="xi-negative"),
+      id="corrupt-negative"),
     C([*TRAIN, "--corrupt", "inf"], "--corrupt must be a number in [0.0, 1.0), got inf",
-      id="xi-inf"),
+      id="corrupt-inf"),
     C([*TRAIN, "--corrupt", "nan"], "--corrupt must be a number in [0.0, 1.0), got nan",
-      id="xi-nan"),
+      id="corrupt-nan"),
     C([*TRAIN, "--corrupt-mode", "sometimes"], "--corrupt-mode must be one of",
       id="corrupt-mode"),
     C([*TRAIN, "--model", "resnet"], "--model must be one of mlp", id="model"),
@@ -405,7 +406,7 @@ CASES = [
       "sweep config '{d}/inf_values.toml': values must hold only weight decays >= 0, got inf",
       id="sweep-inf"),
     C(["sweep", "--config", "{d}/nan_xi.toml", "--out", "{out}"],
-      "xi must hold only numbers in [0, 1), got nan", id="sweep-nan"),
+      "corrupt must hold only numbers in [0, 1), got nan", id="sweep-nan"),
     C(["sweep", "--config", "{d}/many_cells.toml", "--out", "{out}"],
       "a sweep must have at most 100000 cells, got 4000000", id="sweep-cells"),
     C(["sweep", "--config", "{d}/unknown_key.toml", "--out", "{out}"],
@@ -423,8 +424,8 @@ CASES = [
       id="sweep-grid"),
     C(["sweep", "--xi", "0.1:0.9:100000000", "--out", "{out}"], "num must be between 1 and",
       id="sweep-grid-num"),
-    C(["sweep", "--xi", "1.5", "--out", "{out}"], "xi must hold only numbers in [0, 1), got 1.5",
-      id="sweep-xi"),
+    C(["sweep", "--xi", "1.5", "--out", "{out}"],
+      "corrupt must hold only numbers in [0, 1), got 1.5", id="sweep-xi"),
     C(["sweep", "--values", "inf", "--out", "{out}"], "got inf", id="sweep-values-inf"),
     C(["sweep", "--regularizer", "l1", "--out", "{out}"], "regularizer must be one of",
       id="sweep-regularizer"),
@@ -725,7 +726,7 @@ def test_schedules_are_checked_before_anything_is_built():
     with pytest.raises(ValueError, match="^a grid's num must be between 1 and 10000"):
         parse_grid("0.1:0.9:100000000")
     with pytest.raises(ValueError, match="^a sweep must have at most 100000 cells"):
-        SweepSpec(xi=parse_grid("0:0.9:1000"), alpha=parse_grid("0.1:0.9:1000"))
+        SweepSpec(corrupt=parse_grid("0:0.9:1000"), train_frac=parse_grid("0.1:0.9:1000"))
     assert time.perf_counter() - start < 2
     cfg = TrainConfig(steps=10**12, save_every=10**9)  # a long run that keeps few checkpoints
     assert len(checkpoint_steps(cfg)) == 1001
@@ -799,8 +800,8 @@ def _api_cases(d: Path, out: Path) -> list:
         (lambda: read_foreign(d / "fifo.pt"), ValueError, "must be a regular file, but it is a "
          "FIFO."),
         (lambda: read_foreign(d / "shared_bomb.pt"), ValueError, "as a pickle bomb does."),
-        (lambda: run_sweep(SweepSpec(base=RunConfig().replace(data={"p": 100003}), xi=(0.1,),
-                                     alpha=(0.5,)), out, workers=0), ValueError,
+        (lambda: run_sweep(SweepSpec(base=RunConfig().replace(data={"p": 100003}), corrupt=(0.1,),
+                                     train_frac=(0.5,)), out, workers=0), ValueError,
          "the sweep's largest cell needs at least"),
         (lambda: resume_file(d / "past.h5"), ValueError, "must end at the step its config "
          "sets (5), but it holds step 10, so it cannot be resumed."),

@@ -5,15 +5,16 @@ and thresholds from :class:`PhaseThresholds` (paper values by default):
 
 - final test >= ``test`` (90%):
   coexistence if final train >= ``train`` (90%); partial inversion if
-  ``1 + margin - xi <= train < 90%`` (margin 0.05: the paper's 100(1.05 - xi)%);
-  full inversion if train < ``1 + margin - xi``.
+  ``1 + margin - corrupt <= train < 90%`` (margin 0.05: the paper's 100(1.05 - xi)%, its
+  xi being the corrupted fraction ``corrupt``);
+  full inversion if train < ``1 + margin - corrupt``.
 - final test < 90%: memorization if final train >= 90%; otherwise forgetting if the run
   had generalized earlier (peak test >= 90%) and collapsed, else confusion.
 
 Every verdict comes with its evidence: final accuracies, peak test accuracy and its step,
 and the weight-norm trend (total norm at the peak over the final one).
 
-A clean run (xi = 0) gets the vocabulary of classic grokking instead (Power et al. 2022;
+A clean run (corrupt = 0) gets the vocabulary of classic grokking instead (Power et al. 2022;
 Liu et al. 2022), from the first step train accuracy reaches ``train`` (the memorization
 step t_m) and the first step test accuracy reaches ``test`` (the generalization step
 t_g); the grokking delay is t_g - t_m:
@@ -43,10 +44,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-#: The phases of a run with corrupted labels (xi > 0).
+#: The phases of a run with corrupted labels (corrupt > 0).
 CORRUPTION_PHASES = ("coexistence", "partial_inversion", "full_inversion", "memorization",
                      "forgetting", "confusion")
-#: The phases of a clean run (xi = 0): classic grokking's vocabulary.
+#: The phases of a clean run (corrupt = 0): classic grokking's vocabulary.
 CLASSIC_PHASES = ("comprehension", "grokking", "memorization", "forgetting", "confusion")
 #: Every phase name, each once (the corruption phases first).
 PHASES = CORRUPTION_PHASES + ("comprehension", "grokking")
@@ -73,12 +74,13 @@ class PhaseThresholds:
 
 
 def classify_phase(steps: np.ndarray, train: np.ndarray, test: np.ndarray,
-                   norm: np.ndarray, xi: float,
+                   norm: np.ndarray, corrupt: float,
                    thresholds: PhaseThresholds = PhaseThresholds()) -> dict[str, object]:
     """Phase and evidence from per-step histories, each shape=(T,).
 
     ``train`` is accuracy against the training labels as given, ``test`` the test
-    accuracy, ``norm`` the total weight norm, ``xi`` the corrupted fraction.
+    accuracy, ``norm`` the total weight norm, ``corrupt`` the corrupted fraction (the
+    paper's xi).
     """
     steps, train, test, norm = (np.asarray(a, dtype=np.float64) for a in (steps, train, test,
                                                                           norm))
@@ -88,13 +90,13 @@ def classify_phase(steps: np.ndarray, train: np.ndarray, test: np.ndarray,
     t = thresholds
     final_train, final_test = float(train[-1]), float(test[-1])
     peak = int(np.nanargmax(test))
-    classic = xi == 0
+    classic = corrupt == 0
     if classic:
         phase, grok = classic_phase(steps, train, test, t)
     elif final_test >= t.test:
         if final_train >= t.train:
             phase = "coexistence"
-        elif final_train >= 1 + t.margin - xi - 1e-9:  # float slack: 1.05 - 0.35 > 0.7
+        elif final_train >= 1 + t.margin - corrupt - 1e-9:  # float slack: 1.05 - 0.35 > 0.7
             phase = "partial_inversion"
         else:
             phase = "full_inversion"
@@ -107,7 +109,7 @@ def classify_phase(steps: np.ndarray, train: np.ndarray, test: np.ndarray,
     out = {
         "phase": phase,
         "vocabulary": "classic" if classic else "corruption",
-        "xi": float(xi),
+        "corrupt": float(corrupt),
         "final_train": final_train,
         "final_test": final_test,
         "peak_test": float(test[peak]),
@@ -115,7 +117,7 @@ def classify_phase(steps: np.ndarray, train: np.ndarray, test: np.ndarray,
         "norm_at_peak": float(norm[peak]),
         "final_norm": float(norm[-1]),
         "norm_ratio": float(norm[-1] / norm[peak]) if norm[peak] > 0 else float("nan"),
-        "stages": two_stages(steps, train, test, xi, t),
+        "stages": two_stages(steps, train, test, corrupt, t),
         "thresholds": asdict(t),
     }
     if classic:
@@ -195,13 +197,13 @@ def progress_boundaries(steps: np.ndarray, train_loss: np.ndarray, test_loss: np
                     (None if i is None else int(steps[i]) for i in ends)))
 
 
-def two_stages(steps: np.ndarray, train: np.ndarray, test: np.ndarray, xi: float,
+def two_stages(steps: np.ndarray, train: np.ndarray, test: np.ndarray, corrupt: float,
                thresholds: PhaseThresholds = PhaseThresholds()) -> dict[str, int | None]:
     """Steps of the two stages, or None where a stage does not happen.
 
     ``generalized_step``: first step with train >= ``train`` and test >= ``test``
     thresholds (grokking while still fitting the corrupted labels). ``unlearned_step``:
-    first later step with train <= 1 - xi + ``unlearn_tol`` (the corrupted labels are
+    first later step with train <= 1 - corrupt + ``unlearn_tol`` (the corrupted labels are
     unlearned) while test stays >= the test threshold.
     """
     t = thresholds
@@ -209,10 +211,10 @@ def two_stages(steps: np.ndarray, train: np.ndarray, test: np.ndarray, xi: float
     if len(both) == 0:
         return {"generalized_step": None, "unlearned_step": None}
     first = both[0]
-    later = np.flatnonzero((np.arange(len(train)) > first) & (train <= 1 - xi + t.unlearn_tol)
-                           & (test >= t.test))
+    later = np.flatnonzero((np.arange(len(train)) > first)
+                           & (train <= 1 - corrupt + t.unlearn_tol) & (test >= t.test))
     return {"generalized_step": int(steps[first]),
-            "unlearned_step": int(steps[later[0]]) if xi > 0 and len(later) else None}
+            "unlearned_step": int(steps[later[0]]) if corrupt > 0 and len(later) else None}
 
 
 def total_norm(metrics: dict[str, np.ndarray]) -> np.ndarray:

@@ -67,16 +67,16 @@ def sweep(
     metrics_every: int = typer.Option(10, help="Record the metrics every k steps (and at "
                                               "checkpoints and the end); 1: every step."),
     adaptive: bool = typer.Option(False, "--adaptive",
-                                  help="Train every 4th xi and alpha first, then only "
-                                              "cells whose neighbours disagree in phase; "
-                                              "the rest are inferred (docs/sweeps.md)."),
+                                  help="Train every 4th --corrupt and --train-frac first, "
+                                       "then only cells whose neighbours disagree in phase; "
+                                       "the rest are inferred (docs/sweeps.md)."),
     threads: int = typer.Option(1, help="Torch threads per cell; a cell's weights depend on "
                                         "it, never on --workers or --cells-per-task."),
     cells_per_task: int | None = typer.Option(None, *names("--cells-per-task"),
                                               help="Cells per task (default: 1 on the CPU, "
                                                    "where they train one after another; 64 "
-                                                   "on CUDA, where cells of one alpha share "
-                                                   "a kernel)."),
+                                                   "on CUDA, where cells of one train_frac "
+                                                   "share a kernel)."),
     device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
     scheduler: str | None = typer.Option(None, help="Dask scheduler address, e.g. "
                                                     "tcp://host:8786 (needs interp[distributed])."),
@@ -86,7 +86,7 @@ def sweep(
     quiet: bool = quiet_option(),
     **model_options: Any,
 ) -> None:
-    """Train a grid of runs (xi x alpha x regularizer values x seeds), resumably.
+    """Train a grid of runs (corrupt x train_frac x regularizer values x seeds), resumably.
 
     Re-running the same command skips finished cells and resumes or redoes unfinished
     ones. A summary table (summary.csv, summary.json) is kept up to date.
@@ -94,7 +94,7 @@ def sweep(
     Examples:
 
         interp sweep --config analyses/sweep_example.toml --out sweeps/wd
-        interp sweep --p 23 --width 64 --steps 300 --xi 0.1,0.3 --alpha 0.5,0.7 \\
+        interp sweep --p 23 --width 64 --steps 300 --corrupt 0.1,0.3 --train-frac 0.5,0.7 \\
             --regularizer weight_decay --values 0,5 --out sweeps/tiny
     """
     with deferred_interrupts():  # Ctrl-C inside torch's loading could abort
@@ -116,7 +116,8 @@ def sweep(
                              TrainConfig(steps=steps, lr=lr, save_every=save_every,
                                          loss=loss or family(model).default_loss,
                                          precision=precision))
-        spec = SweepSpec(base=base, xi=parse_grid(corrupt), alpha=parse_grid(train_frac),
+        spec = SweepSpec(base=base, corrupt=parse_grid(corrupt),
+                         train_frac=parse_grid(train_frac),
                          regularizer=regularizer,
                          values=None if values is None else parse_grid(values),
                          seeds=parse_seeds(seeds),

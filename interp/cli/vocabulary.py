@@ -16,8 +16,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Sequence
 
+from interp.validate import PAPER_SYMBOLS
+
 #: The paper's symbol for a quantity: option -> its alias.
-PAPER = {"--corrupt": "--xi", "--train-frac": "--alpha"}
+PAPER = {f"--{name.replace('_', '-')}": f"--{symbol}" for name, symbol in PAPER_SYMBOLS.items()}
 #: Names of earlier versions: old option -> the option that replaced it.
 DEPRECATED = {"--wd": "--weight-decay", "--batch": "--cells-per-task",
               "--llc-batch": "--llc-batch-size"}

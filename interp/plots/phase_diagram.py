@@ -1,10 +1,11 @@
-"""Phase diagrams of a sweep: phase by colour over xi x alpha, and accuracy heatmaps.
+"""Phase diagrams of a sweep: phase by colour over corrupt x train_frac (the corrupted and
+training fractions, the paper's xi and alpha), and accuracy heatmaps.
 
 Grids are built from summary rows (``interp.run_sweep`` writes them to ``summary.json``);
 plots take those arrays and a matplotlib ``Axes`` and return the ``Axes``. Figures are
 drawn with :class:`matplotlib.figure.Figure` (Agg), never through pyplot's global state.
 
->>> rows = [{"xi": 0.2, "alpha": 0.5, "seed": 0, "status": "complete",
+>>> rows = [{"corrupt": 0.2, "train_frac": 0.5, "seed": 0, "status": "complete",
 ...          "phase": "coexistence"}]
 >>> phase_grid(rows)[2]
 array([[0]])
@@ -26,7 +27,7 @@ from matplotlib.patches import Patch, Rectangle
 
 from interp.analysis.phase import PHASES
 from interp.plots import style
-from interp.plots.style import COLORS, MAP, new_figure, save_png
+from interp.plots.style import AXIS_LABELS, COLORS, MAP, new_figure, save_png
 from interp.store.atomic import check_not_linked
 
 #: One colour per phase, in :data:`interp.analysis.phase.PHASES` order (the style table's).
@@ -50,8 +51,8 @@ def majority_phase(phases: Sequence[str]) -> str | None:
 def _axes_of(rows: Sequence[Row]) -> tuple[np.ndarray, np.ndarray]:
     if not rows:
         raise ValueError("rows must hold at least one summary row, got none.")
-    return (np.unique([float(r["xi"]) for r in rows]),
-            np.unique([float(r["alpha"]) for r in rows]))
+    return (np.unique([float(r["corrupt"]) for r in rows]),
+            np.unique([float(r["train_frac"]) for r in rows]))
 
 
 def _complete(rows: Sequence[Row]) -> list[Row]:
@@ -59,40 +60,42 @@ def _complete(rows: Sequence[Row]) -> list[Row]:
 
 
 def phase_grid(rows: Sequence[Row]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Majority phase over seeds at each (alpha, xi) of one regularizer value.
+    """Majority phase over seeds at each (train_frac, corrupt) of one regularizer value.
 
     Parameters
     ----------
-    rows : summary rows (keys ``xi``, ``alpha``, ``status``, ``phase``) of one value.
+    rows : summary rows (keys ``corrupt``, ``train_frac``, ``status``, ``phase``) of one
+        value.
 
     Returns
     -------
-    xi : shape=(X,), sorted. alpha : shape=(A,), sorted.
+    corrupt : shape=(X,), sorted. train_frac : shape=(A,), sorted.
     grid : shape=(A, X) int, the index into ``PHASES``; -1 where no cell is complete.
     """
-    xi, alpha = _axes_of(rows)
-    grid = np.full((len(alpha), len(xi)), -1, dtype=np.int64)
-    for i, a in enumerate(alpha):
-        for j, x in enumerate(xi):
+    corrupt, train_frac = _axes_of(rows)
+    grid = np.full((len(train_frac), len(corrupt)), -1, dtype=np.int64)
+    for i, a in enumerate(train_frac):
+        for j, x in enumerate(corrupt):
             phase = majority_phase([r["phase"] for r in _complete(rows)
-                                    if r["xi"] == x and r["alpha"] == a])
+                                    if r["corrupt"] == x and r["train_frac"] == a])
             if phase is not None:
                 grid[i, j] = PHASES.index(phase)
-    return xi, alpha, grid
+    return corrupt, train_frac, grid
 
 
 def inferred_grid(rows: Sequence[Row]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The phase an adaptive sweep inferred at each (alpha, xi) it did not train: xi
-    shape=(X,), alpha shape=(A,) and grid shape=(A, X) int, the index into ``PHASES``;
+    """The phase an adaptive sweep inferred at each (train_frac, corrupt) it did not train:
+    corrupt shape=(X,), train_frac shape=(A,) and grid shape=(A, X) int, the index into ``PHASES``;
     -1 where a cell is complete or nothing was inferred."""
-    xi, alpha = _axes_of(rows)
-    grid = np.full((len(alpha), len(xi)), -1, dtype=np.int64)
-    done = {(r["alpha"], r["xi"]) for r in _complete(rows)}
+    corrupt, train_frac = _axes_of(rows)
+    grid = np.full((len(train_frac), len(corrupt)), -1, dtype=np.int64)
+    done = {(r["train_frac"], r["corrupt"]) for r in _complete(rows)}
     for r in rows:
-        if r["status"] == "inferred" and (r["alpha"], r["xi"]) not in done:
-            grid[list(alpha).index(r["alpha"]), list(xi).index(r["xi"])] = \
+        if r["status"] == "inferred" and (r["train_frac"], r["corrupt"]) not in done:
+            at = list(train_frac).index(r["train_frac"]), list(corrupt).index(r["corrupt"])
+            grid[at] = \
                 PHASES.index(r["phase"])
-    return xi, alpha, grid
+    return corrupt, train_frac, grid
 
 
 #: How an inferred cell is drawn over its phase's colour: paler, hatched with dots.
@@ -100,34 +103,38 @@ INFERRED_STYLE = {"facecolor": (1.0, 1.0, 1.0, 0.55), "hatch": "..",
                   "edgecolor": (0.25, 0.25, 0.25, 0.6), "lw": 0}
 
 
-def plot_inferred(inferred: np.ndarray, xi: np.ndarray, alpha: np.ndarray, ax: Axes) -> Axes:
+def plot_inferred(inferred: np.ndarray, corrupt: np.ndarray, train_frac: np.ndarray,
+                  ax: Axes) -> Axes:
     """Pale and hatch the cells an adaptive sweep inferred (``inferred`` shape=(A, X)
     bool) over a phase diagram: their colour is the phase of their agreeing neighbours,
     the pale hatching says no run was trained there."""
-    xe, ae = _edges(xi), _edges(alpha)
-    for i, j in zip(*np.nonzero(_check_grid(inferred, xi, alpha))):
+    xe, ae = _edges(corrupt), _edges(train_frac)
+    for i, j in zip(*np.nonzero(_check_grid(inferred, corrupt, train_frac))):
         ax.add_patch(Rectangle((xe[j], ae[i]), xe[j + 1] - xe[j], ae[i + 1] - ae[i],
                                **INFERRED_STYLE, label="_inferred"))
     return ax
 
 
 def mixed_grid(rows: Sequence[Row]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Where the seeds of a cell disagree on the phase: xi shape=(X,), alpha shape=(A,)
+    """Where the seeds of a cell disagree on the phase: corrupt shape=(X,), train_frac
+    shape=(A,)
     and grid shape=(A, X) bool (False where fewer than two seeds are complete)."""
-    xi, alpha = _axes_of(rows)
-    grid = np.zeros((len(alpha), len(xi)), dtype=bool)
-    for i, a in enumerate(alpha):
-        for j, x in enumerate(xi):
-            phases = {r["phase"] for r in _complete(rows) if r["xi"] == x and r["alpha"] == a}
+    corrupt, train_frac = _axes_of(rows)
+    grid = np.zeros((len(train_frac), len(corrupt)), dtype=bool)
+    for i, a in enumerate(train_frac):
+        for j, x in enumerate(corrupt):
+            phases = {r["phase"] for r in _complete(rows)
+                      if r["corrupt"] == x and r["train_frac"] == a}
             grid[i, j] = len(phases) > 1
-    return xi, alpha, grid
+    return corrupt, train_frac, grid
 
 
-def plot_mixed(mixed: np.ndarray, xi: np.ndarray, alpha: np.ndarray, ax: Axes) -> Axes:
+def plot_mixed(mixed: np.ndarray, corrupt: np.ndarray, train_frac: np.ndarray,
+               ax: Axes) -> Axes:
     """Hatch the cells whose seeds disagree (``mixed`` shape=(A, X) bool) over a phase
     diagram: their colour is the majority phase, the hatching says it is not unanimous."""
-    xe, ae = _edges(xi), _edges(alpha)
-    for i, j in zip(*np.nonzero(_check_grid(mixed, xi, alpha))):
+    xe, ae = _edges(corrupt), _edges(train_frac)
+    for i, j in zip(*np.nonzero(_check_grid(mixed, corrupt, train_frac))):
         ax.add_patch(Rectangle((xe[j], ae[i]), xe[j + 1] - xe[j], ae[i + 1] - ae[i],
                                fill=False, hatch="xx", edgecolor=COLORS["mixed"], lw=0,
                                label="_mixed"))
@@ -136,20 +143,21 @@ def plot_mixed(mixed: np.ndarray, xi: np.ndarray, alpha: np.ndarray, ax: Axes) -
 
 def accuracy_grid(rows: Sequence[Row],
                   key: str = "acc_test") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean over seeds of a summary column (e.g. ``acc_test``) at each (alpha, xi).
+    """Mean over seeds of a summary column (e.g. ``acc_test``) at each (train_frac,
+    corrupt).
 
-    Returns xi shape=(X,), alpha shape=(A,) and grid shape=(A, X) float64, NaN where no
+    Returns corrupt shape=(X,), train_frac shape=(A,) and grid shape=(A, X) float64, NaN where no
     cell is complete.
     """
-    xi, alpha = _axes_of(rows)
-    grid = np.full((len(alpha), len(xi)), np.nan)
-    for i, a in enumerate(alpha):
-        for j, x in enumerate(xi):
-            vals = [r[key] for r in _complete(rows) if r["xi"] == x and r["alpha"] == a
+    corrupt, train_frac = _axes_of(rows)
+    grid = np.full((len(train_frac), len(corrupt)), np.nan)
+    for i, a in enumerate(train_frac):
+        for j, x in enumerate(corrupt):
+            vals = [r[key] for r in _complete(rows) if r["corrupt"] == x and r["train_frac"] == a
                     and r[key] is not None]
             if vals:
                 grid[i, j] = float(np.mean(vals))
-    return xi, alpha, grid
+    return corrupt, train_frac, grid
 
 
 def _edges(centers: np.ndarray) -> np.ndarray:
@@ -161,11 +169,11 @@ def _edges(centers: np.ndarray) -> np.ndarray:
     return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
 
 
-def _check_grid(grid: np.ndarray, xi: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+def _check_grid(grid: np.ndarray, corrupt: np.ndarray, train_frac: np.ndarray) -> np.ndarray:
     grid = np.asarray(grid)
-    if grid.shape != (len(alpha), len(xi)):
-        raise ValueError(f"grid must have shape (len(alpha), len(xi)) = "
-                         f"{(len(alpha), len(xi))}, got shape {grid.shape}.")
+    if grid.shape != (len(train_frac), len(corrupt)):
+        raise ValueError(f"grid must have shape (len(train_frac), len(corrupt)) = "
+                         f"{(len(train_frac), len(corrupt))}, got shape {grid.shape}.")
     return grid
 
 
@@ -177,27 +185,28 @@ def grid_ticks(values: np.ndarray, max_labels: int = 9) -> list[str]:
             for i, v in enumerate(values)]
 
 
-def _label_axes(ax: Axes, xi: np.ndarray, alpha: np.ndarray, title: str | None) -> None:
+def _label_axes(ax: Axes, corrupt: np.ndarray, train_frac: np.ndarray,
+                title: str | None) -> None:
     """Ticks at the grid values, axes limited to the grid's cells."""
-    ax.set_xticks(xi, grid_ticks(xi))
-    ax.set_yticks(alpha, grid_ticks(alpha))
-    ax.set_xlim(*_edges(xi)[[0, -1]])
-    ax.set_ylim(*_edges(alpha)[[0, -1]])
-    ax.set_xlabel("xi (corrupted fraction)")
-    ax.set_ylabel("alpha (training fraction)")
+    ax.set_xticks(corrupt, grid_ticks(corrupt))
+    ax.set_yticks(train_frac, grid_ticks(train_frac))
+    ax.set_xlim(*_edges(corrupt)[[0, -1]])
+    ax.set_ylim(*_edges(train_frac)[[0, -1]])
+    ax.set_xlabel(AXIS_LABELS["corrupt"])
+    ax.set_ylabel(AXIS_LABELS["train_frac"])
     if title:
         ax.set_title(title)
 
 
-def plot_phase_diagram(grid: np.ndarray, xi: np.ndarray, alpha: np.ndarray, ax: Axes,
+def plot_phase_diagram(grid: np.ndarray, corrupt: np.ndarray, train_frac: np.ndarray, ax: Axes,
                        title: str | None = None, legend: bool = False) -> Axes:
     """Phase by colour; ``grid`` shape=(A, X) of ``PHASES`` indices, -1 = no data (white)."""
-    grid = _check_grid(grid, xi, alpha)
+    grid = _check_grid(grid, corrupt, train_frac)
     cmap = ListedColormap([MISSING_COLOR, *PHASE_COLORS])
     norm = BoundaryNorm(np.arange(-1.5, len(PHASES)), cmap.N)
-    ax.pcolormesh(_edges(xi), _edges(alpha), grid, cmap=cmap, norm=norm,
+    ax.pcolormesh(_edges(corrupt), _edges(train_frac), grid, cmap=cmap, norm=norm,
                   edgecolors="0.85", linewidth=0.3)
-    _label_axes(ax, xi, alpha, title)
+    _label_axes(ax, corrupt, train_frac, title)
     if legend:
         ax.legend(handles=phase_legend_handles(grid), loc="upper left",
                   bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False, title="phase")
@@ -219,61 +228,62 @@ def phase_legend_handles(grid: np.ndarray | Sequence[np.ndarray] | None = None
     return handles
 
 
-def plot_accuracy_heatmap(grid: np.ndarray, xi: np.ndarray, alpha: np.ndarray, ax: Axes,
+def plot_accuracy_heatmap(grid: np.ndarray, corrupt: np.ndarray, train_frac: np.ndarray, ax: Axes,
                           title: str | None = None, colorbar: bool = True) -> Axes:
-    """Accuracy in [0, 1] over (alpha, xi), each cell's value printed in it (dark text on
+    """Accuracy in [0, 1] over (train_frac, corrupt), each cell's value printed in it (dark
+    text on
     the light end of the map); ``grid`` shape=(A, X), NaN left blank."""
-    grid = _check_grid(grid, xi, alpha)
-    mesh = ax.pcolormesh(_edges(xi), _edges(alpha), np.ma.masked_invalid(grid),
+    grid = _check_grid(grid, corrupt, train_frac)
+    mesh = ax.pcolormesh(_edges(corrupt), _edges(train_frac), np.ma.masked_invalid(grid),
                          cmap=MAP, vmin=0.0, vmax=1.0)
-    size = max(4.0, min(8.0, 48.0 / max(len(xi), len(alpha))))
+    size = max(4.0, min(8.0, 48.0 / max(len(corrupt), len(train_frac))))
     for (i, j), value in np.ndenumerate(grid):
         if np.isfinite(value):
-            ax.text(xi[j], alpha[i], f"{value:.2f}", ha="center", va="center",
+            ax.text(corrupt[j], train_frac[i], f"{value:.2f}", ha="center", va="center",
                     fontsize=size, color="k" if value > 0.55 else "w")
     if colorbar:
         ax.figure.colorbar(mesh, ax=ax, label="accuracy")
-    _label_axes(ax, xi, alpha, title)
+    _label_axes(ax, corrupt, train_frac, title)
     return ax
 
 
 def delay_grid(rows: Sequence[Row]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean classic-grokking delay (generalization step - memorization step) over seeds
-    at each (alpha, regularizer value) of the clean cells (xi = 0) among ``rows``.
+    at each (train_frac, regularizer value) of the clean cells (corrupt = 0) among ``rows``.
 
-    Returns values shape=(R,), alpha shape=(A,) (sorted) and grid shape=(A, R) float64,
+    Returns values shape=(R,), train_frac shape=(A,) (sorted) and grid shape=(A, R) float64,
     NaN where no complete seed has a delay (it never memorized or never generalized).
     """
-    clean = [r for r in _complete(rows) if float(r["xi"]) == 0.0]
+    clean = [r for r in _complete(rows) if float(r["corrupt"]) == 0.0]
     if not clean:
-        raise ValueError("rows must hold a complete clean cell (xi = 0) for a delay map, "
+        raise ValueError("rows must hold a complete clean cell (corrupt = 0) for a delay map, "
                          "found none.")
     values = np.unique([float(r["value"]) for r in clean])
-    alpha = np.unique([float(r["alpha"]) for r in clean])
-    grid = np.full((len(alpha), len(values)), np.nan)
-    for i, a in enumerate(alpha):
+    train_frac = np.unique([float(r["train_frac"]) for r in clean])
+    grid = np.full((len(train_frac), len(values)), np.nan)
+    for i, a in enumerate(train_frac):
         for j, v in enumerate(values):
-            delays = [r["grokking_delay"] for r in clean if float(r["alpha"]) == a
+            delays = [r["grokking_delay"] for r in clean if float(r["train_frac"]) == a
                       and float(r["value"]) == v and r.get("grokking_delay") is not None]
             if delays:
                 grid[i, j] = float(np.mean(delays))
-    return values, alpha, grid
+    return values, train_frac, grid
 
 
-def plot_delay_map(grid: np.ndarray, values: np.ndarray, alpha: np.ndarray, ax: Axes,
+def plot_delay_map(grid: np.ndarray, values: np.ndarray, train_frac: np.ndarray, ax: Axes,
                    label: str, title: str | None = None) -> Axes:
-    """The grokking delay in steps over (alpha, regularizer value), ``grid`` shape=(A, R),
+    """The grokking delay in steps over (train_frac, regularizer value), ``grid`` shape=(A, R),
     each cell written in; NaN cells blank, marked "none". The values sit at even
     positions (a regularizer's values are seldom evenly spaced)."""
-    grid = _check_grid(grid, values, alpha)
+    grid = _check_grid(grid, values, train_frac)
     x = np.arange(len(values), dtype=np.float64)
-    mesh = ax.pcolormesh(_edges(x), _edges(alpha), np.ma.masked_invalid(grid),
+    mesh = ax.pcolormesh(_edges(x), _edges(train_frac), np.ma.masked_invalid(grid),
                          cmap="magma_r", vmin=0.0, edgecolors="0.85", linewidth=0.3)
     for (i, j), d in np.ndenumerate(grid):
-        ax.text(x[j], alpha[i], "none" if np.isnan(d) else f"{d:.0f}", ha="center",
+        ax.text(x[j], train_frac[i], "none" if np.isnan(d) else f"{d:.0f}", ha="center",
                 va="center", fontsize="x-small", color="0.3" if np.isnan(d) else "0.1")
     ax.figure.colorbar(mesh, ax=ax, label="grokking delay (steps)")
-    _label_axes(ax, x, alpha, title)
+    _label_axes(ax, x, train_frac, title)
     ax.set_xticks(x, [f"{v:g}" for v in values])
     ax.set_xlabel(label)
     return ax
@@ -284,8 +294,8 @@ def phase_figures(spec: Any, rows: Sequence[Row]) -> dict[str, Figure]:
     name without ``.png``: ``phase_diagram`` (majority phase over seeds, cells whose
     seeds disagree hatched, cells an adaptive sweep inferred pale and dotted, one panel
     per regularizer value, a legend of the phases shown), ``accuracy_test`` and
-    ``accuracy_train`` (mean over seeds), and for a sweep with clean cells (xi = 0)
-    ``grokking_delay`` (:func:`delay_grid`: alpha x regularizer value)."""
+    ``accuracy_train`` (mean over seeds), and for a sweep with clean cells (corrupt = 0)
+    ``grokking_delay`` (:func:`delay_grid`: train_frac x regularizer value)."""
     label = _LABELS[spec.regularizer]
     panels = [(v, [r for r in rows if r["value"] == v]) for v in spec.values]
     panels = [(v, rs) for v, rs in panels if rs]
@@ -300,16 +310,16 @@ def phase_figures(spec: Any, rows: Sequence[Row]) -> dict[str, Figure]:
         for ax, (value, panel_rows) in zip(axes, panels):
             title = f"{label} = {value:g}"
             if draw is None:
-                xi, alpha, grid = phase_grid(panel_rows)
+                corrupt, train_frac, grid = phase_grid(panel_rows)
                 inferred = inferred_grid(panel_rows)[2]
                 grid = np.where(inferred >= 0, inferred, grid)
-                plot_phase_diagram(grid, xi, alpha, ax, title)
-                plot_mixed(mixed_grid(panel_rows)[2], xi, alpha, ax)
-                plot_inferred(inferred >= 0, xi, alpha, ax)
+                plot_phase_diagram(grid, corrupt, train_frac, ax, title)
+                plot_mixed(mixed_grid(panel_rows)[2], corrupt, train_frac, ax)
+                plot_inferred(inferred >= 0, corrupt, train_frac, ax)
                 grids.append(grid)
             else:
-                xi, alpha, grid = accuracy_grid(panel_rows, draw)
-                plot_accuracy_heatmap(grid, xi, alpha, ax, title, colorbar=ax is axes[-1])
+                corrupt, train_frac, grid = accuracy_grid(panel_rows, draw)
+                plot_accuracy_heatmap(grid, corrupt, train_frac, ax, title, colorbar=ax is axes[-1])
         if draw is None:
             mixed = [Patch(facecolor="white", edgecolor=COLORS["mixed"], hatch="xx",
                            label="seeds disagree")] if any(
@@ -323,10 +333,10 @@ def phase_figures(spec: Any, rows: Sequence[Row]) -> dict[str, Figure]:
             f"{draw.removeprefix('acc_')} accuracy (mean over seeds)"
         fig.suptitle(f"{what}; {where}", fontsize="medium")
         figures[name] = fig
-    if any(float(r["xi"]) == 0.0 for r in _complete(rows)):
+    if any(float(r["corrupt"]) == 0.0 for r in _complete(rows)):
         fig, axes = new_figure(6.0, 3.6)
-        values, alpha, grid = delay_grid(rows)
-        plot_delay_map(grid, values, alpha, axes[0], label, "xi = 0")
+        values, train_frac, grid = delay_grid(rows)
+        plot_delay_map(grid, values, train_frac, axes[0], label, "corrupt = 0")
         fig.suptitle(f"grokking delay, generalization - memorization step (mean over "
                      f"seeds); {where}", fontsize="medium")
         figures["grokking_delay"] = fig

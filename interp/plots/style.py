@@ -22,6 +22,8 @@ from matplotlib.ticker import MaxNLocator
 
 from interp.store.atomic import write_atomic
 
+#: The axis label of each grid quantity of a sweep: what it is and the paper's symbol.
+AXIS_LABELS = {"corrupt": "corrupted fraction (ξ)", "train_frac": "training fraction (α)"}
 #: Okabe and Ito's colour-blind-safe palette (https://jfly.uni-koeln.de/color/). Under
 #: simulated deuteranopia and protanopia (Machado et al. 2009) every two of these colours,
 #: and each of them and :data:`NEUTRAL`, stay at least 15 CIELAB units apart, the rule

@@ -1,12 +1,13 @@
 """Adaptive sweeps: train a coarse grid, then only the points whose neighbours disagree.
 
-Each regularizer value's xi x alpha plane is refined on its own (the regularizer axis is
-never refined: every value gets its coarse grid). A plane starts at every ``stride``-th xi
-and alpha (the last ones always included); then, halving the stride until it is 1, each
-point new at the finer stride looks at the corners of the coarser box around it (the two
-ends of its edge when it lies on a coarse line). When their phases agree it takes that
-phase, **inferred** without training; when they differ it is trained. A point is one
-(value, xi, alpha) with every seed; its phase is their majority
+Each regularizer value's corrupt x train_frac plane is refined on its own (the regularizer
+axis is never refined: every value gets its coarse grid). A plane starts at every
+``stride``-th corrupt and train_frac (the last ones always included); then, halving the
+stride until it is 1, each point new at the finer stride looks at the corners of the
+coarser box around it (the two ends of its edge when it lies on a coarse line). When
+their phases agree it takes that phase, **inferred** without training; when they differ
+it is trained. A point is one
+(value, corrupt, train_frac) with every seed; its phase is their majority
 (:func:`interp.sweeps.seeds.agreement`), known once every seed is complete. A complete
 cell file is always used, trained by this sweep or not.
 
@@ -35,7 +36,8 @@ import numpy as np
 from interp.analysis.phase import PHASES
 from interp.sweeps.seeds import agreement
 
-#: The coarse stride of ``interp sweep --adaptive``: every 4th xi and alpha (5 x 5 of 17).
+#: The coarse stride of ``interp sweep --adaptive``: every 4th corrupt and train_frac (5 x 5
+#: of 17).
 DEFAULT_STRIDE = 4
 
 
@@ -122,12 +124,13 @@ def adaptive_rows(rows: Sequence[Row], stride: int) -> tuple[list[Row], list[str
     todo: list[str] = []
     for value in dict.fromkeys(r["value"] for r in out):
         plane = [r for r in out if r["value"] == value]
-        xi = sorted({r["xi"] for r in plane})
-        alpha = sorted({r["alpha"] for r in plane})
+        corrupt = sorted({r["corrupt"] for r in plane})
+        train_frac = sorted({r["train_frac"] for r in plane})
         points: dict[tuple[int, int], list[Row]] = {}
         for r in plane:
-            points.setdefault((alpha.index(r["alpha"]), xi.index(r["xi"])), []).append(r)
-        known = np.full((len(alpha), len(xi)), -1, dtype=np.int64)
+            at = train_frac.index(r["train_frac"]), corrupt.index(r["corrupt"])
+            points.setdefault(at, []).append(r)
+        known = np.full((len(train_frac), len(corrupt)), -1, dtype=np.int64)
         for (i, j), members in points.items():
             known[i, j] = _point_phase(members)
         train, inferred = refine(known, stride)
@@ -141,5 +144,5 @@ def adaptive_rows(rows: Sequence[Row], stride: int) -> tuple[list[Row], list[str
 
 
 def _mark_inferred(row: Row, phase: str) -> None:
-    keep = ("cell_id", "regularizer", "value", "xi", "alpha", "seed", "steps", "lr")
+    keep = ("cell_id", "regularizer", "value", "corrupt", "train_frac", "seed", "steps", "lr")
     row.update({k: None for k in row if k not in keep}, status="inferred", phase=phase)

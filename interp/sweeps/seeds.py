@@ -20,15 +20,15 @@ CLASSIC_COLUMNS = ("memorization_step", "generalization_step", "grokking_delay")
 #: The summary columns averaged over seeds.
 MEASURED = (*(f"acc_{name}" for name in ACCURACY_NAMES), "mean_ipr", "final_norm",
             *CLASSIC_COLUMNS)
-KEYS = ("regularizer", "value", "xi", "alpha")
+KEYS = ("regularizer", "value", "corrupt", "train_frac")
 COLUMNS = (*KEYS, "n_seeds", "seeds", "split_seeds", "phase", "agreement",
            *(f"{c}_{s}" for c in MEASURED
              for s in ("mean", "lo", "hi", *(("n",) if c in CLASSIC_COLUMNS else ()))))
 
 
 def seed_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per cell of a sweep (regularizer, value, xi, alpha) from its complete
-    summary rows (one per seed), in first-seen order: ``n_seeds``, ``seeds`` and
+    """One row per cell of a sweep (regularizer, value, corrupt, train_frac) from its
+    complete summary rows (one per seed), in first-seen order: ``n_seeds``, ``seeds`` and
     ``split_seeds`` (space separated), the majority ``phase``, ``agreement`` and each
     :data:`MEASURED` column's ``_mean``, ``_lo`` and ``_hi`` over the seeds that have it
     (:func:`interval`; None without two values), and for a step its ``_n``, how many

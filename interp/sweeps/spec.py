@@ -1,9 +1,11 @@
-"""The grid of a phase-diagram sweep: xi x alpha x one regularizer's values x seeds.
+"""The grid of a phase-diagram sweep: corrupt x train_frac x one regularizer's values x
+seeds (the corrupted and training fractions, the paper's xi and alpha).
 
 :class:`SweepSpec` is validated on construction and stored as ``OUT/sweep.json``;
 :func:`cells` lists every cell's id and :class:`interp.config.RunConfig`.
 
->>> spec = SweepSpec(xi=(0.2, 0.4), alpha=(0.5,), regularizer="dropout", values=(0.3,))
+>>> spec = SweepSpec(corrupt=(0.2, 0.4), train_frac=(0.5,), regularizer="dropout",
+...                  values=(0.3,))
 >>> [cell_id for cell_id, _ in cells(spec)]
 ['do0.3_xi0.2_a0.5_s0', 'do0.3_xi0.4_a0.5_s0']
 """
@@ -24,7 +26,7 @@ import numpy as np
 
 from interp.config import RunConfig
 from interp.models import family_of
-from interp.validate import check_regular_input
+from interp.validate import PAPER_SYMBOLS, check_regular_input
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -35,7 +37,7 @@ REGULARIZERS = ("weight_decay", "dropout", "batch_size")
 #: The regularizer settings of the paper's sweeps (batch_size: BatchNorm + minibatches).
 PAPER_VALUES = {"weight_decay": (0.0, 5.0, 15.0, 20.0), "dropout": (0.0, 0.3, 0.6, 0.9),
                 "batch_size": (8, 32, 64, 256)}
-#: The paper's xi and alpha grid: linspace(0.1, 0.9, 17).
+#: The paper's grid of corrupt and train_frac (xi and alpha): linspace(0.1, 0.9, 17).
 PAPER_GRID = tuple(round(float(x), 10) for x in np.linspace(0.1, 0.9, 17))
 _SHORT = {"weight_decay": "wd", "dropout": "do", "batch_size": "bs"}
 #: The most points one grid may hold, and the most cells a sweep may have (checked
@@ -123,7 +125,8 @@ def _linspace(table: dict[str, Any]) -> tuple[float, ...]:
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """A sweep: ``base`` with xi x alpha x ``values`` of one ``regularizer`` x ``seeds``.
+    """A sweep: ``base`` with ``corrupt`` x ``train_frac`` (the grids of
+    ``base.data``'s fields) x ``values`` of one ``regularizer`` x ``seeds``.
 
     ``regularizer`` is ``"weight_decay"``, ``"dropout"`` or ``"batch_size"`` (BatchNorm on,
     minibatches of that size). For ``batch_size`` with ``scale_minibatch`` (the paper's
@@ -133,14 +136,14 @@ class SweepSpec:
     of ``base``. ``values=None`` means the paper's settings for the regularizer.
     ``metrics_every``: every cell records its metrics every this many steps, at every
     checkpoint and at the final step (1: every step). It never changes the weights.
-    ``adaptive``: 0 trains every cell; a power of two k trains every k-th xi and alpha of
-    each value first, then only the points whose neighbours disagree in phase, the others
-    inferred (:mod:`interp.sweeps.adaptive`).
+    ``adaptive``: 0 trains every cell; a power of two k trains every k-th corrupt and
+    train_frac of each value first, then only the points whose neighbours disagree in
+    phase, the others inferred (:mod:`interp.sweeps.adaptive`).
     """
 
     base: RunConfig = field(default_factory=RunConfig)
-    xi: tuple[float, ...] = PAPER_GRID
-    alpha: tuple[float, ...] = PAPER_GRID
+    corrupt: tuple[float, ...] = PAPER_GRID
+    train_frac: tuple[float, ...] = PAPER_GRID
     regularizer: str = "weight_decay"
     values: tuple[float, ...] | None = None
     seeds: tuple[int, ...] = (0,)
@@ -155,10 +158,10 @@ class SweepSpec:
             raise ValueError(f"regularizer must be one of {', '.join(REGULARIZERS)}, "
                              f"got {self.regularizer!r}.")
         put = object.__setattr__
-        put(self, "xi", _grid("xi", self.xi, lambda v: _is_number(v) and 0 <= v < 1,
-                              "numbers in [0, 1)"))
-        put(self, "alpha", _grid("alpha", self.alpha, lambda v: _is_number(v) and 0 < v < 1,
-                                 "numbers in (0, 1)"))
+        put(self, "corrupt", _grid("corrupt", self.corrupt,
+                                   lambda v: _is_number(v) and 0 <= v < 1, "numbers in [0, 1)"))
+        put(self, "train_frac", _grid("train_frac", self.train_frac,
+                                      lambda v: _is_number(v) and 0 < v < 1, "numbers in (0, 1)"))
         values = PAPER_VALUES[self.regularizer] if self.values is None else self.values
         if self.regularizer == "batch_size":
             values = _grid("values", values, lambda v: _is_whole(v) and v >= 1,
@@ -174,8 +177,8 @@ class SweepSpec:
                                  "integers >= 0", int))
         if self.n_cells > MAX_CELLS:
             raise ValueError(f"a sweep must have at most {MAX_CELLS} cells, got {self.n_cells} "
-                             f"({len(self.values)} values x {len(self.xi)} xi x "
-                             f"{len(self.alpha)} alpha x {len(self.seeds)} seeds).")
+                             f"({len(self.values)} values x {len(self.corrupt)} corrupt x "
+                             f"{len(self.train_frac)} train_frac x {len(self.seeds)} seeds).")
         if not is_int(self.metrics_every) or self.metrics_every < 1:
             raise ValueError(f"metrics_every must be an integer >= 1, "
                              f"got {self.metrics_every!r}.")
@@ -188,7 +191,7 @@ class SweepSpec:
         if not isinstance(self.scale_minibatch, bool):
             raise ValueError(f"scale_minibatch must be true or false, "
                              f"got {self.scale_minibatch!r}.")
-        for name in ("xi", "alpha", "values"):
+        for name in ("corrupt", "train_frac", "values"):
             if len({_fmt(v) for v in getattr(self, name)}) != len(getattr(self, name)):
                 raise ValueError(f"{name} must differ in the first 6 significant digits (cell "
                                  f"names are built from them), got {list(getattr(self, name))}.")
@@ -196,7 +199,7 @@ class SweepSpec:
 
     @property
     def n_cells(self) -> int:
-        return len(self.xi) * len(self.alpha) * len(self.values) * len(self.seeds)
+        return len(self.corrupt) * len(self.train_frac) * len(self.values) * len(self.seeds)
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -207,12 +210,15 @@ class SweepSpec:
         return json.dumps(self.to_dict(), indent=1, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SweepSpec:
+    def from_dict(cls, d: dict[str, Any], note: str | None = None) -> SweepSpec:
         """From a plain dict (the TOML layout). Grids may be lists, ``{start, stop, num}``
         tables or ``parse_grid`` strings; ``base`` holds ``data``/``model``/``train`` (a
-        ``train`` without ``loss`` takes the model family's)."""
+        ``train`` without ``loss`` takes the model family's). The keys ``xi`` and
+        ``alpha`` of earlier versions are read as ``corrupt`` and ``train_frac``; ``note``
+        (what ``d`` is, e.g. ``sweep config 'wd.toml'``): say so on stderr, one line each."""
         if not isinstance(d, dict):
             raise ValueError(f"a sweep config must be a table of keys, got {type(d).__name__}.")
+        d = _renamed(d, note)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(map(str, set(d) - names))
         if unknown:
@@ -221,7 +227,7 @@ class SweepSpec:
         kw = dict(d)
         if isinstance(kw.get("seeds"), (int, str)) and not isinstance(kw["seeds"], bool):
             kw["seeds"] = parse_seeds(str(kw["seeds"]))
-        for key in ("xi", "alpha", "values", "seeds"):
+        for key in ("corrupt", "train_frac", "values", "seeds"):
             if isinstance(kw.get(key), dict):
                 kw[key] = _linspace(kw[key])
             elif isinstance(kw.get(key), str):
@@ -262,9 +268,25 @@ class SweepSpec:
             raise ValueError(f"sweep config {str(path)!r} must set at least one key (see "
                              "docs/sweeps.md), but it is empty.")
         try:
-            return cls.from_dict(d)
+            return cls.from_dict(d, note=f"sweep config {str(path)!r}")
         except ValueError as exc:
             raise ValueError(f"sweep config {str(path)!r}: {exc}") from None
+
+
+def _renamed(d: dict[str, Any], note: str | None) -> dict[str, Any]:
+    """``d`` with the old keys (the paper's symbols, :data:`PAPER_SYMBOLS`) as interp's
+    names; ``note``: what ``d`` is, to say on stderr which old key it uses."""
+    out = dict(d)
+    for new, old in PAPER_SYMBOLS.items():
+        if old not in out:
+            continue
+        if new in out:
+            raise ValueError(f"a sweep config must set {new} once, but it sets both {new} and "
+                             f"its old name {old}.")
+        out[new] = out.pop(old)
+        if note is not None:
+            sys.stderr.write(f"note: {note}: the key {old} is deprecated; use {new}.\n")
+    return out
 
 
 def _read_text(path: str | os.PathLike, what: str, kind: str) -> str:
@@ -292,9 +314,10 @@ def _is_whole(x: Any) -> bool:
     return is_int(x) or (_is_number(x) and float(x).is_integer())
 
 
-def _cell_config(spec: SweepSpec, xi: float, alpha: float, value: Any, seed: int) -> RunConfig:
+def _cell_config(spec: SweepSpec, corrupt: float, train_frac: float, value: Any,
+                 seed: int) -> RunConfig:
     base = spec.base
-    data = {"corrupt": xi, "train_frac": alpha, "split_seed": base.data.split_seed + seed,
+    data = {"corrupt": corrupt, "train_frac": train_frac, "split_seed": base.data.split_seed + seed,
             "corrupt_seed": base.data.corrupt_seed + seed}
     model: dict[str, Any] = {"init_seed": seed}
     train: dict[str, Any] = {"seed": seed}
@@ -314,14 +337,17 @@ def _cell_config(spec: SweepSpec, xi: float, alpha: float, value: Any, seed: int
 
 
 def cells(spec: SweepSpec) -> list[tuple[str, RunConfig]]:
-    """Every cell as ``(cell_id, config)``, ordered by value, xi, alpha, seed.
+    """Every cell as ``(cell_id, config)``, ordered by value, corrupt, train_frac, seed.
 
-    ``cell_id`` reads ``<wd|do|bs><value>_xi<xi>_a<alpha>_s<seed>``, e.g.
-    ``wd5_xi0.35_a0.5_s0``; the cell's file is ``cells/<cell_id>.h5``.
+    ``cell_id`` reads ``<wd|do|bs><value>_xi<corrupt>_a<train_frac>_s<seed>``, e.g.
+    ``wd5_xi0.35_a0.5_s0``; the cell's file is ``cells/<cell_id>.h5``. (The ids keep the
+    paper's symbols, as ``interp train``'s default file names do: a sweep folder written
+    by an earlier version resumes with its cells.)
     """
     short = _SHORT[spec.regularizer]
     return [(f"{short}{_fmt(v)}_xi{_fmt(x)}_a{_fmt(a)}_s{s}", _cell_config(spec, x, a, v, s))
-            for v in spec.values for x in spec.xi for a in spec.alpha for s in spec.seeds]
+            for v in spec.values for x in spec.corrupt for a in spec.train_frac
+            for s in spec.seeds]
 
 
 def value_of(cfg: RunConfig, regularizer: str) -> float | int | None:

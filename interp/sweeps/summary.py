@@ -23,15 +23,15 @@ from interp.sweeps.adaptive import adaptive_rows
 from interp.sweeps.seeds import CLASSIC_COLUMNS, seed_rows
 from interp.sweeps.seeds import COLUMNS as SEED_COLUMNS
 from interp.sweeps.spec import cells, load_spec, value_of
-from interp.validate import check_regular_input, is_finite_number
+from interp.validate import PAPER_SYMBOLS, check_regular_input, is_finite_number
 
 #: The data seeds of a cell (each seed has its own split and corruption).
 DATA_SEEDS = ("split_seed", "corrupt_seed")
 #: Columns that summaries written before they existed lack (read as nulls).
 LATER_COLUMNS = (*CLASSIC_COLUMNS, *DATA_SEEDS)
-COLUMNS = ("cell_id", "regularizer", "value", "xi", "alpha", "seed", *DATA_SEEDS, "status",
-           "phase", *CLASSIC_COLUMNS, *(f"acc_{name}" for name in ACCURACY_NAMES), "mean_ipr",
-           "final_norm", "steps", "lr", "error")
+COLUMNS = ("cell_id", "regularizer", "value", "corrupt", "train_frac", "seed", *DATA_SEEDS,
+           "status", "phase", *CLASSIC_COLUMNS, *(f"acc_{name}" for name in ACCURACY_NAMES),
+           "mean_ipr", "final_norm", "steps", "lr", "error")
 #: inferred: a cell an adaptive sweep did not train, its phase that of agreeing
 #: neighbours (:mod:`interp.sweeps.adaptive`).
 STATUSES = ("complete", "incomplete", "missing", "failed", "inferred")
@@ -42,7 +42,7 @@ def cell_row(cell_id: str, cfg: RunConfig, regularizer: str, path: str | os.Path
     """One summary row for a cell from its trajectory file (status from the file)."""
     row: dict[str, Any] = dict.fromkeys(COLUMNS)
     row.update(cell_id=cell_id, regularizer=regularizer, value=value_of(cfg, regularizer),
-               xi=cfg.data.corrupt, alpha=cfg.data.train_frac, seed=cfg.train.seed,
+               corrupt=cfg.data.corrupt, train_frac=cfg.data.train_frac, seed=cfg.train.seed,
                split_seed=cfg.data.split_seed, corrupt_seed=cfg.data.corrupt_seed,
                steps=cfg.train.steps, lr=cfg.train.lr, status="missing", phase=None)
     path = Path(path)
@@ -145,7 +145,9 @@ def summary(out_dir: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def read_summary(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The rows of ``summary.json``, rebuilt from the cell files when it is absent."""
+    """The rows of ``summary.json``, rebuilt from the cell files when it is absent (the
+    columns ``xi`` and ``alpha`` of earlier versions read as ``corrupt`` and
+    ``train_frac``)."""
     path = Path(sweep_dir) / "summary.json"
     if not path.is_file():
         return summary(sweep_dir)
@@ -159,11 +161,20 @@ def read_summary(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:
     rows = doc.get("rows") if isinstance(doc, dict) else None
     if not isinstance(rows, list):
         raise ValueError(f"{what}, but it has no list of rows.")
+    rows = [_renamed(row) for row in rows]
     for i, row in enumerate(rows):
         problem = _row_problem(row)
         if problem:
             raise ValueError(f"{what}, but row {i} {problem}.")
     return [dict.fromkeys(LATER_COLUMNS) | row for row in rows]
+
+
+def _renamed(row: Any) -> Any:
+    """A summary row with the columns of earlier versions (the paper's symbols) renamed."""
+    if not isinstance(row, dict):
+        return row
+    new = {symbol: name for name, symbol in PAPER_SYMBOLS.items() if name not in row}
+    return {new.get(k, k): v for k, v in row.items()}
 
 
 def _row_problem(row: Any) -> str | None:
@@ -173,7 +184,7 @@ def _row_problem(row: Any) -> str | None:
     missing = [c for c in COLUMNS if c not in row and c not in LATER_COLUMNS]
     if missing:
         return f"lacks {missing[0]!r}"
-    bad = [c for c in ("value", "xi", "alpha") if not is_finite_number(row[c])]
+    bad = [c for c in ("value", "corrupt", "train_frac") if not is_finite_number(row[c])]
     bad += [c for c in ("acc_test", "acc_train")
             if row[c] is not None and not is_finite_number(row[c])]
     if bad:

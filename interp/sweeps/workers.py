@@ -109,7 +109,8 @@ def run_group(items: list[tuple[str, str, str]], regularizer: str,
 
 def _label(cell_id: str, cfg: RunConfig) -> str:
     """How a divergence error names a cell of a stack."""
-    return (f"cell {cell_id} (xi {cfg.data.corrupt:g}, alpha {cfg.data.train_frac:g}, "
+    return (f"cell {cell_id} (corrupt {cfg.data.corrupt:g}, "
+            f"train_frac {cfg.data.train_frac:g}, "
             f"lr {cfg.train.lr:g}, weight_decay {cfg.train.weight_decay:g}, "
             f"seed {cfg.train.seed})")
 

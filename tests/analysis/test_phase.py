@@ -7,8 +7,8 @@ STEPS = np.arange(6)
 FLAT_NORM = np.full(6, 10.0)
 
 
-def phase(train_hist, test_hist, xi=0.35, norm=FLAT_NORM, **thresholds):
-    return classify_phase(STEPS, np.asarray(train_hist), np.asarray(test_hist), norm, xi,
+def phase(train_hist, test_hist, corrupt=0.35, norm=FLAT_NORM, **thresholds):
+    return classify_phase(STEPS, np.asarray(train_hist), np.asarray(test_hist), norm, corrupt,
                           PhaseThresholds(**thresholds))
 
 
@@ -25,7 +25,9 @@ def phase(train_hist, test_hist, xi=0.35, norm=FLAT_NORM, **thresholds):
 def test_final_accuracy_rules(final_train, final_test, expected):
     train = [0.0, 0.5, 1.0, 1.0, 1.0, final_train]
     test = [0.0, 0.1, 0.5, 0.9, 0.95, final_test]
-    assert phase(train, test)["phase"] == expected
+    verdict = phase(train, test)
+    assert verdict["phase"] == expected
+    assert verdict["corrupt"] == 0.35 and "xi" not in verdict  # one name (issue 26)
 
 
 def test_forgetting_needs_an_earlier_generalized_peak():
@@ -47,9 +49,9 @@ def test_thresholds_are_configurable():
 def test_two_stages_grokking_then_unlearning():
     train = np.array([0.1, 1.0, 1.0, 0.99, 0.8, 0.66])
     test = np.array([0.0, 0.3, 0.95, 1.0, 1.0, 1.0])
-    st = two_stages(STEPS * 10, train, test, xi=0.35)
+    st = two_stages(STEPS * 10, train, test, corrupt=0.35)
     assert st == {"generalized_step": 20, "unlearned_step": 50}
-    assert two_stages(STEPS, train, test * 0, xi=0.35) == {"generalized_step": None,
+    assert two_stages(STEPS, train, test * 0, corrupt=0.35) == {"generalized_step": None,
                                                           "unlearned_step": None}
     assert two_stages(STEPS, np.ones(6), np.ones(6), 0.35)["unlearned_step"] is None
 
@@ -83,7 +85,7 @@ LONG = np.arange(0, 1000, 5)
 ])
 def test_classic_phase_on_curves_with_known_steps(t_train, t_test, expected):
     train, test = step_curve(LONG, t_train), step_curve(LONG, t_test)
-    verdict = classify_phase(LONG, train, test, np.ones(len(LONG)), xi=0.0)
+    verdict = classify_phase(LONG, train, test, np.ones(len(LONG)), corrupt=0.0)
     assert verdict["phase"] == expected and verdict["vocabulary"] == "classic"
     classic = verdict["classic"]
     assert classic["memorization_step"] == t_train
@@ -94,10 +96,10 @@ def test_classic_phase_on_curves_with_known_steps(t_train, t_test, expected):
 def test_classic_forgetting_and_the_corrupted_vocabulary_unchanged():
     train = np.where(LONG < 600, step_curve(LONG, 100), 0.2)
     test = np.where(LONG < 600, step_curve(LONG, 300), 0.05)
-    verdict = classify_phase(LONG, train, test, np.ones(len(LONG)), xi=0.0)
+    verdict = classify_phase(LONG, train, test, np.ones(len(LONG)), corrupt=0.0)
     assert verdict["phase"] == "forgetting"
     corrupted = classify_phase(LONG, step_curve(LONG, 100), step_curve(LONG, 500),
-                               np.ones(len(LONG)), xi=0.2)
+                               np.ones(len(LONG)), corrupt=0.2)
     assert corrupted["phase"] == "coexistence" and "classic" not in corrupted
 
 
@@ -200,7 +202,7 @@ def test_a_clean_sweep_over_train_fraction_and_weight_decay_draws_its_phase_diag
 
     base = interp.RunConfig().replace(data={"p": 7, "corrupt": 0.0}, model={"width": 8},
                                       train={"steps": 30, "save_every": 10, "lr": 0.05})
-    spec = interp.SweepSpec(base=base, xi=(0.0,), alpha=(0.4, 0.7),
+    spec = interp.SweepSpec(base=base, corrupt=(0.0,), train_frac=(0.4, 0.7),
                             regularizer="weight_decay", values=(0.0, 1.0))
     interp.run_sweep(spec, tmp_path / "sweep", workers=0)
     rows = interp.summary(tmp_path / "sweep")
@@ -213,18 +215,18 @@ def test_a_clean_sweep_over_train_fraction_and_weight_decay_draws_its_phase_diag
                                                       classic["generalization_step"],
                                                       classic["grokking_delay"]]
     assert len(PHASE_COLORS) == len(PHASES)  # every phase has its colour
-    synthetic = [{"xi": 0.0, "alpha": a, "seed": 0, "status": "complete", "phase": ph}
+    synthetic = [{"corrupt": 0.0, "train_frac": a, "seed": 0, "status": "complete", "phase": ph}
                  for a, ph in ((0.3, "grokking"), (0.6, "comprehension"))]
     assert phase_grid(synthetic)[2].ravel().tolist() == [PHASES.index("grokking"),
                                                          PHASES.index("comprehension")]
     paths = interp.write_phase_diagram(tmp_path / "sweep")
     assert all(path.stat().st_size > 1000 for path in paths)
     assert [p.name for p in paths][-1] == "grokking_delay.png"  # the clean sweep's map
-    values, alpha, grid = delay_grid(rows)  # one seed: each cell's own delay, or none
-    assert values.tolist() == [0.0, 1.0] and alpha.tolist() == [0.4, 0.7]
+    values, train_frac, grid = delay_grid(rows)  # one seed: each cell's own delay, or none
+    assert values.tolist() == [0.0, 1.0] and train_frac.tolist() == [0.4, 0.7]
     for r in rows:
-        got = grid[alpha.tolist().index(r["alpha"]), values.tolist().index(r["value"])]
+        got = grid[train_frac.tolist().index(r["train_frac"]), values.tolist().index(r["value"])]
         assert (np.isnan(got) if r["grokking_delay"] is None else got == r["grokking_delay"])
-    seeds = {(s["value"], s["alpha"]): s for s in seed_rows(rows)}
+    seeds = {(s["value"], s["train_frac"]): s for s in seed_rows(rows)}
     for r in rows:
-        assert seeds[r["value"], r["alpha"]]["grokking_delay_mean"] == r["grokking_delay"]
+        assert seeds[r["value"], r["train_frac"]]["grokking_delay_mean"] == r["grokking_delay"]

@@ -110,21 +110,21 @@ def test_sweep_and_phase_diagram_commands(tmp_path):
     result = json.loads(res.stdout)  # nothing else on stdout
     assert result["figures"] == [str(tmp_path / "fig" / f"{name}.png") for name in
                                  ("phase_diagram", "accuracy_test", "accuracy_train")]
-    cells = {(c["value"], c["xi"], c["alpha"]): c for c in result["cells"]}
+    cells = {(c["value"], c["corrupt"], c["train_frac"]): c for c in result["cells"]}
     assert sorted(cells) == [(0, 0.1, 0.5), (0, 0.1, 0.7), (5, 0.1, 0.5), (5, 0.1, 0.7)]
-    rows = {(r["value"], r["xi"], r["alpha"]): r
+    rows = {(r["value"], r["corrupt"], r["train_frac"]): r
             for r in json.loads((tmp_path / "sw" / "summary.json").read_text())["rows"]}
     for key, cell in cells.items():  # one seed: the cell is its row
         assert (cell["n_seeds"], cell["agreement"]) == (1, "stable")
         assert (cell["phase"], cell["acc_test_mean"]) == (rows[key]["phase"],
                                                           rows[key]["acc_test"])
     res = invoke("sweep", "--xi", "2", "--out", tmp_path / "bad")
-    assert res.exit_code == 2 and "xi must hold only numbers in [0, 1)" in res.output
+    assert res.exit_code == 2 and "corrupt must hold only numbers in [0, 1)" in res.output
 
 
 def test_sweep_adaptive_with_a_config_infers_between_agreeing_ends(tmp_path):
     config = tmp_path / "sweep.toml"
-    config.write_text("xi = [0.0, 0.2, 0.4]\nalpha = [0.5]\nvalues = [0]\n[base.data]\n"
+    config.write_text("corrupt = [0.0, 0.2, 0.4]\ntrain_frac = [0.5]\nvalues = [0]\n[base.data]\n"
                       "p = 7\n[base.model]\nwidth = 8\n[base.train]\nsteps = 20\n")
     res = invoke("sweep", "--config", config, "--adaptive", "--workers", 0, "--quiet",
                  "--json", tmp_path / "r.json", "--out", tmp_path / "sw")

@@ -129,3 +129,17 @@ def test_op_model_and_act_values_complete(words, want):
         want = list(configs())
         assert got[:3] == ["mlp", "deep_mlp", "transformer"]
     assert got == want, res.output
+
+
+def test_the_command_line_reads_the_vocabulary_without_loading_torch():
+    """The table of the paper's symbols is shared with the sweep's files, which read it
+    back; importing the command line must still load neither torch nor numpy (a Ctrl-C
+    while they load could leave them half imported; docs/architecture.md)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, interp.cli.app; "
+            "print(sorted(m for m in ('torch', 'numpy', 'interp.config') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout == "[]\n"

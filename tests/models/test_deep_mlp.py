@@ -123,8 +123,8 @@ class StopAt:
 
 
 def test_a_deep_mlp_sweep_ends_complete(tmp_path):
-    spec = SweepSpec(base=tiny().replace(train={"steps": 6, "save_every": 3}), xi=(0.0,),
-                     alpha=(0.5, 0.7), regularizer="weight_decay", values=(0.0,))
+    spec = SweepSpec(base=tiny().replace(train={"steps": 6, "save_every": 3}), corrupt=(0.0,),
+                     train_frac=(0.5, 0.7), regularizer="weight_decay", values=(0.0,))
     report = run_sweep(spec, tmp_path, workers=0)
     assert [r["status"] for r in report.rows] == ["complete", "complete"]
     assert all(r["phase"] and r["mean_ipr"] is not None for r in report.rows)

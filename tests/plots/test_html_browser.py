@@ -181,16 +181,17 @@ def test_sweep_report_cell_click(browser, tmp_path):
     base = RunConfig().replace(data={"p": 7}, model={"width": 8},
                                train={"steps": 20, "save_every": 5})
     out = tmp_path / "sweep"
-    run_sweep(SweepSpec(base=base, xi=(0.0, 0.3), alpha=(0.5, 0.8),
+    run_sweep(SweepSpec(base=base, corrupt=(0.0, 0.3), train_frac=(0.5, 0.8),
                         regularizer="weight_decay", values=(1.0,)), out, workers=0)
     rows = {r["cell_id"]: r for r in json.loads((out / "summary.json").read_text())["rows"]}
     page, problems = open_page(browser, write_report(out, tmp_path / "sweep.html"))
     check_drawn(page, ["phase-1"])
     squares = model(page, "squares-1")
-    for i, (x, a) in enumerate(zip(squares["xi"], squares["alpha"])):
-        row = next(r for r in rows.values() if f"{r['xi']:g}" == x and f"{r['alpha']:g}" == a)
+    for i, (x, a) in enumerate(zip(squares["corrupt"], squares["train_frac"])):
+        row = next(r for r in rows.values()
+                   if f"{r['corrupt']:g}" == x and f"{r['train_frac']:g}" == a)
         assert squares["acc_test"][i] == row["acc_test"] and squares["phase"][i] == row["phase"]
-    cell = next(r for r in rows.values() if r["xi"] == 0.3 and r["alpha"] == 0.8)
+    cell = next(r for r in rows.values() if r["corrupt"] == 0.3 and r["train_frac"] == 0.8)
     page.mouse.click(*page.evaluate(WHERE, ["phase-1", "0.3", "0.8"]))
     wait_for(page, "Bokeh.documents[0].get_model_by_name('cell-curves').data.x.length > 0")
     info = model(page, "cell-info", "text")

@@ -149,7 +149,7 @@ def test_a_sweep_report_shows_inferred_squares_pale_and_says_so(tmp_path):
     from interp.sweeps.summary import cell_row, write_summary
 
     base = RunConfig().replace(data={"p": 7}, model={"width": 8}, train={"steps": 20})
-    spec = SweepSpec(base=base, xi=(0.1, 0.3), alpha=(0.5,), values=(5.0,), adaptive=2)
+    spec = SweepSpec(base=base, corrupt=(0.1, 0.3), train_frac=(0.5,), values=(5.0,), adaptive=2)
     (tmp_path / "sweep.json").write_text(spec.to_json())
     rows = [cell_row(cid, cfg, "weight_decay", tmp_path / "none.h5") for cid, cfg in cells(spec)]
     rows[1].update(status="inferred", phase="memorization")  # no cell file: never trained

@@ -16,11 +16,11 @@ from interp.sweeps.summary import read_summary, summary
 
 
 def tiny_spec(**kw):
-    """3 x 3 cells that reach two phases: comprehension at xi 0 and alpha 0.8 (weight
+    """3 x 3 cells that reach two phases: comprehension at corrupt 0 and train_frac 0.8 (weight
     decay 5), memorization at the other corners."""
     base = RunConfig().replace(data={"p": 11}, model={"width": 32},
                                train={"steps": 300, "save_every": 100, "lr": 0.02})
-    return SweepSpec(**{"base": base, "xi": (0.0, 0.15, 0.3), "alpha": (0.4, 0.6, 0.8),
+    return SweepSpec(**{"base": base, "corrupt": (0.0, 0.15, 0.3), "train_frac": (0.4, 0.6, 0.8),
                         "values": (5.0,)} | kw)
 
 
@@ -105,9 +105,9 @@ def test_spec_adaptive_must_be_a_power_of_two(adaptive):
         tiny_spec(adaptive=adaptive)
 
 
-def row(cid, value, xi, alpha, seed, status, phase=None):
-    return {"cell_id": cid, "regularizer": "weight_decay", "value": value, "xi": xi,
-            "alpha": alpha, "seed": seed, "status": status, "phase": phase,
+def row(cid, value, corrupt, train_frac, seed, status, phase=None):
+    return {"cell_id": cid, "regularizer": "weight_decay", "value": value, "corrupt": corrupt,
+            "train_frac": train_frac, "seed": seed, "status": status, "phase": phase,
             "acc_test": None if status != "complete" else 0.5, "steps": 10, "lr": 0.01,
             "error": None}
 

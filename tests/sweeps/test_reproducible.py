@@ -3,7 +3,7 @@ groups of 2 and 8, in this process or by 1 or 2 worker processes, and killed mid
 resumed (on the CPU, one torch thread per cell, the sweep's default).
 
 The reference is each cell trained by itself with :class:`interp.Trainer`. The grid
-mixes two training-set sizes, so a group puts an alpha 0.4 cell beside an alpha 0.7 one.
+mixes two training-set sizes, so a group puts an train_frac 0.4 cell beside an train_frac 0.7 one.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ STEPS = 60
 def spec() -> SweepSpec:
     base = RunConfig().replace(data={"p": 13}, model={"width": 24},
                                train={"steps": STEPS, "save_every": 20})
-    return SweepSpec(base=base, xi=(0.0, 0.3), alpha=(0.4, 0.7), values=(0.0, 2.0),
+    return SweepSpec(base=base, corrupt=(0.0, 0.3), train_frac=(0.4, 0.7), values=(0.0, 2.0),
                      metrics_every=7)
 
 

@@ -20,7 +20,8 @@ from interp.sweeps.spec import SweepSpec, cells, parse_seeds
 
 
 def test_interval_and_count_of_a_step_only_some_seeds_reach():
-    rows = [{"regularizer": "weight_decay", "value": 1.0, "xi": 0.0, "alpha": 0.5, "seed": s,
+    rows = [{"regularizer": "weight_decay", "value": 1.0, "corrupt": 0.0, "train_frac": 0.5,
+             "seed": s,
              "split_seed": s, "status": "complete", "phase": "grokking"}
             | dict.fromkeys(MEASURED, 0.5) | {"generalization_step": g}
             for s, g in enumerate((100, None, 300))]
@@ -36,7 +37,7 @@ def test_interval_and_count_of_a_step_only_some_seeds_reach():
 def three_seed_sweep(out):
     base = RunConfig().replace(data={"p": 7, "split_seed": 10}, model={"width": 8},
                                train={"steps": 20, "save_every": 5})
-    spec = SweepSpec(base=base, xi=(0.0, 0.3), alpha=(0.6,), values=(1.0,),
+    spec = SweepSpec(base=base, corrupt=(0.0, 0.3), train_frac=(0.6,), values=(1.0,),
                      seeds=parse_seeds("3"))
     run_sweep(spec, out, workers=0)
     return spec
@@ -58,7 +59,7 @@ def test_three_seeds_on_a_tiny_grid(tmp_path):
         written = list(csv.DictReader(fh))
     assert len(cells) == len(written) == 2
     for cell, line in zip(cells, written):
-        members = [r for r in rows if r["xi"] == cell["xi"] and r["alpha"] == 0.6]
+        members = [r for r in rows if r["corrupt"] == cell["corrupt"] and r["train_frac"] == 0.6]
         assert cell["n_seeds"] == 3 and cell["seeds"] == "0 1 2" == line["seeds"]
         assert cell["split_seeds"] == "10 11 12" == line["split_seeds"]
         for column in MEASURED:
@@ -75,12 +76,12 @@ def test_three_seeds_on_a_tiny_grid(tmp_path):
 def check_own_splits(out, rows):
     """Each seed of a cell trained on its own split (base split seed 10 plus the seed),
     as its run file's config and its summary row say."""
-    for xi in (0.0, 0.3):
+    for corrupt in (0.0, 0.3):
         train_sets = []
         for seed in (0, 1, 2):
-            with Run(out / "cells" / f"wd1_xi{xi:g}_a0.6_s{seed}.h5") as run:
+            with Run(out / "cells" / f"wd1_xi{corrupt:g}_a0.6_s{seed}.h5") as run:
                 data = run.config.data
-            (row,) = [r for r in rows if r["xi"] == xi and r["seed"] == seed]
+            (row,) = [r for r in rows if r["corrupt"] == corrupt and r["seed"] == seed]
             assert data.split_seed == row["split_seed"] == 10 + seed
             assert data.corrupt_seed == row["corrupt_seed"] == seed
             train_sets.append(frozenset(make_dataset(data).train_idx.tolist()))
@@ -93,7 +94,7 @@ def check_column(cell, line, column, values):
     present = np.array([v for v in values if v is not None], dtype=float)
     if column.endswith("_step") or column == "grokking_delay":
         assert cell[f"{column}_n"] == len(present) == int(line[f"{column}_n"])
-    if present.size == 0:  # no corrupted subset at xi 0, no grokking steps at xi 0.3
+    if present.size == 0:  # no corrupted subset at corrupt 0, no grokking steps at corrupt 0.3
         assert mean is lo is hi is None and line[f"{column}_mean"] == ""
         return
     np.testing.assert_allclose(mean, present.mean(), rtol=1e-12)
@@ -105,12 +106,12 @@ def check_column(cell, line, column, values):
 def test_a_cell_whose_seeds_disagree_is_drawn_as_mixed():
     cells = ((0.1, ("coexistence",) * 3), (0.3, ("coexistence", "memorization",
                                                   "coexistence")))
-    rows = [{"xi": x, "alpha": 0.5, "seed": s, "status": "complete", "value": 1.0,
+    rows = [{"corrupt": x, "train_frac": 0.5, "seed": s, "status": "complete", "value": 1.0,
              "phase": p, "acc_test": 0.5, "acc_train": 1.0}
             for x, phases in cells for s, p in enumerate(phases)]
-    xi, alpha, mixed = mixed_grid(rows)
+    corrupt, train_frac, mixed = mixed_grid(rows)
     assert mixed.tolist() == [[False, True]]
-    spec = SweepSpec(xi=(0.1, 0.3), alpha=(0.5,), values=(1.0,), seeds=(0, 1, 2))
+    spec = SweepSpec(corrupt=(0.1, 0.3), train_frac=(0.5,), values=(1.0,), seeds=(0, 1, 2))
     fig = phase_figures(spec, rows)["phase_diagram"]
     hatched = [p for p in fig.axes[0].patches if p.get_hatch() == "xx"]
     assert len(hatched) == 1 and hatched[0].get_x() < 0.3 < hatched[0].get_x() + \
@@ -126,7 +127,7 @@ def test_a_seed_cell_written_with_the_base_split_is_refused_not_mixed_in(tmp_pat
 
     base = RunConfig().replace(data={"p": 7}, model={"width": 8},
                                train={"steps": 4, "save_every": 2})
-    spec = SweepSpec(base=base, xi=(0.3,), alpha=(0.6,), values=(1.0,), seeds=(0, 1))
+    spec = SweepSpec(base=base, corrupt=(0.3,), train_frac=(0.6,), values=(1.0,), seeds=(0, 1))
     (old_id, _), (new_id, cfg) = cells(spec)
     (tmp_path / "cells").mkdir()
     path = tmp_path / "cells" / f"{new_id}.h5"
@@ -150,7 +151,7 @@ def test_seeds_with_their_own_splits_that_disagree_are_drawn_as_mixed(tmp_path):
 
     base = RunConfig().replace(data={"p": 11}, model={"width": 16},
                                train={"steps": 300, "save_every": 100})
-    spec = SweepSpec(base=base, xi=(0.3,), alpha=(0.6,), values=(0.0, 5.0),
+    spec = SweepSpec(base=base, corrupt=(0.3,), train_frac=(0.6,), values=(0.0, 5.0),
                      seeds=parse_seeds("3"))
     run_sweep(spec, tmp_path, workers=0)
     rows = read_summary(tmp_path)

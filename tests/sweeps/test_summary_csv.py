@@ -21,8 +21,8 @@ def test_csv_values_by_hand():
 
 def test_summary_csv_rounds_and_json_keeps_every_digit(tmp_path):
     row = dict.fromkeys(COLUMNS)
-    row.update(cell_id="wd5_xi0.1_a0.5_s0", regularizer="weight_decay", value=5.0, xi=0.1,
-               alpha=0.5, seed=0, status="complete", phase="coexistence",
+    row.update(cell_id="wd5_xi0.1_a0.5_s0", regularizer="weight_decay", value=5.0, corrupt=0.1,
+               train_frac=0.5, seed=0, status="complete", phase="coexistence",
                acc_test=float(np.float32(29 / 30)), acc_train=float(np.float32(0.7)),
                steps=100, lr=0.01)
     write_summary(tmp_path, [row], IPR_CONVENTION)
@@ -39,8 +39,8 @@ def test_a_summary_written_before_the_classic_and_data_seed_columns_reads_with_n
     from interp.sweeps.summary import LATER_COLUMNS, read_summary
 
     row = dict.fromkeys(c for c in COLUMNS if c not in LATER_COLUMNS)
-    row.update(cell_id="wd0_xi0_a0.5_s0", regularizer="weight_decay", value=0.0, xi=0.0,
-               alpha=0.5, seed=0, status="complete", phase="grokking")
+    row.update(cell_id="wd0_xi0_a0.5_s0", regularizer="weight_decay", value=0.0, corrupt=0.0,
+               train_frac=0.5, seed=0, status="complete", phase="grokking")
     (tmp_path / "summary.json").write_text(json.dumps({"columns": list(row), "rows": [row]}))
     (read,) = read_summary(tmp_path)
     assert read == row | dict.fromkeys(LATER_COLUMNS)

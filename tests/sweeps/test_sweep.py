@@ -26,7 +26,7 @@ ACC = [f"acc_{k}" for k in ACCURACY_NAMES]
 def tiny_spec(**kw):
     base = RunConfig().replace(data={"p": 7}, model={"width": 8},
                                train={"steps": 20, "save_every": 5})
-    return SweepSpec(**{"base": base, "xi": (0.0, 0.3), "alpha": (0.5, 0.8),
+    return SweepSpec(**{"base": base, "corrupt": (0.0, 0.3), "train_frac": (0.5, 0.8),
                         "regularizer": "weight_decay", "values": (1.0,)} | kw)
 
 
@@ -50,10 +50,10 @@ def by_id(rows):
 
 @pytest.mark.parametrize("kw, match", [
     ({"regularizer": "l2"}, "regularizer must be one of"),
-    ({"xi": ()}, "xi must be a non-empty list"),
-    ({"xi": (0.1, 0.1)}, "xi must not repeat"),
-    ({"xi": "0.1"}, "xi must be a non-empty list"),
-    ({"alpha": (0.5, 1.0)}, "alpha must hold only numbers in"),
+    ({"corrupt": ()}, "corrupt must be a non-empty list"),
+    ({"corrupt": (0.1, 0.1)}, "corrupt must not repeat"),
+    ({"corrupt": "0.1"}, "corrupt must be a non-empty list"),
+    ({"train_frac": (0.5, 1.0)}, "train_frac must hold only numbers in"),
     ({"regularizer": "dropout", "values": (0.5, 1.0)}, "values must hold only dropout"),
     ({"regularizer": "batch_size", "values": (0,)}, "values must hold only integer"),
     ({"regularizer": "batch_size", "values": (8, 32)}, "batch_size must be at most"),
@@ -62,7 +62,7 @@ def by_id(rows):
     ({"seeds": (True,)}, "seeds must hold only integers"),
     ({"scale_minibatch": "yes"}, "scale_minibatch must be true or false"),
     ({"base": {"data": {}}}, "base must be a RunConfig"),
-    ({"xi": (0.1, 0.1000000001)}, "xi must differ in the first 6 significant digits"),
+    ({"corrupt": (0.1, 0.1000000001)}, "corrupt must differ in the first 6 significant digits"),
 ])
 def test_spec_validation_names_the_field(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -71,7 +71,7 @@ def test_spec_validation_names_the_field(kw, match):
 
 def test_defaults_are_the_paper_sweep():
     spec = SweepSpec()
-    assert spec.xi == spec.alpha == PAPER_GRID
+    assert spec.corrupt == spec.train_frac == PAPER_GRID
     assert PAPER_GRID[:3] == (0.1, 0.15, 0.2) and len(PAPER_GRID) == 17
     assert spec.values == (0.0, 5.0, 15.0, 20.0)
     assert spec.n_cells == 17 * 17 * 4
@@ -108,12 +108,12 @@ def test_seed_zero_cells_are_those_of_single_seed_sweeps_before_split_seeds(regu
 
     base = RunConfig().replace(data={"p": 7, "split_seed": 4, "corrupt_seed": 9},
                                model={"width": 8}, train={"steps": 20, "save_every": 5})
-    spec = SweepSpec(base=base, xi=(0.0, 0.3), alpha=(0.6,), regularizer=regularizer,
+    spec = SweepSpec(base=base, corrupt=(0.0, 0.3), train_frac=(0.6,), regularizer=regularizer,
                      values=values)
     text = "".join(cfg.to_json() for _, cfg in cells(spec))
     assert hashlib.sha256(text.encode()).hexdigest() == want
-    seeded = dict(cells(SweepSpec(base=base, xi=(0.3,), alpha=(0.6,), regularizer=regularizer,
-                                  values=values, seeds=(0, 2))))
+    seeded = dict(cells(SweepSpec(base=base, corrupt=(0.3,), train_frac=(0.6,),
+                                  regularizer=regularizer, values=values, seeds=(0, 2))))
     first, second = seeded.values()
     assert (first.data.split_seed, first.data.corrupt_seed) == (4, 9)
     assert (second.data.split_seed, second.data.corrupt_seed) == (6, 11)
@@ -134,29 +134,29 @@ def test_seeds_are_a_count_or_a_list():
 
 
 def test_batch_size_cells_use_batchnorm_and_the_paper_scaling():
-    got = dict(cells(tiny_spec(alpha=(0.8,), regularizer="batch_size", values=(8, 16.0))))
+    got = dict(cells(tiny_spec(train_frac=(0.8,), regularizer="batch_size", values=(8, 16.0))))
     cfg = got["bs8_xi0_a0.8_s0"]
     assert cfg.model.batchnorm and cfg.train.batch_size == 8
     assert cfg.train.lr == pytest.approx(1e-2 * math.sqrt(8 / 256))
     assert (cfg.train.steps, cfg.train.save_every) == (20 * 32, 5 * 32)
     assert got["bs16_xi0_a0.8_s0"].train.batch_size == 16
-    plain = dict(cells(tiny_spec(alpha=(0.8,), regularizer="batch_size", values=(8,),
+    plain = dict(cells(tiny_spec(train_frac=(0.8,), regularizer="batch_size", values=(8,),
                                  scale_minibatch=False)))["bs8_xi0_a0.8_s0"]
     assert (plain.train.lr, plain.train.steps, plain.model.batchnorm) == (1e-2, 20, True)
 
 
 def test_toml_dict_and_grid_strings(tmp_path):
     spec = SweepSpec.from_toml(ROOT / "analyses" / "sweep_example.toml")
-    assert spec.xi == PAPER_GRID and spec.n_cells == 1156
+    assert spec.corrupt == PAPER_GRID and spec.n_cells == 1156
     assert (spec.base.data.p, spec.base.model.width, spec.base.train.save_every) == (97, 500, 50)
     assert SweepSpec.from_json(spec.to_json()) == spec
-    text = ('xi = [0.0, 0.3]\nalpha = "0.5,0.8"\nregularizer = "dropout"\n'
+    text = ('corrupt = [0.0, 0.3]\ntrain_frac = "0.5,0.8"\nregularizer = "dropout"\n'
             'values = {start = 0.0, stop = 0.6, num = 3}\nseeds = "0:2:3"\n'
             '[base.data]\np = 7\n[base.model]\nwidth = 8\n')
     (tmp_path / "s.toml").write_text(text)
     spec = SweepSpec.from_toml(tmp_path / "s.toml")
-    assert (spec.alpha, spec.values, spec.seeds) == ((0.5, 0.8), (0.0, 0.3, 0.6), (0, 1, 2))
-    (tmp_path / "bad.toml").write_text("xi = [0.1,\n")
+    assert (spec.train_frac, spec.values, spec.seeds) == ((0.5, 0.8), (0.0, 0.3, 0.6), (0, 1, 2))
+    (tmp_path / "bad.toml").write_text("corrupt = [0.1,\n")
     with pytest.raises(ValueError, match="must be valid TOML"):
         SweepSpec.from_toml(tmp_path / "bad.toml")
     with pytest.raises(ValueError, match="base must be a table with only data, model"):
@@ -316,7 +316,7 @@ def test_a_transformer_sweep_ends_complete_with_a_phase(tmp_path):
 
     base = RunConfig(DataConfig(p=5), TransformerConfig(d_model=8, n_heads=2, d_mlp=8),
                      TrainConfig(steps=6, save_every=3, loss="ce"))
-    spec = SweepSpec(base=base, xi=(0.0, 0.2), alpha=(0.6,), regularizer="weight_decay",
+    spec = SweepSpec(base=base, corrupt=(0.0, 0.2), train_frac=(0.6,), regularizer="weight_decay",
                      values=(0.0, 1.0))
     report = run_sweep(spec, tmp_path, workers=0)
     assert report.n_trained == 4 and not report.failed
@@ -359,7 +359,7 @@ def test_a_script_without_a_main_guard_is_told_why_its_workers_die(tmp_path, gua
         from interp.sweeps.run import run_sweep
         from interp.sweeps.spec import SweepSpec
         base = RunConfig(data=DataConfig(p=5), train=TrainConfig(steps=2, save_every=1))
-        spec = SweepSpec(base=base, xi=(0.0,), alpha=(0.8,), values=(0.0,))
+        spec = SweepSpec(base=base, corrupt=(0.0,), train_frac=(0.8,), values=(0.0,))
         run_sweep(spec, {str(tmp_path / 'out')!r}, workers=1, retries=0)
         """)
     if guarded:
@@ -384,8 +384,8 @@ def test_bf16_cells_land_in_the_phases_of_fp32_ones(tmp_path):
                                train={"steps": 300, "save_every": 300})
     phases = {}
     for precision in ("fp32", "bf16"):
-        spec = SweepSpec(base=base.replace(train={"precision": precision}), xi=(0.2,),
-                         alpha=(0.3, 0.7), values=(5.0,))
+        spec = SweepSpec(base=base.replace(train={"precision": precision}), corrupt=(0.2,),
+                         train_frac=(0.3, 0.7), values=(5.0,))
         rows = run_sweep(spec, tmp_path / precision, workers=0).rows
         phases[precision] = [r["phase"] for r in rows]
         assert all(r["status"] == "complete" for r in rows)

@@ -18,7 +18,7 @@ from interp.sweeps.spec import SweepSpec, cells
 def one_cell(**model):
     base = RunConfig().replace(data={"p": 7}, model={"width": 8} | model,
                                train={"steps": 4, "save_every": 2})
-    return SweepSpec(base=base, xi=(0.1,), alpha=(0.5,), values=(1.0,))
+    return SweepSpec(base=base, corrupt=(0.1,), train_frac=(0.5,), values=(1.0,))
 
 
 def test_a_second_sweep_into_a_locked_folder_is_refused_and_changes_nothing(tmp_path):
@@ -71,7 +71,8 @@ def test_a_sweep_too_big_for_memory_is_refused_before_its_folder_exists(tmp_path
         check_sweep_memory(one_cell(width=10**6), 4, 2**30, "cpu")  # 0.5 GiB each
     check_sweep_memory(one_cell(width=10**6), 1, 2**30, "cpu")
     check_sweep_memory(one_cell(width=10**8), 4, None, "cpu")  # unknown: not checked
-    spec = SweepSpec(base=RunConfig().replace(data={"p": 100003}), xi=(0.1,), alpha=(0.5,))
+    spec = SweepSpec(base=RunConfig().replace(data={"p": 100003}), corrupt=(0.1,),
+                     train_frac=(0.5,))
     with pytest.raises(ValueError, match="^the sweep's largest cell"):
         run_sweep(spec, tmp_path / "big", workers=0)
     assert not (tmp_path / "big").exists()

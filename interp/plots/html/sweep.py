@@ -1,5 +1,5 @@
-"""The report of a sweep: the phase diagram per regularizer value, each square (one xi and
-alpha, every seed) with its phase, accuracies and grokking delay in a hover; clicking a
+"""The report of a sweep: the phase diagram per regularizer value, each square (one corrupt
+and train_frac, every seed) with its phase, accuracies and grokking delay in a hover; clicking a
 square shows its cells' curves and summary rows, read from the cell files.
 
 The numbers are the rows of the sweep's summary.json (:func:`interp.sweeps.summary.
@@ -19,6 +19,7 @@ from interp.analysis.phase import PHASES, classic_phase
 from interp.plots.html.figures import line_figure
 from interp.plots.html.page import COLORS, WIDE, heading, note, number
 from interp.plots.phase_diagram import MISSING_COLOR, PHASE_COLORS, majority_phase
+from interp.plots.style import AXIS_LABELS
 from interp.store.run import Run
 from interp.sweeps.spec import load_spec
 from interp.sweeps.summary import cell_files, read_summary
@@ -86,20 +87,21 @@ def _mean(rows: Sequence[dict[str, Any]], key: str) -> float:
 
 
 def _squares(folder: Path, rows: Sequence[dict[str, Any]]) -> dict[str, list]:
-    """One entry per (xi, alpha) of one value's rows: phase, means, delays and curves."""
+    """One entry per (corrupt, train_frac) of one value's rows: phase, means, delays and
+    curves."""
     data: dict[str, list] = {k: [] for k in (
-        "xi", "alpha", "phase", "color", "acc_test", "acc_train", "acc_train_corrupted",
+        "corrupt", "train_frac", "phase", "color", "acc_test", "acc_train", "acc_train_corrupted",
         "delay", "info", "step", "fill_alpha", *CURVES)}
-    for a in sorted({r["alpha"] for r in rows}):
-        for x in sorted({r["xi"] for r in rows}):
-            here = [r for r in rows if r["xi"] == x and r["alpha"] == a]
+    for a in sorted({r["train_frac"] for r in rows}):
+        for x in sorted({r["corrupt"] for r in rows}):
+            here = [r for r in rows if r["corrupt"] == x and r["train_frac"] == a]
             found = [cell_curves(folder, r["cell_id"]) for r in here]
             curves = [c for c, _ in found if c is not None]
             phase = majority_phase([r["phase"] for r in here if r["status"] == "complete"])
             guess = None if phase else majority_phase([r["phase"] for r in here
                                                        if r["status"] == "inferred"])
-            data["xi"].append(f"{x:g}")
-            data["alpha"].append(f"{a:g}")
+            data["corrupt"].append(f"{x:g}")
+            data["train_frac"].append(f"{a:g}")
             data["phase"].append(phase or (f"{guess} (inferred, not trained)" if guess
                                            else "no complete cell"))
             shown = phase or guess
@@ -119,16 +121,17 @@ def _diagram(value: float, regularizer: str, squares: dict[str, list], curves: A
     from bokeh.models import ColumnDataSource, CustomJS, HoverTool, TapTool
     from bokeh.plotting import figure
 
-    xs = sorted(set(squares["xi"]), key=float)
-    ys = sorted(set(squares["alpha"]), key=float)
+    xs = sorted(set(squares["corrupt"]), key=float)
+    ys = sorted(set(squares["train_frac"]), key=float)
     source = ColumnDataSource(squares, name=f"squares-{value:g}")
     fig = figure(x_range=xs, y_range=ys, width=420, height=380, tools="tap,reset,save",
                  title=f"{regularizer.replace('_', ' ')} {value:g}",
-                 x_axis_label="xi (corrupted fraction)",
-                 y_axis_label="alpha (training fraction)", name=f"phase-{value:g}")
-    fig.rect("xi", "alpha", width=0.95, height=0.95, source=source, fill_color="color",
+                 x_axis_label=AXIS_LABELS["corrupt"],
+                 y_axis_label=AXIS_LABELS["train_frac"], name=f"phase-{value:g}")
+    fig.rect("corrupt", "train_frac", width=0.95, height=0.95, source=source, fill_color="color",
              fill_alpha="fill_alpha", line_color="#444444", nonselection_fill_alpha=0.6)
-    fig.add_tools(HoverTool(tooltips=[("xi, alpha", "@xi, @alpha"), ("phase", "@phase"),
+    fig.add_tools(HoverTool(tooltips=[("corrupt, train_frac", "@corrupt, @train_frac"),
+                                      ("phase", "@phase"),
                                       ("test", "@acc_test{0.0000}"),
                                       ("train", "@acc_train{0.0000}"),
                                       ("corrupted", "@acc_train_corrupted{0.0000}"),
