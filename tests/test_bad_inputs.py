@@ -106,6 +106,7 @@ def _sweep_files(d: Path) -> None:
         "adaptive_3.toml": "adaptive = 3\n",
         "empty.toml": "# nothing set\n",
         "one.toml": "corrupt = [0.1]\n",
+        "both_names.toml": "xi = [0.1]\ncorrupt = [0.2]\n",
         "huge_width.toml": "corrupt = [0.1]\ntrain_frac = [0.5]\n[base.model]\nwidth = 100000000\n",
     }
     for name, text in toml.items():
@@ -500,6 +501,9 @@ CASES = [
       "--corrupt/--xi must not be given with --config '{d}/one.toml'", id="sweep-config-xi"),
     C(["sweep", "--config", "{d}/one.toml", "--width", "5", "--out", "{out}"],
       "--width must not be given with --config", id="sweep-config-width"),
+    C(["sweep", "--config", "{d}/both_names.toml", "--out", "{out}"],
+      "sweep config '{d}/both_names.toml': a sweep config must set corrupt once, but it sets "
+      "both corrupt and its old name xi.", id="sweep-config-both-names"),
     C(["analyze", "{d}/rot.h5", "--out", "{out}"], "run file '{d}/rot.h5' is damaged: "
       "/checkpoints/U at step 10 fails its checksum", id="checksum-analyze"),
     C(["inspect", "{d}/rot.h5", "--verify"], "run file '{d}/rot.h5' is damaged: "
