@@ -82,6 +82,10 @@ def test_an_old_sweep_folder_draws_and_resumes_with_its_finished_cells_kept(tmp_
     assert res.exit_code == 0, res.output
     assert [(c["corrupt"], c["train_frac"]) for c in json.loads(res.stdout)["cells"]] == \
         [(0.1, 0.5), (0.1, 0.7)]
+    res = runner.invoke(app, ["report", str(out), "--out", str(tmp_path / "old.html")])
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "old.html").read_text()
+    assert '"corrupt"' in page and '"xi"' not in page  # the squares, in the new names
     assert files(out) == before  # drawing reads the folder, never rewrites it
 
     kept, lost = sorted(name for name in before if name.startswith("cells/"))
