@@ -333,25 +333,17 @@ def no_space(exc: OSError) -> bool:
     return exc.errno == errno.ENOSPC or "No space left" in str(exc)
 
 
-def note_slow_bf16(precision: str, device: str, what: str) -> None:
-    """Say once, on stderr, that bf16 ``what`` run slower than fp32 on a CPU without
-    bfloat16 matrix instructions."""
-    if precision == "bf16" and device == "cpu" and not cpu_has_bf16():
+def runnable_precision(cfg: RunConfig, device: str) -> RunConfig:
+    """``cfg`` as it trains on ``device``: bf16 asked for on a CPU without bfloat16 matrix
+    instructions, where it would run many times slower, runs in fp32 (said in one line on
+    stderr), and the run's stored config says so."""
+    if (cfg.train.precision == "bf16" and device.partition(":")[0] == "cpu"
+            and not cpu_has_bf16()):
         err.print("note: this CPU has no bfloat16 matrix instructions (avx512_bf16 or "
-                  f"amx_bf16), so bf16 {what} slower than fp32 here; see "
-                  "docs/performance.md.")
-
-
-def fp32_without_bf16(precision: str, device: str) -> bool:
-    """Whether bf16 cells must run in fp32 here: bf16 asked for on a CPU without bfloat16
-    matrix instructions, where it would run many times slower; says so once, on
-    stderr."""
-    if precision == "bf16" and device == "cpu" and not cpu_has_bf16():
-        err.print("note: this CPU has no bfloat16 matrix instructions (avx512_bf16 or "
-                  "amx_bf16), so the cells run in fp32 (--precision fp32); see "
-                  "docs/performance.md.")
-        return True
-    return False
+                  "amx_bf16), where bf16 runs many times slower, so this runs in fp32; see "
+                  "docs/performance.md.", markup=False, highlight=False)
+        return cfg.replace(train={"precision": "fp32"})
+    return cfg
 
 
 def cpu_has_bf16(cpuinfo: str | None = None) -> bool:

@@ -83,7 +83,8 @@ def train(
     seed: int = typer.Option(0, help="Seed for the split, corruption, init and batches.",
                              rich_help_panel=TRAINING),
     precision: str = typer.Option("fp32", help="fp32, or bf16 (bfloat16 matmuls, float32 "
-                                               "weights and optimizer state).",
+                                               "weights and optimizer state; fp32 on a CPU "
+                                               "without bfloat16 instructions).",
                                   rich_help_panel=TRAINING),
     device: str = typer.Option("cpu", help="cpu or cuda.", rich_help_panel=TRAINING),
     save_every: int = typer.Option(10, help="Keep a checkpoint every k steps.",
@@ -144,11 +145,11 @@ def train(
                             seed=seed, save_every=save_every, save_log=save_log,
                             precision=precision),
             )
+        cfg = common.runnable_precision(cfg, device)
         path = out_file(out_path) or Path("checkpoints") / default_run_name(cfg)
         if path.is_dir():
             raise IsADirectoryError(f"--out must be a file path, got the folder {str(path)!r}.")
         bar = [Interruptible()] + ([] if quiet else [ProgressBar(steps, max(1, steps // 100))])
-        common.note_slow_bf16(precision, device, "runs")
         with _stopped(path):
             train_to_file(cfg, path, device=device, overwrite=overwrite, callbacks=bar)
     seconds = time.perf_counter() - start

@@ -29,6 +29,7 @@ from interp.config import RunConfig
 from interp.data import Dataset
 from interp.devices import resolve_device
 from interp.models import family_of
+from interp.phases import phase_of
 from interp.store.foreign import foreign_run, is_foreign
 from interp.store.memory import MemoryTrajectory, assumed_attrs
 from interp.store.trajectory import TrajectoryFile
@@ -86,16 +87,27 @@ class Run:
         self._store.close()
 
     def __repr__(self) -> str:
-        """``Run('runs/wd0.h5', mlp, p=97, steps 0..2000 (201 checkpoints), complete)``:
-        what the file's config and index say, nothing read from its arrays (the phase is
-        :func:`interp.run_phase`, an analysis, which the store does not import)."""
+        """``Run('runs/wd0.h5', mlp, p=97, steps 0..2000 (201 checkpoints), complete,
+        coexistence)``: what the file's config and index say, and the phase of a complete
+        run file with two checkpoints or more, as ``interp analyze`` reports it
+        (:func:`interp.phases.phase_of`; read from its two accuracy histories, never its
+        weights; a run in memory is not measured for it)."""
         n = len(self.steps)
         steps = (f"steps {int(self.steps[0])}..{int(self.steps[-1])} ({n} checkpoint"
                  f"{'' if n == 1 else 's'})" if n else "no checkpoints")
         state = "complete" if self.complete else f"incomplete of {self.config.train.steps}"
         parts = [repr(str(self.path)), self.family.name, f"p={self.config.data.p}", steps,
                  state + (" in memory" if self.in_memory else "")]
-        return f"Run({', '.join(parts)})"
+        return f"Run({', '.join(parts + self._phase())})"
+
+    def _phase(self) -> list[str]:
+        """``[phase]`` of a complete run file with two checkpoints or more, else ``[]``."""
+        names = ["accuracy/train", "accuracy/test"]
+        if (self.in_memory or not self.complete or len(self.steps) < 2
+                or not set(names) <= set(self.metric_names())):
+            return []
+        m = self.metrics(names)
+        return [phase_of(m["step"], *(m[k] for k in names), self.config.data.corrupt)]
 
     @property
     def in_memory(self) -> bool:

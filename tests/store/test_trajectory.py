@@ -1,4 +1,5 @@
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -261,17 +262,22 @@ def test_a_file_written_from_given_weights_is_refused_by_resume_and_left_as_it_w
     assert sha(path) == before
 
 
-def test_repr_says_what_the_run_is_without_reading_arrays(tmp_path, monkeypatch):
+def test_repr_says_what_the_run_is_without_reading_weights(tmp_path, monkeypatch):
     from interp.config import RunConfig
 
     cfg = RunConfig().replace(data={"p": 7}, model={"width": 8},
                               train={"steps": 20, "save_every": 10})
     path = train_to_file(cfg, tmp_path / "r.h5")
+    read = []
     with Run(path) as run:
+        metrics = run.metrics
         monkeypatch.setattr(Run, "read", lambda *a, **k: pytest.fail("repr read weights"))
         monkeypatch.setattr(Run, "weights", lambda *a, **k: pytest.fail("repr read weights"))
-        monkeypatch.setattr(Run, "metrics", lambda *a, **k: pytest.fail("repr read metrics"))
-        assert repr(run) == f"Run({str(path)!r}, mlp, p=7, steps 0..20 (3 checkpoints), complete)"
+        monkeypatch.setattr(Run, "metrics", lambda self, names=None: read.append(names)
+                            or metrics(names))
+        assert repr(run) == (f"Run({str(path)!r}, mlp, p=7, steps 0..20 (3 checkpoints), "
+                             "complete, confusion)")
+        assert read == [["accuracy/train", "accuracy/test"]]  # the phase's two histories
     monkeypatch.undo()
     with Run(path) as run:
         weights = [(step, run.weights(step)) for step in (0, 10)]
@@ -308,3 +314,27 @@ def test_a_file_holding_steps_past_its_config_is_refused_by_resume_and_left_as_i
     assert str(err.value) == (f"run file {str(path)!r} must end at the step its config sets "
                               "(15), but it holds step 30, so it cannot be resumed.")
     assert sha(path) == before
+
+
+def test_repr_shows_the_phase_interp_analyze_reports(tmp_path):
+    """A clean run and a corrupted one, of different phases: the repr's phase is the one
+    in `interp analyze --phase`'s summary."""
+    from typer.testing import CliRunner
+
+    from interp.cli import app
+    from interp.config import RunConfig
+
+    phases = set()
+    for xi, steps in ((0.0, 10), (0.3, 60)):
+        cfg = RunConfig().replace(data={"p": 7, "corrupt": xi, "train_frac": 0.6},
+                                  model={"width": 16}, train={"steps": steps,
+                                                              "save_every": steps // 2})
+        path = train_to_file(cfg, tmp_path / f"xi{xi}.h5")
+        res = CliRunner().invoke(app, ["analyze", str(path), "--phase", "--no-plots", "--json",
+                                       str(tmp_path / f"xi{xi}.json")])
+        assert res.exit_code == 0, res.output
+        phase = json.loads((tmp_path / f"xi{xi}.json").read_text())["phase"]["phase"]
+        with Run(path) as run:
+            assert repr(run).endswith(f", complete, {phase})")
+        phases.add(phase)
+    assert len(phases) == 2, phases
