@@ -128,22 +128,24 @@ def test_blocks_change_only_the_rounding(lead, monkeypatch):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_blocked_training_equals_autograd_and_repeats_its_bits():
-    """50 training steps through the blocked kernel (p 23, 317 training pairs: two blocks)
-    against the same steps through autograd's plain path (the model's fused path switched
-    off): the same weights to float tolerance; and two runs on 2 threads bit-identical."""
+def test_blocked_training_equals_autograd_and_repeats_its_bits(monkeypatch):
+    """50 training steps through the blocked kernel (p 23, 317 training pairs in blocks of
+    100: four blocks) against the same steps through autograd's plain path (the model's
+    fused path switched off): the same weights to float tolerance; and two runs on 2
+    threads bit-identical."""
     from interp.config import RunConfig
+    from interp.models.mlp import fused
     from interp.training.trainer import Trainer
 
+    monkeypatch.setattr(fused, "BLOCK_ROWS", 100)
     cfg = RunConfig().replace(data={"p": 23, "train_frac": 0.6}, model={"width": 48},
                               train={"steps": 50, "save_every": 50, "weight_decay": 1.0})
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         first, again = (Trainer(cfg).run().model.arrays() for _ in range(2))
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(MLP, "fused", lambda self: False)
-            plain = Trainer(cfg).run().model.arrays()
+        monkeypatch.setattr(MLP, "fused", lambda self: False)
+        plain = Trainer(cfg).run().model.arrays()
     finally:
         torch.set_num_threads(threads)
     for name in ("U", "V", "W"):

@@ -13,11 +13,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-#: Examples per block on the CPU. A block's hidden layer (256 x N float32, 512 KB at the
-#: paper's N 500) stays in a core's L2 cache through the gather, the square and the three
-#: matrix products; on other devices the whole batch is one block. A constant, so that
+#: Examples per block on the CPU. A block's hidden layer (512 x N float32, 1 MB at the
+#: paper's N 500) stays in cache through the gather, the square and the three matrix
+#: products; on other devices the whole batch is one block. 512 was the fastest of 128 to
+#: 1024 at the paper's setting on one thread (docs/performance.md). A constant, so that
 #: the bits of the weight gradient (summed block by block) never depend on the machine.
-BLOCK_ROWS = 256
+BLOCK_ROWS = 512
 
 
 def _stacked_rows(U: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
