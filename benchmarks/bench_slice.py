@@ -10,9 +10,6 @@ interleaved repetition by repetition:
 * **interp sweep**: ``interp sweep --corrupt 0.2,0.5,0.8 --train-frac 0.3,0.5,0.7
   --values 5 --steps 500`` with every other option at its default (start-up, files, summary
   included);
-* **compiled**: the same command with ``INTERP_COMPILE=1`` (the kernel through
-  torch.compile; inductor's cache kept in one folder for the whole benchmark, so its
-  first repetition pays the compilation and later ones mostly do not);
 * **bf16** (only on a CPU with bfloat16 instructions): the same command with
   ``--precision bf16``.
 
@@ -60,19 +57,18 @@ def paper_row(row: dict) -> dict:
     return {names.get(k, k): v for k, v in row.items()}
 
 
-def _run(cmd: list[str], env: dict[str, str] | None = None) -> str:
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+def _run(cmd: list[str]) -> str:
+    done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr[-2000:]}")
     return done.stdout
 
 
-def sides(p: int, width: int, steps: int, folder: Path, bf16: bool, compiled: bool) -> dict:
+def sides(p: int, width: int, steps: int, folder: Path, bf16: bool) -> dict:
     """The commands to time, each a function that runs it and keeps its phases."""
     phases: dict[str, dict[tuple, str]] = {}
     runs = iter(range(10**6))
     size = ["--p", str(p), "--width", str(width), "--steps", str(steps)]
-    cache = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(folder / "inductor")}
 
     def paper() -> None:
         out = _run([sys.executable, "-m", "benchmarks.paper_script", "--xi", CORRUPT,
@@ -80,30 +76,27 @@ def sides(p: int, width: int, steps: int, folder: Path, bf16: bool, compiled: bo
         rows = [paper_row(json.loads(line)) for line in out.splitlines()]
         phases["paper"] = cell_phases(rows)
 
-    def sweep(name: str, extra: tuple[str, ...] = (), env: dict | None = None):
+    def sweep(name: str, extra: tuple[str, ...] = ()):
         def run() -> None:
             out = folder / f"s{next(runs)}"
             _run([sys.executable, "-m", "interp.cli", "sweep", "--corrupt", CORRUPT,
                   "--train-frac", TRAIN_FRAC, "--values", WD, *size, "--out", str(out),
-                  "--quiet", *extra], env)
+                  "--quiet", *extra])
             rows = json.loads((out / "summary.json").read_text())["rows"]
             phases[name] = cell_phases(rows)
             shutil.rmtree(out)
         return run
     out = {"paper": paper, "sweep": sweep("sweep")}
-    if compiled:
-        out["compiled"] = sweep("compiled", env={**cache, "INTERP_COMPILE": "1"})
     if bf16:
         out["bf16"] = sweep("bf16", ("--precision", "bf16"))
     return out, phases
 
 
-def figures(p: int = 97, width: int = 500, steps: int = 500, reps: int = 3,
-            compiled: bool = True) -> list[Figure]:
-    """The figures above; ``compiled=False`` leaves out the compiled side."""
+def figures(p: int = 97, width: int = 500, steps: int = 500, reps: int = 3) -> list[Figure]:
+    """The figures above."""
     folder = Path(tempfile.mkdtemp(prefix="bench-slice-"))
     try:
-        fns, phases = sides(p, width, steps, folder, cpu_has_bf16(), compiled)
+        fns, phases = sides(p, width, steps, folder, cpu_has_bf16())
         t = interleaved(fns, reps, warmup=0)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -115,8 +108,7 @@ def figures(p: int = 97, width: int = 500, steps: int = 500, reps: int = 3,
                                       for k in paper}) + f" ({', '.join(phases)})",
           flush=True)
     out = []
-    for name, target, what in (("sweep", 3, "fp32"), ("compiled", 3, "fp32, compiled"),
-                               ("bf16", 5, "bf16")):
+    for name, target, what in (("sweep", 3, "fp32"), ("bf16", 5, "bf16")):
         if name not in t:
             continue
         same = sum(phases[name][c] == phases["sweep"][c] for c in paper)

@@ -39,7 +39,7 @@ from benchmarks.timing import Figure
 
 def collect(quick: bool) -> list[Figure]:
     if quick:
-        return (bench_slice.figures(p=23, width=32, steps=20, reps=1, compiled=False)
+        return (bench_slice.figures(p=23, width=32, steps=20, reps=1)
                 + bench_sweep.figures(p=23, width=32, steps=10, reps=1, placement=False)
                 + bench_train.figures(p=23, width=32, reps=2, steps=2, file_steps=4)
                 + bench_batched.figures(models=2, widths=(16,), steps=2, reps=1)

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from interp.config import RunConfig
+from interp.config import RunConfig, n_train_examples
 from interp.store.atomic import pid_alive
 from interp.store.writer import WriteFailed
 from interp.sweeps.summary import cell_row, file_state
@@ -326,6 +326,16 @@ def run_dask(tasks: list[Task], regularizer: str, scheduler: Any, retries: int, 
             client.close()
 
 
+def longest_first(tasks: list[Task]) -> list[Task]:
+    """``tasks`` with the longest cells first (training pairs x steps x neurons; ties in
+    grid order), so that the workers finish together instead of one waiting on a
+    large cell started last. The order changes when a cell finishes, never its bits."""
+    def work(task: Task) -> int:
+        cfg = task[1]
+        return n_train_examples(cfg.data) * cfg.train.steps * cfg.model.n_neurons
+    return sorted(tasks, key=work, reverse=True)
+
+
 def outcomes(tasks: list[Task], regularizer: str, workers: int | None, scheduler: Any,
              retries: int, batch: int | None, plan: Plan = Plan()) -> Iterator[Outcome]:
     """The outcome of every cell of ``tasks``, wherever they run; closing it early (an
@@ -334,6 +344,8 @@ def outcomes(tasks: list[Task], regularizer: str, workers: int | None, scheduler
         return
     device_type = plan.device.split(":")[0]
     batch = batch or DEFAULT_BATCH[device_type]
+    if workers != 0:  # in parallel: the longest first (serially, the order of the grid)
+        tasks = longest_first(tasks)
     if scheduler is not None:
         yield from run_dask(tasks, regularizer, scheduler, retries, batch, plan)
         return

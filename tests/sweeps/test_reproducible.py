@@ -125,31 +125,3 @@ def test_the_stacked_cuda_path_on_the_cpu_agrees_to_float_tolerance(reference, t
     finally:
         torch.set_num_threads(before)
     assert any(not np.array_equal(nudged[k].numpy(), v) for k, v in reference[cid].items())
-
-
-
-@pytest.mark.slow
-def test_compiled_cells_are_bit_identical_across_groupings(reference, tmp_path):
-    """`INTERP_COMPILE=1 interp sweep` (fresh processes, so that its workers see the
-    variable): every cell compiled, in one process in a group of 8 and by 2 worker
-    processes in groups of 2, gives the same bits, and the plain weights to float
-    tolerance."""
-    import os
-
-    env = {**os.environ, "INTERP_COMPILE": "1"}
-    grid = ["--p", "13", "--width", "24", "--steps", str(STEPS), "--save-every", "20",
-            "--xi", "0,0.3", "--alpha", "0.4,0.7", "--values", "0,2", "--metrics-every",
-            "7", "--quiet"]
-    for workers, batch in ((0, 8), (2, 2)):
-        done = subprocess.run([sys.executable, "-m", "interp.cli", "sweep", *grid,
-                               "--workers", str(workers), "--batch", str(batch), "--out",
-                               str(tmp_path / f"w{workers}")], env=env, capture_output=True,
-                              text=True)
-        assert done.returncode == 0, done.stderr
-    for cid, want in reference.items():
-        with Run(tmp_path / "w0" / "cells" / f"{cid}.h5") as one, \
-                Run(tmp_path / "w2" / "cells" / f"{cid}.h5") as two:
-            got, again = one.weights(STEPS), two.weights(STEPS)
-        for k, v in want.items():
-            assert np.array_equal(got[k], again[k]), (cid, k)
-            np.testing.assert_allclose(got[k], v, rtol=1e-4, atol=1e-6)

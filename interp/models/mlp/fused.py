@@ -2,20 +2,23 @@
 
 The first layer of the paper's MLP is a gather of two embedding columns, never a matmul
 with one-hot vectors; with the quadratic activation the whole forward and a hand-written
-backward run as one autograd function (:func:`quadratic_logits`). The same function
-can run compiled (``torch.compile``, inductor: :func:`compile_enabled`), which fuses the
-gather with the square and the backward's product with its recomputed pre-activation.
+backward run as one autograd function (:func:`quadratic_logits`), in blocks of
+:data:`BLOCK_ROWS` examples on the CPU: each block's hidden layer is gathered, squared and
+multiplied while it is in the core's cache, and is never stored for the backward, which
+gathers it again block by block.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import shutil
-import sys
-
 import torch
 import torch.nn.functional as F
+
+#: Examples per block on the CPU. A block's hidden layer (512 x N float32, 1 MB at the
+#: paper's N 500) stays in cache through the gather, the square and the three matrix
+#: products; on other devices the whole batch is one block. 512 was the fastest of 128 to
+#: 1024 at the paper's setting on one thread (docs/performance.md). A constant, so that
+#: the bits of the weight gradient (summed block by block) never depend on the machine.
+BLOCK_ROWS = 512
 
 
 def _stacked_rows(U: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -23,7 +26,7 @@ def _stacked_rows(U: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch
     flat row of each index in m shape=(B,) or (M, B) (model i's rows start at i p)."""
     p, width = U.shape[-1], U.shape[-2]
     offset = (torch.arange(U.numel() // (p * width), device=m.device) * p)
-    return U.mT.reshape(-1, width), (m + offset.view(*m.shape[:-1], 1)).reshape(-1)
+    return U.mT.reshape(-1, width).contiguous(), m + offset.view(*m.shape[:-1], 1)
 
 
 def gather_pre(U: torch.Tensor, V: torch.Tensor, m: torch.Tensor,
@@ -35,120 +38,109 @@ def gather_pre(U: torch.Tensor, V: torch.Tensor, m: torch.Tensor,
     its backward is a scatter-add into p rows (per model).
     """
     (rows_u, i_m), (rows_v, i_n) = _stacked_rows(U, m), _stacked_rows(V, n)
-    z = rows_u.index_select(0, i_m) + rows_v.index_select(0, i_n)
+    z = rows_u.index_select(0, i_m.reshape(-1)) + rows_v.index_select(0, i_n.reshape(-1))
     return z.view(*m.shape, U.shape[-2])
 
 
-def _fused_pre(U: torch.Tensor, V: torch.Tensor, m: torch.Tensor,
-               n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`gather_pre` in one pass: a summing embedding_bag over the stacked table of
-    rows of U then V, the bag of example i being its two rows. Exactly equal to it (a
-    sum of two numbers does not depend on their order). Also returns the flat row
-    indices of m and n (for the scatter of the backward).
-    """
+def _blocks(m: torch.Tensor) -> list[slice]:
+    """The batch axis of ``m`` in blocks of :data:`BLOCK_ROWS` (one block off the CPU)."""
+    size = m.shape[-1]
+    step = BLOCK_ROWS if m.device.type == "cpu" else max(size, 1)
+    return [slice(start, start + step) for start in range(0, size, step)]
+
+
+def _tables(U: torch.Tensor, V: torch.Tensor, m: torch.Tensor,
+            n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows of U then of V as one table (2 M p, N), and each example's bag of two
+    rows in it, shape=(*m.shape, 2): the forward's gather is a summing embedding_bag (one
+    pass), the backward's scatter two index_adds into the table."""
     (rows_u, i_m), (rows_v, i_n) = _stacked_rows(U, m), _stacked_rows(V, n)
-    if torch.compiler.is_compiling():  # inductor fuses indexing, not embedding_bag
-        return (rows_u[i_m] + rows_v[i_n]).view(*m.shape, U.shape[-2]), i_m, i_n
-    bags = torch.stack([i_m, i_n + len(rows_u)], 1)
-    z = F.embedding_bag(bags, torch.cat([rows_u, rows_v]), mode="sum")
-    return z.view(*m.shape, U.shape[-2]), i_m, i_n
+    return torch.cat([rows_u, rows_v]), torch.stack([i_m, i_n + len(rows_u)], -1)
+
+
+def _block_pre(table: torch.Tensor, bags: torch.Tensor, block: slice) -> torch.Tensor:
+    """Pre-activations ``U[..., m] + V[..., n]`` of the examples in ``block``, from
+    :func:`_tables`. shape=(*bags.shape[:-2], len(block), N). Equal to
+    :func:`gather_pre`'s bit for bit (a sum of two numbers does not depend on their
+    order)."""
+    rows = bags[..., block, :]
+    z = F.embedding_bag(rows.reshape(-1, 2), table, mode="sum")
+    return z.view(*rows.shape[:-1], table.shape[-1])
+
+
+def _squared(z: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """``z * z`` (a new tensor), in ``dtype`` when given."""
+    h = z * z
+    return h if dtype is None else h.to(dtype)
+
+
+def _logits(table: torch.Tensor, bags: torch.Tensor, W: torch.Tensor,
+            dtype: torch.dtype | None) -> torch.Tensor:
+    """``(U[..., m] + V[..., n])**2 @ W.mT`` block by block, from :func:`_tables`, W
+    already in the products' type."""
+    out = W.new_empty(*bags.shape[:-1], W.shape[-2])
+    for block in _blocks(bags[..., 0]):
+        z = _block_pre(table, bags, block)
+        h = z.mul_(z) if dtype is None else z.mul_(z).to(dtype)
+        out[..., block, :] = h @ W.mT
+    return out
+
+
+def _accumulate(total: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """``total += a @ b`` in place (float32 ``total``; a bfloat16 product is summed in
+    float32)."""
+    if a.dtype != total.dtype:
+        total += (a @ b).float()
+    elif total.dim() == 2:
+        total.addmm_(a, b)
+    else:
+        total.baddbmm_(a, b)
 
 
 class _QuadraticMLP(torch.autograd.Function):
     """``logits = (U[..., m] + V[..., n])**2 @ W.mT`` with a hand-written backward.
 
     Autograd's version of the same computation spends as long in elementwise passes over
-    the (B, N) hidden layer as in the matrix products; here the forward gathers in one
-    pass, and the backward makes one elementwise pass (``gz = (2 g W) * z``, in place)
-    and two index_adds into the p rows (per model) of the first layer. With ``dtype``
-    (bfloat16) the three matrix products take their operands in that type (float32
-    accumulation, as autocast does) and everything else stays float32.
+    the (B, N) hidden layer, through memory, as in the matrix products; here each block of
+    examples is gathered, squared and multiplied in cache, and the backward gathers the
+    block again, forms ``gz = (2 g W) * z`` and adds it into the p rows (per model) of
+    the first layer with index_add, in example order. With ``dtype`` (bfloat16)
+    the three matrix products take their operands in that type (float32 accumulation, as
+    autocast does) and everything else stays float32.
     """
 
     @staticmethod
     def forward(ctx, U: torch.Tensor, V: torch.Tensor, W: torch.Tensor,
                 m: torch.Tensor, n: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
-        z, rows_m, rows_n = _fused_pre(U, V, m, n)
-        h = z * z
-        if dtype is not None:
-            h, W = h.to(dtype), W.to(dtype)
-        ctx.save_for_backward(W, rows_m, rows_n, z, h)
-        return h @ W.mT
+        table, bags = _tables(U, V, m, n)
+        W = W if dtype is None else W.to(dtype)
+        ctx.save_for_backward(W, table, bags)
+        ctx.dtype = dtype
+        return _logits(table, bags, W, dtype)
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
-        W, rows_m, rows_n, z, h = ctx.saved_tensors
-        g = g.to(h.dtype)
-        gW = (h.mT @ g).mT.float() if ctx.needs_input_grad[2] else None
-        gU = gV = None
-        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-            gz = ((g * 2) @ W).float()
-            gz.mul_(z)
-            p, width = W.shape[-2:]
-            flat = gz.view(-1, width)
-
-            def scatter(rows: torch.Tensor) -> torch.Tensor:
-                out = scatter_rows(flat, rows, W.numel() // width)
-                return out.view(*W.shape[:-2], p, width).mT
-            gU, gV = scatter(rows_m), scatter(rows_n)
-        return gU, gV, gW, None, None, None
-
-
-@torch.library.custom_op("interp::scatter_rows", mutates_args=())
-def scatter_rows(flat: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
-    """Rows of ``flat`` shape=(B, N) summed into ``n_rows`` rows: row ``rows[i]`` gets
-    ``flat[i]``. shape=(n_rows, N). An opaque operator to the compiler, so that a
-    compiled backward keeps this deterministic index_add instead of atomic adds, whose
-    order (and so the bits of the sum) changes from run to run on several threads."""
-    return flat.new_zeros(n_rows, flat.shape[-1]).index_add_(0, rows, flat)
-
-
-@scatter_rows.register_fake
-def _scatter_rows_shape(flat: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
-    return flat.new_empty(n_rows, flat.shape[-1])
-
-
-def compile_enabled(device: str = "cpu") -> bool:
-    """Whether the quadratic kernel runs compiled on ``device``'s type: asked for
-    (``INTERP_COMPILE=1``, default 0) and a compiler is present (a C++ compiler on the
-    CPU, Triton on CUDA). Asked for but impossible: says so once on stderr, and the
-    plain kernel runs (equal to the compiled one to float tolerance:
-    ``tests/models/test_mlp.py``)."""
-    if os.environ.get("INTERP_COMPILE", "0") != "1":
-        return False
-    return _compiler_present(device)
-
-
-@functools.cache
-def _compiler_present(device: str) -> bool:
-    if device == "cuda":
-        from torch.utils._triton import has_triton
-        found, what = has_triton(), "Triton"
-    else:
-        found = any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "c++", "clang++"))
-        what = "a C++ compiler (g++, c++ or clang++; or $CXX)"
-    if not found:
-        print(f"note: INTERP_COMPILE=1 asks for the compiled kernel, but {what} is not "
-              "found here; the plain kernel runs.", file=sys.stderr)
-    return found
-
-
-@functools.cache
-def _compiled_apply():
-    """``_QuadraticMLP.apply`` through ``torch.compile`` (inductor), built once per
-    process, its batch size symbolic (one graph for every training-set size)."""
-    import torch._inductor.config as inductor
-
-    inductor.compile_threads = 1  # no pool of compile processes in a sweep's workers
-
-    def apply(*args: object) -> torch.Tensor:
-        return _QuadraticMLP.apply(*args)
-    return torch.compile(apply, dynamic=True)
+        W, table, bags = ctx.saved_tensors
+        g, twice = g.to(W.dtype), W * 2  # doubling is exact: (2 g) W = g (2 W), bit for bit
+        want_w, want_uv = ctx.needs_input_grad[2], any(ctx.needs_input_grad[:2])
+        gW = torch.zeros(W.shape, device=W.device) if want_w else None
+        g_table = torch.zeros_like(table) if want_uv else None
+        for block in _blocks(bags[..., 0]):
+            z, g_block = _block_pre(table, bags, block), g[..., block, :]
+            if want_w:
+                _accumulate(gW, g_block.mT, _squared(z, ctx.dtype))
+            if want_uv:
+                gz = (g_block @ twice).float().mul_(z).view(-1, table.shape[-1])
+                rows = bags[..., block, :].reshape(-1, 2)
+                g_table.index_add_(0, rows[:, 0], gz).index_add_(0, rows[:, 1], gz)
+        if not want_uv:
+            return None, None, gW, None, None, None
+        gu, gv = (t.view(*W.shape[:-2], *W.shape[-2:]).mT for t in g_table.chunk(2))
+        return gu, gv, gW, None, None, None
 
 
 def quadratic_logits(U: torch.Tensor, V: torch.Tensor, W: torch.Tensor, m: torch.Tensor,
-                     n: torch.Tensor, dtype: torch.dtype | None = None,
-                     compiled: bool = False) -> torch.Tensor:
+                     n: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Logits of the quadratic MLP without dropout or BatchNorm, fused.
 
     One model: U, V shape=(N, p), W shape=(p, N), m, n shape=(B,) -> shape=(B, p). A
@@ -157,12 +149,7 @@ def quadratic_logits(U: torch.Tensor, V: torch.Tensor, W: torch.Tensor, m: torch
     in value and gradient; without gradients it saves nothing for a backward.
     ``dtype=torch.bfloat16``: the matrix products in bfloat16 (the weights, the gather
     and the square stay float32); the logits are then bfloat16, as under autocast.
-    ``compiled``: training (with gradients) in float32 runs the same function compiled
-    (:func:`compile_enabled` says when it can); bfloat16 products run plain.
     """
     if torch.is_grad_enabled() and (U.requires_grad or V.requires_grad or W.requires_grad):
-        apply = _compiled_apply() if compiled and dtype is None else _QuadraticMLP.apply
-        return apply(U, V, W, m, n, dtype)
-    z = _fused_pre(U, V, m, n)[0]
-    h = z.mul_(z)
-    return h @ W.mT if dtype is None else h.to(dtype) @ W.to(dtype).mT
+        return _QuadraticMLP.apply(U, V, W, m, n, dtype)
+    return _logits(*_tables(U, V, m, n), W if dtype is None else W.to(dtype), dtype)

@@ -20,7 +20,7 @@ from torch import nn
 
 from interp.models.base import Family, FourierView, NeuronTerms
 from interp.models.mlp.config import MLPConfig
-from interp.models.mlp.fused import compile_enabled, gather_pre, quadratic_logits
+from interp.models.mlp.fused import gather_pre, quadratic_logits
 from interp.models.mlp.generic import GENERIC_MLP
 from interp.models.mlp.layouts import OUR_MLP
 from interp.models.tools import (
@@ -111,7 +111,7 @@ class MLP(Network):
         if self.fused():  # under bf16 autocast the fused kernel does the products in bf16
             dev = m.device.type
             dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
-            return quadratic_logits(self.U, self.V, self.W, m, n, dtype, compile_enabled(dev))
+            return quadratic_logits(self.U, self.V, self.W, m, n, dtype)
         out = self.hidden(m, n, generator) @ self.W.t()
         return out + self.bW if self.cfg.bias else out
 
@@ -208,5 +208,5 @@ class MLPFamily(Family):
         if cfg.act == "x^2":
             dev = m.device.type
             dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
-            return quadratic_logits(U, V, W, m, n, dtype, compile_enabled(dev))
+            return quadratic_logits(U, V, W, m, n, dtype)
         return torch.bmm(activation(cfg.act, gather_pre(U, V, m, n)), W.mT)
