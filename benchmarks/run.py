@@ -9,8 +9,8 @@ The figures come from ``bench_slice`` (first, as it is the figure users feel: th
 wd-5 slice of the phase diagram by ``interp sweep`` against the paper's script,
 ``benchmarks/paper_script.py``), ``bench_sweep`` (the phase-diagram job: ``interp
 sweep`` against a plain loop over the same 8 cells, its share of the matmul rate and its
-placement of threads), ``bench_train``
-(training step, matmul share, bf16, metrics and checkpoint overheads), ``bench_batched``
+placement of threads), ``bench_kernel`` (the MLP's blocked kernel against one block and
+against autograd), ``bench_train`` (training step, matmul share, bf16, metrics and checkpoint overheads), ``bench_batched``
 (many models in one stacked kernel), ``bench_analysis`` (pruning curves, trajectory IPR
 and its memory) and ``bench_startup`` (``interp --help`` against ``import torch``).
 ``docs/performance.md`` holds the latest table.
@@ -29,6 +29,7 @@ import torch
 from benchmarks import (
     bench_analysis,
     bench_batched,
+    bench_kernel,
     bench_slice,
     bench_startup,
     bench_sweep,
@@ -41,12 +42,14 @@ def collect(quick: bool) -> list[Figure]:
     if quick:
         return (bench_slice.figures(p=23, width=32, steps=20, reps=1)
                 + bench_sweep.figures(p=23, width=32, steps=10, reps=1, placement=False)
+                + bench_kernel.figures(reps=1, p=23, width=32)
                 + bench_train.figures(p=23, width=32, reps=2, steps=2, file_steps=4)
                 + bench_batched.figures(models=2, widths=(16,), steps=2, reps=1)
                 + bench_analysis.figures(p=11, width=16, draws=1, reps=1, naive_passes=2,
                                          checkpoints=4, loop_checkpoints=1)
                 + bench_startup.figures(reps=2))
-    return (bench_slice.figures() + bench_sweep.figures() + bench_train.figures()
+    return (bench_slice.figures() + bench_sweep.figures() + bench_kernel.figures()
+            + bench_train.figures()
             + bench_batched.figures() + bench_analysis.figures() + bench_startup.figures())
 
 

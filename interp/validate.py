@@ -3,11 +3,14 @@ what was expected and what was found."""
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
 import stat
-from typing import Any
+import warnings
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 #: The paper's symbol of each data quantity: interp's name (the ``DataConfig`` field) ->
 #: symbol. Every option, file key, column and label uses interp's name; the command line
@@ -15,6 +18,27 @@ from typing import Any
 #: configs, sweep folders) are read with the symbol as the key. (Here, not in
 #: ``interp.config``, so that the command line reads it without loading torch.)
 PAPER_SYMBOLS = {"corrupt": "xi", "train_frac": "alpha"}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def paper_keywords(fn: F) -> F:
+    """``fn``, whose arguments use interp's names (``corrupt``), also called with the
+    paper's symbols as keywords (``xi=``), their names before interp used one name: with a
+    DeprecationWarning naming the current one."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        for name, symbol in PAPER_SYMBOLS.items():
+            if symbol in kwargs:
+                if name in kwargs:
+                    raise TypeError(f"{fn.__name__}() got both {name}= and {symbol}=, "
+                                    "its earlier name; give one.")
+                warnings.warn(f"{fn.__name__}(): {symbol}= is deprecated; use {name}=.",
+                              DeprecationWarning, stacklevel=2)
+                kwargs[name] = kwargs.pop(symbol)
+        return fn(*args, **kwargs)
+    return wrapper  # type: ignore[return-value]
+
+
 #: Activation names: ``relu``, ``gelu`` (exact, erf), ``gelu_new`` (tanh approximation, as
 #: TransformerLens names it), ``silu``, ``tanh`` or ``x^K`` with K a positive integer.
 ACT_RE = re.compile(r"^(relu|gelu|gelu_new|silu|tanh|x\^([1-9][0-9]*))$")

@@ -19,7 +19,8 @@ def test_quick_benchmark_table_has_every_figure(tmp_path):
     # the figure users feel first: the slice job against the paper's script
     assert names[0] == "slice job: interp sweep (fp32) vs the paper's script"
     for expected in ("sweep throughput vs plain loop (fp32)",
-                     "sweep: share of the fp32 matmul rate",
+                     "sweep: share of the fp32 matmul rate", "kernel step, blocks vs one block",
+                     "kernel step, blocks vs autograd",
                      "training step vs reference (fp32)", "share of the fp32 matmul rate",
                      "bf16 training step", "metrics at every step", "checkpoint every step",
                      "checkpoint every 10 steps", "models stacked", "pruning curves",

@@ -25,6 +25,7 @@ from dataclasses import asdict
 
 import numpy as np
 
+from interp.validate import paper_keywords
 from interp.phases import (  # noqa: F401  (CLASSIC_PHASES, CORRUPTION_PHASES, PHASES: here too)
     CLASSIC_PHASES,
     CORRUPTION_PHASES,
@@ -35,6 +36,7 @@ from interp.phases import (  # noqa: F401  (CLASSIC_PHASES, CORRUPTION_PHASES, P
 )
 
 
+@paper_keywords
 def classify_phase(steps: np.ndarray, train: np.ndarray, test: np.ndarray,
                    norm: np.ndarray, corrupt: float,
                    thresholds: PhaseThresholds = PhaseThresholds()) -> dict[str, object]:
@@ -110,6 +112,7 @@ def progress_boundaries(steps: np.ndarray, train_loss: np.ndarray, test_loss: np
                     (None if i is None else int(steps[i]) for i in ends)))
 
 
+@paper_keywords
 def two_stages(steps: np.ndarray, train: np.ndarray, test: np.ndarray, corrupt: float,
                thresholds: PhaseThresholds = PhaseThresholds()) -> dict[str, int | None]:
     """Steps of the two stages, or None where a stage does not happen.

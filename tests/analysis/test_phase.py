@@ -56,6 +56,20 @@ def test_two_stages_grokking_then_unlearning():
     assert two_stages(STEPS, np.ones(6), np.ones(6), 0.35)["unlearned_step"] is None
 
 
+def test_the_paper_symbol_as_keyword_still_works_with_a_deprecation_warning():
+    """``xi=``, the argument's name before issue 26, gives the same answer and a
+    DeprecationWarning naming ``corrupt``; both names at once is a TypeError."""
+    train = np.array([0.1, 1.0, 1.0, 0.99, 0.8, 0.66])
+    test = np.array([0.0, 0.3, 0.95, 1.0, 1.0, 1.0])
+    with pytest.warns(DeprecationWarning, match=r"two_stages\(\): xi= is deprecated; use corrupt="):
+        assert two_stages(STEPS, train, test, xi=0.35) == two_stages(STEPS, train, test, 0.35)
+    with pytest.warns(DeprecationWarning, match="use corrupt="):
+        old = classify_phase(STEPS, train, test, FLAT_NORM, xi=0.35)
+    assert old == classify_phase(STEPS, train, test, FLAT_NORM, corrupt=0.35)
+    with pytest.raises(TypeError, match="both corrupt= and xi="):
+        two_stages(STEPS, train, test, corrupt=0.35, xi=0.35)
+
+
 def test_total_norm_and_bad_lengths():
     m = {"norm/U": np.array([3.0]), "norm/W": np.array([4.0]), "loss": np.array([9.0])}
     np.testing.assert_allclose(total_norm(m), [5.0])
