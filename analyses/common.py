@@ -105,7 +105,7 @@ def train(cfg: interp.RunConfig, args: argparse.Namespace, log: Callable[[str], 
     torch.set_num_threads(args.threads)
     runs = args.runs if args.runs is not None else out_dir(args, "runs")
     digest = hashlib.sha1(cfg.to_json().encode()).hexdigest()[:10]
-    path = Path(runs) / f"{cfg.model.kind}_p{cfg.data.p}_{digest}.h5"
+    path = Path(runs) / f"{cfg.model.model}_p{cfg.data.p}_{digest}.h5"
     if path.exists() and not args.retrain:
         try:
             with interp.Run(path) as run:
@@ -125,7 +125,7 @@ def describe(cfg: interp.RunConfig) -> str:
     """One line with the settings that matter, e.g. for tables."""
     d, m, t = cfg.data, cfg.model, cfg.train
     parts = [f"p {d.p}", f"alpha {d.train_frac:g}", f"xi {d.corrupt:g}"]
-    parts += [f"{m.kind} {m.tag()}"]
+    parts += [f"{m.model} {m.tag()}"]
     parts += [f"{t.loss}", f"lr {t.lr:g}", f"wd {t.weight_decay:g}", f"{t.steps} steps"]
     parts += [f"dropout {m.dropout:g}"] if m.dropout else []
     parts += [f"BatchNorm, batch {t.batch_size}"] if getattr(m, "batchnorm", False) else []

@@ -188,7 +188,7 @@ class RunConfig:
             section, changes = getattr(self, name), sections.get(name, {})
             unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(section)})
             if unknown:
-                what = f"a {section.kind} model" if name == "model" else f"the {name} section"
+                what = f"a {section.model} model" if name == "model" else f"the {name} section"
                 fields = ", ".join(f.name for f in dataclasses.fields(section))
                 raise ValueError(f"{name}.{unknown[0]} is not a setting of {what}: expected one "
                                  f"of {fields}, got {unknown[0]}={changes[unknown[0]]!r}.")

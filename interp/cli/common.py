@@ -313,7 +313,7 @@ def run_result(run: Run, metrics: Mapping[str, Any] | None = None) -> dict[str, 
     checkpoints and final metrics (``metrics``: those already read)."""
     m = run.metrics() if metrics is None else metrics
     return {"path": str(run.path), "size_bytes": run.path.stat().st_size,
-            "model": run.family.name, "p": run.config.data.p, "complete": run.complete,
+            "model": run.family.model, "p": run.config.data.p, "complete": run.complete,
             "step": int(m["step"][-1]) if len(m["step"]) else None,
             "checkpoints": len(run.steps),
             "final_metrics": final_metrics(m)}
@@ -382,7 +382,8 @@ def layout_help() -> str:
     from interp.models import layout_help as layouts
 
     named = "; ".join(f"{name} ({text})" for name, text in layouts().items())
-    return f"How to read a foreign checkpoint: auto (the layout that recognizes it); {named}."
+    return (f"How to read a foreign checkpoint's weights (a naming convention; each says "
+            f"which --model it builds): auto (the layout that recognizes it); {named}.")
 
 
 MAP_HELP = "name=key: which foreign key holds our array (repeatable), e.g. W=fc2.weight."

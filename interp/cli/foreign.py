@@ -80,5 +80,5 @@ def import_(
         print_json_or(run_result(run, m) | {"assumed": run.assumed}, json_path,
                       summary_table(run, m),
                       f"wrote {path}: {len(run.steps)} checkpoint(s), model "
-                      f"{run.family.name}, p {run.config.data.p}")
+                      f"{run.family.model}, p {run.config.data.p}")
 

@@ -230,6 +230,7 @@ def inspect(
             "created": run.attrs["created"],
             "size_bytes": run_path.stat().st_size,
             "complete": run.complete,
+            "model": run.family.model,
             "config": run.config.to_dict(),
             "checkpoints": {"count": len(run.steps),
                             "first": int(run.steps[0]) if len(run.steps) else None,

@@ -77,7 +77,6 @@ class FourierView:
 class Family:
     """One network family. Subclasses set the class attributes and implement the methods."""
 
-    name: ClassVar[str]
     config: ClassVar[type[ModelConfig]]
     #: the oldest run-file format version that can read this family's runs
     format_version: ClassVar[int] = 1
@@ -89,6 +88,11 @@ class Family:
     default_loss: ClassVar[str] = "mse"
     #: how foreign checkpoints of this family are read (``interp import --layout NAME``)
     layouts: ClassVar[tuple[Layout, ...]] = ()
+
+    @property
+    def model(self) -> str:
+        """The family's name, as ``--model`` and the run file spell it (its config's)."""
+        return self.config.model
 
     def build(self, p: int, cfg: Any, device: str | torch.device = "cpu") -> nn.Module:
         raise NotImplementedError

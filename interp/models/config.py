@@ -29,9 +29,10 @@ def setting(default: Any, help: str) -> Any:
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     """The fields every family has: the activation, dropout on the pre-activations and the
-    seed of the initial weights. ``kind`` names the family (stored as ``model.kind``)."""
+    seed of the initial weights. ``model`` names the family, as ``--model`` does (stored as
+    ``model.model``)."""
 
-    kind: ClassVar[str] = ""
+    model: ClassVar[str] = ""
     #: Fields that change only the initial weights: configs that differ only there share
     #: a stacked kernel (:func:`interp.training.stacking.stack_key`).
     init_fields: ClassVar[tuple[str, ...]] = ("init_seed",)
@@ -52,12 +53,12 @@ class ModelConfig:
         return act_power(self.act)
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields, and ``kind`` naming the family (how the run file stores them)."""
-        return {"kind": self.kind} | dataclasses.asdict(self)
+        """The fields, and ``model`` naming the family (how the run file stores them)."""
+        return {"model": self.model} | dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        """From a stored dict (``kind`` already removed); an unknown field is a TypeError."""
+        """From a stored dict (``model`` already removed); an unknown field is a TypeError."""
         return cls(**d)
 
     @property
@@ -87,5 +88,5 @@ class ModelConfig:
     def with_batchnorm(self) -> ModelConfig:
         """This config with BatchNorm after the activation (the paper's minibatch sweeps);
         ValueError for a family without it."""
-        raise ValueError(f"the {self.kind} family has no BatchNorm, which the batch_size "
+        raise ValueError(f"the {self.model} family has no BatchNorm, which the batch_size "
                          "regularizer turns on.")

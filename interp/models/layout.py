@@ -34,7 +34,7 @@ State = Mapping[str, np.ndarray]
 class Converted:
     """A foreign state read by a layout.
 
-    p : the modulus. fields : the model config's fields, ``kind`` naming the family
+    p : the modulus. fields : the model config's fields, ``model`` naming the family
     (``act`` when the file tells it). arrays : ours, by name. keys : {our name: foreign
     key}. assumed : what the layout assumed, with the value used and why.
     needs_act : whether the activation matters (False: no neuron has one).

@@ -4,7 +4,7 @@ A family registers itself with :func:`register_family` when its package is impor
 registry imports every sub-package of :mod:`interp.models` (one folder per family) and
 every entry point of the group ``interp.families`` (how an outside package adds one: in
 its ``pyproject.toml``, ``[project.entry-points."interp.families"] rnn = "my_rnn"``).
-Code above the families looks a kind up here and asks the family.
+Code above the families looks a model up here and asks the family.
 
 Registering names the config class and the family object, or where to import it from
 (``"package.module:Class"``), so that listing the families and their configs (``interp
@@ -36,9 +36,11 @@ if TYPE_CHECKING:
 
 #: The entry-point group through which outside packages add families.
 ENTRY_POINTS = "interp.families"
-#: The family of ``interp train``'s default run, and of a stored config that names no kind
+#: The family of ``interp train``'s default run, and of a stored config that names no model
 #: (configs written before families existed are the paper's MLP).
 DEFAULT = "mlp"
+#: The key that named the family in the model configs of earlier versions (read as ``model``).
+OLD_KEY = "kind"
 
 
 class FamilyLoadWarning(UserWarning):
@@ -59,19 +61,19 @@ _LOADED = False
 
 def register_family(config: type[ModelConfig], family: Family | str,
                     layouts: Mapping[str, str] | None = None) -> None:
-    """Register the family of ``config`` (named ``config.kind``): ``family`` is its
+    """Register the family of ``config`` (named ``config.model``): ``family`` is its
     :class:`~interp.models.base.Family` or ``"module:attribute"`` naming it; ``layouts``
     names its foreign layouts with a line of help each (``interp import --help`` lists
     them without importing the family). A second registration of a name with another
     config is a ValueError."""
-    name = config.kind
+    name = config.model
     if not name or not isinstance(name, str):
-        raise ValueError(f"a family's config must name it in its kind, got {name!r} "
-                         f"({config.__name__}).")
+        raise ValueError(f"a family's config must name it in its model attribute (its kind "
+                         f"in earlier versions), got {name!r} ({config.__name__}).")
     known = _ENTRIES.get(name)
     if known is not None and known.config is not config:
         raise ValueError(f"family {name!r} is registered already (config "
-                         f"{known.config.__name__}); pick another kind for "
+                         f"{known.config.__name__}); pick another model name for "
                          f"{config.__name__}.")
     if known is None or known.source != family:
         if layouts is None and not isinstance(family, str):
@@ -152,9 +154,13 @@ def family_of(cfg: ModelConfig) -> Family:
 
 
 def model_config_from_dict(d: Mapping[str, Any]) -> ModelConfig:
-    """A stored model config: ``kind`` names the family (absent: :data:`DEFAULT`)."""
+    """A stored model config: ``model`` names the family (:data:`OLD_KEY` in files of earlier
+    versions; absent: :data:`DEFAULT`)."""
     d = dict(d)
-    return config_class(d.pop("kind", DEFAULT)).from_dict(d)
+    if OLD_KEY in d and "model" in d:
+        raise ValueError(f"a model config must name its model once, as model, got "
+                         f"model={d['model']!r} and {OLD_KEY}={d[OLD_KEY]!r}.")
+    return config_class(d.pop("model", d.pop(OLD_KEY, DEFAULT))).from_dict(d)
 
 
 def default_model_config() -> ModelConfig:

@@ -300,7 +300,7 @@ def phase_figures(spec: Any, rows: Sequence[Row]) -> dict[str, Figure]:
     panels = [(v, [r for r in rows if r["value"] == v]) for v in spec.values]
     panels = [(v, rs) for v, rs in panels if rs]
     base = spec.base
-    where = (f"{base.data.op} mod {base.data.p}, {base.model.kind} N={base.model.n_neurons}, "
+    where = (f"{base.data.op} mod {base.data.p}, {base.model.model} N={base.model.n_neurons}, "
              f"{base.train.steps} steps, {len(spec.seeds)} seed(s)")
     figures = {}
     for name, draw in (("phase_diagram", None), ("accuracy_test", "acc_test"),

@@ -123,7 +123,7 @@ def run_identity(cfg: Any, step: int | None = None) -> str:
     """One line naming a run: operation, modulus, network, alpha, xi, regularizers, step."""
     d, m = cfg.data, cfg.model
     act = getattr(m, "act", None)
-    net = f"{m.kind} N={m.n_neurons}" + (f" ({act})" if act else "")
+    net = f"{m.model} N={m.n_neurons}" + (f" ({act})" if act else "")
     text = (f"{d.op} mod {d.p}, {net}, alpha {d.train_frac:g}, xi {d.corrupt:g}, "
             f"{regularization(cfg)}")
     return text if step is None else f"{text}, step {step}"

@@ -124,7 +124,7 @@ def analyze_run(run: Run, step: int | None = None, *, ipr: bool = True, prune: b
     weights, ds = _finite_weights(run, step), run.dataset()
     if fit and not run.family.analytic_solution:
         raise ValueError(f"fit (the analytic periodic solution) applies to MLP runs, but "
-                         f"{str(run.path)!r} holds a {cfg.model.kind}.")
+                         f"{str(run.path)!r} holds a {cfg.model.model}.")
     terms = neuron_terms(weights, cfg.model, ds.pairs[ds.eval_idx])
     accuracy = _accuracies(terms, ds)
     task = task_support(cfg.data.op, run.family.analytic_solution)
@@ -134,7 +134,7 @@ def analyze_run(run: Run, step: int | None = None, *, ipr: bool = True, prune: b
     classes = sections.pop("classes")
     loss = cfg.train.loss
     out: dict[str, Any] = {
-        "step": step, "p": cfg.data.p, "width": cfg.model.n_neurons,
+        "step": step, "model": run.family.model, "p": cfg.data.p, "width": cfg.model.n_neurons,
         "accuracy": accuracy,
         "ipr": sections["ipr"] if ipr else None,
         "classes": asdict(classes) if ipr else None,

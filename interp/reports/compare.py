@@ -84,7 +84,8 @@ def _one(path: Path, step: int | None, prune: bool, seed: int) -> dict[str, Any]
         s, m = analysis.summary, analysis.arrays["metrics"]
         weights = run.weights(s["step"])
         ipr_steps, ipr_traj = analysis.arrays["ipr_steps"], analysis.arrays["ipr_trajectory"]
-        cfg = run.config.to_dict()
+        cfg = run.config.to_dict()  # with the model named even where its file leaves it out
+        cfg["model"] = {"model": run.config.model.model} | cfg["model"]
         convention = ipr_convention(run.config.model)
     upto = m["step"] <= s["step"]
     neurons = np.asarray(s["ipr"]["neurons"])

@@ -52,7 +52,7 @@ class MemoryTrajectory:
         self._dataset = make_dataset(config.data) if dataset is None else dataset
         self._shapes = shapes
         self.attrs = {"format": FORMAT_NAME, "format_version": family.format_version,
-                      "interp_version": __version__, "model": family.name,
+                      "interp_version": __version__, "model": family.model,
                       "config": config.to_json(), "device": "cpu"} | dict(attrs or {})
         self._evaluator: Evaluator | None = None
         self._metrics: dict[str, np.ndarray] | None = None

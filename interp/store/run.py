@@ -96,7 +96,7 @@ class Run:
         steps = (f"steps {int(self.steps[0])}..{int(self.steps[-1])} ({n} checkpoint"
                  f"{'' if n == 1 else 's'})" if n else "no checkpoints")
         state = "complete" if self.complete else f"incomplete of {self.config.train.steps}"
-        parts = [repr(str(self.path)), self.family.name, f"p={self.config.data.p}", steps,
+        parts = [repr(str(self.path)), self.family.model, f"p={self.config.data.p}", steps,
                  state + (" in memory" if self.in_memory else "")]
         return f"Run({', '.join(parts + self._phase())})"
 

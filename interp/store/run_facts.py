@@ -324,21 +324,21 @@ def build_run(source: Any, layout: str, conv: Converted, checkpoints: list, fact
     opt = {k: options.get(k) for k in OPTIONS}
     assumed: dict[str, str] = {}
     fields = dict(conv.fields)
-    kind = fields["kind"]
+    model_name = fields["model"]
     file_act = fields.pop("act", None) or facts.act or config_act(facts.config)
-    fam = family(kind)
+    fam = family(model_name)
     default_act = fam.config().act
     if not conv.needs_act:  # no neuron has an activation
         act = opt["act"] or file_act or default_act
     else:
         act = _pick(opt["act"], file_act, default_act, "model.act", assumed,
-                    f"the {kind} family's default; activations leave no trace in weights")
+                    f"the {model_name} family's default; activations leave no trace in weights")
     assumed |= conv.assumed
     model = model_config_from_dict(fields | {"act": act})
     op = _pick(opt["op"], config_op(facts.config), "add", "data.op", assumed,
                "modular addition, the toolkit's default")
     loss = _pick(opt["loss"], config_loss(facts.config), fam.default_loss,
-                 "train.loss", assumed, f"the usual loss of a {kind}")
+                 "train.loss", assumed, f"the usual loss of a {model_name}")
     checkpoints = _steps(checkpoints, opt["steps"], facts.steps_known, assumed)
     data, dataset, split = _data(conv.p, op, opt, facts, assumed)
     cfg = RunConfig(data, model, _train(facts.config, checkpoints[-1][0], loss, assumed))
@@ -346,6 +346,6 @@ def build_run(source: Any, layout: str, conv: Converted, checkpoints: list, fact
                 if hasattr(model, k)}
     name = (Path(source).name if isinstance(source, (str, os.PathLike))
             else f"an in-memory {type(source).__name__}")
-    text = (f"imported from {name} (layout {layout}, model {model.kind}, split {split}, "
+    text = (f"imported from {name} (layout {layout}, model {model.model}, split {split}, "
             f"keys {json.dumps(dict(conv.keys))})")
     return ForeignRun(cfg, checkpoints, text, assumed, dataset)

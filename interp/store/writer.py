@@ -62,7 +62,7 @@ def _header(tmp: Path, start: RunStart, attrs: dict[str, str]) -> None:
         family = family_of(start.config.model)
         text = start.config.to_json()
         f.attrs.update(format=FORMAT_NAME, format_version=family.format_version,
-                       interp_version=__version__, model=family.name,
+                       interp_version=__version__, model=family.model,
                        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                        config=text, metric_names=json.dumps(list(start.metric_names)))
         f.attrs[CONFIG_CHECKSUM] = config_checksum(text)

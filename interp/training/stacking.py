@@ -25,7 +25,7 @@ def _shared(cfg: RunConfig) -> dict[str, Any]:
              if k not in cfg.model.init_fields}
     train = {f"train.{k}": v for k, v in dataclasses.asdict(cfg.train).items()
              if k not in OWN_TRAIN}
-    return ({"model.kind": cfg.model.kind} | model | train
+    return ({"model.model": cfg.model.model} | model | train
             | {"data.p": cfg.data.p, "data.op": cfg.data.op,
                "training-set size": n_train_examples(cfg.data)})
 

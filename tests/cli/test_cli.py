@@ -27,7 +27,7 @@ def test_train_then_inspect(tmp_path):
     assert res.exit_code == 0, res.output
     info = json.loads(res.stdout)
     assert info["checkpoints"] == {"count": 5, "first": 0, "last": 20}
-    assert info["metric_steps"] == 21 and info["complete"] is True
+    assert info["metric_steps"] == 21 and info["complete"] is True and info["model"] == "mlp"
     assert info["arrays"]["U"] == [12, 11]
     res = invoke("inspect", path)
     assert res.exit_code == 0 and "complete" in res.output

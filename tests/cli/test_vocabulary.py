@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import pytest
 import typer.main
@@ -143,3 +144,20 @@ def test_the_command_line_reads_the_vocabulary_without_loading_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout == "[]\n"
+
+
+def test_each_layout_says_which_model_it_builds():
+    """``--layout`` is another quantity than ``--model`` (how a foreign file's weights are
+    named): each layout's help names the models it builds, spelled as ``--model`` takes
+    them, and ``--layout``'s help shows every one."""
+    from interp.cli.common import layout_help
+    from interp.models import configs
+    from interp.models import layout_help as layouts
+
+    assert layouts(), "no layout registered"
+    for name, text in layouts().items():
+        found = re.search(r"builds --model (.+)$", text)
+        assert found, f"layout {name}'s help names no model it builds: {text!r}"
+        built = re.sub(r"\([^)]*\)", "", found[1]).replace(" or ", " ").split()
+        assert built and set(built) <= set(configs()), (name, built)
+        assert f"{name} ({text})" in layout_help()

@@ -43,7 +43,15 @@ def test_config_is_registered_and_validated():
     assert family_of(DeepMLPConfig()) is FAMILIES["deep_mlp"]
     cfg = tiny()
     assert RunConfig.from_json(cfg.to_json()) == cfg
-    assert cfg.to_dict()["model"]["kind"] == "deep_mlp"
+    assert cfg.to_dict()["model"]["model"] == "deep_mlp"
+    old = cfg.to_dict()  # as files of earlier versions store it: the model named as kind
+    old["model"] = {"kind": old["model"].pop("model")} | old["model"]
+    assert RunConfig.from_dict(old) == cfg
+    both = cfg.to_dict()
+    both["model"]["kind"] = "mlp"
+    with pytest.raises(ValueError, match="^a model config must name its model once, as model, "
+                                         "got model='deep_mlp' and kind='mlp'.$"):
+        RunConfig.from_dict(both)
     with pytest.raises(ValueError, match="^depth must be an integer >= 2"):
         DeepMLPConfig(depth=1)  # depth 1 is the paper's MLP family
 

@@ -41,7 +41,7 @@ def test_default_configs_store_what_they_stored_before():
     """New fields at their defaults are left out, so the paper's runs are unchanged."""
     assert set(MLPConfig().to_dict()) == {"width", "act", "dropout", "batchnorm", "init_scale",
                                           "init_seed"}
-    assert set(DeepMLPConfig().to_dict()) == {"kind", "depth", "width", "act", "dropout",
+    assert set(DeepMLPConfig().to_dict()) == {"model", "depth", "width", "act", "dropout",
                                               "init_scale", "init_seed"}
     t = TransformerConfig().to_dict()
     assert not {"n_layers", "attn_only", "normalization", "ln_eps"} & set(t)

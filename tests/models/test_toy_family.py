@@ -73,7 +73,7 @@ def test_train_sweep_import_and_analyze_a_family_from_outside(site, tmp_path):
     assert summary["width"] == WIDTH and len(summary["ipr"]["neurons"]) == WIDTH
     assert summary["fit"] is None  # the analytic solution is the paper MLP's
     info = json.loads(interp(site, "inspect", "toy.h5", "--json", "-", cwd=tmp_path).stdout)
-    assert info["config"]["model"]["kind"] == "toy"
+    assert info["config"]["model"]["model"] == "toy"
     assert info["format"] == "interp-trajectory v5"  # the family's own version, read as is
     for name, value in summary["accuracy"].items():
         assert value == pytest.approx(info["final_metrics"][f"accuracy/{name}"], abs=1e-6)
@@ -97,7 +97,7 @@ def test_train_sweep_import_and_analyze_a_family_from_outside(site, tmp_path):
     interp(site, "import", "foreign.pt", "--act", "relu", "--loss", "mse", "--out",
            "imported.h5", "--quiet", cwd=tmp_path)
     info = json.loads(interp(site, "inspect", "imported.h5", "--json", "-", cwd=tmp_path).stdout)
-    assert info["config"]["model"] == {"kind": "toy", "act": "relu", "dropout": 0.0,
+    assert info["config"]["model"] == {"model": "toy", "act": "relu", "dropout": 0.0,
                                        "init_seed": 0, "width": WIDTH, "embed_scale": 0.5}
     E, W = embed.weight.detach().numpy(), out.weight.detach().numpy()
     m, n = np.meshgrid(np.arange(P), np.arange(P), indexing="ij")

@@ -34,13 +34,13 @@ def tiny(**model) -> RunConfig:
 
 def test_config_defaults_validation_and_old_configs():
     m = TransformerConfig()
-    assert (m.kind, m.act, m.d_model, m.n_heads, m.head_dim, m.mlp_width, m.bias) == (
+    assert (m.model, m.act, m.d_model, m.n_heads, m.head_dim, m.mlp_width, m.bias) == (
         "transformer", "relu", 128, 4, 32, 512, False)
     assert m.n_neurons == 512 and MLPConfig().n_neurons == 500
     assert RunConfig.from_json(tiny().to_json()) == tiny()
     old = {"model": {"width": 8, "act": "x^2", "dropout": 0.0, "batchnorm": False,
                      "init_scale": 0.5, "init_seed": 0}}  # a version-1 file's config
-    assert RunConfig.from_dict(old).model.kind == "mlp"
+    assert RunConfig.from_dict(old).model.model == "mlp"
     assert RunConfig.from_dict(old).to_dict()["model"] == old["model"]  # MLP JSON unchanged
     for fields, name in [({"d_model": 10, "n_heads": 4}, "d_model"), ({"n_ctx": 3}, "extra_tokens"),
                          ({"n_ctx": 4}, "n_ctx")]:
@@ -48,12 +48,12 @@ def test_config_defaults_validation_and_old_configs():
             TransformerConfig(**fields)
     with pytest.raises(ValueError, match="^model must be one of mlp, deep_mlp, transformer, "
                                          "got 'rnn'"):
-        RunConfig.from_dict({"model": {"kind": "rnn"}})
+        RunConfig.from_dict({"model": {"model": "rnn"}})
     with pytest.raises(ValueError, match="unknown or malformed field.*batchnorm"):
         RunConfig.from_dict({"model": {"kind": "transformer", "batchnorm": True}})
     # a Transformer config written before model families (MLP fields at their defaults)
     old_t = {"kind": "transformer", "width": 500, "batchnorm": False} | {
-        k: v for k, v in tiny().model.to_dict().items() if k != "kind"}
+        k: v for k, v in tiny().model.to_dict().items() if k != "model"}
     assert RunConfig.from_dict({"model": old_t}).model == tiny().model
 
 
@@ -220,7 +220,7 @@ def test_analyze_and_cli_on_a_transformer_run(tmp_path):
                  "--out", path)
     assert res.exit_code == 0, res.output
     with Run(path) as run:
-        assert run.config.model.kind == "transformer" and run.config.model.act == "relu"
+        assert run.config.model.model == "transformer" and run.config.model.act == "relu"
     res = invoke("analyze", path, "--json", tmp_path / "s.json")
     assert res.exit_code == 0, res.output
     assert "token embedding spectrum" in res.output

@@ -109,7 +109,7 @@ def test_the_papers_initialization_and_what_the_run_file_records():
     stored = big.to_dict()
     assert (stored["scaling"], stored["s"], stored["mu"]) == ("paper", 1.0, 1.0)
     lens = TransformerConfig.from_dict({k: v for k, v in stored.items()
-                                        if k not in ("kind", "scaling", "s", "mu")})
+                                        if k not in ("model", "scaling", "s", "mu")})
     assert lens.scaling == "lens" and "scaling" not in lens.to_dict()
     with pytest.raises(ValueError, match="^scaling must be paper when s or mu is set"):
         TransformerConfig(scaling="lens", s=0.0)

@@ -28,7 +28,7 @@ from interp.validate import check_int, check_positive
 class ToyConfig(ModelConfig):
     """A tied MLP of ``width`` neurons."""
 
-    kind: ClassVar[str] = "toy"
+    model: ClassVar[str] = "toy"
     act: str = setting("relu", "Activation of the toy's neurons.")
     width: int = setting(16, "Hidden width of the toy's tied MLP.")
     embed_scale: float = setting(0.5, "Standard deviation of the toy's initial embedding.")
@@ -70,7 +70,7 @@ class Toy(Network):
 
 
 class ToyLayout(Layout):
-    """``embed.weight`` (p, N) and ``out.weight`` (p, N)."""
+    """``embed.weight`` (p, N) and ``out.weight`` (p, N); builds --model toy"""
 
     name = "toy"
 
@@ -85,12 +85,11 @@ class ToyLayout(Layout):
             raise shape_error(keys["E"], E, "(p, N)")
         if W.shape != E.shape:
             raise shape_error(keys["W"], W, f"{E.shape} like the embedding")
-        return Converted(E.shape[0], {"kind": "toy", "width": E.shape[1]},
+        return Converted(E.shape[0], {"model": "toy", "width": E.shape[1]},
                          {"E": E, "W": W}, keys)
 
 
 class ToyFamily(Family):
-    name = "toy"
     config = ToyConfig
     layouts = (ToyLayout(),)
     format_version = 5  # newer than any built-in family: readers need no edit for it

@@ -45,13 +45,14 @@ def test_analyze_has_every_key_and_length(run_path):
     before = fingerprint(run_path)
     summary = analyze(run_path)
     assert fingerprint(run_path) == before
-    assert set(summary) == {"step", "p", "width", "accuracy", "ipr", "classes", "prune",
+    assert set(summary) == {"step", "model", "p", "width", "accuracy", "ipr", "classes", "prune",
                             "ablate", "generalizing_since", "fit", "phase", "task", "progress",
                             "layers"} | ({"assumed"} & set(summary))
     assert summary["progress"] is None and summary["layers"] is None  # MLP: one layer
     assert summary["task"]["fourier"] and summary["task"]["notes"] == []
     assert summary["fit"] is None and summary["phase"]["phase"] in PHASES
-    assert (summary["step"], summary["p"], summary["width"]) == (20, P, WIDTH)
+    assert (summary["step"], summary["model"], summary["p"], summary["width"]) == (
+        20, "mlp", P, WIDTH)
     assert set(summary["accuracy"]) == set(ACCURACY_NAMES)
     ipr = summary["ipr"]
     assert ipr["convention"] == IPR_CONVENTION and ipr["r"] == 2

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from interp.config import RunConfig
 from interp.plots.figures import write_compare_figures
 from interp.reports.compare import compare, config_differences, gamma_ipr_correlation
 from interp.training.runner import train_to_file
@@ -44,3 +45,14 @@ def test_compare_two_runs_one_with_batchnorm(tiny_cfg, tmp_path):
     names = {p.name for p in write_compare_figures(result, tmp_path / "figs")}
     assert names == {"ipr_histograms.png", "accuracy.png", "loss.png", "ipr_mean.png",
                      "prune.png", "gamma_ipr.png"}
+
+
+def test_runs_of_two_models_differ_in_model(tiny_cfg, tmp_path):
+    """The model is named (``model.model``, as ``--model`` spells it) even for an MLP,
+    whose file leaves it out."""
+    deep = RunConfig.from_dict(tiny_cfg.to_dict() | {"model": {"model": "deep_mlp",
+                                                               "width": 8}})
+    result = compare([train_to_file(tiny_cfg, tmp_path / "a.h5"),
+                      train_to_file(deep, tmp_path / "b.h5")], prune=False)
+    assert "model.model" in result["differences"]
+    assert [r["differences"]["model.model"] for r in result["runs"]] == ["mlp", "deep_mlp"]

@@ -186,13 +186,13 @@ def test_transformerlens_checkpoint_loads_and_analyzes(tmp_path):
     assert step == 1500 and detect_layout(state) == "transformer"
     p, fields, arrays, keys = convert(state, "auto", None)
     assert p == 113 and keys["W_in"] == "blocks.0.mlp.W_in"
-    assert fields == {"kind": "transformer", "d_model": 128, "n_heads": 4, "d_head": 32,
+    assert fields == {"model": "transformer", "d_model": 128, "n_heads": 4, "d_head": 32,
                       "d_mlp": 512, "n_ctx": 3, "extra_tokens": 1, "bias": True,
                       "n_layers": 1, "attn_only": False, "normalization": "",
                       "scaling": "lens"}
     assert arrays["W_U"].shape == (128, 113) and arrays["b_U"].shape == (113,)
     pairs = np.array([[0, 0], [5, 17], [112, 3]])
-    model = TransformerConfig(**{k: v for k, v in fields.items() if k != "kind"})
+    model = TransformerConfig(**{k: v for k, v in fields.items() if k != "model"})
     h, readout, base = (logit_terms(arrays, model, p, pairs).__dict__[k]
                         for k in ("hidden", "readout", "base"))
     for (m, n), logits in zip(pairs, base + h @ readout.T):

@@ -278,7 +278,7 @@ def test_two_layer_mlp_with_biases_in_every_format(tmp_path, how):
         options |= {"train_indices": TRAIN.numpy()}
     out = import_checkpoint(path, tmp_path / "run.h5", **options)
     with Run(out) as run:
-        assert run.config.model.kind == "mlp" and run.config.model.bias
+        assert run.config.model.model == "mlp" and run.config.model.bias
         assert run.config.model.act == "relu" and run.config.train.loss == "ce"
         assert "data.split" not in run.assumed and "model.act" not in run.assumed
         assert int(run.steps[-1]) == {"checkpoint_dict": 60, "lightning": 60}.get(how, 0)
@@ -294,7 +294,7 @@ def test_deep_mlps_are_read_whole_with_their_widths(tmp_path):
                             train_indices=TRAIN.numpy(), steps=[500])
     with Run(out) as run:
         m = run.config.model
-        assert (m.kind, m.depth, m.widths, m.bias) == ("deep_mlp", 3, (12, 9, 10), True)
+        assert (m.model, m.depth, m.widths, m.bias) == ("deep_mlp", 3, (12, 9, 10), True)
         assert int(run.steps[0]) == 500 and "train.steps" not in run.assumed
     check_faithful(model, out)
 

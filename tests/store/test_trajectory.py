@@ -338,3 +338,46 @@ def test_repr_shows_the_phase_interp_analyze_reports(tmp_path):
             assert repr(run).endswith(f", complete, {phase})")
         phases.add(phase)
     assert len(phases) == 2, phases
+
+
+def name_model_as_kind(path):
+    """Rewrite deep-MLP run file ``path`` as interp before the model's stored key was
+    renamed wrote it: its model config names the family as ``kind`` (the config's checksum
+    updated)."""
+    from interp.store.trajectory import CONFIG_CHECKSUM, config_checksum
+
+    with h5py.File(path, "r+") as f:
+        text = f.attrs["config"]
+        assert '"model": "deep_mlp"' in text and '"kind"' not in text
+        old = text.replace('"model": "deep_mlp"', '"kind": "deep_mlp"')
+        f.attrs["config"], f.attrs[CONFIG_CHECKSUM] = old, config_checksum(old)
+    return path
+
+
+def test_a_file_naming_its_model_kind_reads_inspects_and_resumes_as_before(tiny_cfg, tmp_path):
+    """Files written before ``model.kind`` became ``model.model``: the same config, the
+    same ``interp inspect --json``, and a resume bit-identical to the uninterrupted run."""
+    from typer.testing import CliRunner
+
+    from interp.cli.app import app
+    from interp.config import RunConfig
+    from tests.store.test_file_safety import Stop, StopAt
+
+    cfg = RunConfig.from_dict(tiny_cfg.to_dict() | {"model": {"model": "deep_mlp", "width": 8}})
+    reference = train_to_file(cfg, tmp_path / "reference.h5")
+    with pytest.raises(Stop):
+        train_to_file(cfg, tmp_path / "new.h5", callbacks=[StopAt(15)])
+    (tmp_path / "old.h5").write_bytes((tmp_path / "new.h5").read_bytes())
+    old = name_model_as_kind(tmp_path / "old.h5")
+    with Run(old) as run:
+        assert run.config == cfg and run.family.model == "deep_mlp" and not run.complete
+    shown = []
+    for path in (old, tmp_path / "new.h5"):
+        res = CliRunner().invoke(app, ["inspect", str(path), "--json", "-"])
+        assert res.exit_code == 0, res.output
+        shown.append({k: v for k, v in json.loads(res.stdout).items()
+                      if k not in ("path", "size_bytes")})  # the rewritten attribute's size
+    assert shown[0] == shown[1] and shown[0]["model"] == "deep_mlp"
+    assert shown[0]["config"]["model"]["model"] == "deep_mlp"
+    resume_file(old)
+    assert_same_run(old, reference)

@@ -68,9 +68,9 @@ def test_a_stack_follows_each_run_trained_alone(cfgs, optimizer, loss):
 
 
 @pytest.mark.parametrize("model", [
-    {"kind": "transformer", "d_model": 8, "n_heads": 2},
-    {"kind": "deep_mlp", "depth": 2, "width": 12, "act": "relu"},
-    {"kind": "mlp", "width": 12, "bias": True, "act": "relu"},
+    {"model": "transformer", "d_model": 8, "n_heads": 2},
+    {"model": "deep_mlp", "depth": 2, "width": 12, "act": "relu"},
+    {"model": "mlp", "width": 12, "bias": True, "act": "relu"},
 ])
 def test_families_without_a_stacked_kernel_stack_through_vmap(cfgs, model):
     """The generic stacked forward (torch.func.vmap over the family's own forward)."""

@@ -14,9 +14,9 @@ from interp.models.mlp.config import DeepMLPConfig, MLPConfig
 from interp.models.registry import register_family
 
 register_family(MLPConfig, "interp.models.mlp.paper:MLPFamily", {
-    "mlp": "our names U, V, H1.., W: the MLPs of any depth",
+    "mlp": "our names U, V, H1.., W; builds --model mlp (one hidden layer) or deep_mlp",
     "generic-mlp": "an nn.Linear/nn.Embedding MLP of any depth from shapes given --p, or "
-                   "two layers by --map"})
+                   "two layers by --map; builds --model mlp (one hidden layer) or deep_mlp"})
 register_family(DeepMLPConfig, "interp.models.mlp.deep:DeepMLPFamily")
 
 #: Public names of the heavy modules, loaded on first use.

@@ -29,7 +29,7 @@ class MLPConfig(ModelConfig):
     (1/3)``; biases start at 0.
     """
 
-    kind: ClassVar[str] = "mlp"
+    model: ClassVar[str] = "mlp"
     init_fields: ClassVar[tuple[str, ...]] = ("init_seed", "init_scale")
     width: int = setting(500, WIDTH_HELP)
     batchnorm: bool = setting(False, "BatchNorm after the activation.")
@@ -44,10 +44,10 @@ class MLPConfig(ModelConfig):
         check_positive("init_scale", self.init_scale)
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields without ``kind``, and without ``bias`` when it is false: an MLP's
+        """The fields without ``model``, and without ``bias`` when it is false: an MLP's
         config reads as in format version 1."""
         return {k: v for k, v in super().to_dict().items()
-                if k != "kind" and not (k == "bias" and not v)}
+                if k != "model" and not (k == "bias" and not v)}
 
     @property
     def n_neurons(self) -> int:
@@ -71,7 +71,7 @@ class MLPConfig(ModelConfig):
 class DeepMLPConfig(ModelConfig):
     """``depth`` hidden layers of ``width`` neurons (:mod:`interp.models.mlp.deep`)."""
 
-    kind: ClassVar[str] = "deep_mlp"
+    model: ClassVar[str] = "deep_mlp"
     init_fields: ClassVar[tuple[str, ...]] = ("init_seed", "init_scale")
     depth: int = setting(2, "Hidden layers of a deep MLP (>= 2).")
     width: int = setting(500, WIDTH_HELP)

@@ -104,7 +104,6 @@ def bias_shapes(p: int, cfg: DeepMLPConfig) -> dict[str, tuple[int, ...]]:
 class DeepMLPFamily(Family):
     """Neurons are the last hidden layer's; each is seen on the p x p grid."""
 
-    name = "deep_mlp"
     config = DeepMLPConfig
     format_version = 3
     view_ndim = 2

@@ -25,7 +25,7 @@ from interp.models.layout import (
 
 #: BatchNorm's arrays as a checkpoint names them.
 BN_NAMES = ("gamma", "beta", "running_mean", "running_var")
-#: (p, the model config's fields with ``kind``, our arrays, {our name: foreign key})
+#: (p, the model config's fields with ``model``, our arrays, {our name: foreign key})
 Parts = tuple[int, dict[str, Any], dict[str, np.ndarray], dict[str, str]]
 
 
@@ -89,9 +89,9 @@ def read_batchnorm(state: State, mapping: Mapping[str, str], n: int,
 def mlp_fields(widths: Sequence[int], bias: bool, batchnorm: bool = False) -> dict[str, Any]:
     """The config fields of an MLP with these hidden widths (one: the paper's family)."""
     if len(widths) == 1:
-        return {"kind": "mlp", "width": widths[0], "batchnorm": batchnorm, "bias": bias}
+        return {"model": "mlp", "width": widths[0], "batchnorm": batchnorm, "bias": bias}
     inner = list(widths[:-1]) if len(set(widths)) > 1 else []
-    return {"kind": "deep_mlp", "depth": len(widths), "width": widths[-1], "bias": bias,
+    return {"model": "deep_mlp", "depth": len(widths), "width": widths[-1], "bias": bias,
             "inner_widths": inner}
 
 

@@ -156,7 +156,6 @@ class MLPFamily(Family):
     """The paper's MLP: neurons are the N hidden units; each is seen as three functions of
     a residue (its U row, V row and W column)."""
 
-    name = "mlp"
     config = MLPConfig
     format_version = 1
     analytic_solution = True

@@ -14,7 +14,8 @@ from interp.models.registry import register_family
 from interp.models.transformer.config import TransformerConfig, param_shapes
 
 register_family(TransformerConfig, "interp.models.transformer.model:TransformerFamily",
-                {"transformer": "TransformerLens or our names, any number of layers"})
+                {"transformer": "TransformerLens or our names, any number of layers; "
+                                "builds --model transformer"})
 
 #: Public names of the network module, loaded on first use.
 _LAZY = ("Transformer", "TransformerFamily", "forward", "logit_terms", "neuron_activations",

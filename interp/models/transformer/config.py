@@ -46,7 +46,7 @@ class TransformerConfig(ModelConfig):
     :mod:`interp.models.transformer.blocks`.
     """
 
-    kind: ClassVar[str] = "transformer"
+    model: ClassVar[str] = "transformer"
     init_fields: ClassVar[tuple[str, ...]] = ("init_seed", "init_scale")
     act: str = setting("relu", "Activation: x^K (K >= 1), relu, gelu, gelu_new (tanh "
                                "approximation), silu or tanh.")
@@ -99,7 +99,7 @@ class TransformerConfig(ModelConfig):
         """From a stored dict; drops the MLP fields that configs written before model
         families carried (``width``, and ``batchnorm`` when false). A config without
         ``scaling`` is TransformerLens's (runs stored before it existed were trained so)."""
-        d = {k: v for k, v in d.items() if k not in ("kind", "width")}
+        d = {k: v for k, v in d.items() if k not in ("model", "kind", "width")}
         if d.get("batchnorm") is False:
             del d["batchnorm"]
         return cls(**({"scaling": "lens"} | d))

@@ -183,7 +183,7 @@ def transformer_layout(state: State, p: int | None, mapping: Mapping[str, str],
         arrays["b_U"] = arrays["b_U"][outputs]
     expected["b_U"] = (p,)
     normalization = _normalization(arrays, hints)
-    fields = {"kind": "transformer", "d_model": d, "n_heads": h, "d_head": e, "d_mlp": f,
+    fields = {"model": "transformer", "d_model": d, "n_heads": h, "d_head": e, "d_mlp": f,
               "n_ctx": n_ctx, "extra_tokens": d_vocab - p, "n_layers": n_layers,
               "attn_only": attn_only, "normalization": normalization}
     if hints.get("eps") is not None:

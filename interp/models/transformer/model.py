@@ -232,7 +232,6 @@ class TransformerFamily(Family):
     """Neurons are the MLP's d_mlp units; each is seen as its activation over the p x p
     grid of inputs; the token embedding ``W_E`` has a spectrum of its own."""
 
-    name = "transformer"
     config = TransformerConfig
     #: 4: the paper's scaling (version 2 readers would read its runs as TransformerLens's)
     format_version = 4
