@@ -45,3 +45,21 @@ def test_gpu_sweep_script_parses_and_runs_on_the_cpu_in_quick_mode(tmp_path):
     assert "cells per second" in done.stdout
     assert "the GPU's phase equals the CPU's in 9 of 9 cells" in done.stdout
     assert (tmp_path / "out" / "report.txt").read_text().count("cpu ") == 9
+
+
+def test_the_slice_job_against_another_checkout_runs_its_sweep_there(tmp_path):
+    """``bench_slice --against DIR`` runs DIR's own interp with DIR's .venv as one more
+    side. DIR here: this checkout's package and this interpreter, linked; the same cells
+    land in the same phases."""
+    from benchmarks import bench_slice
+
+    other = tmp_path / "other"
+    (other / ".venv" / "bin").mkdir(parents=True)
+    python = other / ".venv" / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    (other / "interp").symlink_to(Path(__file__).resolve().parents[1] / "interp")
+    figures = bench_slice.figures(p=23, width=32, steps=20, reps=1, against=other)
+    against = [f for f in figures if f.name.endswith(f"vs the same at {other}")]
+    assert len(against) == 1 and "phases equal in 9/9" in against[0].compared_with
+    assert math.isfinite(against[0].value) and against[0].value > 0

@@ -25,7 +25,6 @@ from dataclasses import asdict
 
 import numpy as np
 
-from interp.validate import paper_keywords
 from interp.phases import (  # noqa: F401  (CLASSIC_PHASES, CORRUPTION_PHASES, PHASES: here too)
     CLASSIC_PHASES,
     CORRUPTION_PHASES,
@@ -34,6 +33,7 @@ from interp.phases import (  # noqa: F401  (CLASSIC_PHASES, CORRUPTION_PHASES, P
     classic_phase,
     phase_of,
 )
+from interp.validate import paper_keywords
 
 
 @paper_keywords
