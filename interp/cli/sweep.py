@@ -94,8 +94,9 @@ def sweep(
     Examples:
 
         interp sweep --config analyses/sweep_example.toml --out sweeps/wd
-        interp sweep --p 23 --width 64 --steps 300 --corrupt 0.1,0.3 --train-frac 0.5,0.7 \\
-            --regularizer weight_decay --values 0,5 --out sweeps/tiny
+        interp sweep --p 23 --width 64 --steps 300 --corrupt 0.1,0.3 \\
+            --train-frac 0.5,0.7 --regularizer weight_decay --values 0,5 \\
+            --out sweeps/tiny
     """
     with deferred_interrupts():  # Ctrl-C inside torch's loading could abort
         from interp.config import DataConfig, RunConfig, TrainConfig

@@ -120,11 +120,12 @@ def regularization(cfg: Any) -> str:
 
 
 def run_identity(cfg: Any, step: int | None = None) -> str:
-    """One line naming a run: operation, modulus, network, alpha, xi, regularizers, step."""
+    """One line naming a run: operation, modulus, network, train_frac, corrupt,
+    regularizers, step."""
     d, m = cfg.data, cfg.model
     act = getattr(m, "act", None)
     net = f"{m.model} N={m.n_neurons}" + (f" ({act})" if act else "")
-    text = (f"{d.op} mod {d.p}, {net}, alpha {d.train_frac:g}, xi {d.corrupt:g}, "
+    text = (f"{d.op} mod {d.p}, {net}, train_frac {d.train_frac:g}, corrupt {d.corrupt:g}, "
             f"{regularization(cfg)}")
     return text if step is None else f"{text}, step {step}"
 

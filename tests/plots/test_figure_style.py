@@ -137,7 +137,7 @@ def test_axes_are_labelled_and_curves_use_a_log_step_axis(figures):
 def test_title_line_names_the_run_and_spectra_say_which_weights(figures):
     for name, fig in figures.items():
         title = fig.get_suptitle()
-        for part in ("add mod 11", "mlp N=12", "alpha 0.5", "xi 0.3", "no regularization",
+        for part in ("add mod 11", "mlp N=12", "train_frac 0.5", "corrupt 0.3", "no regularization",
                      "step 60"):
             assert part in title, f"{name}: title {title!r} lacks {part!r}"
     assert "U, V, W" in main_axes(figures["spectra"])[0].get_title()
