@@ -1,4 +1,5 @@
-"""Make docs/report.md's screenshots, docs/figures/report-sweep.png and report-compare.png.
+"""Make docs/report.md's screenshots, docs/figures/report-sweep.png and report-compare.png,
+and with a run's report (``make demo``'s) the README's report-run.png.
 
 A 12-cell sweep (p 23, 64 neurons, 400 steps; xi 0.1/0.3/0.5 x alpha 0.5/0.8 x weight
 decay 0/5) and the comparison of its wd 0 and wd 5 cells at xi 0.3, alpha 0.8, their
@@ -9,6 +10,10 @@ table's colours exact (interp.plots.style), so each PNG stays near 40 KB. A minu
 two on one core::
 
     .venv/bin/python analyses/report_screenshots.py docs/figures
+    .venv/bin/python analyses/report_screenshots.py docs/figures \
+        checkpoints/demo-analysis/report.html     # also report-run.png (after make demo)
+
+The run's report is shot whole, 1042 px wide, as it opens.
 """
 
 from __future__ import annotations
@@ -73,6 +78,21 @@ def shoot(sweep: Path, compare: Path, out: Path) -> None:
         browser.close()
 
 
+def shoot_run(report: Path, out: Path) -> None:
+    """The whole run report, 1042 px wide, as it opens."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                     args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1042, "height": 1000}, offline=True)
+        page.goto(report.resolve().as_uri())
+        page.wait_for_function("window.Bokeh && Bokeh.index.roots.length > 0")
+        time.sleep(1)  # bokeh's last paint
+        page.screenshot(path=str(out), full_page=True)
+        browser.close()
+
+
 def small(path: Path, width: int = 862, colours: int = 64) -> Image.Image:
     """A screenshot scaled to ``width`` with ``colours`` colours: the style table's exact,
     the rest the image's commonest (median cut), each pixel its nearest."""
@@ -91,8 +111,13 @@ def small(path: Path, width: int = 862, colours: int = 64) -> Image.Image:
     return out
 
 
-def main(out: Path) -> None:
+def main(out: Path, run_report: Path | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
+        if run_report is not None:
+            shoot_run(run_report, Path(tmp) / "run.png")
+            write_atomic(out / "report-run.png", lambda fh: Image.open(Path(tmp) / "run.png")
+                         .save(fh, format="PNG", optimize=True))
+            print(f"wrote {out / 'report-run.png'}")
         sweep, compare = pages(Path(tmp))
         shoot(sweep, compare, Path(tmp))
         for name in ("report-sweep.png", "report-compare.png"):
@@ -102,4 +127,5 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/figures"))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/figures"),
+         Path(sys.argv[2]) if len(sys.argv) > 2 else None)
