@@ -22,7 +22,7 @@ import os
 
 import torch
 
-from benchmarks.timing import Figure, interleaved, median_ratio
+from benchmarks.timing import Figure, interleaved, median_ratio, show
 from interp.models.mlp import fused
 
 SIZES = (128, 256, 512, 1024, None)  # None: the whole batch as one block
@@ -92,10 +92,7 @@ def main(argv: list[str] | None = None) -> list[Figure]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args(argv)
-    out = figures(args.reps)
-    for f in out:
-        print(f"  {f.text()}")
-    return out
+    return show(lambda: figures(args.reps))
 
 
 if __name__ == "__main__":

@@ -35,11 +35,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from benchmarks.bench_sweep import final_phase
-from benchmarks.timing import Figure, interleaved, median_ratio
+from benchmarks.timing import Figure, interleaved, median_ratio, show
 from interp.cli.common import cpu_has_bf16
 from interp.validate import PAPER_SYMBOLS
 
@@ -145,12 +144,7 @@ def main(argv: list[str] | None = None) -> list[Figure]:
     size = dict(p=23, width=32, steps=20, reps=1) if args.quick else dict(reps=args.reps)
     size["against"] = args.against
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}", flush=True)
-    start = time.perf_counter()
-    out = figures(**size)
-    for f in out:
-        print(f"  {f.text()}")
-    print(f"  ({time.perf_counter() - start:.0f} s)")
-    return out
+    return show(lambda: figures(**size))
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ import os
 import shutil
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +41,7 @@ import torch
 from torch import nn
 
 from benchmarks.bench_train import OneHotMLP
-from benchmarks.timing import Figure, interleaved, median_ratio
+from benchmarks.timing import Figure, interleaved, median_ratio, show
 from interp.analysis.phase import classify_phase
 from interp.config import DataConfig, RunConfig
 from interp.data import make_dataset
@@ -179,12 +178,7 @@ def main(argv: list[str] | None = None) -> list[Figure]:
         args.p, args.width, args.steps, args.reps = 23, 32, 20, 1
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} "
           f"CPUs, load average {os.getloadavg()[0]:.2f}", flush=True)
-    start = time.perf_counter()
-    out = figures(args.p, args.width, args.steps, args.reps, args.device)
-    for f in out:
-        print(f"  {f.text()}")
-    print(f"  ({time.perf_counter() - start:.0f} s)")
-    return out
+    return show(lambda: figures(args.p, args.width, args.steps, args.reps, args.device))
 
 
 if __name__ == "__main__":

@@ -58,3 +58,13 @@ def interleaved(fns: dict[str, Callable[[], object]], reps: int,
 def median_ratio(num: list[float], den: list[float]) -> float:
     """Median over repetitions of num[i] / den[i]."""
     return statistics.median(a / b for a, b in zip(num, den))
+
+
+def show(make: Callable[[], list[Figure]]) -> list[Figure]:
+    """The figures ``make`` measures, each printed on its line, then the seconds it took."""
+    start = time.perf_counter()
+    out = make()
+    for f in out:
+        print(f"  {f.text()}")
+    print(f"  ({time.perf_counter() - start:.0f} s)")
+    return out
