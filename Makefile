@@ -6,7 +6,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 
-.PHONY: demo test setup bench lint clean reproduce chromium
+.PHONY: demo test setup bench lint clean reproduce chromium compiler
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,13 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev,distributed,report,llc]"
 	touch $@
 
-setup: $(BIN)/.installed chromium
+setup: $(BIN)/.installed chromium compiler
+
+# The C++ compiler that builds the MLP's CPU kernel on first use (interp/native.py; without
+# one interp runs the kernel's Python reference, the same bits, slower). Debian's g++.
+compiler:
+	command -v $${CXX:-c++} >/dev/null || (apt-get update && apt-get install -y \
+		--no-install-recommends g++)
 
 # The browser of the HTML reports' tests (playwright drives it; Debian's package, as root).
 chromium:

@@ -333,12 +333,23 @@ def no_space(exc: OSError) -> bool:
     return exc.errno == errno.ENOSPC or "No space left" in str(exc)
 
 
-def runnable_precision(cfg: RunConfig, device: str) -> RunConfig:
+def fit_to_machine(cfg: RunConfig, device: str) -> RunConfig:
     """``cfg`` as it trains on ``device``: bf16 asked for on a CPU without bfloat16 matrix
     instructions, where it would run many times slower, runs in fp32 (said in one line on
-    stderr), and the run's stored config says so."""
-    if (cfg.train.precision == "bf16" and device.partition(":")[0] == "cpu"
-            and not cpu_has_bf16()):
+    stderr), and the run's stored config says so. Where the family's compiled kernel
+    cannot run on this CPU (:meth:`interp.models.base.Family.kernel_problem`, built here
+    first if need be), one line says so: the same results, slower (not said when
+    ``INTERP_NATIVE=0`` turns it off)."""
+    from interp.models import family_of
+
+    on_cpu = device.partition(":")[0] == "cpu"
+    if on_cpu and os.environ.get("INTERP_NATIVE") != "0":
+        problem = family_of(cfg.model).kernel_problem(cfg.model)
+        if problem:
+            err.print(f"note: interp's C++ kernel could not be built here ({problem}), so "
+                      "this trains through its Python reference: the same results, slower; "
+                      "see docs/performance.md.", markup=False, highlight=False)
+    if cfg.train.precision == "bf16" and on_cpu and not cpu_has_bf16():
         err.print("note: this CPU has no bfloat16 matrix instructions (avx512_bf16 or "
                   "amx_bf16), where bf16 runs many times slower, so this runs in fp32; see "
                   "docs/performance.md.", markup=False, highlight=False)

@@ -12,13 +12,13 @@ from interp.cli import interrupts
 from interp.cli.common import (
     as_options,
     err,
+    fit_to_machine,
     friendly,
     json_option,
     overwrite_option,
     print_json_or,
     progress,
     quiet_option,
-    runnable_precision,
 )
 from interp.cli.interrupts import deferred_interrupts
 from interp.cli.model_options import (
@@ -167,7 +167,7 @@ def _adjusted(spec: Any, adaptive: bool, device: str) -> Any:
 
     if adaptive and not spec.adaptive:
         spec = replace(spec, adaptive=DEFAULT_STRIDE)
-    return replace(spec, base=runnable_precision(spec.base, device))
+    return replace(spec, base=fit_to_machine(spec.base, device))
 
 
 #: Options of ``interp sweep`` that do not describe the grid, which --config may join.

@@ -145,7 +145,7 @@ def train(
                             seed=seed, save_every=save_every, save_log=save_log,
                             precision=precision),
             )
-        cfg = common.runnable_precision(cfg, device)
+        cfg = common.fit_to_machine(cfg, device)
         path = out_file(out_path) or Path("checkpoints") / default_run_name(cfg)
         if path.is_dir():
             raise IsADirectoryError(f"--out must be a file path, got the folder {str(path)!r}.")

@@ -140,6 +140,12 @@ class Family:
         decays every parameter)."""
         return frozenset()
 
+    def kernel_problem(self, cfg: Any) -> str | None:
+        """Why the compiled CPU kernel that models of ``cfg`` train through cannot run on
+        this machine, building it first if need be (:mod:`interp.native`); None: it can,
+        or they have none (the default)."""
+        return None
+
     def can_stack(self, cfg: Any) -> bool:
         """Whether models of ``cfg`` can train as a stack (:meth:`stacked_logits`): by
         default when a training forward is an eval forward (no dropout masks, no batch

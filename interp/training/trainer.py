@@ -166,7 +166,9 @@ class Trainer:
         y, onehot = split.y[0], split.onehot[0]
         if idx is not None:
             y, onehot = y[idx], onehot[idx]
-        return mean_loss(logits[0].float(), y, onehot, name)[None]
+        # squeeze, not logits[0]: its backward is a view, where select's fills a new
+        # (1, B, p) tensor with zeros and copies the gradient in (about 1 ms a step).
+        return mean_loss(logits.squeeze(0).float(), y, onehot, name)[None]
 
     def _forward_train(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Train-mode logits and losses on this step's batch."""

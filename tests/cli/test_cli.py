@@ -359,3 +359,30 @@ def test_compare_table_shows_a_run_without_a_phase():
     assert rows["accuracy test"] == ["0.250", "-"]
     assert rows["accuracy train_corrupted"] == ["-", "-"]
     assert rows["total norm"] == ["inf", "inf"]
+
+
+def test_train_without_a_compiler_says_so_and_writes_the_same_run(tmp_path):
+    """``interp train`` on a machine where the C++ kernel cannot be built (no compiler,
+    an empty cache): one line says so, and the run file holds the same weights, bit for
+    bit, as the same command's with the kernel."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    args = ["train", "--p", "13", "--width", "16", "--steps", "6", "--save-every", "3",
+            "--quiet", "--out"]
+    assert invoke(*args, tmp_path / "cpp.h5").exit_code == 0
+    env = os.environ | {"CXX": "/no/such/c++", "INTERP_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-m", "interp.cli", *args, tmp_path / "py.h5"],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "note: interp's C++ kernel could not be built here (no C++ compiler (/no/such/c++) "
+        "was found), so this trains through its Python reference: the same results, "
+        "slower; see docs/performance.md."]
+    with Run(tmp_path / "cpp.h5") as cpp, Run(tmp_path / "py.h5") as py:
+        for step in (3, 6):
+            a, b = cpp.weights(step), py.weights(step)
+            assert all(np.array_equal(a[k], b[k]) for k in ("U", "V", "W"))

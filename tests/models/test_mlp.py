@@ -154,3 +154,58 @@ def test_blocked_training_equals_autograd_and_repeats_its_bits(monkeypatch):
     assert not torch.equal(first["W"], plain["W"])  # two different computations
 
 
+
+
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_cpp_kernel_gives_the_python_blocks_bits(dtype, threads, monkeypatch):
+    """The C++ kernel (quadratic.cpp) against the Python blocks it stands in for, in
+    blocks of 64 (five, the last of 44) and in one block: the logits with and without
+    gradients, and every gradient, the same bits; also with W's gradient alone."""
+    from interp.models.mlp import fused
+
+    assert fused.native_problem() is None  # the test set-up installs a compiler
+    torch.manual_seed(0)
+    U, V = (torch.randn(150, 31) for _ in range(2))
+    W = torch.randn(31, 150)
+    m, n = torch.randint(0, 31, (300,)), torch.randint(0, 31, (300,))
+    target = torch.randn(300, 31)
+
+    def run(cpp: bool, rows: int, want_uv: bool) -> list[torch.Tensor]:
+        monkeypatch.setattr(fused, "BLOCK_ROWS", rows)
+        monkeypatch.setattr(fused, "_native", lambda table, bags: cpp)
+        u, v, w = (t.clone().requires_grad_(want_uv or t is W) for t in (U, V, W))
+        out = fused.quadratic_logits(u, v, w, m, n, dtype)
+        with torch.no_grad():
+            plain = fused.quadratic_logits(u, v, w, m, n, dtype)
+        grads = torch.autograd.grad(((out.float() - target) ** 2).sum(),
+                                    [u, v, w] if want_uv else [w])
+        return [out, plain, *grads]
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for rows in (64, 512):
+            for want_uv in (True, False):
+                got, want = run(True, rows, want_uv), run(False, rows, want_uv)
+                for a, b in zip(got, want, strict=True):
+                    assert a.dtype == b.dtype and torch.equal(a, b), (rows, want_uv)
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_training_with_and_without_the_cpp_kernel_gives_the_same_bits(monkeypatch):
+    """20 steps of a p 23 run (317 training pairs, blocks of 100) through the C++ kernel
+    and through the Python blocks: the same weights, bit for bit."""
+    from interp.config import RunConfig
+    from interp.models.mlp import fused
+    from interp.training.trainer import Trainer
+
+    monkeypatch.setattr(fused, "BLOCK_ROWS", 100)
+    cfg = RunConfig().replace(data={"p": 23, "train_frac": 0.6}, model={"width": 48},
+                              train={"steps": 20, "save_every": 20, "weight_decay": 1.0})
+    cpp = Trainer(cfg).run().model.arrays()
+    monkeypatch.setattr(fused, "_native", lambda table, bags: False)
+    python = Trainer(cfg).run().model.arrays()
+    for name in ("U", "V", "W"):
+        assert torch.equal(cpp[name], python[name]), name

@@ -5,13 +5,22 @@ with one-hot vectors; with the quadratic activation the whole forward and a hand
 backward run as one autograd function (:func:`quadratic_logits`), in blocks of
 :data:`BLOCK_ROWS` examples on the CPU: each block's hidden layer is gathered, squared and
 multiplied while it is in the core's cache, and is never stored for the backward, which
-gathers it again block by block.
+gathers it again block by block. For one model on the CPU the same blocks run in C++
+(``quadratic.cpp``, built on first use by :mod:`interp.native`), bit for bit as the
+Python blocks here, which are its reference and its fallback where it cannot be built.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
+
+from interp import native
+
+#: The C++ kernel's source.
+NATIVE_SOURCE = Path(__file__).with_name("quadratic.cpp")
 
 #: Examples per block on the CPU. A block's hidden layer (512 x N float32, 1 MB at the
 #: paper's N 500) stays in cache through the gather, the square and the three matrix
@@ -86,6 +95,26 @@ def _logits(table: torch.Tensor, bags: torch.Tensor, W: torch.Tensor,
     return out
 
 
+def _native(table: torch.Tensor, bags: torch.Tensor) -> bool:
+    """Whether the C++ kernel runs these blocks: one model on the CPU, where it loads."""
+    return (table.device.type == "cpu" and bags.dim() == 2 and table.dtype == torch.float32
+            and native.load(NATIVE_SOURCE))
+
+
+def native_problem() -> str | None:
+    """Why the C++ kernel cannot run on this machine (None: it can), building it first
+    if need be (about 8 s, once per machine and torch version)."""
+    return None if native.load(NATIVE_SOURCE) else native.problem(NATIVE_SOURCE)
+
+
+def _forward(table: torch.Tensor, bags: torch.Tensor, W: torch.Tensor,
+             dtype: torch.dtype | None) -> torch.Tensor:
+    """:func:`_logits`, in C++ where :func:`_native`."""
+    if _native(table, bags):
+        return torch.ops.interp_quadratic.forward(table, bags, W, BLOCK_ROWS)
+    return _logits(table, bags, W, dtype)
+
+
 def _accumulate(total: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
     """``total += a @ b`` in place (float32 ``total``; a bfloat16 product is summed in
     float32)."""
@@ -116,13 +145,17 @@ class _QuadraticMLP(torch.autograd.Function):
         W = W if dtype is None else W.to(dtype)
         ctx.save_for_backward(W, table, bags)
         ctx.dtype = dtype
-        return _logits(table, bags, W, dtype)
+        return _forward(table, bags, W, dtype)
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         W, table, bags = ctx.saved_tensors
         g, twice = g.to(W.dtype), W * 2  # doubling is exact: (2 g) W = g (2 W), bit for bit
         want_w, want_uv = ctx.needs_input_grad[2], any(ctx.needs_input_grad[:2])
+        if _native(table, bags):
+            gW, g_table = torch.ops.interp_quadratic.backward(table, bags, W, g, BLOCK_ROWS,
+                                                              want_w, want_uv)
+            return _gradients(W, gW if want_w else None, g_table if want_uv else None)
         gW = torch.zeros(W.shape, device=W.device) if want_w else None
         g_table = torch.zeros_like(table) if want_uv else None
         for block in _blocks(bags[..., 0]):
@@ -133,10 +166,17 @@ class _QuadraticMLP(torch.autograd.Function):
                 gz = (g_block @ twice).float().mul_(z).view(-1, table.shape[-1])
                 rows = bags[..., block, :].reshape(-1, 2)
                 g_table.index_add_(0, rows[:, 0], gz).index_add_(0, rows[:, 1], gz)
-        if not want_uv:
-            return None, None, gW, None, None, None
-        gu, gv = (t.view(*W.shape[:-2], *W.shape[-2:]).mT for t in g_table.chunk(2))
-        return gu, gv, gW, None, None, None
+        return _gradients(W, gW, g_table)
+
+
+def _gradients(W: torch.Tensor, gW: torch.Tensor | None,
+               g_table: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+    """The backward's return: U's and V's gradients from the table's (None: not wanted),
+    W's."""
+    if g_table is None:
+        return None, None, gW, None, None, None
+    gu, gv = (t.view(*W.shape[:-2], *W.shape[-2:]).mT for t in g_table.chunk(2))
+    return gu, gv, gW, None, None, None
 
 
 def quadratic_logits(U: torch.Tensor, V: torch.Tensor, W: torch.Tensor, m: torch.Tensor,
@@ -152,4 +192,4 @@ def quadratic_logits(U: torch.Tensor, V: torch.Tensor, W: torch.Tensor, m: torch
     """
     if torch.is_grad_enabled() and (U.requires_grad or V.requires_grad or W.requires_grad):
         return _QuadraticMLP.apply(U, V, W, m, n, dtype)
-    return _logits(*_tables(U, V, m, n), W if dtype is None else W.to(dtype), dtype)
+    return _forward(*_tables(U, V, m, n), W if dtype is None else W.to(dtype), dtype)

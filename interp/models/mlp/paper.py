@@ -20,7 +20,7 @@ from torch import nn
 
 from interp.models.base import Family, FourierView, NeuronTerms
 from interp.models.mlp.config import MLPConfig
-from interp.models.mlp.fused import gather_pre, quadratic_logits
+from interp.models.mlp.fused import gather_pre, native_problem, quadratic_logits
 from interp.models.mlp.generic import GENERIC_MLP
 from interp.models.mlp.layouts import OUR_MLP
 from interp.models.tools import (
@@ -194,6 +194,13 @@ class MLPFamily(Family):
     def fourier_view(self, weights: Mapping[str, Any], cfg: MLPConfig, p: int) -> FourierView:
         return FourierView(operand_weights(*(weights[k] for k in ("U", "V", "W"))),
                            (-1, -1, -2))
+
+    def kernel_problem(self, cfg: MLPConfig) -> str | None:
+        """The C++ kernel's problem (:func:`~interp.models.mlp.fused.native_problem`) for
+        the quadratic MLP without BatchNorm or biases (the fused path), else None."""
+        if cfg.act != "x^2" or cfg.batchnorm or cfg.bias:
+            return None
+        return native_problem()
 
     def stacked_logits(self, module: nn.Module, params: Mapping[str, torch.Tensor],
                        m: torch.Tensor, n: torch.Tensor) -> torch.Tensor:

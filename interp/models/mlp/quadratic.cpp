@@ -1,0 +1,145 @@
+// The quadratic MLP's blocked kernel on the CPU, one model, as two ATen operators: the
+// same computation as the Python blocks of interp/models/mlp/fused.py (its reference),
+// bit for bit, with the elementwise passes fused and run in cache. Per block of rows: the
+// gather of two table rows, their sum z and its square h in one pass (h in the products'
+// type); the products through ATen (the same calls as the reference's); in the backward
+// gz = (2 g W) * z added into the two table rows of each example in one pass, in example
+// order (threads split the N columns, so the order of every sum is the thread count's
+// own). Built and loaded by interp/native.py.
+#include <ATen/core/Tensor.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/addmm.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/zeros.h>
+#include <c10/util/BFloat16.h>
+#include <torch/library.h>
+
+namespace {
+
+using at::Tensor;
+
+// h[r] = (table[bags[r, 0]] + table[bags[r, 1]])^2 for the rows of a block, and z (the sum)
+// where asked; H is float or BFloat16 (rounded to nearest even, as Tensor.to does).
+template <typename H, bool keep_z>
+void gather_square(const float* table, const int64_t* bags, int64_t rows, int64_t width,
+                   float* z, H* h) {
+  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* u = table + bags[2 * r] * width;
+      const float* v = table + bags[2 * r + 1] * width;
+      H* hr = h + r * width;
+      for (int64_t j = 0; j < width; ++j) {
+        const float s = u[j] + v[j];
+        if constexpr (keep_z) z[r * width + j] = s;
+        hr[j] = static_cast<H>(s * s);
+      }
+    }
+  });
+}
+
+// gtable[bags[r, k]] += gh[r] * z[r] for k = 0, 1, row after row.
+template <typename H>
+void scatter_gz(const H* gh, const float* z, const int64_t* bags, int64_t rows, int64_t width,
+                float* gtable) {
+  at::parallel_for(0, width, 64, [&](int64_t j0, int64_t j1) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const H* ghr = gh + r * width;
+      const float* zr = z + r * width;
+      float* gu = gtable + bags[2 * r] * width;
+      float* gv = gtable + bags[2 * r + 1] * width;
+      for (int64_t j = j0; j < j1; ++j) {
+        float gz = static_cast<float>(ghr[j]) * zr[j];
+        gu[j] += gz;
+        gv[j] += gz;
+      }
+    }
+  });
+}
+
+void check(const Tensor& table, const Tensor& bags, const Tensor& W) {
+  TORCH_CHECK(table.is_cpu() && table.scalar_type() == at::kFloat && table.is_contiguous() &&
+                  table.dim() == 2, "table must be a contiguous 2-d float32 CPU tensor");
+  TORCH_CHECK(bags.scalar_type() == at::kLong && bags.is_contiguous() && bags.dim() == 2 &&
+                  bags.size(1) == 2, "bags must be a contiguous (B, 2) int64 tensor");
+  TORCH_CHECK(W.dim() == 2 && W.size(1) == table.size(1) &&
+                  (W.scalar_type() == at::kFloat || W.scalar_type() == at::kBFloat16),
+              "W must be (p, N) float32 or bfloat16");
+  const int64_t* b = bags.data_ptr<int64_t>();
+  for (int64_t i = 0; i < bags.numel(); ++i)
+    TORCH_CHECK(b[i] >= 0 && b[i] < table.size(0), "bags must index rows of table");
+}
+
+// logits (B, p) = h @ W.T block by block, in W's type.
+Tensor forward(const Tensor& table, const Tensor& bags, const Tensor& W, int64_t block) {
+  check(table, bags, W);
+  const int64_t B = bags.size(0), width = table.size(1);
+  Tensor out = at::empty({B, W.size(0)}, W.options());
+  Tensor h = at::empty({std::min(block, B), width}, W.options());
+  const Tensor Wt = W.t();
+  for (int64_t start = 0; start < B; start += block) {
+    const int64_t len = std::min(block, B - start);
+    Tensor hb = h.narrow(0, 0, len);
+    const int64_t* bg = bags.data_ptr<int64_t>() + 2 * start;
+    if (W.scalar_type() == at::kFloat)
+      gather_square<float, false>(table.data_ptr<float>(), bg, len, width, nullptr, hb.data_ptr<float>());
+    else
+      gather_square<c10::BFloat16, false>(table.data_ptr<float>(), bg, len, width, nullptr,
+                                   hb.data_ptr<c10::BFloat16>());
+    Tensor o = out.narrow(0, start, len);
+    at::mm_out(o, hb, Wt);
+  }
+  return out;
+}
+
+// The gradients of W (float32, summed block by block) and of the table rows, given the
+// logits' gradient g; an undefined tensor where not wanted.
+std::tuple<Tensor, Tensor> backward(const Tensor& table, const Tensor& bags, const Tensor& W,
+                                    const Tensor& g_in, int64_t block, bool want_w,
+                                    bool want_uv) {
+  check(table, bags, W);
+  const Tensor g = g_in.to(W.scalar_type()).contiguous();
+  const Tensor twice = W.mul(2);
+  const bool bf16 = W.scalar_type() == at::kBFloat16;
+  const int64_t B = bags.size(0), width = table.size(1);
+  Tensor gW = want_w ? at::zeros(W.sizes(), table.options()) : Tensor();
+  Tensor gtable = want_uv ? at::zeros(table.sizes(), table.options()) : Tensor();
+  const int64_t rows = std::min(block, B);
+  Tensor z = at::empty({rows, width}, table.options());
+  Tensor h = at::empty({rows, width}, W.options());
+  Tensor gh = at::empty({rows, width}, W.options());
+  for (int64_t start = 0; start < B; start += block) {
+    const int64_t len = std::min(block, B - start);
+    Tensor zb = z.narrow(0, 0, len), hb = h.narrow(0, 0, len), ghb = gh.narrow(0, 0, len);
+    const int64_t* bg = bags.data_ptr<int64_t>() + 2 * start;
+    if (bf16)
+      gather_square<c10::BFloat16, true>(table.data_ptr<float>(), bg, len, width,
+                                   zb.data_ptr<float>(), hb.data_ptr<c10::BFloat16>());
+    else
+      gather_square<float, true>(table.data_ptr<float>(), bg, len, width, zb.data_ptr<float>(),
+                           hb.data_ptr<float>());
+    const Tensor gb = g.narrow(0, start, len);
+    if (want_w) {
+      if (bf16) gW.add_(at::mm(gb.t(), hb).to(at::kFloat));
+      else gW.addmm_(gb.t(), hb);
+    }
+    if (want_uv) {
+      at::mm_out(ghb, gb, twice);
+      if (bf16)
+        scatter_gz<c10::BFloat16>(ghb.data_ptr<c10::BFloat16>(), zb.data_ptr<float>(), bg, len,
+                                  width, gtable.data_ptr<float>());
+      else
+        scatter_gz<float>(ghb.data_ptr<float>(), zb.data_ptr<float>(), bg, len, width,
+                          gtable.data_ptr<float>());
+    }
+  }
+  return {gW, gtable};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(interp_quadratic, m) {
+  m.def("forward(Tensor table, Tensor bags, Tensor W, int block) -> Tensor", &forward);
+  m.def("backward(Tensor table, Tensor bags, Tensor W, Tensor g, int block, bool want_w, "
+        "bool want_uv) -> (Tensor, Tensor)", &backward);
+}
