@@ -7,7 +7,10 @@ Figures (each the median of per-repetition ratios, the sides interleaved):
 * blocked kernel vs one block: ``interp.models.mlp.fused.BLOCK_ROWS`` (the default)
   against the whole batch as one block, fp32, one thread, alpha 0.7 (6586 pairs);
 * blocked kernel vs autograd: the same against ``gather_pre(U, V, m, n) ** 2 @ W.T``
-  differentiated by autograd (the path of an unfused network).
+  differentiated by autograd (the path of an unfused network);
+* C++ vs Python blocks, fp32 and bf16: the blocks in C++ (``quadratic.cpp``, the
+  default where it builds) against the same blocks in Python (its reference, the same
+  bits), blocks of ``BLOCK_ROWS``, one thread, 6586 pairs.
 
 It also prints the time per step of every block size (128 to 1024, and one block) for
 alpha 0.3 and 0.7, fp32 and bf16, one thread and all threads.
@@ -28,10 +31,13 @@ from interp.models.mlp import fused
 SIZES = (128, 256, 512, 1024, None)  # None: the whole batch as one block
 
 
+NATIVE = fused._native
+
+
 def step_fn(size: tuple[int, int, int], dtype: torch.dtype | None, rows: int | None,
-            plain: bool = False):
+            plain: bool = False, cpp: bool = True):
     """One forward and backward of the kernel, ``size`` = (p, width, pairs), on random
-    pairs in blocks of ``rows``."""
+    pairs in blocks of ``rows``, in C++ (where it builds) or in Python."""
     p, width, n = size
     gen = torch.Generator().manual_seed(0)
     U, V = (torch.randn(width, p, generator=gen).requires_grad_() for _ in range(2))
@@ -41,6 +47,7 @@ def step_fn(size: tuple[int, int, int], dtype: torch.dtype | None, rows: int | N
 
     def step() -> None:
         fused.BLOCK_ROWS = rows or n
+        fused._native = NATIVE if cpp else (lambda table, bags: False)
         if plain:
             out = fused.gather_pre(U, V, m, k) ** 2 @ W.mT
         else:
@@ -73,14 +80,25 @@ def figures(reps: int = 3, p: int = 97, width: int = 500) -> list[Figure]:
         torch.set_num_threads(1)
         t = interleaved({"blocked": step_fn(size, None, default),
                          "one": step_fn(size, None, None),
-                         "plain": step_fn(size, None, None, plain=True)}, reps, inner=3)
+                         "plain": step_fn(size, None, None, plain=True),
+                         "python": step_fn(size, None, default, cpp=False),
+                         "bf16": step_fn(size, torch.bfloat16, default),
+                         "bf16 python": step_fn(size, torch.bfloat16, default, cpp=False)},
+                        reps, inner=3)
         for count in (1, os.cpu_count() or 1):
             block_table(p, width, count, reps)
     finally:
-        fused.BLOCK_ROWS = default
+        fused.BLOCK_ROWS, fused._native = default, NATIVE
         torch.set_num_threads(threads)
     ms = {k: f"{1000 * min(v):.1f} ms" for k, v in t.items()}
-    return [Figure("kernel step, blocks vs one block (fp32, 1 thread)",
+    cpp = "C++" if fused.native_problem() is None else "(no C++ here: Python)"
+    return [Figure("kernel step, C++ vs Python blocks (fp32, 1 thread)",
+                   median_ratio(t["python"], t["blocked"]), 1.0, True, "x",
+                   f"{cpp} {ms['blocked']}, Python {ms['python']}; {n} pairs"),
+            Figure("kernel step, C++ vs Python blocks (bf16, 1 thread)",
+                   median_ratio(t["bf16 python"], t["bf16"]), 1.0, True, "x",
+                   f"{cpp} {ms['bf16']}, Python {ms['bf16 python']}"),
+            Figure("kernel step, blocks vs one block (fp32, 1 thread)",
                    median_ratio(t["one"], t["blocked"]), 1.0, True, "x",
                    f"blocks of {default} {ms['blocked']}, one block {ms['one']}; {n} pairs"),
             Figure("kernel step, blocks vs autograd (fp32, 1 thread)",

@@ -6,11 +6,11 @@ Each kernel has a Python reference that gives the same bits, the fallback wherev
 kernel cannot be built (no compiler, not Linux, ``INTERP_NATIVE=0``); :func:`load` says
 whether it could, :func:`problem` why not. The built library is kept in
 ``$INTERP_CACHE_DIR`` (default ``$XDG_CACHE_HOME/interp`` or ``~/.cache/interp``), under
-``native/<key>/`` with the key a hash of the source, the torch version and the compile
-command, so a new source or torch builds afresh. A build writes to a temporary file in
-that folder and renames it into place under a lock, so processes that start together
-build once and never load a half-written library; a folder that is a link, or not the
-user's own, is not used.
+``native/<key>/`` with the key a hash of the source, the torch version, the CPU and the
+compile command, so a new source, torch or CPU builds afresh. A build writes to a
+temporary file in that folder and renames it into place under a lock, so processes that
+start together build once and never load a half-written library; a folder that is a
+link, or not the user's own, is not used.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import fcntl
 import functools
 import hashlib
 import os
+import platform
 import shutil
 import stat
 import subprocess
@@ -49,12 +50,26 @@ def _command(source: Path, out: Path) -> list[str]:
     torch_lib = Path(torch.__file__).parent / "lib"
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
     # -ffp-contract=off: no fused multiply-adds, so every sum rounds as the Python
-    # reference's separate products and sums do (bit-identical results).
-    return [os.environ.get("CXX", "c++"), "-O3", "-std=c++20", "-fPIC", "-shared",
-            "-fopenmp", "-ffp-contract=off", "-w", f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
+    # reference's separate products and sums do (bit-identical results). -march=native
+    # on x86-64 (vector conversions to bfloat16 where the CPU has them): the library
+    # is built for this CPU, whose flags are part of the cache key.
+    native = ["-march=native"] if platform.machine() in ("x86_64", "AMD64") else []
+    return [os.environ.get("CXX", "c++"), "-O3", *native, "-std=c++20", "-fPIC",
+            "-shared", "-fopenmp", "-ffp-contract=off", "-w",
+            f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
             *(f"-I{p}" for p in cpp_extension.include_paths()), str(source),
             f"-L{torch_lib}", "-lc10", "-ltorch_cpu", f"-Wl,-rpath,{torch_lib}",
             "-o", str(out)]
+
+
+def _cpu() -> str:
+    """The CPU's model and flags (the first processor's, from /proc/cpuinfo)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.machine()
+    keep = [line for line in lines if line.startswith(("model name", "flags", "Features"))]
+    return "\n".join(keep[:2])
 
 
 def _own_folder(path: Path) -> None:
@@ -104,7 +119,7 @@ def load(source: str | os.PathLike) -> bool:
         if shutil.which(compiler) is None:
             raise OSError(f"no C++ compiler ({compiler}) was found")
         text = source.read_bytes()
-        key = hashlib.sha256(text + torch.__version__.encode()
+        key = hashlib.sha256(text + torch.__version__.encode() + _cpu().encode()
                              + " ".join(_command(Path("src"), Path("out"))).encode())
         folder = cache_dir() / "native" / key.hexdigest()[:16]
         library = folder / f"{source.stem}.so"
