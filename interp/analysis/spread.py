@@ -18,8 +18,6 @@ def mean_interval(x: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.nd
     """The mean over the last axis of ``x`` shape=(..., n) and the half-width of its
     Student-t interval at ``level``, each shape=(...): ``t_{(1+level)/2, n-1} * s /
     sqrt(n)``, s the sample standard deviation (NaN for n < 2)."""
-    from scipy.stats import t  # scipy.stats takes a while to import: only here
-
     x = np.asarray(x, dtype=np.float64)
     n = x.shape[-1]
     if n == 0:
@@ -27,6 +25,10 @@ def mean_interval(x: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.nd
     mean = x.mean(axis=-1)
     if n < 2:
         return mean, np.full_like(mean, np.nan)
+    # scipy.stats takes about 1.6 s to import: only here, where a sweep has seeds to
+    # average (a sweep's summary is written beside its running workers)
+    from scipy.stats import t
+
     return mean, t.ppf((1 + level) / 2, n - 1) * x.std(axis=-1, ddof=1) / np.sqrt(n)
 
 

@@ -31,6 +31,7 @@ from interp.cli.model_options import (
 from interp.cli.report import html_option
 from interp.cli.vocabulary import complete_model, names
 from interp.models.registry import DEFAULT
+from interp.sweeps import forkserver
 
 
 @with_model_options
@@ -98,6 +99,7 @@ def sweep(
             --train-frac 0.5,0.7 --regularizer weight_decay --values 0,5 \\
             --out sweeps/tiny
     """
+    forkserver.start(workers, device, scheduler)  # its import of torch overlaps ours
     with deferred_interrupts():  # Ctrl-C inside torch's loading could abort
         from interp.config import DataConfig, RunConfig, TrainConfig
         from interp.models import family
@@ -105,8 +107,7 @@ def sweep(
         from interp.sweeps.run import run_sweep
         from interp.sweeps.spec import SweepSpec, parse_grid, parse_seeds
 
-    if scheduler is not None:
-        check_scheduler(scheduler)
+    check_scheduler(scheduler)
     if config is not None:
         _config_alone(ctx, config)
         spec = SweepSpec.from_toml(config)
@@ -219,12 +220,14 @@ def phase_diagram(
     print_json_or(result, json_path, *(f"wrote {path}" for path in paths))
 
 
-def check_scheduler(address: str, timeout: float = 5.0) -> None:
+def check_scheduler(address: str | None, timeout: float = 5.0) -> None:
     """Fail fast, in one sentence, when a TCP Dask scheduler cannot be reached (Dask
-    itself retries for 30 s, then raises with a traceback)."""
+    itself retries for 30 s, then raises with a traceback); None: no scheduler."""
     import socket
     from urllib.parse import urlsplit
 
+    if address is None:
+        return
     url = urlsplit(address if "://" in address else "tcp://" + address)
     if url.scheme != "tcp":  # tls://, ucx://, ...: left to Dask
         return

@@ -32,6 +32,7 @@ import torch
 from interp.config import RunConfig, n_train_examples
 from interp.store.atomic import pid_alive
 from interp.store.writer import WriteFailed
+from interp.sweeps.forkserver import pool_context
 from interp.sweeps.summary import cell_row, file_state
 from interp.training.runner import resume_file, train_stack_to_files, train_to_file
 from interp.training.stacking import stack_key
@@ -165,20 +166,6 @@ def _watch_parent(parent: int, direct: int, poll: float) -> None:
     while os.getppid() == direct and pid_alive(parent):
         time.sleep(poll)
     os._exit(1)
-
-
-def pool_context() -> multiprocessing.context.BaseContext:
-    """How local workers start: forked from multiprocessing's fork server, which imports
-    this module (torch included) once per sweep process, so that workers start in a
-    fraction of a second instead of each importing torch (about 1.5 s, two at once
-    competing for the cores); spawned where there is no fork server (Windows). Either way
-    a worker starts from a fresh interpreter's state, never from a copy of the caller's,
-    and imports the calling script as spawned processes do."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    return context
 
 
 def available_cores() -> int:
