@@ -9,8 +9,8 @@ whether it could, :func:`problem` why not. The built library is kept in
 ``native/<key>/`` with the key a hash of the source, the torch version, the CPU and the
 compile command, so a new source, torch or CPU builds afresh. A build writes to a
 temporary file in that folder and renames it into place under a lock, so processes that
-start together build once and never load a half-written library; a folder that is a
-link, or not the user's own, is not used.
+start together build once and never load a half-written library; a folder or a library
+that is a link, or not the user's own, is never used.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import functools
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import stat
 import subprocess
@@ -54,12 +55,17 @@ def _command(source: Path, out: Path) -> list[str]:
     # on x86-64 (vector conversions to bfloat16 where the CPU has them): the library
     # is built for this CPU, whose flags are part of the cache key.
     native = ["-march=native"] if platform.machine() in ("x86_64", "AMD64") else []
-    return [os.environ.get("CXX", "c++"), "-O3", *native, "-std=c++20", "-fPIC",
+    return [*_compiler(), "-O3", *native, "-std=c++20", "-fPIC",
             "-shared", "-fopenmp", "-ffp-contract=off", "-w",
             f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
             *(f"-I{p}" for p in cpp_extension.include_paths()), str(source),
             f"-L{torch_lib}", "-lc10", "-ltorch_cpu", f"-Wl,-rpath,{torch_lib}",
             "-o", str(out)]
+
+
+def _compiler() -> list[str]:
+    """The C++ compiler's command: ``$CXX`` (split as a shell would), else ``c++``."""
+    return shlex.split(os.environ.get("CXX", "")) or ["c++"]
 
 
 def _cpu() -> str:
@@ -80,14 +86,25 @@ def _own_folder(path: Path) -> None:
         raise OSError(f"{path} is not a folder of this user's (a link or another owner's)")
 
 
+def _own_file(path: Path) -> bool:
+    """Whether ``path`` is a regular file of this user's (False: there is none); an
+    OSError where it is something else (a link, another owner's)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+        raise OSError(f"{path} is not a file of this user's (a link or another owner's)")
+    return True
+
+
 def _build(source: Path, folder: Path, library: Path) -> None:
-    """Compile ``source`` into ``library`` unless another process already has."""
-    _own_folder(folder.parent)
-    _own_folder(folder)
+    """Compile ``source`` into ``library`` in ``folder`` (this user's) unless another
+    process already has."""
     lock = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if library.is_file():
+        if _own_file(library):
             return
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
         os.close(fd)
@@ -115,15 +132,17 @@ def load(source: str | os.PathLike) -> bool:
             raise OSError("INTERP_NATIVE=0 turns it off")
         if not sys.platform.startswith("linux"):
             raise OSError(f"it is built on Linux only, this is {sys.platform}")
-        compiler = os.environ.get("CXX", "c++")
+        compiler = _compiler()[0]
         if shutil.which(compiler) is None:
             raise OSError(f"no C++ compiler ({compiler}) was found")
         text = source.read_bytes()
         key = hashlib.sha256(text + torch.__version__.encode() + _cpu().encode()
                              + " ".join(_command(Path("src"), Path("out"))).encode())
         folder = cache_dir() / "native" / key.hexdigest()[:16]
+        for level in (cache_dir(), folder.parent, folder):  # never load a planted file
+            _own_folder(level)
         library = folder / f"{source.stem}.so"
-        if not library.is_file():
+        if not _own_file(library):
             _build(source, folder, library)
         torch.ops.load_library(str(library))
         return True

@@ -247,3 +247,16 @@ def test_the_package_ships_its_types():
     assert (root / "interp" / "py.typed").is_file()
     pyproject = tomllib.loads((root / "pyproject.toml").read_text())
     assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["interp"]
+
+
+def test_the_package_ships_its_cpp_kernels():
+    """Every C++ kernel (interp.native builds them where interp is installed) is in the
+    package's data."""
+    import fnmatch
+
+    import tomllib
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    shipped = pyproject["tool"]["setuptools"]["package-data"]["interp"]
+    sources = [p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.cpp")]
+    assert sources and all(any(fnmatch.fnmatch(s, g) for g in shipped) for s in sources)

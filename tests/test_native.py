@@ -81,3 +81,42 @@ def test_a_cache_folder_that_is_a_link_is_not_used(source, tmp_path):
     assert not native.load(path)
     assert "not a folder of this user's" in native.problem(path)
     assert list(elsewhere.iterdir()) == []
+
+
+def test_processes_that_start_together_build_once_and_both_load(source, tmp_path):
+    """Two processes loading the same new kernel at once: both load it; one built it
+    (the other waited on the lock and found it), and no temporary file is left."""
+    import subprocess
+    import sys
+
+    path, namespace = source
+    log = tmp_path / "compiles.log"
+    compiler = tmp_path / "c++"  # the machine's compiler, counting its runs
+    compiler.write_text(f'#!/bin/sh\necho run >> "{log}"\nexec c++ "$@"\n')
+    compiler.chmod(0o755)
+    env = os.environ | {"CXX": str(compiler)}
+    code = ("import sys, torch; from interp import native; "
+            f"ok = native.load({str(path)!r}); "
+            f"print(ok, torch.ops.{namespace}.plus_one(torch.ones(1)).item() if ok else "
+            f"native.problem({str(path)!r}))")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    outs = [proc.communicate(timeout=300) for proc in procs]
+    assert [out.strip() for out, _ in outs] == ["True 2.0", "True 2.0"], outs
+    assert log.read_text() == "run\n"
+    folders = list((tmp_path / "cache" / "native").iterdir())
+    assert len(folders) == 1
+    assert sorted(p.name for p in folders[0].iterdir()) == [".lock", "plus.so"]
+
+
+def test_a_library_that_is_a_link_is_not_loaded(source, tmp_path):
+    """A link planted where the built library goes is refused, not followed."""
+    path, _ = source
+    assert native.load(path)
+    [library] = (tmp_path / "cache" / "native").glob("*/plus.so")
+    planted = tmp_path / "planted.so"
+    library.rename(planted)
+    os.symlink(planted, library)
+    native.load.cache_clear()
+    assert not native.load(path)
+    assert "is not a file of this user's" in native.problem(path)
