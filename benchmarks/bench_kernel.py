@@ -47,7 +47,7 @@ def step_fn(size: tuple[int, int, int], dtype: torch.dtype | None, rows: int | N
 
     def step() -> None:
         fused.BLOCK_ROWS = rows or n
-        fused._native = NATIVE if cpp else (lambda table, bags: False)
+        fused._native = NATIVE if cpp else (lambda table, bags, W: False)
         if plain:
             out = fused.gather_pre(U, V, m, k) ** 2 @ W.mT
         else:

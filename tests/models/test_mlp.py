@@ -173,7 +173,7 @@ def test_the_cpp_kernel_gives_the_python_blocks_bits(dtype, threads, monkeypatch
 
     def run(cpp: bool, rows: int, want_uv: bool) -> list[torch.Tensor]:
         monkeypatch.setattr(fused, "BLOCK_ROWS", rows)
-        monkeypatch.setattr(fused, "_native", lambda table, bags: cpp)
+        monkeypatch.setattr(fused, "_native", lambda table, bags, W: cpp)
         u, v, w = (t.clone().requires_grad_(want_uv or t is W) for t in (U, V, W))
         out = fused.quadratic_logits(u, v, w, m, n, dtype)
         with torch.no_grad():
@@ -205,7 +205,23 @@ def test_training_with_and_without_the_cpp_kernel_gives_the_same_bits(monkeypatc
     cfg = RunConfig().replace(data={"p": 23, "train_frac": 0.6}, model={"width": 48},
                               train={"steps": 20, "save_every": 20, "weight_decay": 1.0})
     cpp = Trainer(cfg).run().model.arrays()
-    monkeypatch.setattr(fused, "_native", lambda table, bags: False)
+    monkeypatch.setattr(fused, "_native", lambda table, bags, W: False)
     python = Trainer(cfg).run().model.arrays()
     for name in ("U", "V", "W"):
         assert torch.equal(cpp[name], python[name]), name
+
+
+def test_weights_in_float64_take_the_python_blocks():
+    """The C++ kernel takes float32 weights (products in float32 or bfloat16); a float64
+    model runs the Python blocks, against the plain computation."""
+    from interp.models.mlp.fused import gather_pre, quadratic_logits
+
+    torch.manual_seed(0)
+    U, V = (torch.randn(9, 7, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    W = torch.randn(7, 9, dtype=torch.float64, requires_grad=True)
+    m, n = torch.randint(0, 7, (40,)), torch.randint(0, 7, (40,))
+    out = quadratic_logits(U, V, W, m, n)
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, gather_pre(U, V, m, n) ** 2 @ W.mT)
+    out.sum().backward()
+    assert W.grad.dtype == torch.float64

@@ -95,10 +95,11 @@ def _logits(table: torch.Tensor, bags: torch.Tensor, W: torch.Tensor,
     return out
 
 
-def _native(table: torch.Tensor, bags: torch.Tensor) -> bool:
-    """Whether the C++ kernel runs these blocks: one model on the CPU, where it loads."""
+def _native(table: torch.Tensor, bags: torch.Tensor, W: torch.Tensor) -> bool:
+    """Whether the C++ kernel runs these blocks: one model on the CPU, float32 weights
+    (products in float32 or bfloat16), where it loads."""
     return (table.device.type == "cpu" and bags.dim() == 2 and table.dtype == torch.float32
-            and native.load(NATIVE_SOURCE))
+            and W.dtype in (torch.float32, torch.bfloat16) and native.load(NATIVE_SOURCE))
 
 
 def native_problem() -> str | None:
@@ -110,16 +111,16 @@ def native_problem() -> str | None:
 def _forward(table: torch.Tensor, bags: torch.Tensor, W: torch.Tensor,
              dtype: torch.dtype | None) -> torch.Tensor:
     """:func:`_logits`, in C++ where :func:`_native`."""
-    if _native(table, bags):
+    if _native(table, bags, W):
         return torch.ops.interp_quadratic.forward(table, bags, W, BLOCK_ROWS)
     return _logits(table, bags, W, dtype)
 
 
 def _accumulate(total: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
-    """``total += a @ b`` in place (float32 ``total``; a bfloat16 product is summed in
-    float32)."""
+    """``total += a @ b`` in place (a bfloat16 product is summed in ``total``'s type, the
+    weights')."""
     if a.dtype != total.dtype:
-        total += (a @ b).float()
+        total += (a @ b).to(total.dtype)
     elif total.dim() == 2:
         total.addmm_(a, b)
     else:
@@ -152,18 +153,18 @@ class _QuadraticMLP(torch.autograd.Function):
         W, table, bags = ctx.saved_tensors
         g, twice = g.to(W.dtype), W * 2  # doubling is exact: (2 g) W = g (2 W), bit for bit
         want_w, want_uv = ctx.needs_input_grad[2], any(ctx.needs_input_grad[:2])
-        if _native(table, bags):
+        if _native(table, bags, W):
             gW, g_table = torch.ops.interp_quadratic.backward(table, bags, W, g, BLOCK_ROWS,
                                                               want_w, want_uv)
             return _gradients(W, gW if want_w else None, g_table if want_uv else None)
-        gW = torch.zeros(W.shape, device=W.device) if want_w else None
+        gW = torch.zeros(W.shape, device=W.device, dtype=table.dtype) if want_w else None
         g_table = torch.zeros_like(table) if want_uv else None
         for block in _blocks(bags[..., 0]):
             z, g_block = _block_pre(table, bags, block), g[..., block, :]
             if want_w:
                 _accumulate(gW, g_block.mT, _squared(z, ctx.dtype))
             if want_uv:
-                gz = (g_block @ twice).float().mul_(z).view(-1, table.shape[-1])
+                gz = (g_block @ twice).to(z.dtype).mul_(z).view(-1, table.shape[-1])
                 rows = bags[..., block, :].reshape(-1, 2)
                 g_table.index_add_(0, rows[:, 0], gz).index_add_(0, rows[:, 1], gz)
         return _gradients(W, gW, g_table)
