@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-#: Seconds a build may take before it is given up (about 8 s for the MLP's kernel here).
+#: Seconds a build may take before it is given up (about 7 s for the MLP's kernel here).
 BUILD_TIMEOUT = 300
 
 _PROBLEMS: dict[str, str] = {}

@@ -104,7 +104,7 @@ def _native(table: torch.Tensor, bags: torch.Tensor, W: torch.Tensor) -> bool:
 
 def native_problem() -> str | None:
     """Why the C++ kernel cannot run on this machine (None: it can), building it first
-    if need be (about 8 s, once per machine and torch version)."""
+    if need be (about 7 s here, once per machine and torch version)."""
     return None if native.load(NATIVE_SOURCE) else native.problem(NATIVE_SOURCE)
 
 
