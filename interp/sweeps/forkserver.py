@@ -13,25 +13,48 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.context
 import multiprocessing.forkserver
+import os
+import sys
 
 WORKERS = "interp.sweeps.workers"
 
 
 def pool_context() -> multiprocessing.context.BaseContext:
-    """The start method of local workers: the fork server where there is one, which
-    imports the workers' module before it forks any; else spawn."""
+    """The start method of local workers: the fork server where there is one (started
+    here if need be, :func:`_serve`), which imports the workers' module before it forks
+    any; else spawn."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([WORKERS])
+    _serve()
     return context
+
+
+def _serve() -> None:
+    """Start the fork server, unless it runs, with this process's import path. Python
+    3.11's fork server ignores the path it is handed and looks in its current folder
+    first, so from a folder holding another ``interp/`` (an old checkout, say) it
+    imported that one and forked every worker with it; it now starts with
+    ``PYTHONSAFEPATH`` (no current folder) and this process's path as ``PYTHONPATH``."""
+    names = ("PYTHONPATH", "PYTHONSAFEPATH")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ["PYTHONSAFEPATH"] = "1"
+    os.environ["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p or os.curdir)
+                                               for p in sys.path)
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def start(workers: int | None, device: str, scheduler: str | None) -> None:
     """Start the fork server now where a sweep of these settings will use local workers
     (on the CPU, ``workers`` not 0, no Dask ``scheduler``) and there is one: it imports
     the workers' module while this process goes on, and the pool uses it when asked."""
-    if scheduler is not None or workers == 0 or device != "cpu":
-        return
-    if pool_context().get_start_method() == "forkserver":
-        multiprocessing.forkserver.ensure_running()
+    if scheduler is None and workers != 0 and device == "cpu":
+        pool_context()

@@ -19,3 +19,29 @@ def test_the_fork_server_starts_early_only_for_local_cpu_workers(monkeypatch):
     forkserver.start(None, "cpu", None)
     assert started == [True]
     assert forkserver.pool_context().get_start_method() == "forkserver"
+
+
+def test_workers_import_the_commands_interp_not_one_in_the_current_folder(tmp_path):
+    """``interp sweep`` run from a folder that holds another ``interp/`` (an old checkout,
+    say): its workers import the interp the command runs, as the command itself does,
+    not that one (Python 3.11's fork server puts the current folder first)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    shadow = tmp_path / "interp"
+    (shadow / "sweeps").mkdir(parents=True)
+    marker = tmp_path / "imported"
+    (shadow / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    (shadow / "sweeps" / "__init__.py").write_text("")
+    (shadow / "sweeps" / "workers.py").write_text("")
+    command = shutil.which("interp", path=str(Path(sys.executable).parent))
+    assert command, "the interp command is installed beside this Python"
+    done = subprocess.run([command, "sweep", "--p", "7", "--width", "8", "--steps", "4",
+                           "--corrupt", "0.1", "--train-frac", "0.5,0.7", "--values", "0",
+                           "--workers", "2", "--quiet", "--out", str(tmp_path / "s")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("2 cells: 2 trained"), done.stdout
+    assert not marker.exists(), "a process of the sweep imported the other interp"
