@@ -225,3 +225,20 @@ def test_weights_in_float64_take_the_python_blocks():
     torch.testing.assert_close(out, gather_pre(U, V, m, n) ** 2 @ W.mT)
     out.sum().backward()
     assert W.grad.dtype == torch.float64
+
+
+def test_the_cpp_kernel_refuses_indices_outside_its_table():
+    """An index past the table's rows, a block of no rows or a gradient of another shape
+    is an error from the C++ kernel, never a read outside memory."""
+    from interp.models.mlp import fused
+
+    assert fused.native_problem() is None
+    ops = torch.ops.interp_quadratic
+    table, W = torch.randn(6, 5), torch.randn(3, 5)
+    bags = torch.tensor([[0, 3], [2, 6]])
+    with pytest.raises(RuntimeError, match="bags must index rows of table"):
+        ops.forward(table, bags, W, 512)
+    with pytest.raises(RuntimeError, match="block must be a positive number of rows"):
+        ops.forward(table, bags.clamp(max=5), W, 0)
+    with pytest.raises(RuntimeError, match="g must be"):
+        ops.backward(table, bags.clamp(max=5), W, torch.randn(3, 3), 512, True, True)

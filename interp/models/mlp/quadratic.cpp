@@ -57,7 +57,8 @@ void scatter_gz(const H* gh, const float* z, const int64_t* bags, int64_t rows, 
   });
 }
 
-void check(const Tensor& table, const Tensor& bags, const Tensor& W) {
+void check(const Tensor& table, const Tensor& bags, const Tensor& W, int64_t block) {
+  TORCH_CHECK(block > 0, "block must be a positive number of rows");
   TORCH_CHECK(table.is_cpu() && table.scalar_type() == at::kFloat && table.is_contiguous() &&
                   table.dim() == 2, "table must be a contiguous 2-d float32 CPU tensor");
   TORCH_CHECK(bags.scalar_type() == at::kLong && bags.is_contiguous() && bags.dim() == 2 &&
@@ -72,7 +73,7 @@ void check(const Tensor& table, const Tensor& bags, const Tensor& W) {
 
 // logits (B, p) = h @ W.T block by block, in W's type.
 Tensor forward(const Tensor& table, const Tensor& bags, const Tensor& W, int64_t block) {
-  check(table, bags, W);
+  check(table, bags, W, block);
   const int64_t B = bags.size(0), width = table.size(1);
   Tensor out = at::empty({B, W.size(0)}, W.options());
   Tensor h = at::empty({std::min(block, B), width}, W.options());
@@ -82,10 +83,11 @@ Tensor forward(const Tensor& table, const Tensor& bags, const Tensor& W, int64_t
     Tensor hb = h.narrow(0, 0, len);
     const int64_t* bg = bags.data_ptr<int64_t>() + 2 * start;
     if (W.scalar_type() == at::kFloat)
-      gather_square<float, false>(table.data_ptr<float>(), bg, len, width, nullptr, hb.data_ptr<float>());
+      gather_square<float, false>(table.data_ptr<float>(), bg, len, width, nullptr,
+                                  hb.data_ptr<float>());
     else
       gather_square<c10::BFloat16, false>(table.data_ptr<float>(), bg, len, width, nullptr,
-                                   hb.data_ptr<c10::BFloat16>());
+                                          hb.data_ptr<c10::BFloat16>());
     Tensor o = out.narrow(0, start, len);
     at::mm_out(o, hb, Wt);
   }
@@ -97,7 +99,9 @@ Tensor forward(const Tensor& table, const Tensor& bags, const Tensor& W, int64_t
 std::tuple<Tensor, Tensor> backward(const Tensor& table, const Tensor& bags, const Tensor& W,
                                     const Tensor& g_in, int64_t block, bool want_w,
                                     bool want_uv) {
-  check(table, bags, W);
+  check(table, bags, W, block);
+  TORCH_CHECK(g_in.dim() == 2 && g_in.size(0) == bags.size(0) && g_in.size(1) == W.size(0),
+              "g must be (B, p), the logits' shape");
   const Tensor g = g_in.to(W.scalar_type()).contiguous();
   const Tensor twice = W.mul(2);
   const bool bf16 = W.scalar_type() == at::kBFloat16;
@@ -114,10 +118,10 @@ std::tuple<Tensor, Tensor> backward(const Tensor& table, const Tensor& bags, con
     const int64_t* bg = bags.data_ptr<int64_t>() + 2 * start;
     if (bf16)
       gather_square<c10::BFloat16, true>(table.data_ptr<float>(), bg, len, width,
-                                   zb.data_ptr<float>(), hb.data_ptr<c10::BFloat16>());
+                                         zb.data_ptr<float>(), hb.data_ptr<c10::BFloat16>());
     else
       gather_square<float, true>(table.data_ptr<float>(), bg, len, width, zb.data_ptr<float>(),
-                           hb.data_ptr<float>());
+                                 hb.data_ptr<float>());
     const Tensor gb = g.narrow(0, start, len);
     if (want_w) {
       if (bf16) gW.add_(at::mm(gb.t(), hb).to(at::kFloat));
