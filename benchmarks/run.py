@@ -9,11 +9,11 @@ The figures come from ``bench_slice`` (first, as it is the figure users feel: th
 wd-5 slice of the phase diagram by ``interp sweep`` against the paper's script,
 ``benchmarks/paper_script.py``), ``bench_sweep`` (the phase-diagram job: ``interp
 sweep`` against a plain loop over the same 8 cells, its share of the matmul rate and its
-placement of threads), ``bench_kernel`` (the MLP's blocked kernel against one block and
-against autograd), ``bench_train`` (training step, matmul share, bf16, metrics and
-checkpoint overheads), ``bench_batched`` (many models in one stacked kernel),
-``bench_analysis`` (pruning curves, trajectory IPR and its memory) and ``bench_startup``
-(``interp --help`` against ``import torch``).
+placement of threads), ``bench_kernel`` (the MLP's blocked kernel: its C++ blocks
+against the Python ones, against one block and against autograd), ``bench_train``
+(training step, matmul share, bf16, metrics and checkpoint overheads), ``bench_batched``
+(many models in one stacked kernel), ``bench_analysis`` (pruning curves, trajectory IPR
+and its memory) and ``bench_startup`` (``interp --help`` against ``import torch``).
 ``docs/performance.md`` holds the latest table.
 """
 

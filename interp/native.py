@@ -44,11 +44,15 @@ def cache_dir() -> Path:
     return Path(base) / "interp"
 
 
+def turned_off() -> bool:
+    """Whether ``INTERP_NATIVE=0`` turns the C++ kernels off (the Python references run)."""
+    return os.environ.get("INTERP_NATIVE", "1") == "0"
+
+
 def _command(source: Path, out: Path) -> list[str]:
     """The compile command of ``source`` into the shared library ``out``."""
-    from torch.utils import cpp_extension
-
-    torch_lib = Path(torch.__file__).parent / "lib"
+    root = Path(torch.__file__).parent
+    torch_lib, include = root / "lib", root / "include"
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
     # -ffp-contract=off: no fused multiply-adds, so every sum rounds as the Python
     # reference's separate products and sums do (bit-identical results). -march=native
@@ -58,7 +62,7 @@ def _command(source: Path, out: Path) -> list[str]:
     return [*_compiler(), "-O3", *native, "-std=c++20", "-fPIC",
             "-shared", "-fopenmp", "-ffp-contract=off", "-w",
             f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
-            *(f"-I{p}" for p in cpp_extension.include_paths()), str(source),
+            f"-I{include}", f"-I{include / 'torch' / 'csrc' / 'api' / 'include'}", str(source),
             f"-L{torch_lib}", "-lc10", "-ltorch_cpu", f"-Wl,-rpath,{torch_lib}",
             "-o", str(out)]
 
@@ -128,7 +132,7 @@ def load(source: str | os.PathLike) -> bool:
     with the reason in :func:`problem`, where they cannot be."""
     source = Path(source)
     try:
-        if os.environ.get("INTERP_NATIVE", "1") == "0":
+        if turned_off():
             raise OSError("INTERP_NATIVE=0 turns it off")
         if not sys.platform.startswith("linux"):
             raise OSError(f"it is built on Linux only, this is {sys.platform}")
@@ -138,8 +142,9 @@ def load(source: str | os.PathLike) -> bool:
         text = source.read_bytes()
         key = hashlib.sha256(text + torch.__version__.encode() + _cpu().encode()
                              + " ".join(_command(Path("src"), Path("out"))).encode())
-        folder = cache_dir() / "native" / key.hexdigest()[:16]
-        for level in (cache_dir(), folder.parent, folder):  # never load a planted file
+        root = cache_dir()
+        folder = root / "native" / key.hexdigest()[:16]
+        for level in (root, folder.parent, folder):  # never load a planted file
             _own_folder(level)
         library = folder / f"{source.stem}.so"
         if not _own_file(library):

@@ -340,15 +340,15 @@ def fit_to_machine(cfg: RunConfig, device: str) -> RunConfig:
     cannot run on this CPU (:meth:`interp.models.base.Family.kernel_problem`, built here
     first if need be), one line says so: the same results, slower (not said when
     ``INTERP_NATIVE=0`` turns it off)."""
+    from interp import native
     from interp.models import family_of
 
     on_cpu = device.partition(":")[0] == "cpu"
-    if on_cpu and os.environ.get("INTERP_NATIVE") != "0":
-        problem = family_of(cfg.model).kernel_problem(cfg.model)
-        if problem:
-            err.print(f"note: interp's C++ kernel could not be built here ({problem}), so "
-                      "this trains through its Python reference: the same results, slower; "
-                      "see docs/performance.md.", markup=False, highlight=False)
+    if on_cpu and not native.turned_off() and (
+            problem := family_of(cfg.model).kernel_problem(cfg.model)):
+        err.print(f"note: interp's C++ kernel could not be built here ({problem}), so this "
+                  "trains through its Python reference: the same results, slower; see "
+                  "docs/performance.md.", markup=False, highlight=False)
     if cfg.train.precision == "bf16" and on_cpu and not cpu_has_bf16():
         err.print("note: this CPU has no bfloat16 matrix instructions (avx512_bf16 or "
                   "amx_bf16), where bf16 runs many times slower, so this runs in fp32; see "

@@ -154,9 +154,8 @@ class _QuadraticMLP(torch.autograd.Function):
         g, twice = g.to(W.dtype), W * 2  # doubling is exact: (2 g) W = g (2 W), bit for bit
         want_w, want_uv = ctx.needs_input_grad[2], any(ctx.needs_input_grad[:2])
         if _native(table, bags, W):
-            gW, g_table = torch.ops.interp_quadratic.backward(table, bags, W, g, BLOCK_ROWS,
-                                                              want_w, want_uv)
-            return _gradients(W, gW if want_w else None, g_table if want_uv else None)
+            return _gradients(W, *torch.ops.interp_quadratic.backward(  # None: not wanted
+                table, bags, W, g, BLOCK_ROWS, want_w, want_uv))
         gW = torch.zeros(W.shape, device=W.device, dtype=table.dtype) if want_w else None
         g_table = torch.zeros_like(table) if want_uv else None
         for block in _blocks(bags[..., 0]):
