@@ -11,6 +11,9 @@ Figures (each the median of per-repetition ratios, the sides interleaved):
 * C++ vs Python blocks, fp32 and bf16: the blocks in C++ (``quadratic.cpp``, the
   default where it builds) against the same blocks in Python (its reference, the same
   bits), blocks of ``BLOCK_ROWS``, one thread, 6586 pairs.
+* fused MSE step vs separate, fp32 and bf16: the training step as the trainer runs it
+  (``fused.quadratic_mse``: logits, loss and gradients in one C++ pass over the blocks)
+  against the C++ forward, torch's MSE and the C++ backward run apart (the same bits).
 
 It also prints the time per step of every block size (128 to 1024, and one block) for
 alpha 0.3 and 0.7, fp32 and bf16, one thread and all threads.
@@ -35,9 +38,10 @@ NATIVE = fused._native
 
 
 def step_fn(size: tuple[int, int, int], dtype: torch.dtype | None, rows: int | None,
-            plain: bool = False, cpp: bool = True):
+            plain: bool = False, cpp: bool = True, fused_mse: bool = False):
     """One forward and backward of the kernel, ``size`` = (p, width, pairs), on random
-    pairs in blocks of ``rows``, in C++ (where it builds) or in Python."""
+    pairs in blocks of ``rows``, in C++ (where it builds) or in Python; ``fused_mse``: the
+    trainer's fused step (:func:`interp.models.mlp.fused.quadratic_mse`)."""
     p, width, n = size
     gen = torch.Generator().manual_seed(0)
     U, V = (torch.randn(width, p, generator=gen).requires_grad_() for _ in range(2))
@@ -48,6 +52,10 @@ def step_fn(size: tuple[int, int, int], dtype: torch.dtype | None, rows: int | N
     def step() -> None:
         fused.BLOCK_ROWS = rows or n
         fused._native = NATIVE if cpp else (lambda table, bags, W: False)
+        if fused_mse:
+            loss = fused.quadratic_mse(U, V, W, m, k, y, target, dtype)[1]
+            torch.autograd.grad(loss, (U, V, W))
+            return
         if plain:
             out = fused.gather_pre(U, V, m, k) ** 2 @ W.mT
         else:
@@ -83,7 +91,9 @@ def figures(reps: int = 3, p: int = 97, width: int = 500) -> list[Figure]:
                          "plain": step_fn(size, None, None, plain=True),
                          "python": step_fn(size, None, default, cpp=False),
                          "bf16": step_fn(size, torch.bfloat16, default),
-                         "bf16 python": step_fn(size, torch.bfloat16, default, cpp=False)},
+                         "bf16 python": step_fn(size, torch.bfloat16, default, cpp=False),
+                         "fused": step_fn(size, None, default, fused_mse=True),
+                         "bf16 fused": step_fn(size, torch.bfloat16, default, fused_mse=True)},
                         reps, inner=3)
         for count in (1, os.cpu_count() or 1):
             block_table(p, width, count, reps)
@@ -92,7 +102,13 @@ def figures(reps: int = 3, p: int = 97, width: int = 500) -> list[Figure]:
         torch.set_num_threads(threads)
     ms = {k: f"{1000 * min(v):.1f} ms" for k, v in t.items()}
     cpp = "C++" if fused.native_problem() is None else "(no C++ here: Python)"
-    return [Figure("kernel step, C++ vs Python blocks (fp32, 1 thread)",
+    return [Figure("kernel step, fused MSE step vs separate (fp32, 1 thread)",
+                   median_ratio(t["blocked"], t["fused"]), 1.0, True, "x",
+                   f"fused {ms['fused']}, forward, loss and backward apart {ms['blocked']}"),
+            Figure("kernel step, fused MSE step vs separate (bf16, 1 thread)",
+                   median_ratio(t["bf16"], t["bf16 fused"]), 1.0, True, "x",
+                   f"fused {ms['bf16 fused']}, apart {ms['bf16']}"),
+            Figure("kernel step, C++ vs Python blocks (fp32, 1 thread)",
                    median_ratio(t["python"], t["blocked"]), 1.0, True, "x",
                    f"{cpp} {ms['blocked']}, Python {ms['python']}; {n} pairs"),
             Figure("kernel step, C++ vs Python blocks (bf16, 1 thread)",

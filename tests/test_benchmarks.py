@@ -21,6 +21,7 @@ def test_quick_benchmark_table_has_every_figure(tmp_path):
     for expected in ("sweep throughput vs plain loop (fp32)",
                      "sweep: share of the fp32 matmul rate", "kernel step, blocks vs one block",
                      "kernel step, blocks vs autograd", "kernel step, C++ vs Python blocks",
+                     "kernel step, fused MSE step vs separate",
                      "training step vs reference (fp32)", "share of the fp32 matmul rate",
                      "bf16 training step", "metrics at every step", "checkpoint every step",
                      "checkpoint every 10 steps", "models stacked", "pruning curves",

@@ -15,8 +15,9 @@ sweeps, plots and the CLI ask the family, never which family it is:
 - ``fourier_view(weights, cfg, p)``: each neuron as functions of the residues
   (:class:`FourierView`), from which spectra and IPR follow;
 - ``embedding(weights, p)``: a token embedding to take the spectrum of, or None;
-- ``default_loss``, ``layouts`` (foreign checkpoints, :mod:`interp.models.layout`) and
-  ``stacked_logits`` (many models of one shape in lockstep).
+- ``default_loss``, ``layouts`` (foreign checkpoints, :mod:`interp.models.layout`),
+  ``training_loss`` (one model's logits and loss in a training step, where a family
+  fuses them) and ``stacked_logits`` (many models of one shape in lockstep).
 
 ``docs/architecture.md`` walks through adding a family.
 """
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from interp.losses import mean_loss
 from interp.models.config import ModelConfig
 from interp.models.layout import Layout
 
@@ -145,6 +147,19 @@ class Family:
         this machine, building it first if need be (:mod:`interp.native`); None: it can,
         or they have none (the default)."""
         return None
+
+    def training_loss(self, module: nn.Module, m: torch.Tensor, n: torch.Tensor,
+                      labels: torch.Tensor, onehot: torch.Tensor, loss: str,
+                      generator: torch.Generator | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One model's logits shape=(B, p) on the pairs ``m``, ``n`` shape=(B,) in the
+        module's current mode and its mean loss ``loss`` (:func:`interp.losses.mean_loss`
+        of the float32 logits against ``labels`` and ``onehot``), for a training step. By
+        default the module's forward then the loss; a family whose kernel forms the
+        gradients in the forward's pass overrides it (the logits may then carry no
+        gradient)."""
+        logits = module(m, n, generator)
+        return logits, mean_loss(logits.float(), labels, onehot, loss)
 
     def can_stack(self, cfg: Any) -> bool:
         """Whether models of ``cfg`` can train as a stack (:meth:`stacked_logits`): by

@@ -142,44 +142,47 @@ class Trainer:
             self._perm = (epoch, perm)
         return self._perm[1][k * bs:(k + 1) * bs]
 
-    def _logits(self, split: Split, idx: torch.Tensor | None = None,
-                gen: torch.Generator | None = None) -> torch.Tensor:
-        """Every model's logits on ``split`` (rows ``idx`` of it): shape=(M, B, p). One
-        model through its module, a stack through its family's stacked forward."""
+    def _logits(self, split: Split) -> torch.Tensor:
+        """Every model's logits on ``split``: shape=(M, B, p). One model through its
+        module, a stack through its family's stacked forward."""
         with autocast(self.cfg, self.device):
             if self.stacked:
                 names = [k for k, _ in self.models[0].named_parameters()]
                 params = {k: torch.stack([m.get_parameter(k) for m in self.models])
                           for k in names}
                 return self.family.stacked_logits(self.models[0], params, split.m, split.n)
-            m, n = split.m[0], split.n[0]
-            if idx is not None:
-                m, n = m[idx], n[idx]
-            return self.models[0](m, n, gen)[None]
+            return self.models[0](split.m[0], split.n[0])[None]
 
-    def _losses(self, logits: torch.Tensor, split: Split,
-                idx: torch.Tensor | None = None) -> torch.Tensor:
-        """Each model's loss (M,): one model's computed on its own rows, as it is alone."""
+    def _losses(self, logits: torch.Tensor, split: Split) -> torch.Tensor:
+        """Each model's loss (M,) on the whole split."""
         name = self.cfg.train.loss
         if self.stacked:
             return mean_loss(logits.float(), split.y, split.onehot, name)
-        y, onehot = split.y[0], split.onehot[0]
-        if idx is not None:
-            y, onehot = y[idx], onehot[idx]
         # squeeze, not logits[0]: its backward is a view, where select's fills a new
         # (1, B, p) tensor with zeros and copies the gradient in (about 1 ms a step).
-        return mean_loss(logits.squeeze(0).float(), y, onehot, name)[None]
+        return mean_loss(logits.squeeze(0).float(), split.y[0], split.onehot[0], name)[None]
 
     def _forward_train(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Train-mode logits and losses on this step's batch."""
+        """Train-mode logits (M, B, p) and losses (M,) on this step's batch: a stack's
+        through :meth:`_logits`, one model's through its family's
+        :meth:`~interp.models.base.Family.training_loss` (fused where it can be)."""
         idx = self._batch(step)
+        for model in self.models:
+            model.train()
+        if self.stacked:
+            logits = self._logits(self.data.train)
+            return logits, self._losses(logits, self.data.train)
         gen = None
         if self.cfg.model.dropout > 0:
             gen = torch.Generator(self.device).manual_seed(_seed(self.cfg.train.seed, 2, step))
-        for model in self.models:
-            model.train()
-        logits = self._logits(self.data.train, idx, gen)
-        return logits, self._losses(logits, self.data.train, idx)
+        split = self.data.train
+        m, n, y, onehot = split.m[0], split.n[0], split.y[0], split.onehot[0]
+        if idx is not None:
+            m, n, y, onehot = m[idx], n[idx], y[idx], onehot[idx]
+        with autocast(self.cfg, self.device):
+            logits, loss = self.family.training_loss(self.models[0], m, n, y, onehot,
+                                                     self.cfg.train.loss, gen)
+        return logits[None], loss[None]
 
     @torch.no_grad()
     def _evaluate(self, train_logits: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -213,8 +213,10 @@ def test_another_config_in_a_cell_file_is_refused(local_sweep, tmp_path):
 
 KILLED_CHILD = textwrap.dedent("""
     import os, signal, sys
+    import torch
     from interp.config import DataConfig, RunConfig, TrainConfig
     from interp.training.runner import train_to_file
+    torch.set_num_threads(1)  # as a sweep's cells train: the bits are the thread count's
     class Kill:  # runs after the writer has committed the checkpoint
         def on_checkpoint(self, checkpoint):
             step = checkpoint.step

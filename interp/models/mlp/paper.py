@@ -20,7 +20,7 @@ from torch import nn
 
 from interp.models.base import Family, FourierView, NeuronTerms
 from interp.models.mlp.config import MLPConfig
-from interp.models.mlp.fused import gather_pre, native_problem, quadratic_logits
+from interp.models.mlp.fused import gather_pre, native_problem, quadratic_logits, quadratic_mse
 from interp.models.mlp.generic import GENERIC_MLP
 from interp.models.mlp.layouts import OUR_MLP
 from interp.models.tools import (
@@ -62,6 +62,12 @@ def hidden(U: torch.Tensor, V: torch.Tensor, m: torch.Tensor, n: torch.Tensor, a
     if bn is not None:
         h = F.batch_norm(h, *bn, training, BN_MOMENTUM if training else 0.0, BN_EPS)
     return h
+
+
+def _products(m: torch.Tensor) -> torch.dtype | None:
+    """The fused kernel's products' type: bf16 autocast's on m's device, else None."""
+    dev = m.device.type
+    return torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
 
 
 class MLP(Network):
@@ -108,10 +114,8 @@ class MLP(Network):
     def forward(self, m: torch.Tensor, n: torch.Tensor,
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """Logits for operand index tensors ``m``, ``n`` of shape=(B,). shape=(B, p)."""
-        if self.fused():  # under bf16 autocast the fused kernel does the products in bf16
-            dev = m.device.type
-            dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
-            return quadratic_logits(self.U, self.V, self.W, m, n, dtype)
+        if self.fused():
+            return quadratic_logits(self.U, self.V, self.W, m, n, _products(m))
         out = self.hidden(m, n, generator) @ self.W.t()
         return out + self.bW if self.cfg.bias else out
 
@@ -202,6 +206,17 @@ class MLPFamily(Family):
             return None
         return native_problem()
 
+    def training_loss(self, module: MLP, m: torch.Tensor, n: torch.Tensor,
+                      labels: torch.Tensor, onehot: torch.Tensor, loss: str,
+                      generator: torch.Generator | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The MSE of the fused path in one pass over the blocks
+        (:func:`~interp.models.mlp.fused.quadratic_mse`); otherwise the default."""
+        if loss == "mse" and module.fused():
+            return quadratic_mse(module.U, module.V, module.W, m, n, labels, onehot,
+                                 _products(m))
+        return super().training_loss(module, m, n, labels, onehot, loss, generator)
+
     def stacked_logits(self, module: nn.Module, params: Mapping[str, torch.Tensor],
                        m: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         """M MLPs in one call through the batched kernels of :mod:`interp.models.mlp.fused`
@@ -212,7 +227,5 @@ class MLPFamily(Family):
             return super().stacked_logits(module, params, m, n)
         U, V, W = params["U"], params["V"], params["W"]
         if cfg.act == "x^2":
-            dev = m.device.type
-            dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
-            return quadratic_logits(U, V, W, m, n, dtype)
+            return quadratic_logits(U, V, W, m, n, _products(m))
         return torch.bmm(activation(cfg.act, gather_pre(U, V, m, n)), W.mT)
