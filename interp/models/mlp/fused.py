@@ -89,14 +89,23 @@ def _squared(z: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
 def _logits(table: torch.Tensor, bags: torch.Tensor, W: torch.Tensor,
             dtype: torch.dtype | None) -> torch.Tensor:
     """``(U[..., m] + V[..., n])**2 @ W.mT`` block by block, from :func:`_tables`, W
-    already in the products' type: each block's product is ``W @ h.mT``, written into a
-    (..., p, B) array, whose transpose is returned contiguous."""
-    out = W.new_empty(*bags.shape[:-2], W.shape[-2], bags.shape[-2])
+    already in the products' type: each block's product is ``W @ h.mT`` on the CPU with
+    one thread (:func:`transposed_products`), else ``h @ W.mT``."""
+    out = W.new_empty(*bags.shape[:-1], W.shape[-2])
+    transposed = transposed_products(W)
     for block in _blocks(bags[..., 0]):
         z = _block_pre(table, bags, block)
         h = z.mul_(z) if dtype is None else z.mul_(z).to(dtype)
-        out[..., block] = W @ h.mT  # about 10% faster than h @ W.mT on these shapes
-    return out.mT.contiguous()
+        out[..., block, :] = (W @ h.mT).mT if transposed else h @ W.mT
+    return out
+
+
+def transposed_products(W: torch.Tensor) -> bool:
+    """Whether a block's logits are the product ``W @ h.T`` (then transposed) rather than
+    ``h @ W.T``: on the CPU with one thread, where it is about 10% faster on the paper's
+    shapes; with more threads it was slower (each thread reads every row of h). The C++
+    kernel decides the same way, so both give the same bits for a given thread count."""
+    return W.device.type == "cpu" and torch.get_num_threads() == 1
 
 
 def _native(table: torch.Tensor, bags: torch.Tensor, W: torch.Tensor) -> bool:

@@ -74,17 +74,23 @@ void check(const Tensor& table, const Tensor& bags, const Tensor& W, int64_t blo
     TORCH_CHECK(b[i] >= 0 && b[i] < table.size(0), "bags must index rows of table");
 }
 
-// logits (B, p) = h @ W.T block by block, in W's type: each block's product is W @ h.T
-// (10% faster than h @ W.T on these shapes), written into a (p, B) array, whose transpose
-// is returned contiguous (an MSE over the transposed view took five times as long).
+// Whether a block's logits are W @ h.T, a (p, rows) product (on one thread, 10% faster
+// than h @ W.T on these shapes), rather than h @ W.T (on more threads, where W @ h.T was
+// slower: each thread then reads every row of h, which the threads gathered apart).
+bool transposed_products() { return at::get_num_threads() == 1; }
+
+// logits (B, p) = h @ W.T block by block, in W's type (as transposed_products() says).
 Tensor forward(const Tensor& table, const Tensor& bags, const Tensor& W, int64_t block) {
   check(table, bags, W, block);
-  const int64_t B = bags.size(0), width = table.size(1);
-  Tensor outT = at::empty({W.size(0), B}, W.options());
-  Tensor h = at::empty({std::min(block, B), width}, W.options());
+  const int64_t B = bags.size(0), width = table.size(1), p = W.size(0);
+  const bool tp = transposed_products();
+  Tensor out = at::empty({B, p}, W.options());
+  const int64_t rows = std::min(block, B);
+  Tensor h = at::empty({rows, width}, W.options());
+  Tensor oT = at::empty({tp ? p * rows : 0}, W.options());
   for (int64_t start = 0; start < B; start += block) {
     const int64_t len = std::min(block, B - start);
-    Tensor hb = h.narrow(0, 0, len);
+    Tensor hb = h.narrow(0, 0, len), ob = out.narrow(0, start, len);
     const int64_t* bg = bags.data_ptr<int64_t>() + 2 * start;
     if (W.scalar_type() == at::kFloat)
       gather_square<float, false>(table.data_ptr<float>(), bg, len, width, nullptr,
@@ -92,10 +98,15 @@ Tensor forward(const Tensor& table, const Tensor& bags, const Tensor& W, int64_t
     else
       gather_square<c10::BFloat16, false>(table.data_ptr<float>(), bg, len, width, nullptr,
                                           hb.data_ptr<c10::BFloat16>());
-    Tensor o = outT.narrow(1, start, len);
-    at::mm_out(o, W, hb.t());
+    if (tp) {  // transposed into the block's rows while it is in cache
+      Tensor obT = oT.narrow(0, 0, p * len).view({p, len});
+      at::mm_out(obT, W, hb.t());
+      ob.copy_(obT.t());
+    } else {
+      at::mm_out(ob, hb, W.t());
+    }
   }
-  return outT.t().contiguous();
+  return out;
 }
 
 // The gradients of W (float32, summed block by block) and of the table rows, given the
@@ -145,26 +156,26 @@ std::tuple<Tensor, Tensor> backward(const Tensor& table, const Tensor& bags, con
 }
 
 // The MSE's gradient as torch forms it, transposed: gT[c, i] = norm * (x - t) for the
-// logits x = outT[c, i] (row stride ld) and the one-hot target t = (labels[i] == c), and
+// logits x = logits[c * sc + i * si] and the one-hot target t = (labels[i] == c), and
 // each class's sum of squared errors over the block in sq[c] (double, in eight lanes by
 // example, summed in lane order: the same bits for any thread count).
 template <typename H>
-void mse_grad(const H* outT, int64_t ld, const int64_t* labels, int64_t len, int64_t p,
-              float norm, H* gT, double* sq) {
+void mse_grad(const H* logits, int64_t sc, int64_t si, const int64_t* labels, int64_t len,
+              int64_t p, float norm, H* gT, double* sq) {
   at::parallel_for(0, p, 8, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
-      const H* x = outT + c * ld;
+      const H* x = logits + c * sc;
       H* g = gT + c * len;
       double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
       int64_t i = 0;
       for (; i + 8 <= len; i += 8)
         for (int k = 0; k < 8; ++k) {
-          const float d = static_cast<float>(x[i + k]) - (labels[i + k] == c ? 1.f : 0.f);
+          const float d = static_cast<float>(x[(i + k) * si]) - (labels[i + k] == c ? 1.f : 0.f);
           g[i + k] = static_cast<H>(norm * d);
           lane[k] += static_cast<double>(d) * d;
         }
       for (; i < len; ++i) {
-        const float d = static_cast<float>(x[i]) - (labels[i] == c ? 1.f : 0.f);
+        const float d = static_cast<float>(x[i * si]) - (labels[i] == c ? 1.f : 0.f);
         g[i] = static_cast<H>(norm * d);
         lane[i % 8] += static_cast<double>(d) * d;
       }
@@ -176,7 +187,7 @@ void mse_grad(const H* outT, int64_t ld, const int64_t* labels, int64_t len, int
 }
 
 // One training step of the MSE loss against one-hot targets, block by block: the logits
-// (B, p) as forward() gives them, their loss (the mean of the squared errors, summed in
+// (B, p) as forward() gives them (on one thread the transpose of a (p, B) array), their loss (the mean of the squared errors, summed in
 // double in a fixed order) and the gradients of W and of the table rows as backward()
 // gives them for the MSE's gradient g = norm * (logits - onehot) (norm = 2 / numel, in
 // float, as torch forms it). Each block is gathered and squared once and its gradient
@@ -196,7 +207,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mse_step(const Tensor& table, const T
   const float norm = static_cast<float>(2. / static_cast<double>(B * p));
   const Tensor twice = W.mul(2);
   const bool bf16 = W.scalar_type() == at::kBFloat16;
-  Tensor outT = at::empty({p, B}, W.options());
+  const bool tp = transposed_products();
+  Tensor logits = tp ? at::empty({p, B}, W.options()) : at::empty({B, p}, W.options());
+  const int64_t sc = tp ? B : 1, si = tp ? 1 : p;  // strides of a class and of an example
   Tensor gW = want_w ? at::zeros(W.sizes(), table.options()) : Tensor();
   Tensor gtable = want_uv ? at::zeros(table.sizes(), table.options()) : Tensor();
   const int64_t rows = std::min(block, B);
@@ -209,7 +222,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mse_step(const Tensor& table, const T
   for (int64_t start = 0; start < B; start += block) {
     const int64_t len = std::min(block, B - start);
     Tensor zb = z.narrow(0, 0, len), hb = h.narrow(0, 0, len), ghb = gh.narrow(0, 0, len);
-    Tensor gT = g.narrow(0, 0, p * len).view({p, len}), ob = outT.narrow(1, start, len);
+    Tensor gT = g.narrow(0, 0, p * len).view({p, len});
+    Tensor ob = tp ? logits.narrow(1, start, len) : logits.narrow(0, start, len);
     const int64_t* bg = bags.data_ptr<int64_t>() + 2 * start;
     if (bf16)
       gather_square<c10::BFloat16, true>(table.data_ptr<float>(), bg, len, width,
@@ -217,13 +231,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mse_step(const Tensor& table, const T
     else
       gather_square<float, true>(table.data_ptr<float>(), bg, len, width, zb.data_ptr<float>(),
                                  hb.data_ptr<float>());
-    at::mm_out(ob, W, hb.t());
+    if (tp) at::mm_out(ob, W, hb.t());
+    else at::mm_out(ob, hb, W.t());
     if (bf16)
-      mse_grad<c10::BFloat16>(ob.data_ptr<c10::BFloat16>(), B, y + start, len, p, norm,
+      mse_grad<c10::BFloat16>(ob.data_ptr<c10::BFloat16>(), sc, si, y + start, len, p, norm,
                               gT.data_ptr<c10::BFloat16>(), sq.data());
     else
-      mse_grad<float>(ob.data_ptr<float>(), B, y + start, len, p, norm, gT.data_ptr<float>(),
-                      sq.data());
+      mse_grad<float>(ob.data_ptr<float>(), sc, si, y + start, len, p, norm,
+                      gT.data_ptr<float>(), sq.data());
     for (double v : sq) total += v;
     if (want_w) {
       if (bf16) gW.add_(at::mm(gT, hb).to(at::kFloat));
@@ -241,7 +256,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mse_step(const Tensor& table, const T
   }
   const Tensor loss = at::scalar_tensor(static_cast<float>(total / static_cast<double>(B * p)),
                                         table.options());
-  return {outT.t(), loss, gW, gtable};
+  return {tp ? logits.t() : logits, loss, gW, gtable};
 }
 
 }  // namespace
