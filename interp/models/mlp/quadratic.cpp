@@ -156,12 +156,14 @@ std::tuple<Tensor, Tensor> backward(const Tensor& table, const Tensor& bags, con
 }
 
 // The MSE's gradient as torch forms it, transposed: gT[c, i] = norm * (x - t) for the
-// logits x = logits[c * sc + i * si] and the one-hot target t = (labels[i] == c), and
-// each class's sum of squared errors over the block in sq[c] (double, in eight lanes by
-// example, summed in lane order: the same bits for any thread count).
-template <typename H>
-void mse_grad(const H* logits, int64_t sc, int64_t si, const int64_t* labels, int64_t len,
-              int64_t p, float norm, H* gT, double* sq) {
+// logits x (at logits[c * ld + i] when Transposed, else at logits[i * p + c]) and the
+// one-hot target t = (labels[i] == c), and each class's sum of squared errors over the
+// block in sq[c] (double, in eight lanes by example, summed in lane order: the same bits
+// for any thread count).
+template <typename H, bool Transposed>
+void mse_grad(const H* logits, int64_t ld, const int64_t* labels, int64_t len, int64_t p,
+              float norm, H* gT, double* sq) {
+  const int64_t sc = Transposed ? ld : 1, si = Transposed ? 1 : p;
   at::parallel_for(0, p, 8, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       const H* x = logits + c * sc;
@@ -209,7 +211,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mse_step(const Tensor& table, const T
   const bool bf16 = W.scalar_type() == at::kBFloat16;
   const bool tp = transposed_products();
   Tensor logits = tp ? at::empty({p, B}, W.options()) : at::empty({B, p}, W.options());
-  const int64_t sc = tp ? B : 1, si = tp ? 1 : p;  // strides of a class and of an example
   Tensor gW = want_w ? at::zeros(W.sizes(), table.options()) : Tensor();
   Tensor gtable = want_uv ? at::zeros(table.sizes(), table.options()) : Tensor();
   const int64_t rows = std::min(block, B);
@@ -233,12 +234,18 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mse_step(const Tensor& table, const T
                                  hb.data_ptr<float>());
     if (tp) at::mm_out(ob, W, hb.t());
     else at::mm_out(ob, hb, W.t());
-    if (bf16)
-      mse_grad<c10::BFloat16>(ob.data_ptr<c10::BFloat16>(), sc, si, y + start, len, p, norm,
-                              gT.data_ptr<c10::BFloat16>(), sq.data());
+    if (bf16 && tp)
+      mse_grad<c10::BFloat16, true>(ob.data_ptr<c10::BFloat16>(), B, y + start, len, p, norm,
+                                    gT.data_ptr<c10::BFloat16>(), sq.data());
+    else if (bf16)
+      mse_grad<c10::BFloat16, false>(ob.data_ptr<c10::BFloat16>(), B, y + start, len, p, norm,
+                                     gT.data_ptr<c10::BFloat16>(), sq.data());
+    else if (tp)
+      mse_grad<float, true>(ob.data_ptr<float>(), B, y + start, len, p, norm,
+                            gT.data_ptr<float>(), sq.data());
     else
-      mse_grad<float>(ob.data_ptr<float>(), sc, si, y + start, len, p, norm,
-                      gT.data_ptr<float>(), sq.data());
+      mse_grad<float, false>(ob.data_ptr<float>(), B, y + start, len, p, norm,
+                             gT.data_ptr<float>(), sq.data());
     for (double v : sq) total += v;
     if (want_w) {
       if (bf16) gW.add_(at::mm(gT, hb).to(at::kFloat));
