@@ -60,6 +60,39 @@ void scatter_gz(const H* gh, const float* z, const int64_t* bags, int64_t rows, 
   });
 }
 
+// A block's z (float32) and h (in hb's type: W's) from its bags bg.
+void gather_block(const Tensor& table, const int64_t* bg, int64_t len, Tensor& zb,
+                  Tensor& hb) {
+  if (hb.scalar_type() == at::kBFloat16)
+    gather_square<c10::BFloat16, true>(table.data_ptr<float>(), bg, len, table.size(1),
+                                       zb.data_ptr<float>(), hb.data_ptr<c10::BFloat16>());
+  else
+    gather_square<float, true>(table.data_ptr<float>(), bg, len, table.size(1),
+                               zb.data_ptr<float>(), hb.data_ptr<float>());
+}
+
+// Adds a block's share of W's gradient (gT @ h, summed in float32) and of the table rows'
+// (gh = g @ 2W, then gh * z into both rows of each example), given the transpose gT (p,
+// len) of the logits' gradient; an undefined gW or gtable is not wanted.
+void add_block_gradients(const Tensor& gT, const Tensor& hb, const Tensor& zb,
+                         const Tensor& twice, Tensor& ghb, const int64_t* bg, int64_t len,
+                         Tensor& gW, Tensor& gtable) {
+  const bool bf16 = hb.scalar_type() == at::kBFloat16;
+  if (gW.defined()) {
+    if (bf16) gW.add_(at::mm(gT, hb).to(at::kFloat));
+    else gW.addmm_(gT, hb);
+  }
+  if (gtable.defined()) {
+    at::mm_out(ghb, gT.t(), twice);
+    if (bf16)
+      scatter_gz<c10::BFloat16>(ghb.data_ptr<c10::BFloat16>(), zb.data_ptr<float>(), bg, len,
+                                zb.size(1), gtable.data_ptr<float>());
+    else
+      scatter_gz<float>(ghb.data_ptr<float>(), zb.data_ptr<float>(), bg, len, zb.size(1),
+                        gtable.data_ptr<float>());
+  }
+}
+
 void check(const Tensor& table, const Tensor& bags, const Tensor& W, int64_t block) {
   TORCH_CHECK(block > 0, "block must be a positive number of rows");
   TORCH_CHECK(table.is_cpu() && table.scalar_type() == at::kFloat && table.is_contiguous() &&
@@ -119,7 +152,6 @@ std::tuple<Tensor, Tensor> backward(const Tensor& table, const Tensor& bags, con
               "g must be (B, p), the logits' shape");
   const Tensor g = g_in.to(W.scalar_type()).contiguous();
   const Tensor twice = W.mul(2);
-  const bool bf16 = W.scalar_type() == at::kBFloat16;
   const int64_t B = bags.size(0), width = table.size(1);
   Tensor gW = want_w ? at::zeros(W.sizes(), table.options()) : Tensor();
   Tensor gtable = want_uv ? at::zeros(table.sizes(), table.options()) : Tensor();
@@ -131,26 +163,8 @@ std::tuple<Tensor, Tensor> backward(const Tensor& table, const Tensor& bags, con
     const int64_t len = std::min(block, B - start);
     Tensor zb = z.narrow(0, 0, len), hb = h.narrow(0, 0, len), ghb = gh.narrow(0, 0, len);
     const int64_t* bg = bags.data_ptr<int64_t>() + 2 * start;
-    if (bf16)
-      gather_square<c10::BFloat16, true>(table.data_ptr<float>(), bg, len, width,
-                                         zb.data_ptr<float>(), hb.data_ptr<c10::BFloat16>());
-    else
-      gather_square<float, true>(table.data_ptr<float>(), bg, len, width, zb.data_ptr<float>(),
-                                 hb.data_ptr<float>());
-    const Tensor gb = g.narrow(0, start, len);
-    if (want_w) {
-      if (bf16) gW.add_(at::mm(gb.t(), hb).to(at::kFloat));
-      else gW.addmm_(gb.t(), hb);
-    }
-    if (want_uv) {
-      at::mm_out(ghb, gb, twice);
-      if (bf16)
-        scatter_gz<c10::BFloat16>(ghb.data_ptr<c10::BFloat16>(), zb.data_ptr<float>(), bg, len,
-                                  width, gtable.data_ptr<float>());
-      else
-        scatter_gz<float>(ghb.data_ptr<float>(), zb.data_ptr<float>(), bg, len, width,
-                          gtable.data_ptr<float>());
-    }
+    gather_block(table, bg, len, zb, hb);
+    add_block_gradients(g.narrow(0, start, len).t(), hb, zb, twice, ghb, bg, len, gW, gtable);
   }
   return {gW, gtable};
 }
@@ -226,12 +240,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mse_step(const Tensor& table, const T
     Tensor gT = g.narrow(0, 0, p * len).view({p, len});
     Tensor ob = tp ? logits.narrow(1, start, len) : logits.narrow(0, start, len);
     const int64_t* bg = bags.data_ptr<int64_t>() + 2 * start;
-    if (bf16)
-      gather_square<c10::BFloat16, true>(table.data_ptr<float>(), bg, len, width,
-                                         zb.data_ptr<float>(), hb.data_ptr<c10::BFloat16>());
-    else
-      gather_square<float, true>(table.data_ptr<float>(), bg, len, width, zb.data_ptr<float>(),
-                                 hb.data_ptr<float>());
+    gather_block(table, bg, len, zb, hb);
     if (tp) at::mm_out(ob, W, hb.t());
     else at::mm_out(ob, hb, W.t());
     if (bf16 && tp)
@@ -247,19 +256,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mse_step(const Tensor& table, const T
       mse_grad<float, false>(ob.data_ptr<float>(), B, y + start, len, p, norm,
                              gT.data_ptr<float>(), sq.data());
     for (double v : sq) total += v;
-    if (want_w) {
-      if (bf16) gW.add_(at::mm(gT, hb).to(at::kFloat));
-      else gW.addmm_(gT, hb);
-    }
-    if (want_uv) {
-      at::mm_out(ghb, gT.t(), twice);
-      if (bf16)
-        scatter_gz<c10::BFloat16>(ghb.data_ptr<c10::BFloat16>(), zb.data_ptr<float>(), bg, len,
-                                  width, gtable.data_ptr<float>());
-      else
-        scatter_gz<float>(ghb.data_ptr<float>(), zb.data_ptr<float>(), bg, len, width,
-                          gtable.data_ptr<float>());
-    }
+    add_block_gradients(gT, hb, zb, twice, ghb, bg, len, gW, gtable);
   }
   const Tensor loss = at::scalar_tensor(static_cast<float>(total / static_cast<double>(B * p)),
                                         table.options());
