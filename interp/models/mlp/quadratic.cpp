@@ -93,6 +93,18 @@ void add_block_gradients(const Tensor& gT, const Tensor& hb, const Tensor& zb,
   }
 }
 
+// The gradients of W and of the table rows (undefined where not wanted) and the buffers
+// of one block: z (float32), h and gh (in W's type), of `rows` rows.
+struct Gradients {
+  Tensor gW, gtable, z, h, gh;
+  Gradients(const Tensor& table, const Tensor& W, int64_t rows, bool want_w, bool want_uv)
+      : gW(want_w ? at::zeros(W.sizes(), table.options()) : Tensor()),
+        gtable(want_uv ? at::zeros(table.sizes(), table.options()) : Tensor()),
+        z(at::empty({rows, table.size(1)}, table.options())),
+        h(at::empty({rows, table.size(1)}, W.options())),
+        gh(at::empty({rows, table.size(1)}, W.options())) {}
+};
+
 void check(const Tensor& table, const Tensor& bags, const Tensor& W, int64_t block) {
   TORCH_CHECK(block > 0, "block must be a positive number of rows");
   TORCH_CHECK(table.is_cpu() && table.scalar_type() == at::kFloat && table.is_contiguous() &&
@@ -152,21 +164,18 @@ std::tuple<Tensor, Tensor> backward(const Tensor& table, const Tensor& bags, con
               "g must be (B, p), the logits' shape");
   const Tensor g = g_in.to(W.scalar_type()).contiguous();
   const Tensor twice = W.mul(2);
-  const int64_t B = bags.size(0), width = table.size(1);
-  Tensor gW = want_w ? at::zeros(W.sizes(), table.options()) : Tensor();
-  Tensor gtable = want_uv ? at::zeros(table.sizes(), table.options()) : Tensor();
-  const int64_t rows = std::min(block, B);
-  Tensor z = at::empty({rows, width}, table.options());
-  Tensor h = at::empty({rows, width}, W.options());
-  Tensor gh = at::empty({rows, width}, W.options());
+  const int64_t B = bags.size(0);
+  Gradients out(table, W, std::min(block, B), want_w, want_uv);
   for (int64_t start = 0; start < B; start += block) {
     const int64_t len = std::min(block, B - start);
-    Tensor zb = z.narrow(0, 0, len), hb = h.narrow(0, 0, len), ghb = gh.narrow(0, 0, len);
+    Tensor zb = out.z.narrow(0, 0, len), hb = out.h.narrow(0, 0, len);
+    Tensor ghb = out.gh.narrow(0, 0, len);
     const int64_t* bg = bags.data_ptr<int64_t>() + 2 * start;
     gather_block(table, bg, len, zb, hb);
-    add_block_gradients(g.narrow(0, start, len).t(), hb, zb, twice, ghb, bg, len, gW, gtable);
+    add_block_gradients(g.narrow(0, start, len).t(), hb, zb, twice, ghb, bg, len, out.gW,
+                        out.gtable);
   }
-  return {gW, gtable};
+  return {out.gW, out.gtable};
 }
 
 // The MSE's gradient as torch forms it, transposed: gT[c, i] = norm * (x - t) for the
@@ -213,7 +222,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mse_step(const Tensor& table, const T
                                                     int64_t block, bool want_w,
                                                     bool want_uv) {
   check(table, bags, W, block);
-  const int64_t B = bags.size(0), width = table.size(1), p = W.size(0);
+  const int64_t B = bags.size(0), p = W.size(0);
   TORCH_CHECK(labels.scalar_type() == at::kLong && labels.is_contiguous() &&
                   labels.dim() == 1 && labels.size(0) == B,
               "labels must be a contiguous (B,) int64 tensor");
@@ -225,19 +234,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mse_step(const Tensor& table, const T
   const bool bf16 = W.scalar_type() == at::kBFloat16;
   const bool tp = transposed_products();
   Tensor logits = tp ? at::empty({p, B}, W.options()) : at::empty({B, p}, W.options());
-  Tensor gW = want_w ? at::zeros(W.sizes(), table.options()) : Tensor();
-  Tensor gtable = want_uv ? at::zeros(table.sizes(), table.options()) : Tensor();
   const int64_t rows = std::min(block, B);
-  Tensor z = at::empty({rows, width}, table.options());
-  Tensor h = at::empty({rows, width}, W.options());
-  Tensor gh = at::empty({rows, width}, W.options());
+  Gradients out(table, W, rows, want_w, want_uv);
   Tensor g = at::empty({p * rows}, W.options());
   std::vector<double> sq(p);
   double total = 0;
   for (int64_t start = 0; start < B; start += block) {
     const int64_t len = std::min(block, B - start);
-    Tensor zb = z.narrow(0, 0, len), hb = h.narrow(0, 0, len), ghb = gh.narrow(0, 0, len);
-    Tensor gT = g.narrow(0, 0, p * len).view({p, len});
+    Tensor zb = out.z.narrow(0, 0, len), hb = out.h.narrow(0, 0, len);
+    Tensor ghb = out.gh.narrow(0, 0, len), gT = g.narrow(0, 0, p * len).view({p, len});
     Tensor ob = tp ? logits.narrow(1, start, len) : logits.narrow(0, start, len);
     const int64_t* bg = bags.data_ptr<int64_t>() + 2 * start;
     gather_block(table, bg, len, zb, hb);
@@ -256,11 +261,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mse_step(const Tensor& table, const T
       mse_grad<float, false>(ob.data_ptr<float>(), B, y + start, len, p, norm,
                              gT.data_ptr<float>(), sq.data());
     for (double v : sq) total += v;
-    add_block_gradients(gT, hb, zb, twice, ghb, bg, len, gW, gtable);
+    add_block_gradients(gT, hb, zb, twice, ghb, bg, len, out.gW, out.gtable);
   }
   const Tensor loss = at::scalar_tensor(static_cast<float>(total / static_cast<double>(B * p)),
                                         table.options());
-  return {tp ? logits.t() : logits, loss, gW, gtable};
+  return {tp ? logits.t() : logits, loss, out.gW, out.gtable};
 }
 
 }  // namespace
