@@ -32,6 +32,7 @@ from benchmarks.timing import Figure, interleaved, median_ratio, show
 from interp.models.mlp import fused
 
 SIZES = (128, 256, 512, 1024, None)  # None: the whole batch as one block
+TYPES = {"fp32": None, "bf16": torch.bfloat16}  # the products' type, by name
 
 
 NATIVE = fused._native
@@ -86,15 +87,13 @@ def figures(reps: int = 3, p: int = 97, width: int = 500) -> list[Figure]:
     n = size[2]
     try:
         torch.set_num_threads(1)
-        t = interleaved({"blocked": step_fn(size, None, default),
-                         "one": step_fn(size, None, None),
-                         "plain": step_fn(size, None, None, plain=True),
-                         "python": step_fn(size, None, default, cpp=False),
-                         "bf16": step_fn(size, torch.bfloat16, default),
-                         "bf16 python": step_fn(size, torch.bfloat16, default, cpp=False),
-                         "fused": step_fn(size, None, default, fused_mse=True),
-                         "bf16 fused": step_fn(size, torch.bfloat16, default, fused_mse=True)},
-                        reps, inner=3)
+        sides = {"one": step_fn(size, None, None),
+                 "plain": step_fn(size, None, None, plain=True)}
+        for kind, dtype in TYPES.items():
+            sides |= {kind: step_fn(size, dtype, default),
+                      f"{kind} python": step_fn(size, dtype, default, cpp=False),
+                      f"{kind} fused": step_fn(size, dtype, default, fused_mse=True)}
+        t = interleaved(sides, reps, inner=3)
         for count in (1, os.cpu_count() or 1):
             block_table(p, width, count, reps)
     finally:
@@ -102,24 +101,20 @@ def figures(reps: int = 3, p: int = 97, width: int = 500) -> list[Figure]:
         torch.set_num_threads(threads)
     ms = {k: f"{1000 * min(v):.1f} ms" for k, v in t.items()}
     cpp = "C++" if fused.native_problem() is None else "(no C++ here: Python)"
-    return [Figure("kernel step, fused MSE step vs separate (fp32, 1 thread)",
-                   median_ratio(t["blocked"], t["fused"]), 1.0, True, "x",
-                   f"fused {ms['fused']}, forward, loss and backward apart {ms['blocked']}"),
-            Figure("kernel step, fused MSE step vs separate (bf16, 1 thread)",
-                   median_ratio(t["bf16"], t["bf16 fused"]), 1.0, True, "x",
-                   f"fused {ms['bf16 fused']}, apart {ms['bf16']}"),
-            Figure("kernel step, C++ vs Python blocks (fp32, 1 thread)",
-                   median_ratio(t["python"], t["blocked"]), 1.0, True, "x",
-                   f"{cpp} {ms['blocked']}, Python {ms['python']}; {n} pairs"),
-            Figure("kernel step, C++ vs Python blocks (bf16, 1 thread)",
-                   median_ratio(t["bf16 python"], t["bf16"]), 1.0, True, "x",
-                   f"{cpp} {ms['bf16']}, Python {ms['bf16 python']}"),
-            Figure("kernel step, blocks vs one block (fp32, 1 thread)",
-                   median_ratio(t["one"], t["blocked"]), 1.0, True, "x",
-                   f"blocks of {default} {ms['blocked']}, one block {ms['one']}; {n} pairs"),
-            Figure("kernel step, blocks vs autograd (fp32, 1 thread)",
-                   median_ratio(t["plain"], t["blocked"]), 1.0, True, "x",
-                   f"autograd through gather_pre {ms['plain']}")]
+    out = [Figure(f"kernel step, fused MSE step vs separate ({kind}, 1 thread)",
+                  median_ratio(t[kind], t[f"{kind} fused"]), 1.0, True, "x",
+                  f"fused {ms[kind + ' fused']}, forward, loss and backward apart {ms[kind]}")
+           for kind in TYPES]
+    out += [Figure(f"kernel step, C++ vs Python blocks ({kind}, 1 thread)",
+                   median_ratio(t[f"{kind} python"], t[kind]), 1.0, True, "x",
+                   f"{cpp} {ms[kind]}, Python {ms[kind + ' python']}; {n} pairs")
+            for kind in TYPES]
+    return out + [Figure("kernel step, blocks vs one block (fp32, 1 thread)",
+                         median_ratio(t["one"], t["fp32"]), 1.0, True, "x",
+                         f"blocks of {default} {ms['fp32']}, one block {ms['one']}; {n} pairs"),
+                  Figure("kernel step, blocks vs autograd (fp32, 1 thread)",
+                         median_ratio(t["plain"], t["fp32"]), 1.0, True, "x",
+                         f"autograd through gather_pre {ms['plain']}")]
 
 
 def main(argv: list[str] | None = None) -> list[Figure]:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from interp import native
+from interp.losses import mean_loss
 
 #: The C++ kernel's source.
 NATIVE_SOURCE = Path(__file__).with_name("quadratic.cpp")
@@ -254,4 +255,4 @@ def quadratic_mse(U: torch.Tensor, V: torch.Tensor, W: torch.Tensor, m: torch.Te
     if wanted and _native_for(U, U.dim() == 2, dtype or W.dtype):
         return _QuadraticMSE.apply(U, V, W, m, n, labels.contiguous(), dtype)
     logits = quadratic_logits(U, V, W, m, n, dtype)
-    return logits, F.mse_loss(logits.float(), onehot)
+    return logits, mean_loss(logits.float(), labels, onehot, "mse")

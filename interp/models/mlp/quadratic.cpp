@@ -195,7 +195,8 @@ void mse_grad(const H* logits, int64_t ld, const int64_t* labels, int64_t len, i
       int64_t i = 0;
       for (; i + 8 <= len; i += 8)
         for (int k = 0; k < 8; ++k) {
-          const float d = static_cast<float>(x[(i + k) * si]) - (labels[i + k] == c ? 1.f : 0.f);
+          const float d =
+              static_cast<float>(x[(i + k) * si]) - (labels[i + k] == c ? 1.f : 0.f);
           g[i + k] = static_cast<H>(norm * d);
           lane[k] += static_cast<double>(d) * d;
         }
@@ -211,9 +212,17 @@ void mse_grad(const H* logits, int64_t ld, const int64_t* labels, int64_t len, i
   });
 }
 
+// mse_grad on a block's logits ob, a (p, len) view of rows ld apart when tp, else rows.
+template <typename H>
+void mse_grad_of(const Tensor& ob, bool tp, int64_t ld, const int64_t* labels, int64_t len,
+                 int64_t p, float norm, const Tensor& gT, double* sq) {
+  if (tp) mse_grad<H, true>(ob.data_ptr<H>(), ld, labels, len, p, norm, gT.data_ptr<H>(), sq);
+  else mse_grad<H, false>(ob.data_ptr<H>(), ld, labels, len, p, norm, gT.data_ptr<H>(), sq);
+}
+
 // One training step of the MSE loss against one-hot targets, block by block: the logits
-// (B, p) as forward() gives them (on one thread the transpose of a (p, B) array), their loss (the mean of the squared errors, summed in
-// double in a fixed order) and the gradients of W and of the table rows as backward()
+// (B, p) as forward() gives them (on one thread the transpose of a (p, B) array), their
+// loss (the mean of the squared errors, summed in double in a fixed order) and the gradients of W and of the table rows as backward()
 // gives them for the MSE's gradient g = norm * (logits - onehot) (norm = 2 / numel, in
 // float, as torch forms it). Each block is gathered and squared once and its gradient
 // formed while it is in cache.
@@ -248,18 +257,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mse_step(const Tensor& table, const T
     gather_block(table, bg, len, zb, hb);
     if (tp) at::mm_out(ob, W, hb.t());
     else at::mm_out(ob, hb, W.t());
-    if (bf16 && tp)
-      mse_grad<c10::BFloat16, true>(ob.data_ptr<c10::BFloat16>(), B, y + start, len, p, norm,
-                                    gT.data_ptr<c10::BFloat16>(), sq.data());
-    else if (bf16)
-      mse_grad<c10::BFloat16, false>(ob.data_ptr<c10::BFloat16>(), B, y + start, len, p, norm,
-                                     gT.data_ptr<c10::BFloat16>(), sq.data());
-    else if (tp)
-      mse_grad<float, true>(ob.data_ptr<float>(), B, y + start, len, p, norm,
-                            gT.data_ptr<float>(), sq.data());
-    else
-      mse_grad<float, false>(ob.data_ptr<float>(), B, y + start, len, p, norm,
-                             gT.data_ptr<float>(), sq.data());
+    if (bf16) mse_grad_of<c10::BFloat16>(ob, tp, B, y + start, len, p, norm, gT, sq.data());
+    else mse_grad_of<float>(ob, tp, B, y + start, len, p, norm, gT, sq.data());
     for (double v : sq) total += v;
     add_block_gradients(gT, hb, zb, twice, ghb, bg, len, out.gW, out.gtable);
   }
