@@ -5,18 +5,22 @@ moments, with one line on stderr and the shell's code, 128 + the signal (130 for
 Python raises an exception wherever the main thread is when the signal arrives, and some
 places take it badly: inside torch's C++ start it aborts the process (SIGABRT), inside
 numpy's it leaves numpy half loaded (an AttributeError later), in a finalizer run by the
-garbage collector it is swallowed (a resume once ran on after Ctrl-C). So the handler
-remembers every signal, holds it back while a command loads its modules
-(:func:`deferred_interrupts`), and a run's subscriber (:class:`Interruptible`) raises a
-swallowed one again at the next step. :func:`interrupts` installs the handler for the
-time a command runs, even when the command was started with SIGINT ignored (a background
-job of a script: ``kill -INT`` must still stop it).
+garbage collector or an import's lock it is swallowed, and Python prints "Exception
+ignored in" with a traceback (a resume once ran on after Ctrl-C). So the handler
+remembers every signal and holds it back while a command loads its modules
+(:func:`deferred_interrupts`); one swallowed by a finalizer is delivered again, silently,
+as soon as the finalizer has returned (:func:`_swallowed`), and a run's subscriber
+(:class:`Interruptible`) raises it at the next step in any case. :func:`interrupts`
+installs the handler for the time a command runs, even when the command was started with
+SIGINT ignored (a background job of a script: ``kill -INT`` must still stop it).
 """
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -43,11 +47,32 @@ def _received(signum: int, frame: Any) -> None:
         raise Interrupted(signum)
 
 
+def _swallowed(previous: Any) -> Any:
+    """An unraisable-exception hook that takes an :class:`Interrupted` a finalizer could not
+    raise (the garbage collector's, an import lock's weakref callback) and delivers its
+    signal again, to be raised where the main thread goes on; every other exception goes
+    to ``previous``."""
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, Interrupted):
+            # from another thread, once this hook has returned: in the main thread the
+            # handler would run at once, in here, where it would be swallowed again
+            again = threading.Timer(0.005, _thread.interrupt_main,
+                                    args=(unraisable.exc_value.signum,))
+            again.daemon = True
+            again.start()
+        else:
+            previous(unraisable)
+    hook.swallows_interrupts = True  # type: ignore[attr-defined]
+    return hook
+
+
 def catch_interrupts() -> None:
     """Install the handler for the whole process (``interp``'s ``main``: the command line
     loads and parses under it)."""
     for sig in SIGNALS:
         signal.signal(sig, _received)
+    if not getattr(sys.unraisablehook, "swallows_interrupts", False):
+        sys.unraisablehook = _swallowed(sys.unraisablehook)
 
 
 @contextlib.contextmanager
@@ -60,9 +85,11 @@ def interrupts() -> Iterator[None]:
         return
     _RECEIVED.clear()
     before = {sig: signal.signal(sig, _received) for sig in SIGNALS}
+    hook, sys.unraisablehook = sys.unraisablehook, _swallowed(sys.unraisablehook)
     try:
         yield
     finally:
+        sys.unraisablehook = hook
         for sig, handler in before.items():
             signal.signal(sig, handler)
 

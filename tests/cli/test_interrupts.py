@@ -209,3 +209,24 @@ def test_an_interrupted_two_worker_sweep_keeps_finished_cells_and_resumes(tmp_pa
     spec = SweepSpec.from_json((out / "sweep.json").read_text())
     for cid, cfg in cells(spec):
         assert_same_weights(out / "cells" / f"{cid}.h5", cfg)
+
+
+def test_a_signal_a_finalizer_swallows_is_raised_again_without_a_word(capsys):
+    """A signal that arrives inside a finalizer (an import lock's weakref callback, as one
+    Ctrl-C of a resume did) cannot be raised there: Python printed "Exception ignored in"
+    and a traceback, and the command ran on. It is delivered again once the finalizer has
+    returned, and nothing is printed."""
+    from interp.cli.interrupts import Interrupted, interrupts
+
+    class SignalledInItsFinalizer:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(Interrupted) as caught:
+        with interrupts():
+            finalized = SignalledInItsFinalizer()
+            del finalized
+            for _ in range(100):
+                time.sleep(0.01)
+    assert caught.value.signum == signal.SIGINT
+    assert capsys.readouterr().err == ""
