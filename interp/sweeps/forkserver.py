@@ -1,9 +1,10 @@
 """How a sweep's local workers start, without torch: forked from multiprocessing's fork
-server, which imports :mod:`interp.sweeps.workers` (torch included) once per sweep, so
-that workers start in a fraction of a second instead of each importing torch (about
-1.5 s, two at once competing for the cores); spawned where there is no fork server
-(Windows). Either way a worker starts from a fresh interpreter's state, never from a copy
-of the caller's, and imports the calling script as spawned processes do.
+server, which imports :mod:`interp.sweeps.workers` (torch included) once per sweep
+(:mod:`interp.sweeps.preload`), so that workers start in a fraction of a second instead
+of each importing torch (about 1.5 s, two at once competing for the cores); spawned
+where there is no fork server (Windows). Either way a worker starts from a fresh
+interpreter's state, never from a copy of the caller's, and imports the calling script as
+spawned processes do.
 
 ``interp sweep`` starts the fork server (:func:`start`) before it imports torch itself,
 so that the two imports overlap (about 1 s of a sweep's start-up on two cores)."""
@@ -16,7 +17,7 @@ import multiprocessing.forkserver
 import os
 import sys
 
-WORKERS = "interp.sweeps.workers"
+PRELOAD = "interp.sweeps.preload"
 
 
 def pool_context() -> multiprocessing.context.BaseContext:
@@ -26,7 +27,7 @@ def pool_context() -> multiprocessing.context.BaseContext:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([WORKERS])
+    context.set_forkserver_preload([PRELOAD])
     _serve()
     return context
 

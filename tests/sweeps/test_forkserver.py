@@ -45,3 +45,23 @@ def test_workers_import_the_commands_interp_not_one_in_the_current_folder(tmp_pa
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("2 cells: 2 trained"), done.stdout
     assert not marker.exists(), "a process of the sweep imported the other interp"
+
+
+def _worker_state() -> tuple[int, bool, bool]:
+    import gc
+    import sys
+    return gc.get_freeze_count(), "torch._dynamo" in sys.modules, gc.isenabled()
+
+
+@pytest.mark.skipif("forkserver" not in multiprocessing.get_all_start_methods(),
+                    reason="this platform has no fork server (workers are spawned)")
+def test_workers_fork_with_torchs_optimizer_imports_loaded_and_their_objects_frozen():
+    """The fork server imports what a worker's first cell would (``torch._dynamo``, which
+    torch's optimizers import on first use) and freezes the objects of its imports, so
+    that no worker's garbage collector traverses them; the collector itself is on."""
+    import concurrent.futures as cf
+
+    with cf.ProcessPoolExecutor(1, mp_context=forkserver.pool_context()) as pool:
+        frozen, dynamo, enabled = pool.submit(_worker_state).result(timeout=300)
+    assert dynamo and enabled
+    assert frozen > 100_000, frozen
