@@ -13,10 +13,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "interp"
 #: The pipeline, in the order data flows; a module may import its own layer or earlier ones.
-LAYERS = ("interp.version", "interp.validate", "interp.devices", "interp.native", "interp.jsonable",
-          "interp.losses", "interp.phases", "interp.models", "interp.config", "interp.data",
-          "interp.records", "interp.evaluation", "interp.store", "interp.training",
-          "interp.analysis", "interp.reports", "interp.sweeps", "interp.plots", "interp.cli")
+LAYERS = ("interp.version", "interp.imports", "interp.validate", "interp.devices",
+          "interp.native", "interp.jsonable", "interp.losses", "interp.phases", "interp.models",
+          "interp.config", "interp.data", "interp.records", "interp.evaluation", "interp.store",
+          "interp.training", "interp.analysis", "interp.reports", "interp.sweeps",
+          "interp.plots", "interp.cli")
 #: What analysis (pure array functions) must never import, directly or through interp.
 NOT_IN_ANALYSIS = ("h5py", "typer", "rich", "matplotlib", "safetensors", "dask", "distributed",
                    "interp.store", "interp.training", "interp.reports", "interp.sweeps",

@@ -25,6 +25,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from interp.imports import loading
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 #: The signals received since the handler was installed, and whether they are held back
@@ -96,11 +98,12 @@ def interrupts() -> Iterator[None]:
 
 @contextlib.contextmanager
 def deferred_interrupts() -> Iterator[None]:
-    """Hold signals back while a command loads its modules, and raise one once they
-    have."""
+    """Hold signals back while a command loads its modules (without the garbage
+    collector: :func:`interp.imports.loading`), and raise one once they have."""
     _DEFERRED.append(True)
     try:
-        yield
+        with loading():
+            yield
     finally:
         _DEFERRED.pop()
     if _RECEIVED:
