@@ -34,12 +34,18 @@ NATIVE_SOURCE = Path(__file__).with_name("quadratic.cpp")
 BLOCK_ROWS = 512
 
 
-def _stacked_rows(U: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (N, p) or (M, N, p) weights as a contiguous (M p, N) table of rows, and the
-    flat row of each index in m shape=(B,) or (M, B) (model i's rows start at i p)."""
-    p, width = U.shape[-1], U.shape[-2]
-    offset = (torch.arange(U.numel() // (p * width), device=m.device) * p)
-    return U.mT.reshape(-1, width).contiguous(), m + offset.view(*m.shape[:-1], 1)
+def _rows(U: torch.Tensor) -> torch.Tensor:
+    """The (N, p) or (M, N, p) weights as an (M p, N) table of rows (one model's: a
+    view, not contiguous)."""
+    return U.mT.reshape(-1, U.shape[-2])
+
+
+def _row_index(U: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """The row of :func:`_rows` of each index in m shape=(B,) or (M, B) (model i's rows
+    start at i p)."""
+    p = U.shape[-1]
+    offset = (torch.arange(U.numel() // (p * U.shape[-2]), device=m.device) * p)
+    return m + offset.view(*m.shape[:-1], 1)
 
 
 def gather_pre(U: torch.Tensor, V: torch.Tensor, m: torch.Tensor,
@@ -50,7 +56,8 @@ def gather_pre(U: torch.Tensor, V: torch.Tensor, m: torch.Tensor,
     is a gather of rows of the (p, N) transposes, never a matmul with one-hot vectors;
     its backward is a scatter-add into p rows (per model).
     """
-    (rows_u, i_m), (rows_v, i_n) = _stacked_rows(U, m), _stacked_rows(V, n)
+    rows_u, rows_v = _rows(U).contiguous(), _rows(V).contiguous()
+    i_m, i_n = _row_index(U, m), _row_index(V, n)
     z = rows_u.index_select(0, i_m.reshape(-1)) + rows_v.index_select(0, i_n.reshape(-1))
     return z.view(*m.shape, U.shape[-2])
 
@@ -67,8 +74,9 @@ def _tables(U: torch.Tensor, V: torch.Tensor, m: torch.Tensor,
     """The rows of U then of V as one table (2 M p, N), and each example's bag of two
     rows in it, shape=(*m.shape, 2): the forward's gather is a summing embedding_bag (one
     pass), the backward's scatter two index_adds into the table."""
-    (rows_u, i_m), (rows_v, i_n) = _stacked_rows(U, m), _stacked_rows(V, n)
-    return torch.cat([rows_u, rows_v]), torch.stack([i_m, i_n + len(rows_u)], -1)
+    rows_u, rows_v = _rows(U), _rows(V)  # copied once, by cat, into one contiguous table
+    bags = torch.stack([_row_index(U, m), _row_index(V, n) + len(rows_u)], -1)
+    return torch.cat([rows_u, rows_v]), bags
 
 
 def _block_pre(table: torch.Tensor, bags: torch.Tensor, block: slice) -> torch.Tensor:
@@ -236,6 +244,8 @@ class _QuadraticMSE(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_logits: torch.Tensor | None, g_loss: torch.Tensor):
+        if bool(g_loss == 1):  # training's: times one is the same bits, without a pass
+            return (*ctx.grads, None, None, None, None)
         return (*(None if t is None else t * g_loss for t in ctx.grads),
                 None, None, None, None)
 

@@ -71,39 +71,52 @@ void gather_block(const Tensor& table, const int64_t* bg, int64_t len, Tensor& z
                                zb.data_ptr<float>(), hb.data_ptr<float>());
 }
 
-// Adds a block's share of W's gradient (gT @ h, summed in float32) and of the table rows'
-// (gh = g @ 2W, then gh * z into both rows of each example), given the transpose gT (p,
-// len) of the logits' gradient; an undefined gW or gtable is not wanted.
-void add_block_gradients(const Tensor& gT, const Tensor& hb, const Tensor& zb,
-                         const Tensor& twice, Tensor& ghb, const int64_t* bg, int64_t len,
-                         Tensor& gW, Tensor& gtable) {
-  const bool bf16 = hb.scalar_type() == at::kBFloat16;
-  if (gW.defined()) {
-    if (bf16) gW.add_(at::mm(gT, hb).to(at::kFloat));
-    else gW.addmm_(gT, hb);
-  }
-  if (gtable.defined()) {
-    at::mm_out(ghb, gT.t(), twice);
-    if (bf16)
-      scatter_gz<c10::BFloat16>(ghb.data_ptr<c10::BFloat16>(), zb.data_ptr<float>(), bg, len,
-                                zb.size(1), gtable.data_ptr<float>());
-    else
-      scatter_gz<float>(ghb.data_ptr<float>(), zb.data_ptr<float>(), bg, len, zb.size(1),
-                        gtable.data_ptr<float>());
-  }
-}
-
 // The gradients of W and of the table rows (undefined where not wanted) and the buffers
-// of one block: z (float32), h and gh (in W's type), of `rows` rows.
+// of one block: z (float32), h and gh (in W's type), of `rows` rows, and in bf16 the
+// block's share of W's gradient before it is added in float32.
 struct Gradients {
-  Tensor gW, gtable, z, h, gh;
+  Tensor gW, gtable, z, h, gh, share;
   Gradients(const Tensor& table, const Tensor& W, int64_t rows, bool want_w, bool want_uv)
       : gW(want_w ? at::zeros(W.sizes(), table.options()) : Tensor()),
         gtable(want_uv ? at::zeros(table.sizes(), table.options()) : Tensor()),
         z(at::empty({rows, table.size(1)}, table.options())),
         h(at::empty({rows, table.size(1)}, W.options())),
-        gh(at::empty({rows, table.size(1)}, W.options())) {}
+        gh(at::empty({rows, table.size(1)}, W.options())),
+        share(want_w && W.scalar_type() == at::kBFloat16 ? at::empty(W.sizes(), W.options())
+                                                         : Tensor()) {}
 };
+
+// Adds a block's share of W's gradient (gT @ h, summed in float32: in bf16 the product's
+// bf16 result, as at::mm gives it, added in float) and of the table rows' (gh = g @ 2W,
+// then gh * z into both rows of each example), given the transpose gT (p, len) of the
+// logits' gradient and the block's h and z; into out's gW and gtable where defined.
+void add_block_gradients(const Tensor& gT, const Tensor& hb, const Tensor& zb,
+                         const Tensor& twice, Tensor& ghb, const int64_t* bg, int64_t len,
+                         Gradients& out) {
+  const bool bf16 = hb.scalar_type() == at::kBFloat16;
+  if (out.gW.defined()) {
+    if (bf16) {
+      at::mm_out(out.share, gT, hb);
+      const c10::BFloat16* part = out.share.data_ptr<c10::BFloat16>();
+      float* gw = out.gW.data_ptr<float>();
+      const int64_t size = out.gW.numel();
+      at::parallel_for(0, size, 4096, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) gw[i] += static_cast<float>(part[i]);
+      });
+    } else {
+      out.gW.addmm_(gT, hb);
+    }
+  }
+  if (out.gtable.defined()) {
+    at::mm_out(ghb, gT.t(), twice);
+    if (bf16)
+      scatter_gz<c10::BFloat16>(ghb.data_ptr<c10::BFloat16>(), zb.data_ptr<float>(), bg, len,
+                                zb.size(1), out.gtable.data_ptr<float>());
+    else
+      scatter_gz<float>(ghb.data_ptr<float>(), zb.data_ptr<float>(), bg, len, zb.size(1),
+                        out.gtable.data_ptr<float>());
+  }
+}
 
 void check(const Tensor& table, const Tensor& bags, const Tensor& W, int64_t block) {
   TORCH_CHECK(block > 0, "block must be a positive number of rows");
@@ -172,8 +185,7 @@ std::tuple<Tensor, Tensor> backward(const Tensor& table, const Tensor& bags, con
     Tensor ghb = out.gh.narrow(0, 0, len);
     const int64_t* bg = bags.data_ptr<int64_t>() + 2 * start;
     gather_block(table, bg, len, zb, hb);
-    add_block_gradients(g.narrow(0, start, len).t(), hb, zb, twice, ghb, bg, len, out.gW,
-                        out.gtable);
+    add_block_gradients(g.narrow(0, start, len).t(), hb, zb, twice, ghb, bg, len, out);
   }
   return {out.gW, out.gtable};
 }
@@ -260,7 +272,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mse_step(const Tensor& table, const T
     if (bf16) mse_grad_of<c10::BFloat16>(ob, tp, B, y + start, len, p, norm, gT, sq.data());
     else mse_grad_of<float>(ob, tp, B, y + start, len, p, norm, gT, sq.data());
     for (double v : sq) total += v;
-    add_block_gradients(gT, hb, zb, twice, ghb, bg, len, out.gW, out.gtable);
+    add_block_gradients(gT, hb, zb, twice, ghb, bg, len, out);
   }
   const Tensor loss = at::scalar_tensor(static_cast<float>(total / static_cast<double>(B * p)),
                                         table.options());
