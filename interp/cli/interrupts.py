@@ -53,7 +53,10 @@ def _swallowed(previous: Any) -> Any:
     """An unraisable-exception hook that takes an :class:`Interrupted` a finalizer could not
     raise (the garbage collector's, an import lock's weakref callback) and delivers its
     signal again, to be raised where the main thread goes on; every other exception goes
-    to ``previous``."""
+    to ``previous`` (``previous`` itself where it is such a hook already)."""
+    if getattr(previous, "swallows_interrupts", False):
+        return previous
+
     def hook(unraisable: Any) -> None:
         if isinstance(unraisable.exc_value, Interrupted):
             # from another thread, once this hook has returned: in the main thread the
@@ -73,8 +76,7 @@ def catch_interrupts() -> None:
     loads and parses under it)."""
     for sig in SIGNALS:
         signal.signal(sig, _received)
-    if not getattr(sys.unraisablehook, "swallows_interrupts", False):
-        sys.unraisablehook = _swallowed(sys.unraisablehook)
+    sys.unraisablehook = _swallowed(sys.unraisablehook)
 
 
 @contextlib.contextmanager

@@ -1,6 +1,7 @@
-// The quadratic MLP's blocked kernel on the CPU, one model, as two ATen operators: the
-// same computation as the Python blocks of interp/models/mlp/fused.py (its reference),
-// bit for bit, with the elementwise passes fused and run in cache. Per block of rows: the
+// The quadratic MLP's blocked kernel on the CPU, one model, as three ATen operators (the
+// forward, the backward and the MSE's training step in one pass): the same computation as
+// the Python blocks of interp/models/mlp/fused.py (its reference), bit for bit, with the
+// elementwise passes fused and run in cache. Per block of rows: the
 // gather of two table rows, their sum z and its square h in one pass (h in the products'
 // type); the products through ATen (the same calls as the reference's); in the backward
 // gz = (2 g W) * z added into the two table rows of each example in one pass, in example
@@ -60,15 +61,22 @@ void scatter_gz(const H* gh, const float* z, const int64_t* bags, int64_t rows, 
   });
 }
 
-// A block's z (float32) and h (in hb's type: W's) from its bags bg.
-void gather_block(const Tensor& table, const int64_t* bg, int64_t len, Tensor& zb,
-                  Tensor& hb) {
-  if (hb.scalar_type() == at::kBFloat16)
-    gather_square<c10::BFloat16, true>(table.data_ptr<float>(), bg, len, table.size(1),
-                                       zb.data_ptr<float>(), hb.data_ptr<c10::BFloat16>());
-  else
-    gather_square<float, true>(table.data_ptr<float>(), bg, len, table.size(1),
-                               zb.data_ptr<float>(), hb.data_ptr<float>());
+// A block's h (in hb's type: W's) from its bags bg, and its z (float32) where zb is
+// defined (the backward's; the forward keeps none).
+void gather_block(const Tensor& table, const int64_t* bg, int64_t len, const Tensor& zb,
+                  const Tensor& hb) {
+  const float* rows = table.data_ptr<float>();
+  const int64_t width = table.size(1);
+  float* z = zb.defined() ? zb.data_ptr<float>() : nullptr;
+  if (hb.scalar_type() == at::kBFloat16) {
+    c10::BFloat16* h = hb.data_ptr<c10::BFloat16>();
+    if (z) gather_square<c10::BFloat16, true>(rows, bg, len, width, z, h);
+    else gather_square<c10::BFloat16, false>(rows, bg, len, width, nullptr, h);
+  } else {
+    float* h = hb.data_ptr<float>();
+    if (z) gather_square<float, true>(rows, bg, len, width, z, h);
+    else gather_square<float, false>(rows, bg, len, width, nullptr, h);
+  }
 }
 
 // The gradients of W and of the table rows (undefined where not wanted) and the buffers
@@ -150,12 +158,7 @@ Tensor forward(const Tensor& table, const Tensor& bags, const Tensor& W, int64_t
     const int64_t len = std::min(block, B - start);
     Tensor hb = h.narrow(0, 0, len), ob = out.narrow(0, start, len);
     const int64_t* bg = bags.data_ptr<int64_t>() + 2 * start;
-    if (W.scalar_type() == at::kFloat)
-      gather_square<float, false>(table.data_ptr<float>(), bg, len, width, nullptr,
-                                  hb.data_ptr<float>());
-    else
-      gather_square<c10::BFloat16, false>(table.data_ptr<float>(), bg, len, width, nullptr,
-                                          hb.data_ptr<c10::BFloat16>());
+    gather_block(table, bg, len, Tensor(), hb);
     if (tp) {  // transposed into the block's rows while it is in cache
       Tensor obT = oT.narrow(0, 0, p * len).view({p, len});
       at::mm_out(obT, W, hb.t());
@@ -234,9 +237,9 @@ void mse_grad_of(const Tensor& ob, bool tp, int64_t ld, const int64_t* labels, i
 
 // One training step of the MSE loss against one-hot targets, block by block: the logits
 // (B, p) as forward() gives them (on one thread the transpose of a (p, B) array), their
-// loss (the mean of the squared errors, summed in double in a fixed order) and the gradients of W and of the table rows as backward()
-// gives them for the MSE's gradient g = norm * (logits - onehot) (norm = 2 / numel, in
-// float, as torch forms it). Each block is gathered and squared once and its gradient
+// loss (the mean of the squared errors, summed in double in a fixed order) and the
+// gradients of W and of the table rows as backward() gives them for the MSE's gradient
+// g = norm * (logits - onehot) (norm = 2 / numel, in float, as torch forms it). Each block is gathered and squared once and its gradient
 // formed while it is in cache.
 std::tuple<Tensor, Tensor, Tensor, Tensor> mse_step(const Tensor& table, const Tensor& bags,
                                                     const Tensor& W, const Tensor& labels,
